@@ -1,0 +1,1 @@
+"""refundguard: keeps in-app-purchase access in step with Apple and Google refunds."""

@@ -1,0 +1,360 @@
+"""The entitlement ledger's model and its one decision, pure: no I/O, no clock, no randomness.
+
+Every source (Google Play, Apple, an admin) turns what it received into a ``LedgerEvent``; the store
+reads the entitlement and whether the event was already seen, calls ``decide`` and writes what it
+returns, all in one transaction. The rules, each tested in ``tests/test_ledger.py``:
+
+- the same event id twice: the second changes nothing and writes nothing (``DUPLICATE``);
+- an event older than the newest state-setting event already applied is recorded as ``STALE`` and
+  changes nothing (a late "purchased" never re-activates a refunded purchase);
+- a revocation for a purchase never seen creates a ``revoked`` entitlement (a tombstone), so its
+  late purchase notification, being older, stays stale;
+- an admin re-grant or revoke is an event at the moment it was made, so store events older than it
+  are stale, and a newer store revocation revokes again (the stores stay the arbiters);
+- informational events (``effect is None``) are ``RECORDED``: kept in history, never stale, never
+  blocking a later-arriving older revocation;
+- two state-setting events with the same event time resolve the same way in either order: the more
+  restrictive status wins (revoked > expired > on hold/paused > canceled > active), and an admin
+  action wins a tie with a store event.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import rejected
+
+PRODUCTION = "Production"
+
+
+class StoreName(str, enum.Enum):
+    GOOGLE = "google"
+    APPLE = "apple"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Source(str, enum.Enum):
+    """Who produced an event: a store's notification or a person through the admin function."""
+
+    GOOGLE = "google"
+    APPLE = "apple"
+    ADMIN = "admin"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Status(str, enum.Enum):
+    ACTIVE = "active"
+    REVOKED = "revoked"  # refunded or revoked: no access
+    EXPIRED = "expired"
+    ON_HOLD = "on_hold"  # Google account hold: no access while on hold
+    PAUSED = "paused"  # Google subscription paused: no access while paused
+    CANCELED = "canceled"  # a pending purchase was cancelled: access never granted
+    UNKNOWN = "unknown"  # only informational events seen so far
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def grants_access(self) -> bool:
+        return self is Status.ACTIVE
+
+
+class Effect(str, enum.Enum):
+    """What an event did, as written in history."""
+
+    APPLIED = "applied"  # the event set the status (possibly to the same value)
+    RECORDED = "recorded"  # informational: kept in history, status untouched
+    STALE = "stale"  # older than the newest applied event: kept in history, status untouched
+    DUPLICATE = "duplicate"  # seen before: nothing written
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Ties between state-setting events with equal event times: the more restrictive status wins.
+_TIE_RANK = {
+    Status.ACTIVE: 1,
+    Status.UNKNOWN: 0,
+    Status.CANCELED: 2,
+    Status.PAUSED: 3,
+    Status.ON_HOLD: 3,
+    Status.EXPIRED: 4,
+    Status.REVOKED: 5,
+}
+
+_PURCHASE_ID = re.compile(r"[A-Za-z0-9._:~+=-]{1,1024}")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,400}")
+
+
+def check_purchase_id(purchase_id: str) -> str:
+    """Google purchase tokens use letters, digits, '.', '-', '_'; Apple ids are digits."""
+    if not isinstance(purchase_id, str) or not _PURCHASE_ID.fullmatch(purchase_id):
+        raise rejected(
+            "bad_purchase_id",
+            "purchase id must be 1-1024 characters of letters, digits and . _ - : ~ + =",
+        )
+    return purchase_id
+
+
+def namespace(store: StoreName, environment: str = PRODUCTION) -> str:
+    """``google``, ``apple``, ``apple-sandbox``...: Sandbox and Production never share a key."""
+    if environment == PRODUCTION:
+        return store.value
+    return f"{store.value}-{environment.lower()}"
+
+
+def document_id(store: StoreName, purchase_id: str, environment: str = PRODUCTION) -> str:
+    """The Firestore document id of an entitlement: ``<namespace>:<purchase id>``."""
+    return f"{namespace(store, environment)}:{check_purchase_id(purchase_id)}"
+
+
+def parse_namespace(value: str) -> tuple[StoreName, str]:
+    """The inverse of ``namespace``: ``apple-sandbox`` -> (APPLE, "Sandbox")."""
+    store_part, _, env_part = value.partition("-")
+    try:
+        store = StoreName(store_part)
+    except ValueError:
+        raise rejected(
+            "unknown_store", f"store must be google, apple or apple-sandbox, not {value!r}"
+        ) from None
+    if not env_part:
+        return store, PRODUCTION
+    if store is StoreName.APPLE and env_part in ("sandbox", "xcode", "localtesting"):
+        return store, {"sandbox": "Sandbox", "xcode": "Xcode", "localtesting": "LocalTesting"}[env_part]
+    raise rejected("unknown_store", f"store must be google, apple or apple-sandbox, not {value!r}")
+
+
+def history_id(source: Source, event_id: str) -> str:
+    """The history document id of an event: readable when safe, else a digest."""
+    candidate = f"{source.value}:{event_id}"
+    if _SAFE_ID.fullmatch(candidate):
+        return candidate
+    return f"{source.value}:h:{hashlib.sha256(event_id.encode()).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One thing that happened to one purchase, from one source."""
+
+    store: StoreName
+    purchase_id: str
+    event_id: str  # Pub/Sub messageId, Apple notificationUUID, an admin action id
+    source: Source
+    type: str  # e.g. VOIDED_PURCHASE, SUBSCRIPTION_PURCHASED, REFUND, ADMIN_REGRANT
+    event_time_ms: int
+    effect: Status | None  # the status the event asks for; None: informational only
+    environment: str = PRODUCTION
+    product_id: str | None = None
+    user_id: str | None = None
+    actor: str | None = None  # admin's email for admin actions
+    reason: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)  # JSON-safe facts shown in history
+
+    def __post_init__(self) -> None:
+        check_purchase_id(self.purchase_id)
+        if not self.event_id:
+            raise rejected("missing_event_id", "an event needs an id")
+
+    @property
+    def document_id(self) -> str:
+        return document_id(self.store, self.purchase_id, self.environment)
+
+    @property
+    def history_id(self) -> str:
+        return history_id(self.source, self.event_id)
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    store: StoreName
+    purchase_id: str
+    environment: str
+    status: Status
+    product_id: str | None = None
+    user_id: str | None = None
+    last_event_time_ms: int | None = None  # newest state-setting event applied
+    last_event_id: str | None = None
+    last_event_type: str | None = None
+    last_source: Source | None = None
+    created_ms: int = 0
+    updated_ms: int = 0
+    history_count: int = 0
+
+    @property
+    def document_id(self) -> str:
+        return document_id(self.store, self.purchase_id, self.environment)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store.value,
+            "purchase_id": self.purchase_id,
+            "environment": self.environment,
+            "status": self.status.value,
+            "product_id": self.product_id,
+            "user_id": self.user_id,
+            "last_event_time_ms": self.last_event_time_ms,
+            "last_event_id": self.last_event_id,
+            "last_event_type": self.last_event_type,
+            "last_source": self.last_source.value if self.last_source else None,
+            "created_ms": self.created_ms,
+            "updated_ms": self.updated_ms,
+            "history_count": self.history_count,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Entitlement:
+        last_source = data.get("last_source")
+        return cls(
+            store=StoreName(data["store"]),
+            purchase_id=data["purchase_id"],
+            environment=data.get("environment", PRODUCTION),
+            status=Status(data["status"]),
+            product_id=data.get("product_id"),
+            user_id=data.get("user_id"),
+            last_event_time_ms=data.get("last_event_time_ms"),
+            last_event_id=data.get("last_event_id"),
+            last_event_type=data.get("last_event_type"),
+            last_source=Source(last_source) if last_source else None,
+            created_ms=int(data.get("created_ms") or 0),
+            updated_ms=int(data.get("updated_ms") or 0),
+            history_count=int(data.get("history_count") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event_id: str
+    source: Source
+    type: str
+    event_time_ms: int
+    received_ms: int
+    effect: Effect
+    status_before: Status | None
+    status_after: Status
+    actor: str | None = None
+    reason: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "source": self.source.value,
+            "type": self.type,
+            "event_time_ms": self.event_time_ms,
+            "received_ms": self.received_ms,
+            "effect": self.effect.value,
+            "status_before": self.status_before.value if self.status_before else None,
+            "status_after": self.status_after.value,
+            "actor": self.actor,
+            "reason": self.reason,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
+        before = data.get("status_before")
+        return cls(
+            event_id=data["event_id"],
+            source=Source(data["source"]),
+            type=data["type"],
+            event_time_ms=int(data["event_time_ms"]),
+            received_ms=int(data["received_ms"]),
+            effect=Effect(data["effect"]),
+            status_before=Status(before) if before else None,
+            status_after=Status(data["status_after"]),
+            actor=data.get("actor"),
+            reason=data.get("reason"),
+            details=dict(data.get("details") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to write: nothing for a duplicate, else the new entitlement and one history entry."""
+
+    effect: Effect
+    entitlement: Entitlement | None  # the entitlement after the event (None: duplicate of nothing)
+    history: HistoryEntry | None  # None for a duplicate: nothing is written
+
+    @property
+    def writes(self) -> bool:
+        return self.history is not None
+
+
+def _wins(current: Entitlement, event: LedgerEvent) -> bool:
+    """Whether a state-setting event is applied, by event time (ties: see the module docstring)."""
+    last = current.last_event_time_ms
+    if last is None or event.event_time_ms > last:
+        return True
+    if event.event_time_ms < last:
+        return False
+    assert event.effect is not None
+    if event.source is Source.ADMIN and current.last_source is not Source.ADMIN:
+        return True
+    if current.last_source is Source.ADMIN and event.source is not Source.ADMIN:
+        return False
+    return _TIE_RANK[event.effect] >= _TIE_RANK[current.status]
+
+
+def decide(
+    current: Entitlement | None, event: LedgerEvent, *, already_seen: bool, now_ms: int
+) -> Decision:
+    """What ``event`` does to ``current`` (None: never seen). Pure: the caller does the I/O."""
+    if already_seen:
+        return Decision(Effect.DUPLICATE, current, None)
+
+    before = current.status if current else None
+    base = current or Entitlement(
+        store=event.store,
+        purchase_id=event.purchase_id,
+        environment=event.environment,
+        status=Status.UNKNOWN,
+        created_ms=now_ms,
+    )
+    if event.effect is None:
+        effect = Effect.RECORDED
+    elif _wins(base, event):
+        effect = Effect.APPLIED
+    else:
+        effect = Effect.STALE
+
+    after = replace(
+        base,
+        product_id=base.product_id or event.product_id,
+        user_id=base.user_id or event.user_id,
+        updated_ms=now_ms,
+        history_count=base.history_count + 1,
+    )
+    if effect is Effect.APPLIED:
+        assert event.effect is not None
+        after = replace(
+            after,
+            status=event.effect,
+            last_event_time_ms=event.event_time_ms,
+            last_event_id=event.event_id,
+            last_event_type=event.type,
+            last_source=event.source,
+        )
+    history = HistoryEntry(
+        event_id=event.event_id,
+        source=event.source,
+        type=event.type,
+        event_time_ms=event.event_time_ms,
+        received_ms=now_ms,
+        effect=effect,
+        status_before=before,
+        status_after=after.status,
+        actor=event.actor,
+        reason=event.reason,
+        details=event.details,
+    )
+    return Decision(effect, after, history)
