@@ -1,0 +1,33 @@
+# Every API the deployment uses. disable_on_destroy = false: destroying this stack must never switch
+# off an API that something else in the project may depend on.
+locals {
+  required_apis = toset([
+    "artifactregistry.googleapis.com",     # Cloud Functions stores the built images here
+    "cloudbuild.googleapis.com",           # Cloud Functions builds the source with Cloud Build
+    "cloudfunctions.googleapis.com",       # the three functions
+    "cloudresourcemanager.googleapis.com", # data.google_project (project number)
+    "firestore.googleapis.com",            # the entitlement ledger
+    "iam.googleapis.com",                  # service accounts
+    "iamcredentials.googleapis.com",       # OIDC tokens minted for the Pub/Sub push identity
+    "logging.googleapis.com",              # function logs
+    "monitoring.googleapis.com",           # the dead-letter alert policy
+    "pubsub.googleapis.com",               # Google Play RTDN topic, push and dead-letter subscriptions
+    "run.googleapis.com",                  # Cloud Functions gen2 runs on Cloud Run
+    "storage.googleapis.com",              # the function source bucket
+  ])
+}
+
+resource "google_project_service" "apis" {
+  for_each = local.required_apis
+
+  project                    = var.project_id
+  service                    = each.value
+  disable_on_destroy         = false
+  disable_dependent_services = false
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+
+  depends_on = [google_project_service.apis]
+}

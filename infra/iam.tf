@@ -1,0 +1,101 @@
+# Least privilege:
+#   - one runtime service account per function, each with roles/datastore.user only;
+#   - one push identity for Pub/Sub, allowed to invoke the Play function only;
+#   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = var.admin_members.
+
+locals {
+  function_roles = toset(["roles/datastore.user"])
+
+  function_accounts = {
+    play_notifications  = { id = "${var.name_prefix}-play", what = "Google Play RTDN function" }
+    apple_notifications = { id = "${var.name_prefix}-apple", what = "App Store notifications function" }
+    admin               = { id = "${var.name_prefix}-admin", what = "admin function" }
+  }
+
+  function_account_roles = {
+    for pair in setproduct(keys(local.function_accounts), local.function_roles) :
+    "${pair[0]}/${pair[1]}" => { function = pair[0], role = pair[1] }
+  }
+
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+resource "google_service_account" "function" {
+  for_each = local.function_accounts
+
+  project      = var.project_id
+  account_id   = each.value.id
+  display_name = "refundguard ${each.value.what}"
+  description  = "Runtime identity of the ${each.value.what}: Firestore read/write (roles/datastore.user), nothing else."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "function_datastore_user" {
+  for_each = local.function_account_roles
+
+  project = var.project_id
+  role    = each.value.role
+  member  = google_service_account.function[each.value.function].member
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Play: only the Pub/Sub push identity may invoke it.
+# ---------------------------------------------------------------------------------------------------
+
+resource "google_service_account" "play_push" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-play-push"
+  display_name = "refundguard Pub/Sub push to the Play function"
+  description  = "OIDC identity of the RTDN push subscription; its only grant is run.invoker on the Play function."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_run_service_iam_member" "play_invoker" {
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.play.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.play_push.member
+}
+
+# Lets Pub/Sub mint OIDC tokens for the push identity (required in projects created before
+# 2021-04-08; newer projects' Pub/Sub service agent already can). Scoped to this one account.
+resource "google_service_account_iam_member" "pubsub_token_creator" {
+  count = var.grant_pubsub_token_creator ? 1 : 0
+
+  service_account_id = google_service_account.play_push.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+
+  depends_on = [google_pubsub_topic.rtdn]
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Apple: public. Apple's servers call it without credentials; every request body is a JWS whose
+# certificate chain must end in Apple Root CA - G3 and whose bundle id / environment must match.
+# ---------------------------------------------------------------------------------------------------
+
+resource "google_cloud_run_service_iam_member" "apple_public_invoker" {
+  # checkov:skip=CKV_GCP_102: reason: App Store Server Notifications arrive from Apple without Google credentials, so this endpoint must be public; its security is the JWS signature check against the pinned Apple Root CA - G3 (plus bundle id and environment checks) in the function.
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.apple.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Admin: only var.admin_members (then ADMIN_EMAILS in the code).
+# ---------------------------------------------------------------------------------------------------
+
+resource "google_cloud_run_service_iam_member" "admin_invoker" {
+  for_each = toset(var.admin_members)
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.admin.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value
+}

@@ -1,0 +1,54 @@
+output "apple_notifications_url" {
+  description = "Paste into App Store Connect > App Information > App Store Server Notifications, as the Production and Sandbox Server URL (Version 2)."
+  value       = google_cloudfunctions2_function.apple.url
+}
+
+output "admin_url" {
+  description = "The admin API. Call it with an ID token whose audience is this URL: gcloud auth print-identity-token --audiences=<admin_url>."
+  value       = google_cloudfunctions2_function.admin.url
+}
+
+output "admin_audiences" {
+  description = "ADMIN_AUDIENCES given to the admin function."
+  value       = local.admin_audiences
+}
+
+output "play_rtdn_topic" {
+  description = "Paste into Play Console > Monetize with Play > Monetization setup > Real-time developer notifications > Topic name."
+  value       = google_pubsub_topic.rtdn.id
+}
+
+output "play_push_subscription" {
+  description = "The push subscription delivering RTDNs to the Play function."
+  value       = google_pubsub_subscription.play_push.id
+}
+
+output "dead_letter_subscription" {
+  description = "RTDN messages that failed every delivery attempt wait here for 7 days (watch it; replay with scripts/replay_dead_letters.sh)."
+  value       = google_pubsub_subscription.dead_letter.id
+}
+
+output "dead_letter_topic" {
+  description = "The dead-letter topic of the push subscription."
+  value       = google_pubsub_topic.dead_letter.id
+}
+
+output "firestore_database" {
+  description = "The Firestore database of the ledger (collections entitlements, quarantine)."
+  value       = google_firestore_database.ledger.name
+}
+
+output "function_service_accounts" {
+  description = "Runtime service account of each function (each has roles/datastore.user only)."
+  value       = { for k, sa in google_service_account.function : k => sa.email }
+}
+
+output "function_source_object" {
+  description = "The deployed source archive (named by its SHA-256)."
+  value       = "gs://${google_storage_bucket.function_source.name}/${google_storage_bucket_object.function_source.name}"
+}
+
+output "apple_root_ca_g3_sha256" {
+  description = "SHA-256 of the Apple root shipped with the Apple function (checked at plan time against the pinned fingerprint)."
+  value       = data.external.apple_root_ca_g3_sha256.result.sha256
+}

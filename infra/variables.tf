@@ -1,0 +1,252 @@
+# ---------------------------------------------------------------------------------------------------
+# Project and placement
+# ---------------------------------------------------------------------------------------------------
+
+variable "project_id" {
+  description = "Google Cloud project id that receives everything (functions, Firestore, Pub/Sub)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, the source bucket and the Pub/Sub resources' consumers."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, topics, service accounts). Lower case, short."
+  type        = string
+  default     = "refundguard"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,15}$", var.name_prefix))
+    error_message = "name_prefix must be 2-16 characters of a-z, 0-9 and '-', starting with a letter (service account ids are limited to 30 characters)."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that supports them."
+  type        = map(string)
+  default     = { app = "refundguard" }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Firestore
+# ---------------------------------------------------------------------------------------------------
+
+variable "firestore_database" {
+  description = "Name of the Firestore database this stack creates; \"(default)\" unless the project already has one."
+  type        = string
+  default     = "(default)"
+}
+
+variable "firestore_location" {
+  description = "Firestore location (multi-region such as nam5 / eur3, or a region such as us-central1). Cannot be changed later."
+  type        = string
+  default     = "nam5"
+}
+
+variable "firestore_point_in_time_recovery" {
+  description = "Keep 7 days of point-in-time recovery for the ledger (small extra storage cost)."
+  type        = bool
+  default     = true
+}
+
+variable "firestore_deadline_seconds" {
+  description = "FIRESTORE_DEADLINE_SECONDS: time one event may spend on Firestore before the function answers 503. Must stay below function_timeout_seconds."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.firestore_deadline_seconds >= 0.5 && var.firestore_deadline_seconds <= 540
+    error_message = "firestore_deadline_seconds must be between 0.5 and 540."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Functions
+# ---------------------------------------------------------------------------------------------------
+
+variable "python_runtime" {
+  description = "Cloud Functions runtime of all three functions."
+  type        = string
+  default     = "python312"
+
+  validation {
+    condition     = contains(["python312", "python313"], var.python_runtime)
+    error_message = "python_runtime must be python312 or python313."
+  }
+}
+
+variable "function_timeout_seconds" {
+  description = "Request timeout of each function. The Play push subscription's ack deadline follows it."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.function_timeout_seconds >= 10 && var.function_timeout_seconds <= 540
+    error_message = "function_timeout_seconds must be between 10 and 540 (the Pub/Sub ack deadline is at most 600 s)."
+  }
+}
+
+variable "function_memory" {
+  description = "Memory of each function instance."
+  type        = string
+  default     = "256Mi"
+}
+
+variable "function_max_instances" {
+  description = "Upper bound on instances per function (a cost and blast-radius cap)."
+  type        = number
+  default     = 10
+}
+
+variable "build_service_account" {
+  description = "Optional: full resource name (projects/P/serviceAccounts/EMAIL) of the service account Cloud Build uses to build the functions. null = the project's default build account."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Google Play
+# ---------------------------------------------------------------------------------------------------
+
+variable "play_package_names" {
+  description = "PLAY_PACKAGE_NAMES: Android package names whose notifications are accepted (others are quarantined)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.play_package_names) > 0 && alltrue([for p in var.play_package_names : can(regex("^[A-Za-z][A-Za-z0-9_]*(\\.[A-Za-z][A-Za-z0-9_]*)+$", p))])
+    error_message = "play_package_names must list at least one Android package name such as com.example.app."
+  }
+}
+
+variable "play_ingress_settings" {
+  description = "Ingress of the Play function. ALLOW_INTERNAL_ONLY admits Pub/Sub push from this project (Cloud Run counts it as internal) and nothing from the internet; ALLOW_ALL still requires the push identity's OIDC token."
+  type        = string
+  default     = "ALLOW_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["ALLOW_INTERNAL_ONLY", "ALLOW_ALL"], var.play_ingress_settings)
+    error_message = "play_ingress_settings must be ALLOW_INTERNAL_ONLY or ALLOW_ALL."
+  }
+}
+
+variable "pubsub_max_delivery_attempts" {
+  description = "Deliveries of one RTDN message to the Play function before it goes to the dead-letter topic (5-100)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.pubsub_max_delivery_attempts >= 5 && var.pubsub_max_delivery_attempts <= 100
+    error_message = "pubsub_max_delivery_attempts must be between 5 and 100 (Pub/Sub's limits)."
+  }
+}
+
+variable "pubsub_minimum_backoff" {
+  description = "Shortest wait before Pub/Sub redelivers a failed push (exponential backoff)."
+  type        = string
+  default     = "10s"
+}
+
+variable "pubsub_maximum_backoff" {
+  description = "Longest wait before Pub/Sub redelivers a failed push (exponential backoff, at most 600s)."
+  type        = string
+  default     = "600s"
+}
+
+variable "grant_pubsub_token_creator" {
+  description = "Grant the Pub/Sub service agent roles/iam.serviceAccountTokenCreator on the push identity only. Needed by projects created before 2021-04-08; harmless (and scoped to that one account) elsewhere."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Apple
+# ---------------------------------------------------------------------------------------------------
+
+variable "apple_bundle_ids" {
+  description = "APPLE_BUNDLE_IDS: bundle ids whose App Store Server Notifications are accepted."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.apple_bundle_ids) > 0
+    error_message = "apple_bundle_ids must list at least one bundle id."
+  }
+}
+
+variable "apple_environments" {
+  description = "APPLE_ENVIRONMENTS: which Apple environments are accepted: [\"Production\"], [\"Sandbox\"] or both."
+  type        = list(string)
+  default     = ["Production"]
+
+  validation {
+    condition     = length(var.apple_environments) > 0 && alltrue([for e in var.apple_environments : contains(["Production", "Sandbox"], e)])
+    error_message = "apple_environments may only contain \"Production\" and \"Sandbox\"."
+  }
+}
+
+variable "apple_app_apple_id" {
+  description = "APPLE_APP_APPLE_ID: the app's numeric Apple ID (App Store Connect > App Information > Apple ID). Required when Production is accepted."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[0-9]*$", var.apple_app_apple_id))
+    error_message = "apple_app_apple_id must be digits only (or empty for a Sandbox-only deployment)."
+  }
+}
+
+variable "apple_root_ca_url" {
+  description = "Where Apple Root CA - G3 is downloaded from at plan time. Its SHA-256 is checked against the pinned fingerprint whatever the URL."
+  type        = string
+  default     = "https://www.apple.com/certificateauthority/AppleRootCA-G3.cer"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Admin
+# ---------------------------------------------------------------------------------------------------
+
+variable "admin_members" {
+  description = "IAM principals allowed to invoke the admin function (Cloud Run invoker), e.g. user:alice@example.com, group:support@example.com."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.admin_members : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+", m))])
+    error_message = "admin_members entries must be IAM principals such as user:alice@example.com or group:support@example.com (allUsers / allAuthenticatedUsers are not allowed)."
+  }
+}
+
+variable "admin_emails" {
+  description = "ADMIN_EMAILS: e-mail addresses (or *@domain) the admin function accepts in the caller's verified ID token. The second gate after IAM."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.admin_emails : can(regex("^(\\*|[^@\\s,]+)@[^@\\s,]+\\.[^@\\s,]+$", e))])
+    error_message = "admin_emails entries must look like alice@example.com or *@example.com."
+  }
+}
+
+variable "admin_extra_audiences" {
+  description = "Extra ADMIN_AUDIENCES entries beside the two computed admin URLs, e.g. the admin service's legacy https://NAME-HASH-REGION.a.run.app URL (see the admin_audiences_check warning)."
+  type        = list(string)
+  default     = []
+}
+
+variable "admin_certs_url" {
+  description = "ADMIN_CERTS_URL: Google's public keys for verifying ID tokens."
+  type        = string
+  default     = "https://www.googleapis.com/oauth2/v1/certs"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Monitoring
+# ---------------------------------------------------------------------------------------------------
+
+variable "alert_notification_channels" {
+  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) for the alert policies. Empty: the incidents only show in the console."
+  type        = list(string)
+  default     = []
+}
