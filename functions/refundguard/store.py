@@ -35,7 +35,7 @@ from google.api_core import retry as gretry
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 
-from . import config, logs
+from . import config
 from .errors import RefundGuardError, transient
 from .ledger import (
     PRODUCTION,
@@ -248,6 +248,22 @@ class EntitlementStore:
             raise self._transient("firestore_unavailable", exc) from exc
         return [HistoryEntry.from_dict(s.to_dict() or {}) for s in snapshots]
 
+    def history_entry(
+        self, store: StoreName, purchase_id: str, environment: str, history_id: str
+    ) -> HistoryEntry | None:
+        """One history entry by its id (``LedgerEvent.history_id``), or None."""
+        ref = (
+            self._client.collection(ENTITLEMENTS)
+            .document(document_id(store, purchase_id, environment))
+            .collection(HISTORY)
+            .document(history_id)
+        )
+        try:
+            snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
+        except gexc.GoogleAPICallError as exc:
+            raise self._transient("firestore_unavailable", exc) from exc
+        return HistoryEntry.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
+
     # ---------------------------------------------------------------- quarantine
 
     def quarantine(
@@ -313,8 +329,10 @@ class EntitlementStore:
 
     @staticmethod
     def _transient(code: str, exc: BaseException) -> RefundGuardError:
-        logs.error("Firestore call failed", code=code, error=type(exc).__name__, detail=str(exc)[:300])
-        return transient(code, "the entitlement store is unavailable; retry later")
+        """The caller sees a plain message; the log line (by the handler) names the cause."""
+        err = transient(code, "the entitlement store is unavailable; retry later")
+        err.__cause__ = exc
+        return err
 
 
 class _TransactionAborted(Exception):
