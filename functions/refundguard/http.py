@@ -59,8 +59,18 @@ def parse_json_object(body: bytes, *, what: str = "request body") -> dict[str, A
     return value
 
 
+def cause_text(err: BaseException) -> str | None:
+    """What lies under an error, for logs only (never sent to the caller)."""
+    cause = err.__cause__
+    return f"{type(cause).__name__}: {str(cause)[:300]}" if cause is not None else None
+
+
 def guarded(function: str, handler: Handler) -> Handler:
-    """Wrap a handler so that every failure maps to the right status and is logged once."""
+    """Wrap a handler so that every failure maps to the right status and is logged once.
+
+    Handlers that log their own failures (with request context) return a response themselves;
+    this is the net for the rest.
+    """
 
     def wrapped(request: flask.Request) -> flask.Response:
         try:
@@ -68,7 +78,8 @@ def guarded(function: str, handler: Handler) -> Handler:
         except RefundGuardError as err:
             severity = "ERROR" if err.retryable else "WARNING"
             logs.log(severity, "request failed", function=function, code=err.code,
-                     status=err.http_status, retryable=err.retryable, reason=err.message)
+                     status=err.http_status, retryable=err.retryable, reason=err.message,
+                     cause=cause_text(err))
             return error_response(err)
         except Exception as exc:  # a bug of ours: 500, the sender retries, nothing is lost
             logs.error("unexpected error", function=function, error=type(exc).__name__,

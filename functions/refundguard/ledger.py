@@ -119,18 +119,21 @@ def document_id(store: StoreName, purchase_id: str, environment: str = PRODUCTIO
 
 def parse_namespace(value: str) -> tuple[StoreName, str]:
     """The inverse of ``namespace``: ``apple-sandbox`` -> (APPLE, "Sandbox")."""
-    store_part, _, env_part = value.partition("-")
+    known = {namespace(store, env): (store, env) for store, env in _NAMESPACES}
     try:
-        store = StoreName(store_part)
-    except ValueError:
+        return known[value]
+    except KeyError:
         raise rejected(
-            "unknown_store", f"store must be google, apple or apple-sandbox, not {value!r}"
+            "unknown_store",
+            f"store must be one of {', '.join(sorted(known))}, not {value[:40]!r}",
         ) from None
-    if not env_part:
-        return store, PRODUCTION
-    if store is StoreName.APPLE and env_part in ("sandbox", "xcode", "localtesting"):
-        return store, {"sandbox": "Sandbox", "xcode": "Xcode", "localtesting": "LocalTesting"}[env_part]
-    raise rejected("unknown_store", f"store must be google, apple or apple-sandbox, not {value!r}")
+
+
+_NAMESPACES = (
+    (StoreName.GOOGLE, PRODUCTION),
+    (StoreName.APPLE, PRODUCTION),
+    (StoreName.APPLE, "Sandbox"),
+)
 
 
 def history_id(source: Source, event_id: str) -> str:

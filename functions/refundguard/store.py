@@ -66,6 +66,10 @@ _RETRYABLE = (
 )
 
 
+# What a single (retried) call raises when Firestore cannot be reached in time.
+_CALL_ERRORS = (gexc.GoogleAPICallError, gexc.RetryError)
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     effect: Effect
@@ -227,7 +231,7 @@ class EntitlementStore:
         )
         try:
             snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
-        except gexc.GoogleAPICallError as exc:
+        except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable", exc) from exc
         return Entitlement.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
 
@@ -244,7 +248,7 @@ class EntitlementStore:
         )
         try:
             snapshots = list(query.stream(retry=self._read_retry(), timeout=self._deadline_s))
-        except gexc.GoogleAPICallError as exc:
+        except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable", exc) from exc
         return [HistoryEntry.from_dict(s.to_dict() or {}) for s in snapshots]
 
@@ -260,7 +264,7 @@ class EntitlementStore:
         )
         try:
             snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
-        except gexc.GoogleAPICallError as exc:
+        except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable", exc) from exc
         return HistoryEntry.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
 
@@ -306,7 +310,7 @@ class EntitlementStore:
             self._client.collection(QUARANTINE).document(doc_id).set(
                 data, retry=self._read_retry(), timeout=self._deadline_s
             )
-        except gexc.GoogleAPICallError as exc:
+        except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable", exc) from exc
         return doc_id
 

@@ -1,0 +1,49 @@
+# refundguard: `make run` starts everything locally, `make test` runs every test. Both set up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV ?= .venv-checkov
+
+.PHONY: help setup run test lint format bench clean
+
+help:
+	@echo "make run    - set up, start the Firestore emulator and the three functions locally"
+	@echo "make test   - set up, lint, run every test (Firestore emulator included)"
+	@echo "make bench  - run the benchmarks under bench/"
+	@echo "make lint   - ruff"
+	@echo "make clean  - remove virtualenvs and caches"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt functions/requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version' 
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	@touch $@
+
+$(CHECKOV_VENV)/.installed: .ci/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r .ci/checkov-requirements.txt
+	@touch $@
+
+run: setup
+	$(PY) scripts/run_local.py
+
+lint: setup
+	$(VENV)/bin/ruff check functions tests bench scripts
+
+format: setup
+	$(VENV)/bin/ruff format functions tests bench scripts
+
+test: setup $(CHECKOV_VENV)/.installed lint
+	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .hypothesis .run
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

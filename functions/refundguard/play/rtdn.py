@@ -1,0 +1,191 @@
+"""Google Play's DeveloperNotification (the decoded Pub/Sub ``data``) -> a ledger event. Pure.
+
+Types and their effect on access follow Google's RTDN reference (see
+``../shared/docs/store-notifications.md`` in the project's docs and the README's table):
+a full voided purchase (refund) and SUBSCRIPTION_REVOKED revoke; purchases, renewals, recoveries
+and restarts grant; expiry expires; on hold / paused suspend; a quantity-based partial refund is
+recorded and access kept; informational types are recorded; a test notification is acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import rejected
+from ..ledger import LedgerEvent, Source, Status, StoreName, check_purchase_id
+from .envelope import PubSubMessage
+
+# subscriptionNotification.notificationType -> (name, status it sets; None = informational)
+SUBSCRIPTION_TYPES: dict[int, tuple[str, Status | None]] = {
+    1: ("SUBSCRIPTION_RECOVERED", Status.ACTIVE),
+    2: ("SUBSCRIPTION_RENEWED", Status.ACTIVE),
+    3: ("SUBSCRIPTION_CANCELED", None),  # access continues until expiry
+    4: ("SUBSCRIPTION_PURCHASED", Status.ACTIVE),
+    5: ("SUBSCRIPTION_ON_HOLD", Status.ON_HOLD),
+    6: ("SUBSCRIPTION_IN_GRACE_PERIOD", Status.ACTIVE),
+    7: ("SUBSCRIPTION_RESTARTED", Status.ACTIVE),
+    8: ("SUBSCRIPTION_PRICE_CHANGE_CONFIRMED", None),
+    9: ("SUBSCRIPTION_DEFERRED", Status.ACTIVE),
+    10: ("SUBSCRIPTION_PAUSED", Status.PAUSED),
+    11: ("SUBSCRIPTION_PAUSE_SCHEDULE_CHANGED", None),
+    12: ("SUBSCRIPTION_REVOKED", Status.REVOKED),
+    13: ("SUBSCRIPTION_EXPIRED", Status.EXPIRED),
+    17: ("SUBSCRIPTION_ITEMS_CHANGED", None),
+    18: ("SUBSCRIPTION_CANCELLATION_SCHEDULED", None),
+    19: ("SUBSCRIPTION_PRICE_CHANGE_UPDATED", None),
+    20: ("SUBSCRIPTION_PENDING_PURCHASE_CANCELED", Status.CANCELED),
+    22: ("SUBSCRIPTION_PRICE_STEP_UP_CONSENT_UPDATED", None),
+}
+
+# oneTimeProductNotification.notificationType
+ONE_TIME_TYPES: dict[int, tuple[str, Status | None]] = {
+    1: ("ONE_TIME_PRODUCT_PURCHASED", Status.ACTIVE),
+    2: ("ONE_TIME_PRODUCT_CANCELED", Status.CANCELED),  # a pending purchase was cancelled
+}
+
+REFUND_FULL = 1
+REFUND_QUANTITY_PARTIAL = 2
+PRODUCT_TYPES = {1: "subscription", 2: "one_time"}
+MAX_PRODUCT_ID = 300
+
+
+@dataclass(frozen=True)
+class PlayNotification:
+    """A decoded notification: either a ledger event or a test notification (``event is None``)."""
+
+    package_name: str
+    kind: str  # subscription | one_time | voided | test | pending_refund_review
+    type: str
+    event: LedgerEvent | None
+
+
+def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNotification:
+    mid = message.message_id
+    try:
+        payload = json.loads(message.data)
+    except (UnicodeDecodeError, ValueError):
+        raise rejected("bad_json", "message data is not JSON", message_id=mid) from None
+    if not isinstance(payload, dict):
+        raise rejected("bad_json", "message data must be a JSON object", message_id=mid)
+
+    package = payload.get("packageName")
+    if not isinstance(package, str) or not package:
+        raise rejected("missing_package", "notification has no packageName", message_id=mid)
+    if package not in allowed_packages:
+        raise rejected("unknown_package", f"package {package!r} is not in PLAY_PACKAGE_NAMES",
+                       message_id=mid, package=package)
+
+    kinds = [k for k in _OBJECTS if isinstance(payload.get(k), dict)]
+    if len(kinds) != 1:
+        raise rejected("bad_notification",
+                       "expected exactly one of " + ", ".join(_OBJECTS) + f"; found {kinds or 'none'}",
+                       message_id=mid, package=package)
+    key = kinds[0]
+    body: dict[str, Any] = payload[key]
+    if key == "testNotification":
+        return PlayNotification(package, "test", "TEST_NOTIFICATION", None)
+
+    event_time = _event_time(payload.get("eventTimeMillis"), mid)
+    base_details: dict[str, Any] = {
+        "packageName": package,
+        "publishTime": message.publish_time,
+        "delivery": message.delivery,
+    }
+    token = _token(body.get("purchaseToken"), mid)
+
+    if key == "subscriptionNotification":
+        number = _int(body.get("notificationType"), "notificationType", mid)
+        name, effect = SUBSCRIPTION_TYPES.get(number, (f"SUBSCRIPTION_NOTIFICATION_{number}", None))
+        kind, product = "subscription", _product(body.get("subscriptionId"))
+        details = {**base_details, "notificationType": number, "subscriptionId": product}
+    elif key == "oneTimeProductNotification":
+        number = _int(body.get("notificationType"), "notificationType", mid)
+        name, effect = ONE_TIME_TYPES.get(number, (f"ONE_TIME_PRODUCT_NOTIFICATION_{number}", None))
+        kind, product = "one_time", _product(body.get("sku"))
+        details = {**base_details, "notificationType": number, "sku": product}
+    elif key == "voidedPurchaseNotification":
+        refund_type = body.get("refundType", REFUND_FULL)  # absent in older notifications: full
+        refund_type = _int(refund_type, "refundType", mid)
+        product_type = body.get("productType")
+        kind, product = "voided", None
+        details = {
+            **base_details,
+            "orderId": body.get("orderId") if isinstance(body.get("orderId"), str) else None,
+            "productType": PRODUCT_TYPES.get(product_type, product_type),
+            "refundType": "quantity_based_partial" if refund_type == REFUND_QUANTITY_PARTIAL
+            else "full",
+        }
+        if refund_type == REFUND_QUANTITY_PARTIAL:
+            # Some units were refunded; the purchase itself stands. Visible in history, no revoke.
+            name, effect = "VOIDED_PURCHASE_PARTIAL_REFUND", None
+        else:
+            name, effect = "VOIDED_PURCHASE", Status.REVOKED
+    else:  # pendingRefundReviewNotification: Google asks whether to approve a refund; no access change
+        kind, product, name, effect = "pending_refund_review", None, "PENDING_REFUND_REVIEW", None
+        details = {**base_details, "pendingRefundToken": _str(body.get("pendingRefundToken"))}
+
+    event = LedgerEvent(
+        store=StoreName.GOOGLE,
+        purchase_id=token,
+        event_id=mid,
+        source=Source.GOOGLE,
+        type=name,
+        event_time_ms=event_time,
+        effect=effect,
+        product_id=product,
+        details={k: v for k, v in details.items() if v is not None},
+    )
+    return PlayNotification(package, kind, name, event)
+
+
+_OBJECTS = (
+    "subscriptionNotification",
+    "oneTimeProductNotification",
+    "voidedPurchaseNotification",
+    "pendingRefundReviewNotification",
+    "testNotification",
+)
+
+
+def _event_time(value: Any, mid: str) -> int:
+    # eventTimeMillis is a JSON string of an int64 (proto3 JSON); accept a number too.
+    if isinstance(value, bool):
+        value = None
+    try:
+        millis = int(value) if isinstance(value, (int, str)) else None
+    except ValueError:
+        millis = None
+    if millis is None or not 0 < millis < 10**14:
+        raise rejected("bad_event_time", "eventTimeMillis must be milliseconds since the epoch",
+                       message_id=mid)
+    return millis
+
+
+def _token(value: Any, mid: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise rejected("missing_purchase_token", "notification has no purchaseToken", message_id=mid)
+    try:
+        return check_purchase_id(value)
+    except Exception:
+        raise rejected("bad_purchase_token", "purchaseToken has unexpected characters",
+                       message_id=mid) from None
+
+
+def _int(value: Any, name: str, mid: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise rejected("bad_notification", f"{name} must be an integer", message_id=mid)
+    try:
+        return int(value)
+    except ValueError:
+        raise rejected("bad_notification", f"{name} must be an integer", message_id=mid) from None
+
+
+def _product(value: Any) -> str | None:
+    return value[:MAX_PRODUCT_ID] if isinstance(value, str) and value else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

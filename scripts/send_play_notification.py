@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Build any Google Play Real-time Developer Notification and post it to a Play function.
+
+Examples (against ``make run``; the Play function listens on port 8081):
+
+    python scripts/send_play_notification.py voided --token tok-123
+    python scripts/send_play_notification.py subscription --notification-type 4 --token tok-123
+    python scripts/send_play_notification.py one-time --notification-type 1 --token tok-123
+    python scripts/send_play_notification.py voided-partial --token tok-123
+    python scripts/send_play_notification.py test
+    python scripts/send_play_notification.py voided --token tok-123 --delivery cloudevent-binary
+    python scripts/send_play_notification.py voided --token tok-123 --print   # body only, no POST
+
+Standard library only, so it runs with any Python 3.11+.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8081/"
+DEFAULT_PACKAGE = "com.example.courses"
+
+
+def developer_notification(kind: str, *, package: str, token: str, event_time_ms: int,
+                           notification_type: int | None, product: str,
+                           order_id: str) -> dict[str, Any]:
+    note: dict[str, Any] = {"version": "1.0", "packageName": package,
+                            "eventTimeMillis": str(event_time_ms)}
+    if kind == "subscription":
+        note["subscriptionNotification"] = {"version": "1.0",
+                                            "notificationType": notification_type or 4,
+                                            "purchaseToken": token, "subscriptionId": product}
+    elif kind == "one-time":
+        note["oneTimeProductNotification"] = {"version": "1.0",
+                                              "notificationType": notification_type or 1,
+                                              "purchaseToken": token, "sku": product}
+    elif kind in ("voided", "voided-partial"):
+        note["voidedPurchaseNotification"] = {"purchaseToken": token, "orderId": order_id,
+                                              "productType": 2,
+                                              "refundType": 2 if kind == "voided-partial" else 1}
+    elif kind == "test":
+        note["testNotification"] = {"version": "1.0"}
+    else:
+        raise SystemExit(f"unknown kind {kind!r}")
+    return note
+
+
+def envelope(note: dict[str, Any], *, message_id: str, delivery: str,
+             subscription: str) -> tuple[bytes, dict[str, str]]:
+    message = {
+        "data": base64.b64encode(json.dumps(note).encode()).decode(),
+        "messageId": message_id,
+        "publishTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "attributes": {},
+    }
+    outer = {"message": message, "subscription": subscription}
+    headers = {"Content-Type": "application/json"}
+    if delivery == "cloudevent-binary":
+        headers.update({
+            "ce-specversion": "1.0",
+            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "ce-source": "//pubsub.googleapis.com/projects/demo/topics/play-rtdn",
+            "ce-id": message_id,
+        })
+    elif delivery == "cloudevent-structured":
+        outer = {
+            "specversion": "1.0",
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/demo/topics/play-rtdn",
+            "id": message_id,
+            "datacontenttype": "application/json",
+            "data": outer,
+        }
+        headers["Content-Type"] = "application/cloudevents+json"
+    return json.dumps(outer).encode(), headers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=["subscription", "one-time", "voided", "voided-partial", "test"])
+    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--token", default="demo-purchase-token-0001")
+    parser.add_argument("--package", default=DEFAULT_PACKAGE)
+    parser.add_argument("--notification-type", type=int, help="subscription/one-time type number")
+    parser.add_argument("--product", default="course.premium")
+    parser.add_argument("--order-id", default="GPA.0000-0000-0000-00000")
+    parser.add_argument("--event-time-ms", type=int, default=None, help="default: now")
+    parser.add_argument("--message-id", default=None, help="default: random (same id = redelivery)")
+    parser.add_argument("--delivery", default="push",
+                        choices=["push", "cloudevent-binary", "cloudevent-structured"])
+    parser.add_argument("--subscription", default="projects/demo/subscriptions/play-rtdn-push")
+    parser.add_argument("--print", action="store_true", help="print the request body; do not send")
+    args = parser.parse_args(argv)
+
+    note = developer_notification(
+        args.kind, package=args.package, token=args.token,
+        event_time_ms=args.event_time_ms or int(time.time() * 1000),
+        notification_type=args.notification_type, product=args.product, order_id=args.order_id)
+    body, headers = envelope(note, message_id=args.message_id or str(uuid.uuid4().int)[:16],
+                             delivery=args.delivery, subscription=args.subscription)
+    if args.print:
+        print(body.decode())
+        return 0
+    request = urllib.request.Request(args.url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(response.status, response.read().decode().strip())
+            return 0
+    except urllib.error.HTTPError as err:
+        print(err.code, err.read().decode().strip(), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
