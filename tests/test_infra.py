@@ -242,6 +242,28 @@ def test_source_object_is_named_by_the_archive_hash(tf: Terraform) -> None:
     assert "__pycache__" in files, "caches must be excluded from the source archive"
 
 
+def test_source_archive_pattern_covers_every_runtime_file(tf: Terraform) -> None:
+    """A file added under functions/ with an extension the archive skips would silently not ship."""
+    pattern = re.search(
+        r'fileset\(local\.functions_dir, "\*\*/\*\.\{([a-z,]+)\}"\)', str(tf.locals)
+    )
+    assert pattern, "function_source_files should use fileset(local.functions_dir, **/*.{...})"
+    shipped = {f".{ext}" for ext in pattern.group(1).split(",")}
+    assert {".py", ".txt"} <= shipped
+    functions_dir = ROOT / "functions"
+    runtime_files = [
+        p
+        for p in functions_dir.rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and not any(part.startswith(".") for part in p.relative_to(functions_dir).parts)
+        and p.suffix != ".pyc"
+    ]
+    assert (functions_dir / "requirements.txt") in runtime_files
+    left_out = sorted(str(p.relative_to(ROOT)) for p in runtime_files if p.suffix not in shipped)
+    assert left_out == [], f"not in the deployed archive: {left_out}"
+
+
 def test_each_function_has_its_own_service_account(tf: Terraform) -> None:
     accounts = {}
     for entry_point, (_, body) in functions_by_entry_point(tf).items():
