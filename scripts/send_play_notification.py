@@ -30,23 +30,42 @@ DEFAULT_URL = "http://127.0.0.1:8081/"
 DEFAULT_PACKAGE = "com.example.courses"
 
 
-def developer_notification(kind: str, *, package: str, token: str, event_time_ms: int,
-                           notification_type: int | None, product: str,
-                           order_id: str) -> dict[str, Any]:
-    note: dict[str, Any] = {"version": "1.0", "packageName": package,
-                            "eventTimeMillis": str(event_time_ms)}
+def developer_notification(
+    kind: str,
+    *,
+    package: str,
+    token: str,
+    event_time_ms: int,
+    notification_type: int | None,
+    product: str,
+    order_id: str,
+) -> dict[str, Any]:
+    note: dict[str, Any] = {
+        "version": "1.0",
+        "packageName": package,
+        "eventTimeMillis": str(event_time_ms),
+    }
     if kind == "subscription":
-        note["subscriptionNotification"] = {"version": "1.0",
-                                            "notificationType": notification_type or 4,
-                                            "purchaseToken": token, "subscriptionId": product}
+        note["subscriptionNotification"] = {
+            "version": "1.0",
+            "notificationType": notification_type or 4,
+            "purchaseToken": token,
+            "subscriptionId": product,
+        }
     elif kind == "one-time":
-        note["oneTimeProductNotification"] = {"version": "1.0",
-                                              "notificationType": notification_type or 1,
-                                              "purchaseToken": token, "sku": product}
+        note["oneTimeProductNotification"] = {
+            "version": "1.0",
+            "notificationType": notification_type or 1,
+            "purchaseToken": token,
+            "sku": product,
+        }
     elif kind in ("voided", "voided-partial"):
-        note["voidedPurchaseNotification"] = {"purchaseToken": token, "orderId": order_id,
-                                              "productType": 2,
-                                              "refundType": 2 if kind == "voided-partial" else 1}
+        note["voidedPurchaseNotification"] = {
+            "purchaseToken": token,
+            "orderId": order_id,
+            "productType": 2,
+            "refundType": 2 if kind == "voided-partial" else 1,
+        }
     elif kind == "test":
         note["testNotification"] = {"version": "1.0"}
     else:
@@ -54,8 +73,9 @@ def developer_notification(kind: str, *, package: str, token: str, event_time_ms
     return note
 
 
-def envelope(note: dict[str, Any], *, message_id: str, delivery: str,
-             subscription: str) -> tuple[bytes, dict[str, str]]:
+def envelope(
+    note: dict[str, Any], *, message_id: str, delivery: str, subscription: str
+) -> tuple[bytes, dict[str, str]]:
     message = {
         "data": base64.b64encode(json.dumps(note).encode()).decode(),
         "messageId": message_id,
@@ -65,12 +85,14 @@ def envelope(note: dict[str, Any], *, message_id: str, delivery: str,
     outer = {"message": message, "subscription": subscription}
     headers = {"Content-Type": "application/json"}
     if delivery == "cloudevent-binary":
-        headers.update({
-            "ce-specversion": "1.0",
-            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-            "ce-source": "//pubsub.googleapis.com/projects/demo/topics/play-rtdn",
-            "ce-id": message_id,
-        })
+        headers.update(
+            {
+                "ce-specversion": "1.0",
+                "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+                "ce-source": "//pubsub.googleapis.com/projects/demo/topics/play-rtdn",
+                "ce-id": message_id,
+            }
+        )
     elif delivery == "cloudevent-structured":
         outer = {
             "specversion": "1.0",
@@ -86,7 +108,9 @@ def envelope(note: dict[str, Any], *, message_id: str, delivery: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=["subscription", "one-time", "voided", "voided-partial", "test"])
+    parser.add_argument(
+        "kind", choices=["subscription", "one-time", "voided", "voided-partial", "test"]
+    )
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--token", default="demo-purchase-token-0001")
     parser.add_argument("--package", default=DEFAULT_PACKAGE)
@@ -95,18 +119,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--order-id", default="GPA.0000-0000-0000-00000")
     parser.add_argument("--event-time-ms", type=int, default=None, help="default: now")
     parser.add_argument("--message-id", default=None, help="default: random (same id = redelivery)")
-    parser.add_argument("--delivery", default="push",
-                        choices=["push", "cloudevent-binary", "cloudevent-structured"])
+    parser.add_argument(
+        "--delivery", default="push", choices=["push", "cloudevent-binary", "cloudevent-structured"]
+    )
     parser.add_argument("--subscription", default="projects/demo/subscriptions/play-rtdn-push")
     parser.add_argument("--print", action="store_true", help="print the request body; do not send")
     args = parser.parse_args(argv)
 
     note = developer_notification(
-        args.kind, package=args.package, token=args.token,
+        args.kind,
+        package=args.package,
+        token=args.token,
         event_time_ms=args.event_time_ms or int(time.time() * 1000),
-        notification_type=args.notification_type, product=args.product, order_id=args.order_id)
-    body, headers = envelope(note, message_id=args.message_id or str(uuid.uuid4().int)[:16],
-                             delivery=args.delivery, subscription=args.subscription)
+        notification_type=args.notification_type,
+        product=args.product,
+        order_id=args.order_id,
+    )
+    body, headers = envelope(
+        note,
+        message_id=args.message_id or str(uuid.uuid4().int)[:16],
+        delivery=args.delivery,
+        subscription=args.subscription,
+    )
     if args.print:
         print(body.decode())
         return 0

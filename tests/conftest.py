@@ -1,9 +1,10 @@
 """Fixtures: the real Firestore emulator (started once per session, wiped between tests) and the
 functions-framework app of each entry point, exactly as production loads it.
 
-The emulator is the Google Cloud SDK's Java one. Where it cannot be found, the tests that need it are
-skipped with a loud reason and the summary says so in capitals; with REFUNDGUARD_REQUIRE_EMULATOR=1
-(set by ``.ci/run``) a missing emulator is an error instead, so CI can never pass without it.
+The emulator is the Google Cloud SDK's Java one. Where it cannot be found, the tests that need it
+are skipped with a loud reason and the summary says so in capitals; with
+REFUNDGUARD_REQUIRE_EMULATOR=1 (set by ``.ci/run``) a missing emulator is an error instead, so CI
+can never pass without it.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class FirestoreEmulator:
         self.log_path = log_path
 
     def wipe(self) -> None:
-        url = f"http://{self.host}/emulator/v1/projects/{self.project}/databases/(default)/documents"
+        url = (
+            f"http://{self.host}/emulator/v1/projects/{self.project}/databases/(default)/documents"
+        )
         urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).read()
 
     def env(self) -> dict[str, str]:
@@ -75,10 +78,19 @@ def start_emulator(jar: Path, log_path: Path, *, timeout_s: float = 90) -> Fires
     java = os.environ.get("JAVA", "java")
     log = open(log_path, "wb")  # noqa: SIM115 - kept open for the emulator's lifetime
     process = subprocess.Popen(
-        [java, "-Duser.language=en", "-cp", str(jar),
-         "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-         "start", "--host=127.0.0.1", f"--port={port}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            java,
+            "-Duser.language=en",
+            "-cp",
+            str(jar),
+            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -147,8 +159,8 @@ def store(emulator_env: dict[str, str]) -> Any:
 @pytest.fixture
 def make_client(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``make_client("play_notifications", PLAY_PACKAGE_NAMES="...")``: a Flask test client of
-    functions-framework's app for that entry point, loading ``functions/main.py`` as production does,
-    with the given environment variables set (on top of ``emulator_env`` when a test uses it)."""
+    functions-framework's app for that entry point, loading ``functions/main.py`` as production
+    does, with the given environment variables set (on top of ``emulator_env``)."""
     import functions_framework
 
     def build(target: str, **env: str) -> Any:
@@ -167,7 +179,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep("!", "FIRESTORE EMULATOR MISSING", red=True, bold=True)
         terminalreporter.write_line(
             f"{skipped} test(s) were SKIPPED, the emulator-backed ones among them: this run does "
-            "NOT show that refundguard works against Firestore.", red=True, bold=True)
+            "NOT show that refundguard works against Firestore.",
+            red=True,
+            bold=True,
+        )
         terminalreporter.write_line(_emulator_missing[0], red=True)
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from refundguard.errors import RefundGuardError
 from refundguard.ledger import (
     PRODUCTION,
@@ -28,11 +27,25 @@ from refundguard.ledger import (
 TOKEN = "tok.ABC-def_123"
 
 
-def event(event_id: str, time_ms: int, effect: Status | None, *, source: Source = Source.GOOGLE,
-          type_: str | None = None, **kw: object) -> LedgerEvent:
-    return LedgerEvent(store=StoreName.GOOGLE, purchase_id=TOKEN, event_id=event_id, source=source,
-                       type=type_ or (effect.value if effect else "INFO"), event_time_ms=time_ms,
-                       effect=effect, **kw)  # type: ignore[arg-type]
+def event(
+    event_id: str,
+    time_ms: int,
+    effect: Status | None,
+    *,
+    source: Source = Source.GOOGLE,
+    type_: str | None = None,
+    **kw: object,
+) -> LedgerEvent:
+    return LedgerEvent(
+        store=StoreName.GOOGLE,
+        purchase_id=TOKEN,
+        event_id=event_id,
+        source=source,
+        type=type_ or (effect.value if effect else "INFO"),
+        event_time_ms=time_ms,
+        effect=effect,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def fold(events: Iterable[LedgerEvent]) -> tuple[Entitlement | None, list[HistoryEntry]]:
@@ -107,13 +120,24 @@ def test_informational_event_on_unknown_purchase_creates_unknown_status() -> Non
 
 
 def test_admin_regrant_wins_over_store_events_older_than_itself() -> None:
-    regrant = event("a-1", 3_000, Status.ACTIVE, source=Source.ADMIN, type_="ADMIN_REGRANT",
-                    actor="ops@example.com", reason="customer paid by bank transfer")
+    regrant = event(
+        "a-1",
+        3_000,
+        Status.ACTIVE,
+        source=Source.ADMIN,
+        type_="ADMIN_REGRANT",
+        actor="ops@example.com",
+        reason="customer paid by bank transfer",
+    )
     replayed_void = event("m-void-redelivered-under-new-id", 2_000, Status.REVOKED)
     ent, history = fold([PURCHASE, VOID, regrant, VOID, replayed_void])
     assert ent is not None and ent.status is Status.ACTIVE
-    assert [h.effect for h in history] == [Effect.APPLIED, Effect.APPLIED, Effect.APPLIED,
-                                           Effect.STALE]
+    assert [h.effect for h in history] == [
+        Effect.APPLIED,
+        Effect.APPLIED,
+        Effect.APPLIED,
+        Effect.STALE,
+    ]
     assert history[2].actor == "ops@example.com" and history[2].reason
 
 
@@ -143,8 +167,12 @@ def test_admin_wins_a_tie_with_a_store_event(admin_first: bool) -> None:
 
 
 def test_product_and_user_are_filled_and_never_erased() -> None:
-    ent, _ = fold([event("m1", 1, Status.ACTIVE, product_id="course.a", user_id="u-1"),
-                   event("m2", 2, Status.REVOKED)])
+    ent, _ = fold(
+        [
+            event("m1", 1, Status.ACTIVE, product_id="course.a", user_id="u-1"),
+            event("m2", 2, Status.REVOKED),
+        ]
+    )
     assert ent is not None and ent.product_id == "course.a" and ent.user_id == "u-1"
 
 
@@ -156,8 +184,11 @@ def test_serialisation_round_trips() -> None:
 
 
 def test_namespaces_keep_stores_and_environments_apart() -> None:
-    ids = {document_id(StoreName.GOOGLE, "123"), document_id(StoreName.APPLE, "123"),
-           document_id(StoreName.APPLE, "123", "Sandbox")}
+    ids = {
+        document_id(StoreName.GOOGLE, "123"),
+        document_id(StoreName.APPLE, "123"),
+        document_id(StoreName.APPLE, "123", "Sandbox"),
+    }
     assert ids == {"google:123", "apple:123", "apple-sandbox:123"}
     assert parse_namespace("apple-sandbox") == (StoreName.APPLE, "Sandbox")
     assert parse_namespace("google") == (StoreName.GOOGLE, PRODUCTION)
@@ -170,9 +201,19 @@ def test_namespaces_keep_stores_and_environments_apart() -> None:
 @pytest.mark.parametrize("bad", ["", "a/b", "x" * 1025, "tok en", "tok\n", "é"])
 def test_purchase_ids_that_cannot_be_keys_are_rejected(bad: str) -> None:
     with pytest.raises(RefundGuardError) as info:
-        event("m1", 1, Status.ACTIVE, ).__class__(
-            store=StoreName.GOOGLE, purchase_id=bad, event_id="m1", source=Source.GOOGLE,
-            type="X", event_time_ms=1, effect=Status.ACTIVE)
+        event(
+            "m1",
+            1,
+            Status.ACTIVE,
+        ).__class__(
+            store=StoreName.GOOGLE,
+            purchase_id=bad,
+            event_id="m1",
+            source=Source.GOOGLE,
+            type="X",
+            event_time_ms=1,
+            effect=Status.ACTIVE,
+        )
     assert info.value.code == "bad_purchase_id"
 
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from play_helpers import PACKAGE, play_request, post, raw_push
+from refundguard.ledger import Status, StoreName
 from tcp_proxy import TcpProxy
 
-from refundguard.ledger import Status, StoreName
 
-
-def redeliver_until_acknowledged(client: Any, body: bytes, headers: dict[str, str] | None = None,
-                                 *, attempts: int = 60) -> Any:
+def redeliver_until_acknowledged(
+    client: Any, body: bytes, headers: dict[str, str] | None = None, *, attempts: int = 60
+) -> Any:
     """What Pub/Sub does: retry with backoff until a 2xx. gRPC itself waits a little before it
     reconnects to a Firestore that came back, so the first tries may still answer 503."""
     for _ in range(attempts):
@@ -24,6 +24,7 @@ def redeliver_until_acknowledged(client: Any, body: bytes, headers: dict[str, st
         assert response.status_code == 503
         time.sleep(0.5)
     raise AssertionError("never acknowledged")
+
 
 pytestmark = pytest.mark.emulator
 
@@ -38,15 +39,23 @@ def proxy(emulator_env: dict[str, str]) -> Iterator[TcpProxy]:
 @pytest.fixture
 def client(store: Any, proxy: TcpProxy, make_client: Any) -> Any:
     # `store` is built first, so that it talks to the emulator directly, not through the proxy.
-    return make_client("play_notifications", PLAY_PACKAGE_NAMES=PACKAGE,
-                       FIRESTORE_EMULATOR_HOST=proxy.address, FIRESTORE_DEADLINE_SECONDS="2")
+    return make_client(
+        "play_notifications",
+        PLAY_PACKAGE_NAMES=PACKAGE,
+        FIRESTORE_EMULATOR_HOST=proxy.address,
+        FIRESTORE_DEADLINE_SECONDS="2",
+    )
 
 
 def test_firestore_down_answers_503_writes_nothing_and_the_retry_lands_once(
     client: Any, proxy: TcpProxy, store: Any
 ) -> None:
-    assert post(client, *play_request("one-time", "tok-down", time_ms=1_000,
-                                      notification_type=1)).status_code == 200
+    assert (
+        post(
+            client, *play_request("one-time", "tok-down", time_ms=1_000, notification_type=1)
+        ).status_code
+        == 200
+    )
     void = play_request("voided", "tok-down", time_ms=2_000, message_id="m-void")
 
     proxy.down()

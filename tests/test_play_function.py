@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from play_helpers import PACKAGE, play_request, post, raw_push
-
 from refundguard.config import ConfigError
 from refundguard.ledger import Effect, Status, StoreName
 from refundguard.play.rtdn import ONE_TIME_TYPES, SUBSCRIPTION_TYPES
@@ -41,16 +40,24 @@ def entitlement_count(store: Any) -> int:
 _EXPECTED = (
     [("subscription", n, name, eff) for n, (name, eff) in SUBSCRIPTION_TYPES.items()]
     + [("one-time", n, name, eff) for n, (name, eff) in ONE_TIME_TYPES.items()]
-    + [("voided", None, "VOIDED_PURCHASE", Status.REVOKED),
-       ("voided-partial", None, "VOIDED_PURCHASE_PARTIAL_REFUND", None),
-       ("subscription", 99, "SUBSCRIPTION_NOTIFICATION_99", None)]
+    + [
+        ("voided", None, "VOIDED_PURCHASE", Status.REVOKED),
+        ("voided-partial", None, "VOIDED_PURCHASE_PARTIAL_REFUND", None),
+        ("subscription", 99, "SUBSCRIPTION_NOTIFICATION_99", None),
+    ]
 )
 
 
-@pytest.mark.parametrize(("kind", "number", "name", "effect"), _EXPECTED,
-                         ids=[e[2] for e in _EXPECTED])
+@pytest.mark.parametrize(
+    ("kind", "number", "name", "effect"), _EXPECTED, ids=[e[2] for e in _EXPECTED]
+)
 def test_every_notification_type_sets_the_documented_status(
-    client: Any, store: Any, kind: str, number: int | None, name: str, effect: Status | None,
+    client: Any,
+    store: Any,
+    kind: str,
+    number: int | None,
+    name: str,
+    effect: Status | None,
 ) -> None:
     # An active purchase first, so that "no effect" visibly keeps access.
     post(client, *play_request("one-time", "tok-x", time_ms=1_000, notification_type=1))
@@ -84,6 +91,7 @@ def test_every_delivery_format_applies_the_same_message(
 
 # ------------------------------------------------------------------ duplicates and ordering
 
+
 def test_redelivering_the_same_message_three_times_leaves_one_history_entry(
     client: Any, store: Any
 ) -> None:
@@ -98,14 +106,21 @@ _PURCHASE = ("one-time", 1_000, 1, "m-purchase")
 _VOID = ("voided", 2_000, None, "m-void")
 
 
-@pytest.mark.parametrize("order", sorted(set(itertools.permutations(
-    [_PURCHASE, _VOID, _PURCHASE, _VOID]))), ids=lambda o: "-".join(m[3][2:] for m in o))
+@pytest.mark.parametrize(
+    "order",
+    sorted(set(itertools.permutations([_PURCHASE, _VOID, _PURCHASE, _VOID]))),
+    ids=lambda o: "-".join(m[3][2:] for m in o),
+)
 def test_every_ordering_of_purchase_and_void_ends_revoked(
     client: Any, store: Any, order: tuple[tuple[str, int, int | None, str], ...]
 ) -> None:
     for kind, time_ms, number, mid in order:
-        response = post(client, *play_request(kind, "tok-ord", time_ms=time_ms,
-                                              notification_type=number, message_id=mid))
+        response = post(
+            client,
+            *play_request(
+                kind, "tok-ord", time_ms=time_ms, notification_type=number, message_id=mid
+            ),
+        )
         assert response.status_code == 200
     assert status_of(store, "tok-ord") is Status.REVOKED
     assert len(store.history(StoreName.GOOGLE, "tok-ord")) == 2
@@ -114,8 +129,9 @@ def test_every_ordering_of_purchase_and_void_ends_revoked(
 def test_purchase_delivered_after_its_void_stays_revoked(client: Any, store: Any) -> None:
     post(client, *play_request("voided", "tok-late", time_ms=2_000))  # refund for an unknown token
     assert status_of(store, "tok-late") is Status.REVOKED  # a tombstone
-    late = post(client, *play_request("subscription", "tok-late", time_ms=1_000,
-                                      notification_type=4))
+    late = post(
+        client, *play_request("subscription", "tok-late", time_ms=1_000, notification_type=4)
+    )
     assert late.get_json()["status"] == "stale"
     assert status_of(store, "tok-late") is Status.REVOKED
     effects = [h.effect for h in store.history(StoreName.GOOGLE, "tok-late")]
@@ -123,8 +139,16 @@ def test_purchase_delivered_after_its_void_stays_revoked(client: Any, store: Any
 
 
 def test_concurrent_deliveries_for_one_token_all_land(client: Any, store: Any) -> None:
-    messages = [play_request("subscription", "tok-race", time_ms=1_000 + i, notification_type=2,
-                             message_id=f"race-{i}") for i in range(3)]
+    messages = [
+        play_request(
+            "subscription",
+            "tok-race",
+            time_ms=1_000 + i,
+            notification_type=2,
+            message_id=f"race-{i}",
+        )
+        for i in range(3)
+    ]
     messages.append(play_request("voided", "tok-race", time_ms=5_000, message_id="race-void"))
     answers: list[int] = []
 
@@ -140,10 +164,12 @@ def test_concurrent_deliveries_for_one_token_all_land(client: Any, store: Any) -
     assert status_of(store, "tok-race") is Status.REVOKED  # the newest event, whatever the order
     history = store.history(StoreName.GOOGLE, "tok-race")
     assert sorted(h.event_id for h in history) == sorted(
-        ["race-0", "race-1", "race-2", "race-void"])
+        ["race-0", "race-1", "race-2", "race-void"]
+    )
 
 
 # ------------------------------------------------------------------ poison messages
+
 
 def _b64(value: object) -> str:
     raw = value if isinstance(value, bytes) else json.dumps(value).encode()
@@ -154,14 +180,26 @@ _NOTE = {"version": "1.0", "packageName": PACKAGE, "eventTimeMillis": "170000000
 _POISON = {
     "bad_base64": raw_push("!!not base64!!"),
     "bad_json": raw_push(_b64(b"{not json")),
-    "unknown_package": raw_push(_b64({**_NOTE, "packageName": "com.evil.app",
-                                      "testNotification": {"version": "1.0"}})),
-    "missing_purchase_token": raw_push(_b64({**_NOTE, "voidedPurchaseNotification":
-                                             {"orderId": "GPA.1"}})),
-    "bad_notification": raw_push(_b64({**_NOTE, "testNotification": {},
-                                       "voidedPurchaseNotification": {"purchaseToken": "t"}})),
-    "bad_event_time": raw_push(_b64({**_NOTE, "eventTimeMillis": "yesterday",
-                                     "voidedPurchaseNotification": {"purchaseToken": "t"}})),
+    "unknown_package": raw_push(
+        _b64({**_NOTE, "packageName": "com.evil.app", "testNotification": {"version": "1.0"}})
+    ),
+    "missing_purchase_token": raw_push(
+        _b64({**_NOTE, "voidedPurchaseNotification": {"orderId": "GPA.1"}})
+    ),
+    "bad_notification": raw_push(
+        _b64(
+            {**_NOTE, "testNotification": {}, "voidedPurchaseNotification": {"purchaseToken": "t"}}
+        )
+    ),
+    "bad_event_time": raw_push(
+        _b64(
+            {
+                **_NOTE,
+                "eventTimeMillis": "yesterday",
+                "voidedPurchaseNotification": {"purchaseToken": "t"},
+            }
+        )
+    ),
     "missing_message_id": json.dumps({"message": {"data": _b64(_NOTE)}}).encode(),
     "bad_envelope": json.dumps({"hello": "world"}).encode(),
 }
@@ -202,6 +240,7 @@ def test_get_is_not_allowed(client: Any) -> None:
 
 # ------------------------------------------------------------------ logs
 
+
 def test_one_structured_log_line_per_message_without_the_token(
     client: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -217,8 +256,10 @@ def test_one_structured_log_line_per_message_without_the_token(
 
 # ------------------------------------------------------------------ configuration
 
-def test_missing_package_list_refuses_to_start(emulator_env: dict[str, str],
-                                               make_client: Any) -> None:
+
+def test_missing_package_list_refuses_to_start(
+    emulator_env: dict[str, str], make_client: Any
+) -> None:
     # functions-framework sets FUNCTION_TARGET, so main.py builds the handler while loading:
     # a misconfigured function fails to start rather than on its first message.
     with pytest.raises(ConfigError, match="PLAY_PACKAGE_NAMES"):

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from play_helpers import PACKAGE, play_request
-
 from refundguard.ledger import Status, StoreName
+
 from scripts.run_local import start_function, stop
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
@@ -22,13 +22,17 @@ def test_voided_purchase_over_http_revokes_in_the_emulator(
     from conftest import free_port
 
     port = free_port()
-    process = start_function("play_notifications", port,
-                             {**emulator_env, "PLAY_PACKAGE_NAMES": PACKAGE},
-                             log_path=tmp_path / "play.log")
+    process = start_function(
+        "play_notifications",
+        port,
+        {**emulator_env, "PLAY_PACKAGE_NAMES": PACKAGE},
+        log_path=tmp_path / "play.log",
+    )
     try:
         body, headers = play_request("voided", "tok-http", message_id="http-1")
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, headers=headers,
-                                         method="POST")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/", data=body, headers=headers, method="POST"
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
             assert json.loads(response.read())["status"] == "applied"
@@ -36,7 +40,11 @@ def test_voided_purchase_over_http_revokes_in_the_emulator(
         stop([process])
     entitlement = store.get(StoreName.GOOGLE, "tok-http")
     assert entitlement is not None and entitlement.status is Status.REVOKED
-    log_lines = [json.loads(line) for line in (tmp_path / "play.log").read_text().splitlines()
-                 if line.startswith("{")]
-    assert any(line.get("message_id") == "http-1" and line["decision"] == "applied"
-               for line in log_lines)
+    log_lines = [
+        json.loads(line)
+        for line in (tmp_path / "play.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert any(
+        line.get("message_id") == "http-1" and line["decision"] == "applied" for line in log_lines
+    )

@@ -38,7 +38,9 @@ def env_vars_for(entry_point: str) -> tuple[str, ...]:
     return COMMON_ENV + FUNCTION_ENV[entry_point]
 
 
-def csv_list(env: Mapping[str, str], name: str, *, default: str = "", required: bool = False) -> tuple[str, ...]:
+def csv_list(
+    env: Mapping[str, str], name: str, *, default: str = "", required: bool = False
+) -> tuple[str, ...]:
     """A comma-separated list, items stripped, empties dropped, order kept, duplicates removed."""
     raw = env.get(name, default)
     items = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
@@ -70,7 +72,9 @@ def firestore_deadline(env: Mapping[str, str]) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"FIRESTORE_DEADLINE_SECONDS must be a number of seconds, not {raw!r}") from None
+        raise ConfigError(
+            f"FIRESTORE_DEADLINE_SECONDS must be a number of seconds, not {raw!r}"
+        ) from None
     if not 0.5 <= value <= 540:
         raise ConfigError("FIRESTORE_DEADLINE_SECONDS must be between 0.5 and 540")
     return value

@@ -77,13 +77,26 @@ def guarded(function: str, handler: Handler) -> Handler:
             return handler(request)
         except RefundGuardError as err:
             severity = "ERROR" if err.retryable else "WARNING"
-            logs.log(severity, "request failed", function=function, code=err.code,
-                     status=err.http_status, retryable=err.retryable, reason=err.message,
-                     cause=cause_text(err))
+            logs.log(
+                severity,
+                "request failed",
+                function=function,
+                code=err.code,
+                status=err.http_status,
+                retryable=err.retryable,
+                reason=err.message,
+                cause=cause_text(err),
+            )
             return error_response(err)
         except Exception as exc:  # a bug of ours: 500, the sender retries, nothing is lost
-            logs.error("unexpected error", function=function, error=type(exc).__name__,
-                       detail=str(exc)[:500])
-            return json_response(500, {"error": "internal", "message": "internal error; retry later"})
+            logs.error(
+                "unexpected error",
+                function=function,
+                error=type(exc).__name__,
+                detail=str(exc)[:500],
+            )
+            return json_response(
+                500, {"error": "internal", "message": "internal error; retry later"}
+            )
 
     return wrapped

@@ -32,26 +32,20 @@ from .errors import rejected
 PRODUCTION = "Production"
 
 
-class StoreName(str, enum.Enum):
+class StoreName(enum.StrEnum):
     GOOGLE = "google"
     APPLE = "apple"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Source(str, enum.Enum):
+class Source(enum.StrEnum):
     """Who produced an event: a store's notification or a person through the admin function."""
 
     GOOGLE = "google"
     APPLE = "apple"
     ADMIN = "admin"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"  # refunded or revoked: no access
     EXPIRED = "expired"
@@ -60,24 +54,18 @@ class Status(str, enum.Enum):
     CANCELED = "canceled"  # a pending purchase was cancelled: access never granted
     UNKNOWN = "unknown"  # only informational events seen so far
 
-    def __str__(self) -> str:
-        return self.value
-
     @property
     def grants_access(self) -> bool:
         return self is Status.ACTIVE
 
 
-class Effect(str, enum.Enum):
+class Effect(enum.StrEnum):
     """What an event did, as written in history."""
 
     APPLIED = "applied"  # the event set the status (possibly to the same value)
     RECORDED = "recorded"  # informational: kept in history, status untouched
     STALE = "stale"  # older than the newest applied event: kept in history, status untouched
     DUPLICATE = "duplicate"  # seen before: nothing written
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Ties between state-setting events with equal event times: the more restrictive status wins.

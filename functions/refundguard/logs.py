@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _stream: TextIO | None = None  # None: sys.stdout at call time (pytest's capsys replaces it)
@@ -27,7 +27,7 @@ def log(severity: str, message: str, **fields: Any) -> None:
     entry: dict[str, Any] = {
         "severity": severity,
         "message": message,
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     entry.update({k: v for k, v in fields.items() if v is not None})
     stream = _stream or sys.stdout

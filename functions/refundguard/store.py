@@ -8,12 +8,12 @@ Layout (see README, "Firestore data layout"):
   keyed by event id, which is how duplicates are found;
 - ``quarantine/{key}``: requests that can never be processed, stored whole with the reason.
 
-The transaction is driven at the RPC level rather than through ``@firestore.transactional``, for two
-reasons the high-level helper cannot meet: (1) one read round and one commit per event: the read is a
-``BatchGetDocuments`` that *opens* the transaction (``new_transaction``), so no separate
+The transaction is driven at the RPC level rather than through ``@firestore.transactional``, for
+two reasons the high-level helper cannot meet: (1) one read round and one commit per event: the
+read is a ``BatchGetDocuments`` that *opens* the transaction (``new_transaction``), so no separate
 ``BeginTransaction`` round trip, and a duplicate costs that read plus a rollback, no write; (2) a
-bounded deadline: the generated client retries an unreachable Firestore for 60-300 s per call, longer
-than a function may run; here every attempt shares one deadline and then the event fails as
+bounded deadline: the generated client retries an unreachable Firestore for 60-300 s per call,
+longer than a function may run; here every attempt shares one deadline and then the event fails as
 ``TRANSIENT`` (503: the sender retries). Every attempt is idempotent, because the event id is the
 history document's id: an attempt whose commit landed but whose answer was lost is found as a
 duplicate by the next one.
@@ -22,12 +22,13 @@ duplicate by the next one.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -83,7 +84,7 @@ def _now_ms() -> int:
 
 
 def _ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _entitlement_fields(entitlement: Entitlement) -> dict[str, Any]:
@@ -135,8 +136,9 @@ class EntitlementStore:
         while True:
             attempt += 1
             try:
-                decision = self._attempt(event, ent_ref._document_path, hist_ref._document_path,
-                                         previous_tx, deadline)
+                decision = self._attempt(
+                    event, ent_ref._document_path, hist_ref._document_path, previous_tx, deadline
+                )
                 return ApplyResult(decision.effect, decision.entitlement, decision.history, attempt)
             except _TransactionAborted as aborted:
                 previous_tx = aborted.transaction
@@ -150,7 +152,14 @@ class EntitlementStore:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or attempt >= _CONTENTION_ATTEMPTS:
                 raise self._transient("firestore_unavailable", cause) from cause
-            time.sleep(min(remaining, random.uniform(0.05, 0.1 * 2 ** min(attempt, 5))))
+            time.sleep(
+                min(
+                    remaining,
+                    random.uniform(  # noqa: S311 - jitter, not crypto
+                        0.05, 0.1 * 2 ** min(attempt, 5)
+                    ),
+                )
+            )
 
     def _attempt(
         self,
@@ -174,7 +183,9 @@ class EntitlementStore:
                 self._rollback(transaction, deadline)
                 return decision
             assert decision.entitlement is not None and decision.history is not None
-            writes = _helpers.pbs_for_set_no_merge(ent_path, _entitlement_fields(decision.entitlement))
+            writes = _helpers.pbs_for_set_no_merge(
+                ent_path, _entitlement_fields(decision.entitlement)
+            )
             writes += _helpers.pbs_for_create(hist_path, _history_fields(decision.history))
             self._api.commit(
                 request={"database": self._database, "writes": writes, "transaction": transaction},
@@ -205,21 +216,22 @@ class EntitlementStore:
             if response.transaction:
                 transaction = response.transaction
             if response._pb.HasField("found"):
-                found[response.found.name] = _helpers.decode_dict(response.found.fields, self._client)
+                found[response.found.name] = _helpers.decode_dict(
+                    response.found.fields, self._client
+                )
         if not transaction:
             raise gexc.InternalServerError("Firestore opened no transaction for the read")
         return transaction, found
 
     def _rollback(self, transaction: bytes, deadline: float) -> None:
-        try:
+        # On failure the transaction expires on its own; nothing was written.
+        with contextlib.suppress(gexc.GoogleAPICallError):
             self._api.rollback(
                 request={"database": self._database, "transaction": transaction},
                 metadata=self._metadata,
                 retry=None,
-                timeout=max(0.5, self._remaining(deadline)),
+                timeout=max(0.5, deadline - time.monotonic()),
             )
-        except gexc.GoogleAPICallError:
-            pass  # the transaction expires on its own; nothing was written
 
     # ---------------------------------------------------------------- reads
 
@@ -303,7 +315,9 @@ class EntitlementStore:
             "body_size": len(body),
             "body_truncated": len(body) > MAX_QUARANTINED_BODY,
             "body_encoding": "utf-8" if text is not None else "base64",
-            "body": text[: MAX_QUARANTINED_BODY] if text is not None else base64.b64encode(kept).decode(),
+            "body": text[:MAX_QUARANTINED_BODY]
+            if text is not None
+            else base64.b64encode(kept).decode(),
             "details": dict(details or {}),
         }
         try:

@@ -2,7 +2,8 @@
 
 - Pub/Sub push: ``{"message": {...}, "subscription": "projects/P/subscriptions/S"}``.
 - Eventarc CloudEvent, binary mode: ``ce-*`` headers, the same object as the body.
-- Eventarc CloudEvent, structured mode (``application/cloudevents+json``): the object under ``data``.
+- Eventarc CloudEvent, structured mode (``application/cloudevents+json``): the object is under
+  ``data``.
 
 The message inside is the same in all three: ``data`` (base64), ``messageId``, ``publishTime``,
 ``attributes``. Pure: takes headers and bytes, returns a ``PubSubMessage`` or raises REJECTED.
@@ -61,7 +62,9 @@ def parse(body_headers: Mapping[str, str], body: bytes) -> PubSubMessage:
     try:
         data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
-        raise rejected("bad_base64", "message data is not valid base64", message_id=message_id) from None
+        raise rejected(
+            "bad_base64", "message data is not valid base64", message_id=message_id
+        ) from None
     attributes = message.get("attributes") or {}
     subscription = envelope.get("subscription")
     return PubSubMessage(
@@ -69,7 +72,9 @@ def parse(body_headers: Mapping[str, str], body: bytes) -> PubSubMessage:
         data=data,
         publish_time=_str_or_none(message.get("publishTime") or message.get("publish_time")),
         subscription=_str_or_none(subscription),
-        attributes={str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {},
+        attributes={str(k): str(v) for k, v in attributes.items()}
+        if isinstance(attributes, dict)
+        else {},
         delivery=delivery,
     )
 

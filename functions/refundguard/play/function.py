@@ -64,21 +64,36 @@ def create_handler(env: Mapping[str, str], *, store: EntitlementStore | None = N
             logs.info("test notification acknowledged", decision="test", **fields)
             return json_response(200, {"status": "test", "message_id": message.message_id})
 
-        fields.update(token_hash=logs.token_hash(event.purchase_id), event_time_ms=event.event_time_ms)
+        fields.update(
+            token_hash=logs.token_hash(event.purchase_id), event_time_ms=event.event_time_ms
+        )
         try:
             result = entitlements.apply(event)
         except RefundGuardError as err:
-            logs.error("notification not applied; Pub/Sub will retry", decision="retry",
-                       code=err.code, cause=cause_text(err), **fields)
+            logs.error(
+                "notification not applied; Pub/Sub will retry",
+                decision="retry",
+                code=err.code,
+                cause=cause_text(err),
+                **fields,
+            )
             return error_response(err)
         status = result.entitlement.status.value if result.entitlement else None
-        logs.info("notification processed", decision=result.effect.value, status=status,
-                  attempts=result.attempts, **fields)
-        return json_response(200, {
-            "status": result.effect.value,
-            "message_id": message.message_id,
-            "entitlement_status": status,
-        })
+        logs.info(
+            "notification processed",
+            decision=result.effect.value,
+            status=status,
+            attempts=result.attempts,
+            **fields,
+        )
+        return json_response(
+            200,
+            {
+                "status": result.effect.value,
+                "message_id": message.message_id,
+                "entitlement_status": status,
+            },
+        )
 
     return guarded(FUNCTION, handle)
 
@@ -87,15 +102,35 @@ def _quarantine(store: EntitlementStore, err: RefundGuardError, body: bytes) -> 
     message_id = err.details.get("message_id")
     key = f"play:{message_id}" if message_id else None
     try:
-        doc_id = store.quarantine(source="play", code=err.code, reason=err.message, body=body,
-                                  key=key, details=err.details)
+        doc_id = store.quarantine(
+            source="play",
+            code=err.code,
+            reason=err.message,
+            body=body,
+            key=key,
+            details=err.details,
+        )
     except RefundGuardError as store_err:
-        logs.error("poison message could not be quarantined; Pub/Sub will retry", function=FUNCTION,
-                   decision="retry", code=err.code, message_id=message_id,
-                   cause=cause_text(store_err))
+        logs.error(
+            "poison message could not be quarantined; Pub/Sub will retry",
+            function=FUNCTION,
+            decision="retry",
+            code=err.code,
+            message_id=message_id,
+            cause=cause_text(store_err),
+        )
         return error_response(store_err)
-    logs.warning("message quarantined and acknowledged", function=FUNCTION, decision="quarantined",
-                 code=err.code, reason=err.message, message_id=message_id, quarantine_id=doc_id,
-                 package=err.details.get("package"))
-    return json_response(200, {"status": "quarantined", "code": err.code, "reason": err.message,
-                               "quarantine_id": doc_id})
+    logs.warning(
+        "message quarantined and acknowledged",
+        function=FUNCTION,
+        decision="quarantined",
+        code=err.code,
+        reason=err.message,
+        message_id=message_id,
+        quarantine_id=doc_id,
+        package=err.details.get("package"),
+    )
+    return json_response(
+        200,
+        {"status": "quarantined", "code": err.code, "reason": err.message, "quarantine_id": doc_id},
+    )

@@ -75,14 +75,21 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
     if not isinstance(package, str) or not package:
         raise rejected("missing_package", "notification has no packageName", message_id=mid)
     if package not in allowed_packages:
-        raise rejected("unknown_package", f"package {package!r} is not in PLAY_PACKAGE_NAMES",
-                       message_id=mid, package=package)
+        raise rejected(
+            "unknown_package",
+            f"package {package!r} is not in PLAY_PACKAGE_NAMES",
+            message_id=mid,
+            package=package,
+        )
 
     kinds = [k for k in _OBJECTS if isinstance(payload.get(k), dict)]
     if len(kinds) != 1:
-        raise rejected("bad_notification",
-                       "expected exactly one of " + ", ".join(_OBJECTS) + f"; found {kinds or 'none'}",
-                       message_id=mid, package=package)
+        raise rejected(
+            "bad_notification",
+            "expected exactly one of " + ", ".join(_OBJECTS) + f"; found {kinds or 'none'}",
+            message_id=mid,
+            package=package,
+        )
     key = kinds[0]
     body: dict[str, Any] = payload[key]
     if key == "testNotification":
@@ -115,7 +122,8 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
             **base_details,
             "orderId": body.get("orderId") if isinstance(body.get("orderId"), str) else None,
             "productType": PRODUCT_TYPES.get(product_type, product_type),
-            "refundType": "quantity_based_partial" if refund_type == REFUND_QUANTITY_PARTIAL
+            "refundType": "quantity_based_partial"
+            if refund_type == REFUND_QUANTITY_PARTIAL
             else "full",
         }
         if refund_type == REFUND_QUANTITY_PARTIAL:
@@ -123,7 +131,7 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
             name, effect = "VOIDED_PURCHASE_PARTIAL_REFUND", None
         else:
             name, effect = "VOIDED_PURCHASE", Status.REVOKED
-    else:  # pendingRefundReviewNotification: Google asks whether to approve a refund; no access change
+    else:  # pendingRefundReviewNotification: Google asks whether to approve a refund; no change
         kind, product, name, effect = "pending_refund_review", None, "PENDING_REFUND_REVIEW", None
         details = {**base_details, "pendingRefundToken": _str(body.get("pendingRefundToken"))}
 
@@ -159,19 +167,23 @@ def _event_time(value: Any, mid: str) -> int:
     except ValueError:
         millis = None
     if millis is None or not 0 < millis < 10**14:
-        raise rejected("bad_event_time", "eventTimeMillis must be milliseconds since the epoch",
-                       message_id=mid)
+        raise rejected(
+            "bad_event_time", "eventTimeMillis must be milliseconds since the epoch", message_id=mid
+        )
     return millis
 
 
 def _token(value: Any, mid: str) -> str:
     if not isinstance(value, str) or not value:
-        raise rejected("missing_purchase_token", "notification has no purchaseToken", message_id=mid)
+        raise rejected(
+            "missing_purchase_token", "notification has no purchaseToken", message_id=mid
+        )
     try:
         return check_purchase_id(value)
     except Exception:
-        raise rejected("bad_purchase_token", "purchaseToken has unexpected characters",
-                       message_id=mid) from None
+        raise rejected(
+            "bad_purchase_token", "purchaseToken has unexpected characters", message_id=mid
+        ) from None
 
 
 def _int(value: Any, name: str, mid: str) -> int:
