@@ -27,8 +27,8 @@ from cryptography.x509.oid import NameOID
 
 LEAF_OID = x509.ObjectIdentifier("1.2.840.113635.100.6.11.1")
 INTERMEDIATE_OID = x509.ObjectIdentifier("1.2.840.113635.100.6.2.1")
-NOT_BEFORE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
-NOT_AFTER = dt.datetime(2036, 1, 1, tzinfo=dt.timezone.utc)
+NOT_BEFORE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+NOT_AFTER = dt.datetime(2036, 1, 1, tzinfo=dt.UTC)
 #: signedDate of the default test notifications (2026-05-28T20:26:40Z), inside every default window.
 SIGNED_DATE_MS = 1_780_000_000_000
 BUNDLE_ID = "com.example.refundguard"
@@ -40,11 +40,13 @@ def b64url(data: bytes) -> str:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "RefundGuard Test PKI"),
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "RefundGuard Test PKI"),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        ]
+    )
 
 
 def _ski(key: ec.EllipticCurvePrivateKey) -> x509.SubjectKeyIdentifier:
@@ -109,37 +111,62 @@ def issue(
     )
     if not version1:
         if ca is not None:
-            builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length),
-                                            critical=bc_critical)
+            builder = builder.add_extension(
+                x509.BasicConstraints(ca=ca, path_length=path_length), critical=bc_critical
+            )
         if key_usage == "ca":
-            builder = builder.add_extension(x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False), critical=True)
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
         elif key_usage == "leaf":
-            builder = builder.add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False), critical=True)
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
         if ski:
             builder = builder.add_extension(_ski(key), critical=False)
         signer_key = issuer.key if issuer else key
         if aki and issuer is not None:
             builder = builder.add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
-                critical=False)
+                critical=False,
+            )
         elif aki and issuer is None:
             builder = builder.add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
-                critical=False)
+                critical=False,
+            )
         if apple_oid is not None:
             builder = builder.add_extension(
-                x509.UnrecognizedExtension(apple_oid, b"\x05\x00"), critical=apple_oid_critical)
+                x509.UnrecognizedExtension(apple_oid, b"\x05\x00"), critical=apple_oid_critical
+            )
         for extension, critical in extra:
             builder = builder.add_extension(extension, critical=critical)
     signer = signing_key or (issuer.key if issuer else key)
     algorithm = hash_algorithm or (
-        hashes.SHA384() if isinstance(signer.curve, ec.SECP384R1) else hashes.SHA256())
+        hashes.SHA384() if isinstance(signer.curve, ec.SECP384R1) else hashes.SHA256()
+    )
     return Issued(builder.sign(signer, algorithm), key)
 
 
@@ -157,7 +184,9 @@ def make_intermediate(root: Issued, name: str = "RefundGuard Test WWDR CA G6", *
     return issue(name, kw.pop("key", None) or new_key("P-384"), issuer=root, **kw)
 
 
-def make_leaf(intermediate: Issued, name: str = "RefundGuard Test Store Signing", **kw: Any) -> Issued:
+def make_leaf(
+    intermediate: Issued, name: str = "RefundGuard Test Store Signing", **kw: Any
+) -> Issued:
     kw.setdefault("apple_oid", LEAF_OID)
     return issue(name, kw.pop("key", None) or new_key("P-256"), issuer=intermediate, **kw)
 
@@ -196,7 +225,8 @@ def default_pki() -> ApplePKI:
 
 def raw_signature(key: ec.EllipticCurvePrivateKey, signing_input: bytes) -> bytes:
     r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    size = (key.curve.key_size + 7) // 8
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
 def sign_jws(
@@ -212,7 +242,11 @@ def sign_jws(
     if x5c is not None:
         head["x5c"] = x5c
     head.update(header or {})
-    body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+    body = (
+        payload
+        if isinstance(payload, bytes)
+        else json.dumps(payload, separators=(",", ":")).encode()
+    )
     signing_input = f"{b64url(json.dumps(head, separators=(',', ':')).encode())}.{b64url(body)}"
     return f"{signing_input}.{b64url(raw_signature(key, signing_input.encode()))}"
 
@@ -257,8 +291,11 @@ def transaction_payload(
 
 
 def renewal_payload(
-    *, original_transaction_id: str = "2000000000000001", environment: str = "Sandbox",
-    signed_date: int = SIGNED_DATE_MS, **extra: Any,
+    *,
+    original_transaction_id: str = "2000000000000001",
+    environment: str = "Sandbox",
+    signed_date: int = SIGNED_DATE_MS,
+    **extra: Any,
 ) -> dict[str, Any]:
     payload = {
         "originalTransactionId": original_transaction_id,
@@ -341,8 +378,13 @@ def sign_notification(
         fields.update(renewal)
         signed_renewal = pki.sign(renewal_payload(**fields))
     payload = notification_payload(
-        notification_type, subtype, signed_transaction=signed_transaction,
-        signed_renewal=signed_renewal, environment=environment, **kw)
+        notification_type,
+        subtype,
+        signed_transaction=signed_transaction,
+        signed_renewal=signed_renewal,
+        environment=environment,
+        **kw,
+    )
     if notification_type == "TEST":
         payload["data"].pop("signedTransactionInfo", None)
     return pki.sign(payload)

@@ -47,8 +47,13 @@ def create_handler(
         from ..store import EntitlementStore  # google-cloud-firestore: imported once, at start-up
 
         store = EntitlementStore.from_env(env)
-    logs.info("apple_notifications ready", function=FUNCTION, bundle_ids=list(settings.bundle_ids),
-              environments=list(settings.environments), roots=len(settings.roots))
+    logs.info(
+        "apple_notifications ready",
+        function=FUNCTION,
+        bundle_ids=list(settings.bundle_ids),
+        environments=list(settings.environments),
+        roots=len(settings.roots),
+    )
     return guarded(FUNCTION, _Handler(verifier, store))
 
 
@@ -77,19 +82,39 @@ class _Handler:
         except UnmappableNotification as exc:
             uuid = verified.payload.get("notificationUUID")
             key = f"apple:{uuid}" if isinstance(uuid, str) and uuid else None
-            doc = self._store.quarantine(source="apple", code=exc.code, reason=exc.message,
-                                         body=body, key=key, details={"verified": True})
-            logs.warning("apple notification quarantined", code=exc.code, reason=exc.message,
-                         quarantine=doc, **fields)
+            doc = self._store.quarantine(
+                source="apple",
+                code=exc.code,
+                reason=exc.message,
+                body=body,
+                key=key,
+                details={"verified": True},
+            )
+            logs.warning(
+                "apple notification quarantined",
+                code=exc.code,
+                reason=exc.message,
+                quarantine=doc,
+                **fields,
+            )
             return json_response(200, {"result": "quarantined", "reason": exc.message})
         if mapped.event is None:
             logs.info("apple notification acknowledged", reason=mapped.acknowledge_reason, **fields)
-            return json_response(200, {"result": "acknowledged", "reason": mapped.acknowledge_reason})
+            return json_response(
+                200, {"result": "acknowledged", "reason": mapped.acknowledge_reason}
+            )
         event = mapped.event
         result = self._store.apply(event)
         status = result.entitlement.status.value if result.entitlement else None
-        logs.info("apple notification", effect=result.effect.value, status=status,
-                  entitlement=event.document_id,
-                  event_type=event.type, event_time_ms=event.event_time_ms, **fields)
-        return json_response(200, {"result": result.effect.value, "status": status,
-                                   "entitlement": event.document_id})
+        logs.info(
+            "apple notification",
+            effect=result.effect.value,
+            status=status,
+            entitlement=event.document_id,
+            event_type=event.type,
+            event_time_ms=event.event_time_ms,
+            **fields,
+        )
+        return json_response(
+            200, {"result": result.effect.value, "status": status, "entitlement": event.document_id}
+        )

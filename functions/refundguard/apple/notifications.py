@@ -41,22 +41,51 @@ SUBTYPE_EFFECTS: dict[tuple[str, str], Status] = {
     ("DID_FAIL_TO_RENEW", "GRACE_PERIOD"): Status.ACTIVE,
 }
 #: Types documented as informational (recorded, access unchanged); unknown types are treated alike.
-INFORMATIONAL = frozenset({
-    "REFUND_DECLINED", "CONSUMPTION_REQUEST", "DID_CHANGE_RENEWAL_STATUS", "DID_CHANGE_RENEWAL_PREF",
-    "DID_FAIL_TO_RENEW", "PRICE_INCREASE", "RENEWAL_EXTENDED", "RENEWAL_EXTENSION", "OFFER_REDEEMED",
-    "METADATA_UPDATE", "MIGRATION", "PRICE_CHANGE", "EXTERNAL_PURCHASE_TOKEN", "RESCIND_CONSENT",
-})
+INFORMATIONAL = frozenset(
+    {
+        "REFUND_DECLINED",
+        "CONSUMPTION_REQUEST",
+        "DID_CHANGE_RENEWAL_STATUS",
+        "DID_CHANGE_RENEWAL_PREF",
+        "DID_FAIL_TO_RENEW",
+        "PRICE_INCREASE",
+        "RENEWAL_EXTENDED",
+        "RENEWAL_EXTENSION",
+        "OFFER_REDEEMED",
+        "METADATA_UPDATE",
+        "MIGRATION",
+        "PRICE_CHANGE",
+        "EXTERNAL_PURCHASE_TOKEN",
+        "RESCIND_CONSENT",
+    }
+)
 ACKNOWLEDGED_ONLY = frozenset({"TEST"})
 
 # Transaction / renewal / data fields kept in history when present (all JSON scalars).
 _TRANSACTION_DETAILS = (
-    "transactionId", "productId", "type", "inAppOwnershipType", "purchaseDate", "expiresDate",
-    "revocationDate", "revocationReason", "revocationType", "revocationPercentage",
-    "transactionReason", "offerType", "quantity", "storefront",
+    "transactionId",
+    "productId",
+    "type",
+    "inAppOwnershipType",
+    "purchaseDate",
+    "expiresDate",
+    "revocationDate",
+    "revocationReason",
+    "revocationType",
+    "revocationPercentage",
+    "transactionReason",
+    "offerType",
+    "quantity",
+    "storefront",
 )
 _DATA_DETAILS = ("status", "consumptionRequestReason", "bundleId", "appAppleId", "bundleVersion")
-_RENEWAL_DETAILS = ("autoRenewStatus", "autoRenewProductId", "expirationIntent", "isInBillingRetryPeriod",
-                    "gracePeriodExpiresDate")
+_RENEWAL_DETAILS = (
+    "autoRenewStatus",
+    "autoRenewProductId",
+    "expirationIntent",
+    "isInBillingRetryPeriod",
+    "gracePeriodExpiresDate",
+)
 
 
 class UnmappableNotification(RefundGuardError):
@@ -78,7 +107,9 @@ def _unmappable(code: str, message: str) -> UnmappableNotification:
     return UnmappableNotification(Kind.REJECTED, code, message)
 
 
-def _scalars(source: Mapping[str, Any] | None, names: tuple[str, ...], prefix: str = "") -> dict[str, Any]:
+def _scalars(
+    source: Mapping[str, Any] | None, names: tuple[str, ...], prefix: str = ""
+) -> dict[str, Any]:
     if not source:
         return {}
     return {
@@ -116,7 +147,9 @@ def map_notification(verified: VerifiedNotification) -> Mapped:
 
     signed_date = payload.get("signedDate")
     if isinstance(signed_date, bool) or not isinstance(signed_date, int) or signed_date <= 0:
-        raise _unmappable("apple_unmappable", "signedDate must be a positive integer of milliseconds")
+        raise _unmappable(
+            "apple_unmappable", "signedDate must be a positive integer of milliseconds"
+        )
     original_id = transaction.get("originalTransactionId")
     if not isinstance(original_id, str) or not original_id:
         raise _unmappable("apple_unmappable", "the transaction has no originalTransactionId")

