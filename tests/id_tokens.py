@@ -59,6 +59,7 @@ class TestSigner:
             serialization.NoEncryption(),
         ).decode()
         self._signer = crypt.RSASigner.from_string(pem, key_id=kid)
+        self._signer_without_kid = crypt.RSASigner.from_string(pem, key_id=None)
 
     def token(
         self,
@@ -82,6 +83,8 @@ class TestSigner:
         if email_verified is not None:
             claims["email_verified"] = email_verified
         claims.update(extra)
+        if kid == "":  # a token whose header names no key
+            return gjwt.encode(self._signer_without_kid, claims, header=dict(header or {})).decode()
         return gjwt.encode(self._signer, claims, header=dict(header or {}),
                            key_id=kid or self.kid).decode()
 
@@ -119,7 +122,7 @@ class CertServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}{CERTS_PATH}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
     def add(self, signer: TestSigner) -> None:
         with self._lock:
