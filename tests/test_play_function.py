@@ -264,3 +264,15 @@ def test_missing_package_list_refuses_to_start(
     # a misconfigured function fails to start rather than on its first message.
     with pytest.raises(ConfigError, match="PLAY_PACKAGE_NAMES"):
         make_client("play_notifications", PLAY_PACKAGE_NAMES=" , ")
+
+
+def test_replayed_dead_letter_keeps_its_original_event_id(client: Any, store: Any) -> None:
+    """scripts/replay_dead_letters.sh re-publishes with refundguard_replay_of=<original id>."""
+    body, headers = play_request("voided", "tok-replay", message_id="orig-1")
+    assert post(client, body, headers).get_json()["status"] == "applied"
+    replay = json.loads(body)
+    replay["message"]["messageId"] = "new-42"
+    replay["message"]["attributes"] = {"refundguard_replay_of": "orig-1"}
+    answer = post(client, json.dumps(replay).encode(), headers).get_json()
+    assert answer["status"] == "duplicate"
+    assert len(store.history(StoreName.GOOGLE, "tok-replay")) == 1

@@ -46,6 +46,7 @@ ONE_TIME_TYPES: dict[int, tuple[str, Status | None]] = {
     2: ("ONE_TIME_PRODUCT_CANCELED", Status.CANCELED),  # a pending purchase was cancelled
 }
 
+REPLAY_ATTRIBUTE = "refundguard_replay_of"
 REFUND_FULL = 1
 REFUND_QUANTITY_PARTIAL = 2
 PRODUCT_TYPES = {1: "subscription", 2: "one_time"}
@@ -103,42 +104,19 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
     }
     token = _token(body.get("purchaseToken"), mid)
 
-    if key == "subscriptionNotification":
-        number = _int(body.get("notificationType"), "notificationType", mid)
-        name, effect = SUBSCRIPTION_TYPES.get(number, (f"SUBSCRIPTION_NOTIFICATION_{number}", None))
-        kind, product = "subscription", _product(body.get("subscriptionId"))
-        details = {**base_details, "notificationType": number, "subscriptionId": product}
-    elif key == "oneTimeProductNotification":
-        number = _int(body.get("notificationType"), "notificationType", mid)
-        name, effect = ONE_TIME_TYPES.get(number, (f"ONE_TIME_PRODUCT_NOTIFICATION_{number}", None))
-        kind, product = "one_time", _product(body.get("sku"))
-        details = {**base_details, "notificationType": number, "sku": product}
-    elif key == "voidedPurchaseNotification":
-        refund_type = body.get("refundType", REFUND_FULL)  # absent in older notifications: full
-        refund_type = _int(refund_type, "refundType", mid)
-        product_type = body.get("productType")
-        kind, product = "voided", None
-        details = {
-            **base_details,
-            "orderId": body.get("orderId") if isinstance(body.get("orderId"), str) else None,
-            "productType": PRODUCT_TYPES.get(product_type, product_type),
-            "refundType": "quantity_based_partial"
-            if refund_type == REFUND_QUANTITY_PARTIAL
-            else "full",
-        }
-        if refund_type == REFUND_QUANTITY_PARTIAL:
-            # Some units were refunded; the purchase itself stands. Visible in history, no revoke.
-            name, effect = "VOIDED_PURCHASE_PARTIAL_REFUND", None
-        else:
-            name, effect = "VOIDED_PURCHASE", Status.REVOKED
-    else:  # pendingRefundReviewNotification: Google asks whether to approve a refund; no change
-        kind, product, name, effect = "pending_refund_review", None, "PENDING_REFUND_REVIEW", None
-        details = {**base_details, "pendingRefundToken": _str(body.get("pendingRefundToken"))}
+    kind, name, effect, product, facts = _DECODERS[key](body, mid)
+    details = {**base_details, **facts}
 
+    # A message re-published from the dead-letter topic (scripts/replay_dead_letters.sh) carries
+    # its original message id, so that a replay of something already applied is a duplicate.
+    replay_of = message.attributes.get(REPLAY_ATTRIBUTE)
+    event_id = replay_of if replay_of and len(replay_of) <= 200 else mid
+    if event_id != mid:
+        details["replayedAs"] = mid
     event = LedgerEvent(
         store=StoreName.GOOGLE,
         purchase_id=token,
-        event_id=mid,
+        event_id=event_id,
         source=Source.GOOGLE,
         type=name,
         event_time_ms=event_time,
@@ -148,6 +126,59 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
     )
     return PlayNotification(package, kind, name, event)
 
+
+_Decoded = tuple[str, str, Status | None, str | None, dict[str, Any]]
+
+
+def _subscription(body: dict[str, Any], mid: str) -> _Decoded:
+    number = _int(body.get("notificationType"), "notificationType", mid)
+    name, effect = SUBSCRIPTION_TYPES.get(number, (f"SUBSCRIPTION_NOTIFICATION_{number}", None))
+    product = _product(body.get("subscriptionId"))
+    return (
+        "subscription",
+        name,
+        effect,
+        product,
+        {"notificationType": number, "subscriptionId": product},
+    )
+
+
+def _one_time(body: dict[str, Any], mid: str) -> _Decoded:
+    number = _int(body.get("notificationType"), "notificationType", mid)
+    name, effect = ONE_TIME_TYPES.get(number, (f"ONE_TIME_PRODUCT_NOTIFICATION_{number}", None))
+    product = _product(body.get("sku"))
+    return "one_time", name, effect, product, {"notificationType": number, "sku": product}
+
+
+def _voided(body: dict[str, Any], mid: str) -> _Decoded:
+    # refundType is absent from older notifications, which were all full refunds.
+    refund_type = _int(body.get("refundType", REFUND_FULL), "refundType", mid)
+    partial = refund_type == REFUND_QUANTITY_PARTIAL
+    product_type = body.get("productType")
+    facts = {
+        "orderId": _str(body.get("orderId")),
+        "productType": PRODUCT_TYPES.get(product_type, product_type),
+        "refundType": "quantity_based_partial" if partial else "full",
+    }
+    if partial:
+        # Some units were refunded; the purchase itself stands. Visible in history, no revoke.
+        return "voided", "VOIDED_PURCHASE_PARTIAL_REFUND", None, None, facts
+    return "voided", "VOIDED_PURCHASE", Status.REVOKED, None, facts
+
+
+def _pending_refund_review(body: dict[str, Any], mid: str) -> _Decoded:
+    # Google asks whether to approve a refund (answer within 24 h with orders.reviewrefund):
+    # recorded so that it is visible; access does not change until a refund is decided.
+    facts = {"pendingRefundToken": _str(body.get("pendingRefundToken"))}
+    return "pending_refund_review", "PENDING_REFUND_REVIEW", None, None, facts
+
+
+_DECODERS = {
+    "subscriptionNotification": _subscription,
+    "oneTimeProductNotification": _one_time,
+    "voidedPurchaseNotification": _voided,
+    "pendingRefundReviewNotification": _pending_refund_review,
+}
 
 _OBJECTS = (
     "subscriptionNotification",
