@@ -335,7 +335,7 @@ def test_concurrent_regrant_and_refund(client: Any, auth: dict[str, str], store:
         def refund(token: str = token, barrier: threading.Barrier = barrier,
                    results: dict[str, Any] = results) -> None:
             barrier.wait()
-            results["store"] = store.apply(store_event(token, f"refund-{round_}", Status.REVOKED,
+            results["store"] = store.apply(store_event(token, f"refund-{token}", Status.REVOKED,
                                                        now_ms()))
 
         threads = [threading.Thread(target=regrant), threading.Thread(target=refund)]
