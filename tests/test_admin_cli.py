@@ -1,0 +1,225 @@
+"""The admin CLI against the real function served over HTTP (werkzeug, in a thread) and the
+Firestore emulator, with ID tokens from the test signer passed as --token; token sources and
+exit codes as units."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import MAIN_PY
+from id_tokens import AUDIENCE, CertServer, TestSigner, cert_server
+from refundguard import cli
+
+ADMIN = "admin@example.com"
+PURCHASE = "opaque.tok-en_with.dots-and_underscores"
+
+
+@pytest.fixture(scope="module")
+def signer() -> TestSigner:
+    return TestSigner("key-cli")
+
+
+@pytest.fixture(scope="module")
+def certs(signer: TestSigner) -> Iterator[CertServer]:
+    with cert_server(signer) as server:
+        yield server
+
+
+@pytest.fixture
+def server_url(emulator_env: dict[str, str], certs: CertServer,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    import functions_framework
+    from werkzeug.serving import make_server
+
+    for name, value in {"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN,
+                        "ADMIN_CERTS_URL": certs.url}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
+    app = functions_framework.create_app(target="admin", source=str(MAIN_PY))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_regrant_show_revoke(server_url: str, signer: TestSigner) -> None:
+    token = signer.token(ADMIN)
+    code, out, err = run("--url", server_url, "--token", token,
+                         "regrant", "google", PURCHASE, "--reason", "paid by invoice")
+    assert code == 0, err
+    assert "Re-granted: now active" in out and "paid by invoice" in out and ADMIN in out
+
+    code, out, err = run("revoke", "google", PURCHASE, "--reason", "chargeback",
+                         "--url", server_url, "--token", token)  # options after the command
+    assert code == 0, err
+    assert "Revoked: now revoked" in out and "access: NO" in out
+
+    code, out, err = run("--url", server_url, "--token", token, "show", "google", PURCHASE)
+    assert code == 0, err
+    assert "History (newest first, 2 of 2)" in out
+    lines = out.splitlines()
+    revoke_line = next(i for i, line in enumerate(lines) if "ADMIN_REVOKE" in line)
+    regrant_line = next(i for i, line in enumerate(lines) if "ADMIN_REGRANT" in line)
+    assert revoke_line < regrant_line
+
+
+def test_json_output(server_url: str, signer: TestSigner) -> None:
+    code, out, _ = run("--url", server_url, "--token", signer.token(ADMIN), "--json",
+                       "regrant", "apple-sandbox", "2000000000000001", "--reason", "test")
+    assert code == 0
+    body = json.loads(out)
+    assert body["entitlement"]["status"] == "active"
+    assert body["entitlement"]["environment"] == "Sandbox"
+    assert body["event"]["reason"] == "test"
+
+
+def test_idempotency_key_flag_replays(server_url: str, signer: TestSigner, store: Any) -> None:
+    from refundguard.ledger import StoreName
+
+    args = ("--url", server_url, "--token", signer.token(ADMIN), "regrant", "google", PURCHASE,
+            "--reason", "r", "--idempotency-key", "ticket-42")
+    assert run(*args)[0] == 0
+    code, out, _ = run(*args)
+    assert code == 0 and "replayed" in out
+    assert len(store.history(StoreName.GOOGLE, PURCHASE)) == 1
+
+
+def test_errors_exit_non_zero(server_url: str, signer: TestSigner) -> None:
+    token = signer.token(ADMIN)
+    code, _, err = run("--url", server_url, "--token", token, "show", "google", "never-seen")
+    assert code == cli.EXIT_API_ERROR and "HTTP 404" in err
+    code, _, err = run("--url", server_url, "--token", token, "show", "playstore", "x")
+    assert code == cli.EXIT_API_ERROR and "unknown_store" in err
+    code, _, err = run("--url", server_url, "--token", signer.token("eve@example.com"),
+                       "show", "google", "x")
+    assert code == cli.EXIT_API_ERROR and "HTTP 403" in err
+    code, _, err = run("--url", server_url, "--token", "garbage", "show", "google", "x")
+    assert code == cli.EXIT_API_ERROR and "HTTP 401" in err
+
+
+def test_usage_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REFUNDGUARD_ADMIN_URL", raising=False)
+    assert run("--token", "t", "show", "google", "x")[0] == cli.EXIT_USAGE
+    assert run("--url", "http://x", "--token", "t", "regrant", "google", "x",
+               "--reason", "  ")[0] == cli.EXIT_USAGE
+    with pytest.raises(SystemExit) as info:  # --reason is required
+        run("--url", "http://x", "--token", "t", "revoke", "google", "x")
+    assert info.value.code == 2
+
+
+def test_unreachable_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import free_port
+
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    code, _, err = run("--url", f"http://127.0.0.1:{free_port()}", "--token", "t",
+                       "regrant", "google", "x", "--reason", "r")
+    assert code == cli.EXIT_UNREACHABLE and "could not reach" in err
+
+
+def test_retries_reuse_one_idempotency_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    import requests
+
+    seen: list[dict[str, str]] = []
+
+    class Fake:
+        def __init__(self, status: int) -> None:
+            self.status_code = status
+            self.headers: dict[str, str] = {}
+            self.text = "{}"
+
+        def json(self) -> dict[str, Any]:
+            return {"entitlement": {"status": "active"}, "effect": "applied"}
+
+    def fake_request(method: str, url: str, headers: dict[str, str], **kw: Any) -> Fake:
+        seen.append(headers)
+        if len(seen) == 1:
+            raise requests.ConnectionError("reset")
+        return Fake(503 if len(seen) == 2 else 200)
+
+    monkeypatch.setattr(requests, "request", fake_request)
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    code, _, err = run("--url", "http://fn", "--token", "t", "regrant", "google", "x",
+                       "--reason", "r")
+    assert code == 0, err
+    keys = {h["Idempotency-Key"] for h in seen}
+    assert len(seen) == 3 and len(keys) == 1 and next(iter(keys)).startswith("cli-")
+
+
+def test_url_quoting() -> None:
+    assert cli.entitlement_url("https://fn.run.app/", "google", "a.b-c_d", "regrant") == \
+        "https://fn.run.app/entitlements/google/a.b-c_d/regrant"
+    assert cli.entitlement_url("https://x", "google", "a/b") == "https://x/entitlements/google/a%2Fb"
+
+
+# ------------------------------------------------------------------------------- token sources
+
+
+def test_token_sources_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def env_fails(audience: str) -> str:
+        calls.append(f"env:{audience}")
+        raise RuntimeError("no service account here")
+
+    def gcloud_works() -> str:
+        calls.append("gcloud")
+        return "user-token"
+
+    monkeypatch.setattr(cli, "_token_from_environment", env_fails)
+    monkeypatch.setattr(cli, "_token_from_gcloud", gcloud_works)
+    assert cli.get_id_token("https://fn", token=" given ") == "given"
+    assert calls == []
+    err = io.StringIO()
+    assert cli.get_id_token("https://fn", err=err) == "user-token"
+    assert calls == ["env:https://fn", "gcloud"]
+    assert "gcloud" in err.getvalue()
+
+
+def test_no_token_source_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(*args: Any) -> str:
+        raise OSError("nope")
+
+    monkeypatch.setattr(cli, "_token_from_environment", fails)
+    monkeypatch.setattr(cli, "_token_from_gcloud", fails)
+    monkeypatch.delenv("REFUNDGUARD_ID_TOKEN", raising=False)
+    monkeypatch.delenv("REFUNDGUARD_IMPERSONATE", raising=False)
+    code, _, err = run("--url", "http://fn", "show", "google", "x")
+    assert code == cli.EXIT_NO_TOKEN and "could not obtain an ID token" in err
+
+
+def test_impersonation_uses_audience(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setattr(cli, "_token_by_impersonation",
+                        lambda sa, aud: seen.append((sa, aud)) or "sa-token")
+    assert cli.get_id_token("https://fn", impersonate="ops@p.iam.gserviceaccount.com") == "sa-token"
+    assert seen == [("ops@p.iam.gserviceaccount.com", "https://fn")]
+
+
+def test_runs_as_a_module() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import FUNCTIONS_DIR
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "refundguard.cli", "--help"], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(FUNCTIONS_DIR)}, timeout=60, check=False)
+    assert completed.returncode == 0, completed.stderr
+    for command in ("show", "regrant", "revoke"):
+        assert command in completed.stdout
