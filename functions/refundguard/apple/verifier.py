@@ -65,7 +65,7 @@ _HANDLED_CRITICAL = frozenset(
         ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
     }
 )
-_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _MAX_TOKEN_CHARS = 256 * 1024
 DEFAULT_CACHE_SIZE = 64
@@ -115,7 +115,7 @@ def _b64url_segment(segment: bytes, name: str) -> bytes:
     padding = len(segment) - len(stripped)
     if padding > 2 or (padding and len(segment) % 4) or len(stripped) % 4 == 1:
         raise _fail(VerificationStatus.MALFORMED, f"invalid {name} padding")
-    if not _B64URL.issuperset(stripped):
+    if stripped.translate(None, _B64URL):  # anything left is outside the alphabet
         raise _fail(VerificationStatus.MALFORMED, f"invalid {name} base64url")
     try:
         decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
