@@ -17,8 +17,9 @@ Allow-list entries are exact emails (``alice@example.com``) or ``*@domain``. A `
 matches only when the email's domain equals the domain AND the token's ``hd`` (hosted domain) claim
 equals it too: Google's documentation says the email domain alone does not show that a Workspace /
 Cloud Identity organisation manages the account (a consumer Google account can carry any verified
-address), ``hd`` does. The one exception is a service-account domain (``*@PROJECT.iam.gserviceaccount.com``),
-which only Google can issue addresses in and whose tokens never carry ``hd``.
+address), ``hd`` does. The one exception is a service-account domain
+(``*@PROJECT.iam.gserviceaccount.com``), which only Google can issue addresses in and whose tokens
+never carry ``hd``.
 
 Nothing here logs or echoes the bearer token: google-auth's exception messages can contain it, so
 they are mapped to fixed messages.
@@ -233,7 +234,10 @@ class IdTokenVerifier:
                 raise unauthenticated("bad_token_signature",
                                       "the token's signature does not verify") from None
             raise unauthenticated("invalid_token", "the token is not valid") from None
+        self._check_claims(claims)
+        return claims
 
+    def _check_claims(self, claims: Mapping[str, Any]) -> None:
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise unauthenticated("wrong_issuer", "the token was not issued by Google accounts")
         aud = claims.get("aud")
@@ -246,7 +250,6 @@ class IdTokenVerifier:
         email = claims.get("email")
         if not isinstance(email, str) or not _EMAIL.fullmatch(email):
             raise unauthenticated("no_email", "the token carries no email")
-        return claims
 
 
 # ---------------------------------------------------------------------------------------- who
