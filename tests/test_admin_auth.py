@@ -396,3 +396,14 @@ def test_allow_list_entries() -> None:
     assert allow.allows("bob@corp.example", "CORP.example")
     assert not allow.allows("bob@corp.example", None)
     assert not allow.allows("corp.example@evil.example", "evil.example")
+
+
+def test_local_settings_start_the_function() -> None:
+    from refundguard.admin.function import create_authenticator
+    from refundguard.admin.local import GCLOUD_CLIENT_ID, local_env
+
+    env = local_env(8083, {})
+    auth = create_authenticator(env)
+    assert GCLOUD_CLIENT_ID in auth.verifier.audiences
+    assert not auth.allow_list.allows("anyone@example.com", "example.com")
+    assert local_env(8083, {"ADMIN_EMAILS": "me@example.com"})["ADMIN_EMAILS"] == "me@example.com"
