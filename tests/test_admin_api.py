@@ -241,6 +241,27 @@ def test_idempotency_key_replays_the_first_result(client: Any, auth: dict[str, s
     assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).history_count == 1
 
 
+def test_concurrent_retries_with_one_key_write_once(client: Any, auth: dict[str, str],
+                                                   store: Any) -> None:
+    barrier = threading.Barrier(2)
+    responses: list[Any] = []
+
+    def send() -> None:
+        barrier.wait()
+        responses.append(post(client, auth, "google", GOOGLE_TOKEN, "regrant",
+                              **{"Idempotency-Key": "same"}))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert responses[0].get_json() == responses[1].get_json()
+    assert sorted("Idempotent-Replayed" in r.headers for r in responses) == [False, True]
+    assert len(store.history(StoreName.GOOGLE, GOOGLE_TOKEN)) == 1
+
+
 def test_without_idempotency_key_each_post_is_new(client: Any, auth: dict[str, str],
                                                   store: Any) -> None:
     a = post(client, auth, "google", GOOGLE_TOKEN, "regrant").get_json()
