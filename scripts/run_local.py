@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
 FUNCTIONS = ROOT / "functions"
 PROJECT = "demo-refundguard"
+sys.path[:0] = [str(FUNCTIONS), str(ROOT / "scripts")]
 EMULATOR_JAR = Path(
     os.environ.get(
         "FIRESTORE_EMULATOR_JAR",
@@ -60,6 +64,20 @@ def wait_http(
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+
+
+def wait_port(port_number: int, *, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+    """Wait until something listens on the port (a TCP connect: no request for it to log)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process for port {port_number} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port_number), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listened on port {port_number} within {timeout_s}s")
 
 
 def start_emulator(firestore_port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -113,7 +131,7 @@ def start_function(
         stderr=subprocess.STDOUT if output else None,
         start_new_session=True,
     )
-    wait_http(f"http://127.0.0.1:{function_port}/", timeout_s=60, process=process)
+    wait_port(function_port, timeout_s=60, process=process)
     return process
 
 
@@ -148,7 +166,8 @@ def main() -> int:
         "admin": port("ADMIN_PORT", 8083),
     }
     env = local_env(firestore_port)
-    extra = local_apple_and_admin_env()
+    certs_port = port("ADMIN_CERTS_PORT", 8084)
+    extra = {**local_apple_env(), **local_admin_env(ports["admin"], certs_port)}
     processes: list[subprocess.Popen[bytes]] = []
 
     def shutdown(signum: int, _frame: object) -> None:
@@ -156,6 +175,8 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     try:
+        if extra["ADMIN_CERTS_URL"].startswith("http://127.0.0.1:"):
+            serve_dev_certs(certs_port)
         print(
             f"Starting the Firestore emulator on 127.0.0.1:{firestore_port} "
             f"(log: {RUN_DIR / 'firestore.log'})",
@@ -166,26 +187,37 @@ def main() -> int:
             print(f"Starting {target} on http://127.0.0.1:{function_port}/", flush=True)
             processes.append(start_function(target, function_port, {**env, **extra}))
         token = "demo-purchase-token-0001"
+        py = os.path.relpath(sys.executable)
+        play, apple, admin = (
+            ports[t] for t in ("play_notifications", "apple_notifications", "admin")
+        )
         print(
             f"""
 refundguard is running locally (Ctrl-C stops everything).
 
   Firestore emulator   http://127.0.0.1:{firestore_port}   (project {PROJECT})
-  play_notifications   http://127.0.0.1:{ports["play_notifications"]}/
-  apple_notifications  http://127.0.0.1:{ports["apple_notifications"]}/
-  admin                http://127.0.0.1:{ports["admin"]}/
+  play_notifications   http://127.0.0.1:{play}/
+  apple_notifications  http://127.0.0.1:{apple}/   (Sandbox, trusting the local test root in .run/)
+  admin                http://127.0.0.1:{admin}/   (local ID tokens for {extra["ADMIN_EMAILS"]})
 
-Send a voided-purchase (refund) notification to the Play function:
+Refund a purchase through the Play function (a voided-purchase notification):
 
-  curl -s -X POST http://127.0.0.1:{ports["play_notifications"]}/ \\
-    -H 'Content-Type: application/json' \\
+  curl -s -X POST http://127.0.0.1:{play}/ -H 'Content-Type: application/json' \\
     -d "$(python3 scripts/send_play_notification.py voided --token {token} --print)"
 
-or any other type:  python3 scripts/send_play_notification.py --help
-
-Then read the entitlement from the emulator:
+Read the entitlement from the emulator:
 
   curl -s 'http://127.0.0.1:{firestore_port}/v1/projects/{PROJECT}/databases/(default)/documents/entitlements/google:{token}'
+
+or through the admin function, then give the access back:
+
+  TOKEN=$({py} scripts/dev_admin_token.py)
+  curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{admin}/entitlements/google/{token}
+  curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+    -d '{{"reason": "refund was a mistake"}}' http://127.0.0.1:{admin}/entitlements/google/{token}/regrant
+
+Apple (signed with the local test PKI):  {py} scripts/send_apple_notification.py REFUND
+Any Play notification type:              python3 scripts/send_play_notification.py --help
 """,
             flush=True,
         )
@@ -201,9 +233,54 @@ Then read the entitlement from the emulator:
         stop(processes)
 
 
-def local_apple_and_admin_env() -> dict[str, str]:
-    """Apple and admin settings for local use (filled in by their modules when present)."""
-    return {}
+def local_apple_env() -> dict[str, str]:
+    """The Apple function trusts a throw-away local root (never Apple's) and accepts Sandbox only:
+    ``scripts/send_apple_notification.py`` signs notifications with that PKI."""
+    from send_apple_notification import ROOT_DER, test_pki
+
+    test_pki()
+    return {
+        "APPLE_BUNDLE_IDS": "com.example.refundguard",
+        "APPLE_ENVIRONMENTS": "Sandbox",
+        "APPLE_APP_APPLE_ID": "",
+        "APPLE_ROOT_CERTS": str(ROOT_DER),
+    }
+
+
+def local_admin_env(admin_port: int, certs_port: int) -> dict[str, str]:
+    """The admin function trusts a local stand-in for Google's ID-token certificates, served by
+    this process (``scripts/dev_admin_token.py`` mints tokens for it), and allows
+    ``ADMIN_EMAILS`` (default ``admin@example.com``). Set ``ADMIN_CERTS_URL`` to Google's to use
+    real ``gcloud`` tokens instead (see docs/admin.md)."""
+    from refundguard.admin.local import local_env
+
+    env = local_env(admin_port)
+    if not os.environ.get("ADMIN_CERTS_URL"):
+        env["ADMIN_CERTS_URL"] = f"http://127.0.0.1:{certs_port}/oauth2/v1/certs"
+    if not os.environ.get("ADMIN_EMAILS"):
+        env["ADMIN_EMAILS"] = "admin@example.com"
+    return env
+
+
+def serve_dev_certs(certs_port: int) -> ThreadingHTTPServer:
+    from dev_admin_token import certs_json
+
+    body = certs_json()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "public, max-age=3600")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", certs_port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 if __name__ == "__main__":

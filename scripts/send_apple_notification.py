@@ -1,11 +1,13 @@
 """Sign an App Store Server Notification V2 with a local test PKI and POST it to a local function.
 
 The first run creates the PKI under ``.run/apple-test-pki/`` (git-ignored) and writes its root to
-``.run/apple-test-root.der``; start the function with::
+``.run/apple-test-root.der``. ``make run`` does this and starts the Apple function (port 8082) with
+that root, ``APPLE_ENVIRONMENTS=Sandbox`` and ``APPLE_BUNDLE_IDS=com.example.refundguard``; to run
+the function by hand instead::
 
     APPLE_BUNDLE_IDS=com.example.refundguard APPLE_ENVIRONMENTS=Sandbox \
     APPLE_ROOT_CERTS=$PWD/.run/apple-test-root.der \
-    functions-framework --source functions/main.py --target apple_notifications --port 8080
+    functions-framework --source functions/main.py --target apple_notifications --port 8082
 
 then send, e.g.::
 
@@ -67,7 +69,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("type", nargs="?", default="TEST", help="notificationType (default TEST)")
     parser.add_argument("--subtype")
-    parser.add_argument("--url", default="http://localhost:8080/")
+    parser.add_argument("--url", default="http://127.0.0.1:8082/", help="default: make run's")
     parser.add_argument("--transaction-id", default="2000000000000001")
     parser.add_argument("--bundle-id", default="com.example.refundguard")
     parser.add_argument("--environment", default="Sandbox")
