@@ -135,7 +135,10 @@ def start_function(
     return process
 
 
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+def stop(processes: list[subprocess.Popen[bytes]], *, ignore_signals: bool = False) -> None:
+    if ignore_signals:  # a second Ctrl-C while stopping must not leave processes behind
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for process in processes:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -230,7 +233,7 @@ Any Play notification type:              python3 scripts/send_play_notification.
         print("\nStopping...", flush=True)
         return 0
     finally:
-        stop(processes)
+        stop(processes, ignore_signals=True)
 
 
 def local_apple_env() -> dict[str, str]:
