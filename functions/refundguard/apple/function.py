@@ -92,6 +92,7 @@ class _Handler:
             )
             logs.warning(
                 "apple notification quarantined",
+                decision="quarantined",
                 code=exc.code,
                 reason=exc.message,
                 quarantine=doc,
@@ -99,7 +100,12 @@ class _Handler:
             )
             return json_response(200, {"result": "quarantined", "reason": exc.message})
         if mapped.event is None:
-            logs.info("apple notification acknowledged", reason=mapped.acknowledge_reason, **fields)
+            logs.info(
+                "apple notification acknowledged",
+                decision="acknowledged",
+                reason=mapped.acknowledge_reason,
+                **fields,
+            )
             return json_response(
                 200, {"result": "acknowledged", "reason": mapped.acknowledge_reason}
             )
@@ -108,7 +114,7 @@ class _Handler:
         status = result.entitlement.status.value if result.entitlement else None
         logs.info(
             "apple notification",
-            effect=result.effect.value,
+            decision=result.effect.value,
             status=status,
             entitlement=event.document_id,
             event_type=event.type,
