@@ -7,7 +7,7 @@ Ports (override with environment variables of the same names):
     PLAY_PORT=8081       play_notifications
     APPLE_PORT=8082      apple_notifications
     ADMIN_PORT=8083      admin
-    ADMIN_CERTS_PORT=8084  local ID-token certificates the admin function trusts (dev_admin_token.py)
+    ADMIN_CERTS_PORT=8084  the local ID-token certificates the admin function trusts
 
 Each function runs in its own ``functions-framework`` process, exactly as Cloud Functions runs it,
 with the environment printed at start. Ctrl-C (or SIGTERM) stops everything this script started.
