@@ -34,6 +34,7 @@ run: setup
 
 lint: setup
 	$(VENV)/bin/ruff check functions tests bench scripts
+	$(VENV)/bin/ruff format --check functions tests bench scripts
 
 format: setup
 	$(VENV)/bin/ruff format functions tests bench scripts

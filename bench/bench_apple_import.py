@@ -30,7 +30,9 @@ def import_time(module: str, rounds: int) -> float:
     for _ in range(rounds):
         out = subprocess.run(
             [sys.executable, "-c", CODE.format(path=str(FUNCTIONS), module=module)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         best = min(best, float(out.strip()))
     return best
@@ -44,8 +46,10 @@ def main() -> None:
     ours = results["refundguard.apple.verifier"]
     apple = results["appstoreserverlibrary.signed_data_verifier"]
     print(f"ratio (Apple / refundguard verifier import): {apple / ours:.1f}x")
-    print(f"function module vs Apple's verifier: {results['refundguard.apple.function'] * 1000:.1f}"
-          f" ms vs {apple * 1000:.1f} ms")
+    print(
+        f"function module vs Apple's verifier: {results['refundguard.apple.function'] * 1000:.1f}"
+        f" ms vs {apple * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

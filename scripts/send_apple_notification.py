@@ -42,9 +42,11 @@ def _save(pki: ApplePKI) -> None:
     chain = (("root", pki.root), ("intermediate", pki.intermediate), ("leaf", pki.leaf))
     for name, issued in chain:
         (PKI_DIR / f"{name}.crt").write_bytes(issued.pem)
-        key = issued.key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption())
+        key = issued.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         (PKI_DIR / f"{name}.key").write_bytes(key)
     ROOT_DER.write_bytes(pki.root_der)
 
@@ -82,13 +84,20 @@ def main() -> int:
         return 0
     now_ms = time.time_ns() // 1_000_000
     token = sign_notification(
-        args.type, args.subtype, pki=pki, environment=args.environment, bundle_id=args.bundle_id,
+        args.type,
+        args.subtype,
+        pki=pki,
+        environment=args.environment,
+        bundle_id=args.bundle_id,
         signed_date=now_ms,
         transaction={"original_transaction_id": args.transaction_id, "bundle_id": args.bundle_id},
     )
     request = urllib.request.Request(
-        args.url, data=json.dumps({"signedPayload": token}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
+        args.url,
+        data=json.dumps({"signedPayload": token}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             print(response.status, response.read().decode().strip())

@@ -85,8 +85,9 @@ class TestSigner:
         claims.update(extra)
         if kid == "":  # a token whose header names no key
             return gjwt.encode(self._signer_without_kid, claims, header=dict(header or {})).decode()
-        return gjwt.encode(self._signer, claims, header=dict(header or {}),
-                           key_id=kid or self.kid).decode()
+        return gjwt.encode(
+            self._signer, claims, header=dict(header or {}), key_id=kid or self.kid
+        ).decode()
 
 
 class CertServer:

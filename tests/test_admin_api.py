@@ -36,8 +36,12 @@ def certs(signer: TestSigner) -> Iterator[CertServer]:
 
 @pytest.fixture
 def client(make_client: Any, emulator_env: dict[str, str], certs: CertServer) -> Any:
-    return make_client("admin", ADMIN_AUDIENCES=AUDIENCE,
-                       ADMIN_EMAILS=f"{ADMIN},{OTHER_ADMIN}", ADMIN_CERTS_URL=certs.url)
+    return make_client(
+        "admin",
+        ADMIN_AUDIENCES=AUDIENCE,
+        ADMIN_EMAILS=f"{ADMIN},{OTHER_ADMIN}",
+        ADMIN_CERTS_URL=certs.url,
+    )
 
 
 @pytest.fixture
@@ -49,17 +53,41 @@ def url(store: str, purchase_id: str, action: str | None = None) -> str:
     return f"/entitlements/{store}/{purchase_id}" + (f"/{action}" if action else "")
 
 
-def post(client: Any, headers: dict[str, str], store: str, purchase_id: str, action: str,
-         reason: str = "customer paid by invoice", **extra_headers: str) -> Any:
-    return client.post(url(store, purchase_id, action), data=json.dumps({"reason": reason}),
-                       headers={**headers, **extra_headers}, content_type="application/json")
+def post(
+    client: Any,
+    headers: dict[str, str],
+    store: str,
+    purchase_id: str,
+    action: str,
+    reason: str = "customer paid by invoice",
+    **extra_headers: str,
+) -> Any:
+    return client.post(
+        url(store, purchase_id, action),
+        data=json.dumps({"reason": reason}),
+        headers={**headers, **extra_headers},
+        content_type="application/json",
+    )
 
 
-def store_event(purchase_id: str, event_id: str, effect: Status | None, event_time_ms: int,
-                type_: str = "VOIDED_PURCHASE") -> LedgerEvent:
-    return LedgerEvent(store=StoreName.GOOGLE, purchase_id=purchase_id, event_id=event_id,
-                       source=Source.GOOGLE, type=type_, event_time_ms=event_time_ms,
-                       effect=effect, product_id="premium", user_id="user-1")
+def store_event(
+    purchase_id: str,
+    event_id: str,
+    effect: Status | None,
+    event_time_ms: int,
+    type_: str = "VOIDED_PURCHASE",
+) -> LedgerEvent:
+    return LedgerEvent(
+        store=StoreName.GOOGLE,
+        purchase_id=purchase_id,
+        event_id=event_id,
+        source=Source.GOOGLE,
+        type=type_,
+        event_time_ms=event_time_ms,
+        effect=effect,
+        product_id="premium",
+        user_id="user-1",
+    )
 
 
 def now_ms() -> int:
@@ -76,8 +104,9 @@ def test_unknown_entitlement_is_404(client: Any, auth: dict[str, str]) -> None:
     assert response.headers["Content-Type"].startswith("application/json")
 
 
-def test_show_entitlement_and_history_newest_first(client: Any, auth: dict[str, str],
-                                                   store: Any) -> None:
+def test_show_entitlement_and_history_newest_first(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     t0 = now_ms() - 60_000
     store.apply(store_event(GOOGLE_TOKEN, "m-1", Status.ACTIVE, t0, "ONE_TIME_PRODUCT_PURCHASED"))
     store.apply(store_event(GOOGLE_TOKEN, "m-2", Status.REVOKED, t0 + 1000))
@@ -93,8 +122,11 @@ def test_show_entitlement_and_history_newest_first(client: Any, auth: dict[str, 
     assert ent["environment"] == "Production"
     assert ent["updated_at"].endswith("Z") and ent["history_count"] == 3
     history = body["history"]
-    assert [h["type"] for h in history] == ["ADMIN_REGRANT", "VOIDED_PURCHASE",
-                                            "ONE_TIME_PRODUCT_PURCHASED"]
+    assert [h["type"] for h in history] == [
+        "ADMIN_REGRANT",
+        "VOIDED_PURCHASE",
+        "ONE_TIME_PRODUCT_PURCHASED",
+    ]
     assert [h["source"] for h in history] == ["admin", "google", "google"]
     assert history[0]["actor"] == ADMIN and history[0]["reason"] == "goodwill"
     assert history[0]["effect"] == "applied"
@@ -107,8 +139,9 @@ def test_show_entitlement_and_history_newest_first(client: Any, auth: dict[str, 
 # ------------------------------------------------------------------------------- re-grant / revoke
 
 
-def test_regrant_of_unknown_purchase_creates_it(client: Any, auth: dict[str, str],
-                                                store: Any) -> None:
+def test_regrant_of_unknown_purchase_creates_it(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     response = post(client, auth, "apple", APPLE_ID, "regrant", "  paid by bank transfer  ")
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
@@ -132,8 +165,7 @@ def test_revoke(client: Any, auth: dict[str, str], store: Any) -> None:
     assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).status is Status.REVOKED
 
 
-def test_sandbox_and_production_are_separate(client: Any, auth: dict[str, str],
-                                             store: Any) -> None:
+def test_sandbox_and_production_are_separate(client: Any, auth: dict[str, str], store: Any) -> None:
     assert post(client, auth, "apple-sandbox", APPLE_ID, "revoke").status_code == 200
     assert client.get(url("apple", APPLE_ID), headers=auth).status_code == 404
     body = client.get(url("apple-sandbox", APPLE_ID), headers=auth).get_json()
@@ -151,48 +183,58 @@ def test_function_name_prefix_is_accepted(client: Any, auth: dict[str, str]) -> 
 # ------------------------------------------------------------------------------- 400 / 404 / 405
 
 
-@pytest.mark.parametrize("data,code", [
-    (json.dumps({"reason": "   "}), "missing_reason"),
-    (json.dumps({"reason": ""}), "missing_reason"),
-    (json.dumps({}), "missing_reason"),
-    (json.dumps({"reason": None}), "missing_reason"),
-    (json.dumps({"reason": 42}), "bad_reason"),
-    (json.dumps({"reason": "x" * 501}), "reason_too_long"),
-    (json.dumps({"reason": "ok", "status": "active"}), "unknown_field"),
-    ("{not json", "bad_json"),
-    ("", "bad_json"),
-    ("[1, 2]", "bad_json"),
-    ('"reason"', "bad_json"),
-    (b"\xff\xfe", "bad_json"),
-])
+@pytest.mark.parametrize(
+    "data,code",
+    [
+        (json.dumps({"reason": "   "}), "missing_reason"),
+        (json.dumps({"reason": ""}), "missing_reason"),
+        (json.dumps({}), "missing_reason"),
+        (json.dumps({"reason": None}), "missing_reason"),
+        (json.dumps({"reason": 42}), "bad_reason"),
+        (json.dumps({"reason": "x" * 501}), "reason_too_long"),
+        (json.dumps({"reason": "ok", "status": "active"}), "unknown_field"),
+        ("{not json", "bad_json"),
+        ("", "bad_json"),
+        ("[1, 2]", "bad_json"),
+        ('"reason"', "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+    ],
+)
 def test_bad_request_body_is_400(client: Any, auth: dict[str, str], data: Any, code: str) -> None:
-    response = client.post(url("google", "tok-1", "regrant"), data=data, headers=auth,
-                           content_type="application/json")
+    response = client.post(
+        url("google", "tok-1", "regrant"), data=data, headers=auth, content_type="application/json"
+    )
     assert response.status_code == 400, response.get_json()
     assert response.get_json()["error"] == code
     assert response.get_json()["message"]
 
 
 def test_body_too_large_is_400(client: Any, auth: dict[str, str]) -> None:
-    response = client.post(url("google", "tok-1", "revoke"),
-                           data=json.dumps({"reason": "x" * 20_000}), headers=auth)
+    response = client.post(
+        url("google", "tok-1", "revoke"), data=json.dumps({"reason": "x" * 20_000}), headers=auth
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "body_too_large"
 
 
-@pytest.mark.parametrize("store_segment", ["play", "GOOGLE", "apple-production", "google-sandbox",
-                                           "apple-", "itunes"])
+@pytest.mark.parametrize(
+    "store_segment", ["play", "GOOGLE", "apple-production", "google-sandbox", "apple-", "itunes"]
+)
 def test_unknown_store_is_400(client: Any, auth: dict[str, str], store_segment: str) -> None:
-    for response in (client.get(url(store_segment, "tok-1"), headers=auth),
-                     post(client, auth, store_segment, "tok-1", "regrant")):
+    for response in (
+        client.get(url(store_segment, "tok-1"), headers=auth),
+        post(client, auth, store_segment, "tok-1", "regrant"),
+    ):
         assert response.status_code == 400
         assert response.get_json()["error"] == "unknown_store"
 
 
 @pytest.mark.parametrize("purchase_id", ["abc$def", "a%20b", "x" * 1025, "t%C3%A9st", "a,b"])
 def test_bad_purchase_id_is_400(client: Any, auth: dict[str, str], purchase_id: str) -> None:
-    for response in (client.get(url("google", purchase_id), headers=auth),
-                     post(client, auth, "google", purchase_id, "revoke")):
+    for response in (
+        client.get(url("google", purchase_id), headers=auth),
+        post(client, auth, "google", purchase_id, "revoke"),
+    ):
         assert response.status_code == 400
         assert response.get_json()["error"] == "bad_purchase_id"
 
@@ -202,24 +244,35 @@ def test_nothing_written_on_400(client: Any, auth: dict[str, str], store: Any) -
     assert store.get(StoreName.GOOGLE, "tok-1") is None
 
 
-@pytest.mark.parametrize("path", ["/", "/entitlements", "/entitlements/google",
-                                  "/entitlements/google/tok-1/refund",
-                                  "/a/b/entitlements/google/tok-1",
-                                  "/entitlements//tok-1"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/entitlements",
+        "/entitlements/google",
+        "/entitlements/google/tok-1/refund",
+        "/a/b/entitlements/google/tok-1",
+        "/entitlements//tok-1",
+    ],
+)
 def test_unknown_route_is_404_json(client: Any, auth: dict[str, str], path: str) -> None:
     response = client.get(path, headers=auth)
     assert response.status_code == 404
     assert response.get_json()["error"] == "no_such_route"
 
 
-@pytest.mark.parametrize("method,path,allow", [
-    ("POST", "/entitlements/google/tok-1", "GET"),
-    ("DELETE", "/entitlements/google/tok-1", "GET"),
-    ("GET", "/entitlements/google/tok-1/regrant", "POST"),
-    ("PUT", "/entitlements/google/tok-1/revoke", "POST"),
-])
-def test_wrong_method_is_405(client: Any, auth: dict[str, str], method: str, path: str,
-                             allow: str) -> None:
+@pytest.mark.parametrize(
+    "method,path,allow",
+    [
+        ("POST", "/entitlements/google/tok-1", "GET"),
+        ("DELETE", "/entitlements/google/tok-1", "GET"),
+        ("GET", "/entitlements/google/tok-1/regrant", "POST"),
+        ("PUT", "/entitlements/google/tok-1/revoke", "POST"),
+    ],
+)
+def test_wrong_method_is_405(
+    client: Any, auth: dict[str, str], method: str, path: str, allow: str
+) -> None:
     response = client.open(path, method=method, headers=auth)
     assert response.status_code == 405
     assert response.headers["Allow"] == allow
@@ -229,8 +282,9 @@ def test_wrong_method_is_405(client: Any, auth: dict[str, str], method: str, pat
 # ------------------------------------------------------------------------------- idempotency
 
 
-def test_idempotency_key_replays_the_first_result(client: Any, auth: dict[str, str],
-                                                  store: Any) -> None:
+def test_idempotency_key_replays_the_first_result(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     first = post(client, auth, "google", GOOGLE_TOKEN, "regrant", **{"Idempotency-Key": "k-1"})
     second = post(client, auth, "google", GOOGLE_TOKEN, "regrant", **{"Idempotency-Key": "k-1"})
     assert first.status_code == second.status_code == 200
@@ -241,15 +295,17 @@ def test_idempotency_key_replays_the_first_result(client: Any, auth: dict[str, s
     assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).history_count == 1
 
 
-def test_concurrent_retries_with_one_key_write_once(client: Any, auth: dict[str, str],
-                                                   store: Any) -> None:
+def test_concurrent_retries_with_one_key_write_once(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     barrier = threading.Barrier(2)
     responses: list[Any] = []
 
     def send() -> None:
         barrier.wait()
-        responses.append(post(client, auth, "google", GOOGLE_TOKEN, "regrant",
-                              **{"Idempotency-Key": "same"}))
+        responses.append(
+            post(client, auth, "google", GOOGLE_TOKEN, "regrant", **{"Idempotency-Key": "same"})
+        )
 
     threads = [threading.Thread(target=send) for _ in range(2)]
     for thread in threads:
@@ -262,16 +318,18 @@ def test_concurrent_retries_with_one_key_write_once(client: Any, auth: dict[str,
     assert len(store.history(StoreName.GOOGLE, GOOGLE_TOKEN)) == 1
 
 
-def test_without_idempotency_key_each_post_is_new(client: Any, auth: dict[str, str],
-                                                  store: Any) -> None:
+def test_without_idempotency_key_each_post_is_new(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     a = post(client, auth, "google", GOOGLE_TOKEN, "regrant").get_json()
     b = post(client, auth, "google", GOOGLE_TOKEN, "regrant").get_json()
     assert a["event"]["event_id"] != b["event"]["event_id"]
     assert len(store.history(StoreName.GOOGLE, GOOGLE_TOKEN)) == 2
 
 
-def test_idempotency_key_reused_for_another_request_is_422(client: Any, auth: dict[str, str],
-                                                           store: Any) -> None:
+def test_idempotency_key_reused_for_another_request_is_422(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     key = {"Idempotency-Key": "k-2"}
     assert post(client, auth, "google", GOOGLE_TOKEN, "regrant", "a", **key).status_code == 200
     other_action = post(client, auth, "google", GOOGLE_TOKEN, "revoke", "a", **key)
@@ -283,22 +341,27 @@ def test_idempotency_key_reused_for_another_request_is_422(client: Any, auth: di
     assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).status is Status.ACTIVE
 
 
-def test_idempotency_key_is_scoped_to_admin_and_purchase(client: Any, auth: dict[str, str],
-                                                         signer: TestSigner, store: Any) -> None:
+def test_idempotency_key_is_scoped_to_admin_and_purchase(
+    client: Any, auth: dict[str, str], signer: TestSigner, store: Any
+) -> None:
     key = {"Idempotency-Key": "shared"}
     assert post(client, auth, "google", "tok-a", "regrant", **key).status_code == 200
     other_purchase = post(client, auth, "google", "tok-b", "regrant", **key)
     assert other_purchase.status_code == 200 and "Idempotent-Replayed" not in other_purchase.headers
-    other_admin = post(client, bearer(signer.token(OTHER_ADMIN)), "google", "tok-a", "regrant",
-                       **key)
+    other_admin = post(
+        client, bearer(signer.token(OTHER_ADMIN)), "google", "tok-a", "regrant", **key
+    )
     assert other_admin.status_code == 200 and "Idempotent-Replayed" not in other_admin.headers
     assert len(store.history(StoreName.GOOGLE, "tok-a")) == 2
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9"])
 def test_bad_idempotency_key_is_400(client: Any, auth: dict[str, str], key: str) -> None:
-    response = client.post(url("google", "tok-1", "regrant"), data=json.dumps({"reason": "r"}),
-                           headers={**auth, "Idempotency-Key": key.encode().decode("latin-1")})
+    response = client.post(
+        url("google", "tok-1", "regrant"),
+        data=json.dumps({"reason": "r"}),
+        headers={**auth, "Idempotency-Key": key.encode().decode("latin-1")},
+    )
     assert response.status_code == 400
     assert response.get_json()["error"] == "bad_idempotency_key"
 
@@ -306,14 +369,17 @@ def test_bad_idempotency_key_is_400(client: Any, auth: dict[str, str], key: str)
 # ------------------------------------------------------------------------------- ledger rules
 
 
-def test_regrant_then_replayed_old_refund_stays_active(client: Any, auth: dict[str, str],
-                                                       store: Any) -> None:
+def test_regrant_then_replayed_old_refund_stays_active(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     refund_time = now_ms() - 3_600_000
     store.apply(store_event(GOOGLE_TOKEN, "refund-1", Status.REVOKED, refund_time))
     assert post(client, auth, "google", GOOGLE_TOKEN, "regrant").status_code == 200
     # Pub/Sub redelivers the same refund (a duplicate), and an older refund arrives late (stale).
-    assert store.apply(store_event(GOOGLE_TOKEN, "refund-1", Status.REVOKED,
-                                   refund_time)).effect is Effect.DUPLICATE
+    assert (
+        store.apply(store_event(GOOGLE_TOKEN, "refund-1", Status.REVOKED, refund_time)).effect
+        is Effect.DUPLICATE
+    )
     late = store.apply(store_event(GOOGLE_TOKEN, "refund-0", Status.REVOKED, refund_time - 1000))
     assert late.effect is Effect.STALE
     body = client.get(url("google", GOOGLE_TOKEN), headers=auth).get_json()
@@ -322,22 +388,33 @@ def test_regrant_then_replayed_old_refund_stays_active(client: Any, auth: dict[s
     assert [h["effect"] for h in body["history"]] == ["stale", "applied", "applied"]
 
 
-def test_regrant_then_newer_refund_revokes_again(client: Any, auth: dict[str, str],
-                                                 store: Any) -> None:
+def test_regrant_then_newer_refund_revokes_again(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     regrant = post(client, auth, "google", GOOGLE_TOKEN, "regrant").get_json()
     assert regrant["entitlement"]["status"] == "active"
     store.apply(store_event(GOOGLE_TOKEN, "refund-2", Status.REVOKED, now_ms() + 1000))
     body = client.get(url("google", GOOGLE_TOKEN), headers=auth).get_json()
     assert body["entitlement"]["status"] == "revoked"
     assert [(h["source"], h["effect"]) for h in body["history"]] == [
-        ("google", "applied"), ("admin", "applied")]
+        ("google", "applied"),
+        ("admin", "applied"),
+    ]
 
 
 def test_revoke_then_older_purchase_notification_stays_revoked(
-        client: Any, auth: dict[str, str], store: Any) -> None:
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
     assert post(client, auth, "google", GOOGLE_TOKEN, "revoke").status_code == 200
-    late = store.apply(store_event(GOOGLE_TOKEN, "purchase-1", Status.ACTIVE, now_ms() - 60_000,
-                                   "ONE_TIME_PRODUCT_PURCHASED"))
+    late = store.apply(
+        store_event(
+            GOOGLE_TOKEN,
+            "purchase-1",
+            Status.ACTIVE,
+            now_ms() - 60_000,
+            "ONE_TIME_PRODUCT_PURCHASED",
+        )
+    )
     assert late.effect is Effect.STALE
     assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).status is Status.REVOKED
 
@@ -348,16 +425,23 @@ def test_concurrent_regrant_and_refund(client: Any, auth: dict[str, str], store:
         barrier = threading.Barrier(2)
         results: dict[str, Any] = {}
 
-        def regrant(token: str = token, barrier: threading.Barrier = barrier,
-                    results: dict[str, Any] = results) -> None:
+        def regrant(
+            token: str = token,
+            barrier: threading.Barrier = barrier,
+            results: dict[str, Any] = results,
+        ) -> None:
             barrier.wait()
             results["admin"] = post(client, auth, "google", token, "regrant")
 
-        def refund(token: str = token, barrier: threading.Barrier = barrier,
-                   results: dict[str, Any] = results) -> None:
+        def refund(
+            token: str = token,
+            barrier: threading.Barrier = barrier,
+            results: dict[str, Any] = results,
+        ) -> None:
             barrier.wait()
-            results["store"] = store.apply(store_event(token, f"refund-{token}", Status.REVOKED,
-                                                       now_ms()))
+            results["store"] = store.apply(
+                store_event(token, f"refund-{token}", Status.REVOKED, now_ms())
+            )
 
         threads = [threading.Thread(target=regrant), threading.Thread(target=refund)]
         for thread in threads:
@@ -381,8 +465,9 @@ def test_concurrent_regrant_and_refund(client: Any, auth: dict[str, str], store:
 # ------------------------------------------------------------------------------- audit, failure
 
 
-def test_every_action_is_audited_without_secrets(client: Any, auth: dict[str, str],
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_action_is_audited_without_secrets(
+    client: Any, auth: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     from refundguard.logs import token_hash
 
     post(client, auth, "google", GOOGLE_TOKEN, "regrant", "vip customer")
@@ -391,7 +476,10 @@ def test_every_action_is_audited_without_secrets(client: Any, auth: dict[str, st
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     audit = [line for line in lines if line.get("audit")]
     assert [(a["action"], a["outcome"]) for a in audit] == [
-        ("regrant", "ok"), ("show", "ok"), ("revoke", "missing_reason")]
+        ("regrant", "ok"),
+        ("show", "ok"),
+        ("revoke", "missing_reason"),
+    ]
     assert all(a["actor"] == ADMIN for a in audit)
     assert all(a["purchase_token_hash"] == token_hash(GOOGLE_TOKEN) for a in audit)
     assert audit[0]["reason"] == "vip customer" and audit[0]["status"] == "active"
@@ -401,14 +489,18 @@ def test_every_action_is_audited_without_secrets(client: Any, auth: dict[str, st
 
 
 def test_firestore_unreachable_is_503_but_auth_comes_first(
-        make_client: Any, emulator_env: dict[str, str], certs: CertServer,
-        signer: TestSigner) -> None:
+    make_client: Any, emulator_env: dict[str, str], certs: CertServer, signer: TestSigner
+) -> None:
     from conftest import free_port
 
-    client = make_client("admin", ADMIN_AUDIENCES=AUDIENCE, ADMIN_EMAILS=ADMIN,
-                         ADMIN_CERTS_URL=certs.url,
-                         FIRESTORE_EMULATOR_HOST=f"127.0.0.1:{free_port()}",
-                         FIRESTORE_DEADLINE_SECONDS="1")
+    client = make_client(
+        "admin",
+        ADMIN_AUDIENCES=AUDIENCE,
+        ADMIN_EMAILS=ADMIN,
+        ADMIN_CERTS_URL=certs.url,
+        FIRESTORE_EMULATOR_HOST=f"127.0.0.1:{free_port()}",
+        FIRESTORE_DEADLINE_SECONDS="1",
+    )
     assert client.get(url("google", "tok-1")).status_code == 401
     response = post(client, bearer(signer.token(ADMIN)), "google", "tok-1", "regrant")
     assert response.status_code == 503

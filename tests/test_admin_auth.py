@@ -87,8 +87,7 @@ def test_tampered_payload(client: Any, signer: TestSigner) -> None:
     head, _, sig = signer.token("someone@else.com").split(".")
     claims = json.loads(base64.urlsafe_b64decode(signer.token(ADMIN).split(".")[1] + "=="))
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    _assert_401(client.get(ROUTE, headers=bearer(f"{head}.{payload}.{sig}")),
-                "bad_token_signature")
+    _assert_401(client.get(ROUTE, headers=bearer(f"{head}.{payload}.{sig}")), "bad_token_signature")
 
 
 def test_unknown_key_id(client: Any, certs: CertServer) -> None:
@@ -106,15 +105,23 @@ def test_unsigned_alg_none_token(client: Any) -> None:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     now = int(time.time())
-    claims = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": ADMIN,
-              "email_verified": True, "iat": now, "exp": now + 600}
+    claims = {
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "email": ADMIN,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + 600,
+    }
     for alg in ("none", "HS256", "ES256"):
         token = f"{seg({'alg': alg, 'kid': 'key-1'})}.{seg(claims)}.c2ln"
         _assert_401(client.get(ROUTE, headers=bearer(token)), "bad_token_algorithm")
 
 
-@pytest.mark.parametrize("issuer", ["https://evil.example", "accounts.google.com.evil", None,
-                                    "https://securetoken.google.com/p"])
+@pytest.mark.parametrize(
+    "issuer",
+    ["https://evil.example", "accounts.google.com.evil", None, "https://securetoken.google.com/p"],
+)
 def test_wrong_issuer(client: Any, signer: TestSigner, issuer: str | None) -> None:
     token = signer.token(ADMIN, issuer=issuer)
     _assert_401(client.get(ROUTE, headers=bearer(token)), "wrong_issuer")
@@ -189,12 +196,15 @@ def test_gcloud_client_id_audience_accepted_when_listed(client: Any, signer: Tes
 # ------------------------------------------------------------------------------- before anything
 
 
-@pytest.mark.parametrize("method,path", [
-    ("GET", "/entitlements/nostore/x"),
-    ("GET", "/nothing/here/at/all/really"),
-    ("POST", "/entitlements/google/x/regrant"),
-    ("DELETE", "/entitlements/google/x"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/entitlements/nostore/x"),
+        ("GET", "/nothing/here/at/all/really"),
+        ("POST", "/entitlements/google/x/regrant"),
+        ("DELETE", "/entitlements/google/x"),
+    ],
+)
 def test_unauthenticated_caller_learns_nothing(client: Any, method: str, path: str) -> None:
     response = client.open(path, method=method, data=b"{not json")
     _assert_401(response, "missing_token")
@@ -209,24 +219,29 @@ def test_forbidden_caller_learns_nothing(client: Any, signer: TestSigner) -> Non
 # ------------------------------------------------------------------------------- certificates
 
 
-def test_certificates_are_cached_between_requests(client: Any, signer: TestSigner,
-                                                  certs: CertServer) -> None:
+def test_certificates_are_cached_between_requests(
+    client: Any, signer: TestSigner, certs: CertServer
+) -> None:
     for _ in range(3):
         assert client.get(ROUTE, headers=bearer(signer.token(ADMIN))).status_code == 404
     assert certs.requests == 1
 
 
-def test_unknown_key_id_refetch_is_rate_limited(client: Any, signer: TestSigner,
-                                                certs: CertServer) -> None:
+def test_unknown_key_id_refetch_is_rate_limited(
+    client: Any, signer: TestSigner, certs: CertServer
+) -> None:
     assert client.get(ROUTE, headers=bearer(signer.token(ADMIN))).status_code == 404
     for i in range(5):
-        _assert_401(client.get(ROUTE, headers=bearer(TestSigner(f"made-up-{i}").token(ADMIN))),
-                    "unknown_token_key")
+        _assert_401(
+            client.get(ROUTE, headers=bearer(TestSigner(f"made-up-{i}").token(ADMIN))),
+            "unknown_token_key",
+        )
     assert certs.requests == 1  # fetched moments ago: no refetch storm
 
 
-def test_certificate_endpoint_down_is_503(make_client: Any, admin_env: dict[str, str],
-                                          signer: TestSigner, certs: CertServer) -> None:
+def test_certificate_endpoint_down_is_503(
+    make_client: Any, admin_env: dict[str, str], signer: TestSigner, certs: CertServer
+) -> None:
     certs.status = 500
     client = make_client("admin", **admin_env)
     response = client.get(ROUTE, headers=bearer(signer.token(ADMIN)))
@@ -235,18 +250,24 @@ def test_certificate_endpoint_down_is_503(make_client: Any, admin_env: dict[str,
     assert "Retry-After" in response.headers
 
 
-def test_certificate_endpoint_unreachable_is_503(make_client: Any, admin_env: dict[str, str],
-                                                 signer: TestSigner) -> None:
+def test_certificate_endpoint_unreachable_is_503(
+    make_client: Any, admin_env: dict[str, str], signer: TestSigner
+) -> None:
     with cert_server(signer) as gone:
         url = gone.url
     client = make_client("admin", **{**admin_env, "ADMIN_CERTS_URL": url})
     assert client.get(ROUTE, headers=bearer(signer.token(ADMIN))).status_code == 503
 
 
-def test_bearer_token_is_never_logged(client: Any, signer: TestSigner,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    tokens = [signer.token(ADMIN), signer.token("mallory@example.com"),
-              signer.token(ADMIN, audience="x"), TestSigner("key-1", "imp").token(ADMIN)]
+def test_bearer_token_is_never_logged(
+    client: Any, signer: TestSigner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = [
+        signer.token(ADMIN),
+        signer.token("mallory@example.com"),
+        signer.token(ADMIN, audience="x"),
+        TestSigner("key-1", "imp").token(ADMIN),
+    ]
     for token in tokens:
         client.get(ROUTE, headers=bearer(token))
     out = capsys.readouterr()
@@ -258,20 +279,27 @@ def test_bearer_token_is_never_logged(client: Any, signer: TestSigner,
 # ------------------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("override", [
-    {"ADMIN_AUDIENCES": ""},
-    {"ADMIN_EMAILS": ""},
-    {"ADMIN_EMAILS": "not-an-email"},
-    {"ADMIN_EMAILS": "*@"},
-    {"ADMIN_EMAILS": "a*@example.com"},
-    {"ADMIN_CERTS_URL": "http://certs.example.com/certs"},
-    {"ADMIN_CERTS_URL": "ftp://x"},
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"ADMIN_AUDIENCES": ""},
+        {"ADMIN_EMAILS": ""},
+        {"ADMIN_EMAILS": "not-an-email"},
+        {"ADMIN_EMAILS": "*@"},
+        {"ADMIN_EMAILS": "a*@example.com"},
+        {"ADMIN_CERTS_URL": "http://certs.example.com/certs"},
+        {"ADMIN_CERTS_URL": "ftp://x"},
+    ],
+)
 def test_bad_configuration_refuses_to_start(override: dict[str, str]) -> None:
     from refundguard.admin.function import create_authenticator
 
-    env = {"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN,
-           "ADMIN_CERTS_URL": "https://www.googleapis.com/oauth2/v1/certs", **override}
+    env = {
+        "ADMIN_AUDIENCES": AUDIENCE,
+        "ADMIN_EMAILS": ADMIN,
+        "ADMIN_CERTS_URL": "https://www.googleapis.com/oauth2/v1/certs",
+        **override,
+    }
     with pytest.raises(ConfigError):
         create_authenticator(env)
 
@@ -362,8 +390,17 @@ def test_cache_uses_recent_certificates_when_refresh_fails() -> None:
     assert info.value.kind is Kind.TRANSIENT
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b"{}", b'{"a": 1}', b'{"a": "no pem"}',
-                                  json.dumps({str(i): PEM for i in range(100)}).encode()])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b"{}",
+        b'{"a": 1}',
+        b'{"a": "no pem"}',
+        json.dumps({str(i): PEM for i in range(100)}).encode(),
+    ],
+)
 def test_cache_rejects_unexpected_documents(body: bytes) -> None:
     from refundguard.admin.auth import CertCache
 

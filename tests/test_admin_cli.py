@@ -31,13 +31,17 @@ def certs(signer: TestSigner) -> Iterator[CertServer]:
 
 
 @pytest.fixture
-def server_url(emulator_env: dict[str, str], certs: CertServer,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def server_url(
+    emulator_env: dict[str, str], certs: CertServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     import functions_framework
     from werkzeug.serving import make_server
 
-    for name, value in {"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN,
-                        "ADMIN_CERTS_URL": certs.url}.items():
+    for name, value in {
+        "ADMIN_AUDIENCES": AUDIENCE,
+        "ADMIN_EMAILS": ADMIN,
+        "ADMIN_CERTS_URL": certs.url,
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("FUNCTION_TARGET", raising=False)
     app = functions_framework.create_app(target="admin", source=str(MAIN_PY))
@@ -59,13 +63,31 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 def test_regrant_show_revoke(server_url: str, signer: TestSigner) -> None:
     token = signer.token(ADMIN)
-    code, out, err = run("--url", server_url, "--token", token,
-                         "regrant", "google", PURCHASE, "--reason", "paid by invoice")
+    code, out, err = run(
+        "--url",
+        server_url,
+        "--token",
+        token,
+        "regrant",
+        "google",
+        PURCHASE,
+        "--reason",
+        "paid by invoice",
+    )
     assert code == 0, err
     assert "Re-granted: now active" in out and "paid by invoice" in out and ADMIN in out
 
-    code, out, err = run("revoke", "google", PURCHASE, "--reason", "chargeback",
-                         "--url", server_url, "--token", token)  # options after the command
+    code, out, err = run(
+        "revoke",
+        "google",
+        PURCHASE,
+        "--reason",
+        "chargeback",
+        "--url",
+        server_url,
+        "--token",
+        token,
+    )  # options after the command
     assert code == 0, err
     assert "Revoked: now revoked" in out and "access: NO" in out
 
@@ -79,8 +101,18 @@ def test_regrant_show_revoke(server_url: str, signer: TestSigner) -> None:
 
 
 def test_json_output(server_url: str, signer: TestSigner) -> None:
-    code, out, _ = run("--url", server_url, "--token", signer.token(ADMIN), "--json",
-                       "regrant", "apple-sandbox", "2000000000000001", "--reason", "test")
+    code, out, _ = run(
+        "--url",
+        server_url,
+        "--token",
+        signer.token(ADMIN),
+        "--json",
+        "regrant",
+        "apple-sandbox",
+        "2000000000000001",
+        "--reason",
+        "test",
+    )
     assert code == 0
     body = json.loads(out)
     assert body["entitlement"]["status"] == "active"
@@ -91,8 +123,19 @@ def test_json_output(server_url: str, signer: TestSigner) -> None:
 def test_idempotency_key_flag_replays(server_url: str, signer: TestSigner, store: Any) -> None:
     from refundguard.ledger import StoreName
 
-    args = ("--url", server_url, "--token", signer.token(ADMIN), "regrant", "google", PURCHASE,
-            "--reason", "r", "--idempotency-key", "ticket-42")
+    args = (
+        "--url",
+        server_url,
+        "--token",
+        signer.token(ADMIN),
+        "regrant",
+        "google",
+        PURCHASE,
+        "--reason",
+        "r",
+        "--idempotency-key",
+        "ticket-42",
+    )
     assert run(*args)[0] == 0
     code, out, _ = run(*args)
     assert code == 0 and "replayed" in out
@@ -105,8 +148,9 @@ def test_errors_exit_non_zero(server_url: str, signer: TestSigner) -> None:
     assert code == cli.EXIT_API_ERROR and "HTTP 404" in err
     code, _, err = run("--url", server_url, "--token", token, "show", "playstore", "x")
     assert code == cli.EXIT_API_ERROR and "unknown_store" in err
-    code, _, err = run("--url", server_url, "--token", signer.token("eve@example.com"),
-                       "show", "google", "x")
+    code, _, err = run(
+        "--url", server_url, "--token", signer.token("eve@example.com"), "show", "google", "x"
+    )
     assert code == cli.EXIT_API_ERROR and "HTTP 403" in err
     code, _, err = run("--url", server_url, "--token", "garbage", "show", "google", "x")
     assert code == cli.EXIT_API_ERROR and "HTTP 401" in err
@@ -115,8 +159,10 @@ def test_errors_exit_non_zero(server_url: str, signer: TestSigner) -> None:
 def test_usage_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REFUNDGUARD_ADMIN_URL", raising=False)
     assert run("--token", "t", "show", "google", "x")[0] == cli.EXIT_USAGE
-    assert run("--url", "http://x", "--token", "t", "regrant", "google", "x",
-               "--reason", "  ")[0] == cli.EXIT_USAGE
+    assert (
+        run("--url", "http://x", "--token", "t", "regrant", "google", "x", "--reason", "  ")[0]
+        == cli.EXIT_USAGE
+    )
     with pytest.raises(SystemExit) as info:  # --reason is required
         run("--url", "http://x", "--token", "t", "revoke", "google", "x")
     assert info.value.code == 2
@@ -126,8 +172,17 @@ def test_unreachable_function(monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import free_port
 
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
-    code, _, err = run("--url", f"http://127.0.0.1:{free_port()}", "--token", "t",
-                       "regrant", "google", "x", "--reason", "r")
+    code, _, err = run(
+        "--url",
+        f"http://127.0.0.1:{free_port()}",
+        "--token",
+        "t",
+        "regrant",
+        "google",
+        "x",
+        "--reason",
+        "r",
+    )
     assert code == cli.EXIT_UNREACHABLE and "could not reach" in err
 
 
@@ -153,17 +208,22 @@ def test_retries_reuse_one_idempotency_key(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(requests, "request", fake_request)
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
-    code, _, err = run("--url", "http://fn", "--token", "t", "regrant", "google", "x",
-                       "--reason", "r")
+    code, _, err = run(
+        "--url", "http://fn", "--token", "t", "regrant", "google", "x", "--reason", "r"
+    )
     assert code == 0, err
     keys = {h["Idempotency-Key"] for h in seen}
     assert len(seen) == 3 and len(keys) == 1 and next(iter(keys)).startswith("cli-")
 
 
 def test_url_quoting() -> None:
-    assert cli.entitlement_url("https://fn.run.app/", "google", "a.b-c_d", "regrant") == \
-        "https://fn.run.app/entitlements/google/a.b-c_d/regrant"
-    assert cli.entitlement_url("https://x", "google", "a/b") == "https://x/entitlements/google/a%2Fb"
+    assert (
+        cli.entitlement_url("https://fn.run.app/", "google", "a.b-c_d", "regrant")
+        == "https://fn.run.app/entitlements/google/a.b-c_d/regrant"
+    )
+    assert (
+        cli.entitlement_url("https://x", "google", "a/b") == "https://x/entitlements/google/a%2Fb"
+    )
 
 
 # ------------------------------------------------------------------------------- token sources
@@ -204,8 +264,9 @@ def test_no_token_source_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_impersonation_uses_audience(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, str]] = []
-    monkeypatch.setattr(cli, "_token_by_impersonation",
-                        lambda sa, aud: seen.append((sa, aud)) or "sa-token")
+    monkeypatch.setattr(
+        cli, "_token_by_impersonation", lambda sa, aud: seen.append((sa, aud)) or "sa-token"
+    )
     assert cli.get_id_token("https://fn", impersonate="ops@p.iam.gserviceaccount.com") == "sa-token"
     assert seen == [("ops@p.iam.gserviceaccount.com", "https://fn")]
 
@@ -218,8 +279,13 @@ def test_runs_as_a_module() -> None:
     from conftest import FUNCTIONS_DIR
 
     completed = subprocess.run(
-        [sys.executable, "-m", "refundguard.cli", "--help"], capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(FUNCTIONS_DIR)}, timeout=60, check=False)
+        [sys.executable, "-m", "refundguard.cli", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(FUNCTIONS_DIR)},
+        timeout=60,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr
     for command in ("show", "regrant", "revoke"):
         assert command in completed.stdout

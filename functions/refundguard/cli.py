@@ -91,7 +91,10 @@ def _token_from_gcloud() -> str:
         raise OSError("gcloud is not installed")
     completed = subprocess.run(  # noqa: S603 - fixed arguments, no shell
         [gcloud, "auth", "print-identity-token"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     token = completed.stdout.strip()
     if completed.returncode != 0 or not token:
@@ -113,9 +116,10 @@ def get_id_token(
         try:
             return _token_by_impersonation(impersonate, audience)
         except Exception as exc:
-            raise CliError(EXIT_NO_TOKEN,
-                           f"could not impersonate {impersonate}: {type(exc).__name__}: "
-                           f"{str(exc)[:300]}") from exc
+            raise CliError(
+                EXIT_NO_TOKEN,
+                f"could not impersonate {impersonate}: {type(exc).__name__}: {str(exc)[:300]}",
+            ) from exc
     failures: list[str] = []
     try:
         return _token_from_environment(audience)
@@ -126,13 +130,18 @@ def get_id_token(
     except (OSError, subprocess.SubprocessError) as exc:
         failures.append(f"gcloud: {str(exc)[:300]}")
     else:
-        print("note: using the active gcloud user account's ID token (its audience is gcloud's "
-              "client id; ADMIN_AUDIENCES must list it)", file=err)
+        print(
+            "note: using the active gcloud user account's ID token (its audience is gcloud's "
+            "client id; ADMIN_AUDIENCES must list it)",
+            file=err,
+        )
         return found
-    raise CliError(EXIT_NO_TOKEN,
-                   "could not obtain an ID token; use --token, --impersonate-service-account, a "
-                   "service-account key in GOOGLE_APPLICATION_CREDENTIALS, or 'gcloud auth login'. "
-                   + "; ".join(failures))
+    raise CliError(
+        EXIT_NO_TOKEN,
+        "could not obtain an ID token; use --token, --impersonate-service-account, a "
+        "service-account key in GOOGLE_APPLICATION_CREDENTIALS, or 'gcloud auth login'. "
+        + "; ".join(failures),
+    )
 
 
 # ---------------------------------------------------------------------------------------- HTTP
@@ -165,8 +174,9 @@ def call(
     last_error = ""
     for attempt in range(1, attempts + 1):
         try:
-            response = requests.request(method, url, headers=headers, json=body,
-                                        timeout=timeout_s, allow_redirects=False)
+            response = requests.request(
+                method, url, headers=headers, json=body, timeout=timeout_s, allow_redirects=False
+            )
         except requests.RequestException as exc:
             last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
         else:
@@ -206,16 +216,21 @@ def render_entitlement(ent: dict[str, Any]) -> list[str]:
         ("product", ent.get("product_id") or "-"),
         ("user", ent.get("user_id") or "-"),
         ("updated", ent.get("updated_at")),
-        ("last event", f"{ent.get('last_source') or '-'} {ent.get('last_event_type') or ''} "
-                       f"at {ent.get('last_event_time') or '-'}"),
+        (
+            "last event",
+            f"{ent.get('last_source') or '-'} {ent.get('last_event_type') or ''} "
+            f"at {ent.get('last_event_time') or '-'}",
+        ),
     ]
     return [f"  {name:<12} {value}" for name, value in rows]
 
 
 def render_event(entry: dict[str, Any]) -> str:
-    line = (f"  {entry.get('event_time')}  {entry.get('source'):<6} {entry.get('type'):<28} "
-            f"{entry.get('effect'):<8} {entry.get('status_before') or '-'} -> "
-            f"{entry.get('status_after')}")
+    line = (
+        f"  {entry.get('event_time')}  {entry.get('source'):<6} {entry.get('type'):<28} "
+        f"{entry.get('effect'):<8} {entry.get('status_before') or '-'} -> "
+        f"{entry.get('status_after')}"
+    )
     if entry.get("actor"):
         line += f"  by {entry['actor']}"
     if entry.get("reason"):
@@ -235,8 +250,11 @@ def render(command: str, body: dict[str, Any], replayed: bool) -> str:
         lines += [render_event(e) for e in history] or ["  (none)"]
     else:
         done = {"regrant": "Re-granted", "revoke": "Revoked"}[command]
-        suffix = " (replayed: this Idempotency-Key was already used; nothing new written)" \
-            if replayed else ""
+        suffix = (
+            " (replayed: this Idempotency-Key was already used; nothing new written)"
+            if replayed
+            else ""
+        )
         lines.append(f"{done}: now {ent.get('status')} (effect: {body.get('effect')}){suffix}")
         lines += render_entitlement(ent)
         if body.get("event"):
@@ -250,21 +268,34 @@ def render(command: str, body: dict[str, Any], replayed: bool) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     def add_common(parser: argparse.ArgumentParser, default: Any) -> None:
-        parser.add_argument("--url", default=default,
-                            help="the admin function's URL (default: $REFUNDGUARD_ADMIN_URL)")
-        parser.add_argument("--audience", default=default,
-                            help="ID token audience (default: the URL)")
-        parser.add_argument("--token", default=default,
-                            help="an ID token to send (default: $REFUNDGUARD_ID_TOKEN, else "
-                                 "obtained from your Google credentials)")
-        parser.add_argument("--impersonate-service-account", dest="impersonate", default=default,
-                            metavar="SA_EMAIL",
-                            help="get the ID token by impersonating this service account "
-                                 "(default: $REFUNDGUARD_IMPERSONATE)")
-        parser.add_argument("--json", action="store_true", default=default,
-                            help="print the function's JSON answer")
-        parser.add_argument("--timeout", type=float, default=default,
-                            help="seconds per HTTP attempt (default 30)")
+        parser.add_argument(
+            "--url",
+            default=default,
+            help="the admin function's URL (default: $REFUNDGUARD_ADMIN_URL)",
+        )
+        parser.add_argument(
+            "--audience", default=default, help="ID token audience (default: the URL)"
+        )
+        parser.add_argument(
+            "--token",
+            default=default,
+            help="an ID token to send (default: $REFUNDGUARD_ID_TOKEN, else "
+            "obtained from your Google credentials)",
+        )
+        parser.add_argument(
+            "--impersonate-service-account",
+            dest="impersonate",
+            default=default,
+            metavar="SA_EMAIL",
+            help="get the ID token by impersonating this service account "
+            "(default: $REFUNDGUARD_IMPERSONATE)",
+        )
+        parser.add_argument(
+            "--json", action="store_true", default=default, help="print the function's JSON answer"
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=default, help="seconds per HTTP attempt (default 30)"
+        )
 
     parser = argparse.ArgumentParser(
         prog="python -m refundguard.cli",
@@ -272,24 +303,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text in (("show", "the entitlement and its history"),
-                            ("regrant", "give access back (with --reason)"),
-                            ("revoke", "take access away (with --reason)")):
+    for name, help_text in (
+        ("show", "the entitlement and its history"),
+        ("regrant", "give access back (with --reason)"),
+        ("revoke", "take access away (with --reason)"),
+    ):
         sub = commands.add_parser(name, help=help_text)
         # SUPPRESS: an option given before the command is not overwritten by the sub-parser
         add_common(sub, argparse.SUPPRESS)
         sub.add_argument("store", help="google, apple or apple-sandbox")
-        sub.add_argument("purchase_id",
-                         help="Google purchase token or Apple original transaction id")
+        sub.add_argument(
+            "purchase_id", help="Google purchase token or Apple original transaction id"
+        )
         if name != "show":
             sub.add_argument("--reason", required=True, help="why (kept in the history)")
-            sub.add_argument("--idempotency-key",
-                             help="reuse to make a retried command safe (default: a new key)")
+            sub.add_argument(
+                "--idempotency-key",
+                help="reuse to make a retried command safe (default: a new key)",
+            )
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
-         err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
@@ -308,21 +345,31 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
             err=err,
         )
         if args.command == "show":
-            reply = call("GET", entitlement_url(url, args.store, args.purchase_id), token,
-                         timeout_s=args.timeout or 30.0)
+            reply = call(
+                "GET",
+                entitlement_url(url, args.store, args.purchase_id),
+                token,
+                timeout_s=args.timeout or 30.0,
+            )
         else:
-            reply = call("POST", entitlement_url(url, args.store, args.purchase_id, args.command),
-                         token, body={"reason": args.reason},
-                         idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4()}",
-                         timeout_s=args.timeout or 30.0)
+            reply = call(
+                "POST",
+                entitlement_url(url, args.store, args.purchase_id, args.command),
+                token,
+                body={"reason": args.reason},
+                idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4()}",
+                timeout_s=args.timeout or 30.0,
+            )
     except CliError as exc:
         print(f"error: {exc.message}", file=err)
         return exc.exit_code
     if args.json:
         print(json.dumps(reply.body, indent=2, ensure_ascii=False), file=out)
     if reply.status != 200:
-        print(f"error: HTTP {reply.status} {reply.body.get('error')}: {reply.body.get('message')}",
-              file=err)
+        print(
+            f"error: HTTP {reply.status} {reply.body.get('error')}: {reply.body.get('message')}",
+            file=err,
+        )
         return EXIT_API_ERROR
     if not args.json:
         print(render(args.command, reply.body, reply.replayed), file=out)

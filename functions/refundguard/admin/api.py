@@ -154,12 +154,14 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
 def parse_reason(body: Mapping[str, Any]) -> str:
     unknown = sorted(set(body) - {"reason"})
     if unknown:
-        raise rejected("unknown_field",
-                       f"unknown field(s) in the request body: {', '.join(unknown)}")
+        raise rejected(
+            "unknown_field", f"unknown field(s) in the request body: {', '.join(unknown)}"
+        )
     reason = body.get("reason")
     if reason is None:
-        raise rejected("missing_reason",
-                       'a "reason" is required, e.g. {"reason": "refunded by mistake"}')
+        raise rejected(
+            "missing_reason", 'a "reason" is required, e.g. {"reason": "refunded by mistake"}'
+        )
     if not isinstance(reason, str):
         raise rejected("bad_reason", '"reason" must be a string')
     reason = reason.strip()
@@ -219,15 +221,18 @@ class AdminApi:
         if route is None:
             self._audit(admin, None, None, outcome="no_such_route", level="WARNING")
             raise RefundGuardError(
-                Kind.NOT_FOUND, "no_such_route",
+                Kind.NOT_FOUND,
+                "no_such_route",
                 "no such route; see GET/POST /entitlements/{store}/{purchase_id}[/regrant|/revoke]",
             )
         if request.method != route.method:
             self._audit(admin, route, None, outcome="method_not_allowed", level="WARNING")
             return json_response(
                 405,
-                {"error": "method_not_allowed",
-                 "message": f"{route.name} takes {route.method}, not {request.method}"},
+                {
+                    "error": "method_not_allowed",
+                    "message": f"{route.name} takes {route.method}, not {request.method}",
+                },
                 {"Allow": route.method},
             )
 
@@ -240,11 +245,23 @@ class AdminApi:
                 return self._show(admin, route, store, environment)
             reason = parse_reason(parse_json_object(read_body(request, max_bytes=MAX_BODY_BYTES)))
             key = parse_idempotency_key(request.headers)
-            return self._act(admin=admin, route=route, action=route.action, store=store,
-                             environment=environment, reason=reason, key=key)
+            return self._act(
+                admin=admin,
+                route=route,
+                action=route.action,
+                store=store,
+                environment=environment,
+                reason=reason,
+                key=key,
+            )
         except RefundGuardError as err:
-            self._audit(admin, route, reason, outcome=err.code,
-                        level="ERROR" if err.retryable else "WARNING")
+            self._audit(
+                admin,
+                route,
+                reason,
+                outcome=err.code,
+                level="ERROR" if err.retryable else "WARNING",
+            )
             raise
 
     def _show(
@@ -253,16 +270,20 @@ class AdminApi:
         entitlement = self.store.get(store, route.purchase_id, environment)
         if entitlement is None:
             raise RefundGuardError(
-                Kind.NOT_FOUND, "not_found",
+                Kind.NOT_FOUND,
+                "not_found",
                 f"no entitlement for {route.store} purchase id {route.purchase_id}",
             )
         history = self.store.history(store, route.purchase_id, environment, limit=HISTORY_LIMIT)
         self._audit(admin, route, None, outcome="ok", status=entitlement.status.value)
-        return json_response(200, {
-            "entitlement": entitlement_json(entitlement),
-            "history": [history_json(entry) for entry in history],
-            "history_truncated": entitlement.history_count > len(history),
-        })
+        return json_response(
+            200,
+            {
+                "entitlement": entitlement_json(entitlement),
+                "history": [history_json(entry) for entry in history],
+                "history_truncated": entitlement.history_count > len(history),
+            },
+        )
 
     def _act(
         self,
@@ -302,28 +323,51 @@ class AdminApi:
                 store, route.purchase_id, environment, event.history_id
             )
             if entry is None:  # history is never deleted; a read racing a commit, at worst
-                raise RefundGuardError(Kind.TRANSIENT, "idempotency_unresolved",
-                                       "the first request with this Idempotency-Key is not "
-                                       "readable yet; retry")
+                raise RefundGuardError(
+                    Kind.TRANSIENT,
+                    "idempotency_unresolved",
+                    "the first request with this Idempotency-Key is not readable yet; retry",
+                )
             if entry.type != action.event_type or entry.reason != reason:
-                self._audit(admin, route, reason, outcome="idempotency_key_reused", level="WARNING",
-                            replayed=True)
-                return json_response(422, {
-                    "error": "idempotency_key_reused",
-                    "message": "this Idempotency-Key was already used for a different request "
-                               f"({entry.type} with another reason) on this purchase; "
-                               "use a new key",
-                })
+                self._audit(
+                    admin,
+                    route,
+                    reason,
+                    outcome="idempotency_key_reused",
+                    level="WARNING",
+                    replayed=True,
+                )
+                return json_response(
+                    422,
+                    {
+                        "error": "idempotency_key_reused",
+                        "message": "this Idempotency-Key was already used for a different request "
+                        f"({entry.type} with another reason) on this purchase; "
+                        "use a new key",
+                    },
+                )
         entitlement = result.entitlement
         assert entitlement is not None and entry is not None
-        self._audit(admin, route, reason, outcome="ok", effect=entry.effect.value,
-                    status=entitlement.status.value, replayed=replayed, event_id=event_id)
+        self._audit(
+            admin,
+            route,
+            reason,
+            outcome="ok",
+            effect=entry.effect.value,
+            status=entitlement.status.value,
+            replayed=replayed,
+            event_id=event_id,
+        )
         headers = {IDEMPOTENT_REPLAYED: "true"} if replayed else None
-        return json_response(200, {
-            "entitlement": entitlement_json(entitlement),
-            "event": history_json(entry),
-            "effect": entry.effect.value,
-        }, headers)
+        return json_response(
+            200,
+            {
+                "entitlement": entitlement_json(entitlement),
+                "event": history_json(entry),
+                "effect": entry.effect.value,
+            },
+            headers,
+        )
 
     @staticmethod
     def _audit(

@@ -166,13 +166,18 @@ class CertCache:
         except Exception as exc:  # network, HTTP status, bad document: all ours to retry
             self._fetched_at = now  # rate-limit the retries too
             usable = self._certs and now < self._expires_at + self._stale_grace_s
-            logs.error("admin: could not fetch Google's certificates", url=self.url,
-                       error=type(exc).__name__, detail=str(exc)[:200],
-                       using_cached=bool(allow_stale and usable))
+            logs.error(
+                "admin: could not fetch Google's certificates",
+                url=self.url,
+                error=type(exc).__name__,
+                detail=str(exc)[:200],
+                using_cached=bool(allow_stale and usable),
+            )
             if allow_stale and usable:
                 return
-            raise transient("certs_unavailable",
-                            "could not fetch the token signing certificates; retry later") from exc
+            raise transient(
+                "certs_unavailable", "could not fetch the token signing certificates; retry later"
+            ) from exc
         self._certs = certs
         self._fetched_at = now
         self._expires_at = now + self._ttl(cache_control)
@@ -222,8 +227,12 @@ class IdTokenVerifier:
         if kid not in certs:
             raise unauthenticated("unknown_token_key", "the token's signing key is not Google's")
         try:
-            claims = jwt.decode(token, certs={kid: certs[kid]}, audience=None,
-                                clock_skew_in_seconds=self._clock_skew_s)
+            claims = jwt.decode(
+                token,
+                certs={kid: certs[kid]},
+                audience=None,
+                clock_skew_in_seconds=self._clock_skew_s,
+            )
         except (gauth_exceptions.GoogleAuthError, ValueError, TypeError) as exc:
             text = str(exc)
             if "expired" in text:
@@ -231,8 +240,9 @@ class IdTokenVerifier:
             if "too early" in text:
                 raise unauthenticated("token_not_yet_valid", "the token is not valid yet") from None
             if "signature" in text:
-                raise unauthenticated("bad_token_signature",
-                                      "the token's signature does not verify") from None
+                raise unauthenticated(
+                    "bad_token_signature", "the token's signature does not verify"
+                ) from None
             raise unauthenticated("invalid_token", "the token is not valid") from None
         self._check_claims(claims)
         return claims
@@ -244,9 +254,11 @@ class IdTokenVerifier:
         if not isinstance(aud, str) or aud not in self.audiences:
             raise unauthenticated("wrong_audience", "the token is not meant for this function")
         if claims.get("email_verified") is not True:
-            raise unauthenticated("email_not_verified",
-                                  "the token carries no verified email (for a service account, "
-                                  "request it with --include-email)")
+            raise unauthenticated(
+                "email_not_verified",
+                "the token carries no verified email (for a service account, "
+                "request it with --include-email)",
+            )
         email = claims.get("email")
         if not isinstance(email, str) or not _EMAIL.fullmatch(email):
             raise unauthenticated("no_email", "the token carries no email")
@@ -271,9 +283,7 @@ class AllowList:
             elif _EMAIL.fullmatch(entry) and "*" not in entry:
                 emails.add(entry)
             else:
-                raise ConfigError(
-                    f"ADMIN_EMAILS: {raw!r} is neither an email nor a *@domain entry"
-                )
+                raise ConfigError(f"ADMIN_EMAILS: {raw!r} is neither an email nor a *@domain entry")
         if not emails and not domains:
             raise ConfigError("ADMIN_EMAILS must list at least one email or *@domain")
         self.emails = frozenset(emails)
@@ -300,13 +310,15 @@ class Authenticator:
 
     def authenticate(self, authorization: str | None) -> Admin:
         if not authorization or not authorization.strip():
-            raise unauthenticated("missing_token",
-                                  "send Authorization: Bearer <Google-signed ID token>")
+            raise unauthenticated(
+                "missing_token", "send Authorization: Bearer <Google-signed ID token>"
+            )
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise unauthenticated("not_bearer",
-                                  "the Authorization header must be: Bearer <ID token>")
+            raise unauthenticated(
+                "not_bearer", "the Authorization header must be: Bearer <ID token>"
+            )
         claims = self.verifier.verify(token)
         email = str(claims["email"]).lower()
         hd = claims.get("hd")
@@ -315,8 +327,9 @@ class Authenticator:
             logs.warning("admin: caller not allowed", email=email, hosted_domain=hosted_domain)
             raise forbidden("not_an_admin", f"{email} is not allowed to use the admin function")
         sub = claims.get("sub")
-        return Admin(email=email, subject=sub if isinstance(sub, str) else None,
-                     hosted_domain=hosted_domain)
+        return Admin(
+            email=email, subject=sub if isinstance(sub, str) else None, hosted_domain=hosted_domain
+        )
 
 
 def check_certs_url(url: str) -> str:
