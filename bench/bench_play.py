@@ -26,9 +26,11 @@ from refundguard import logs
 from refundguard.ledger import Entitlement, decide
 from refundguard.play import envelope, rtdn
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore
+from tcp_proxy import TcpProxy
 
 MAIN_PY = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+LATENCY_S = 0.005
 RPCS = ("batch_get_documents", "begin_transaction", "commit", "rollback")
 
 
@@ -155,6 +157,22 @@ def main() -> None:
         base_rate = (N - 10) / run_baseline(baseline_db, baseline_bodies[10:])
         base_rpcs = per_message(baseline_counter.take(), N - 10)
 
+        # The same two store layers with a network in between: every response from Firestore
+        # held LATENCY_S by a proxy, as a round trip to a real Firestore costs milliseconds.
+        proxy = TcpProxy(emu.host, response_delay_s=LATENCY_S)
+        os.environ["FIRESTORE_EMULATOR_HOST"] = proxy.address
+        far_store = EntitlementStore.from_env(os.environ)
+        far_baseline = firestore.Client(project=emu.project)
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emu.host
+        n_far = max(20, N // 4)
+        far = [play_request("voided", f"f-{i}", message_id=f"f-{i}") for i in range(n_far + 5)]
+        far_b = [play_request("voided", f"fb-{i}", message_id=f"fb-{i}") for i in range(n_far + 5)]
+        run_store(far_store, far[:5])
+        run_baseline(far_baseline, far_b[:5])
+        far_ms = 1000 * run_store(far_store, far[5:]) / n_far
+        far_base_ms = 1000 * run_baseline(far_baseline, far_b[5:]) / n_far
+        proxy.close()
+
         print(f"Play function against the Firestore emulator, N={N} per scenario")
         print("Through the function (functions-framework app: HTTP parsing, envelope, JSON log):")
         for label, rate, rpcs in rows:
@@ -167,6 +185,13 @@ def main() -> None:
             "the emulator (loopback, ~0.3 ms a round trip); against real Firestore each round "
             "trip costs milliseconds, so 2 instead of 3 round trips is the figure that matters"
         )
+        print(
+            f"Store layer with {LATENCY_S * 1000:.0f} ms added to every Firestore response "
+            f"(a network; N={n_far}), new notifications:"
+        )
+        print(f"  {'refundguard':<18} {far_ms:8.1f} ms/notification")
+        print(f"  {'@transactional':<18} {far_base_ms:8.1f} ms/notification")
+        print(f"  ratio @transactional / refundguard latency: {far_base_ms / far_ms:.2f}x")
     finally:
         from conftest import stop_process
 

@@ -4,12 +4,16 @@ emulator behind it, a real network failure in front (no mock of Firestore)."""
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import threading
+import time
 
 
 class TcpProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, response_delay_s: float = 0.0) -> None:
+        """``response_delay_s`` holds every chunk coming back from upstream that long: a round
+        trip's latency, for benchmarks that want a network between client and Firestore."""
         host, port = upstream.rsplit(":", 1)
         self._upstream = (host, int(port))
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -18,6 +22,7 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._response_delay_s = response_delay_s
         threading.Thread(target=self._accept_loop, daemon=True).start()
 
     def down(self) -> None:
@@ -57,17 +62,53 @@ class TcpProxy:
                 except OSError:
                     client.close()
                     continue
+                for sock in (client, upstream):  # no Nagle: forward small gRPC frames at once
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._sockets.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, delay in (
+                (client, upstream, 0.0),
+                (upstream, client, self._response_delay_s),
+            ):
+                threading.Thread(target=self._pump, args=(a, b, delay), daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, delay_s: float) -> None:
+        if delay_s:
+            self._pump_delayed(source, target, delay_s)
+            return
         try:
             while chunk := source.recv(65536):
                 target.sendall(chunk)
         except OSError:
             pass
         finally:
-            for sock in (source, target):
-                with contextlib.suppress(OSError):
-                    sock.close()
+            self._close_pair(source, target)
+
+    def _pump_delayed(self, source: socket.socket, target: socket.socket, delay_s: float) -> None:
+        """Each chunk leaves ``delay_s`` after it arrived (a one-way latency, not a slowdown)."""
+        chunks: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+
+        def send() -> None:
+            try:
+                while (item := chunks.get()) is not None:
+                    due, chunk = item
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    target.sendall(chunk)
+            except OSError:
+                pass
+            finally:
+                self._close_pair(source, target)
+
+        threading.Thread(target=send, daemon=True).start()
+        try:
+            while chunk := source.recv(65536):
+                chunks.put((time.monotonic() + delay_s, chunk))
+        except OSError:
+            pass
+        finally:
+            chunks.put(None)
+
+    @staticmethod
+    def _close_pair(*sockets: socket.socket) -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
