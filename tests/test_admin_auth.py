@@ -340,7 +340,7 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def _cache(fetch: FakeFetch, clock: FakeClock, **kw: Any) -> Any:
-    from refundguard.admin.auth import CertCache
+    from refundguard.oidc import CertCache
 
     return CertCache("https://certs.test/", fetch=fetch, clock=clock, **kw)
 
@@ -402,7 +402,7 @@ def test_cache_uses_recent_certificates_when_refresh_fails() -> None:
     ],
 )
 def test_cache_rejects_unexpected_documents(body: bytes) -> None:
-    from refundguard.admin.auth import CertCache
+    from refundguard.oidc import CertCache
 
     cache = CertCache("https://certs.test/", fetch=lambda url, t: (body, None))
     with pytest.raises(RefundGuardError) as info:
@@ -411,7 +411,7 @@ def test_cache_rejects_unexpected_documents(body: bytes) -> None:
 
 
 def test_http_fetch_against_real_server(signer: TestSigner) -> None:
-    from refundguard.admin.auth import CertCache
+    from refundguard.oidc import CertCache
 
     with cert_server(signer, max_age=120) as server:
         cache = CertCache(server.url)
@@ -423,7 +423,7 @@ def test_http_fetch_against_real_server(signer: TestSigner) -> None:
 
 
 def test_allow_list_entries() -> None:
-    from refundguard.admin.auth import AllowList
+    from refundguard.oidc import AllowList
 
     allow = AllowList(["Alice@Example.com", "*@Corp.Example"])
     assert allow.allows("alice@example.com", None)

@@ -50,8 +50,8 @@ from ..ledger import (
     namespace,
     parse_namespace,
 )
+from ..oidc import Authenticator, Caller
 from ..store import EntitlementStore
-from .auth import Admin, Authenticator
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_REASON_CHARS = 500
@@ -265,7 +265,7 @@ class AdminApi:
             raise
 
     def _show(
-        self, admin: Admin, route: Route, store: StoreName, environment: str
+        self, admin: Caller, route: Route, store: StoreName, environment: str
     ) -> flask.Response:
         entitlement = self.store.get(store, route.purchase_id, environment)
         if entitlement is None:
@@ -288,7 +288,7 @@ class AdminApi:
     def _act(
         self,
         *,
-        admin: Admin,
+        admin: Caller,
         route: Route,
         action: Action,
         store: StoreName,
@@ -371,7 +371,7 @@ class AdminApi:
 
     @staticmethod
     def _audit(
-        admin: Admin,
+        admin: Caller,
         route: Route | None,
         reason: str | None,
         *,

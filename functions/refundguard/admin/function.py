@@ -16,9 +16,7 @@ import flask
 
 from .. import config
 from ..http import Handler, guarded
-from ..store import EntitlementStore
-from .api import AdminApi
-from .auth import (
+from ..oidc import (
     GOOGLE_CERTS_URL,
     AllowList,
     Authenticator,
@@ -26,6 +24,8 @@ from .auth import (
     IdTokenVerifier,
     check_certs_url,
 )
+from ..store import EntitlementStore
+from .api import AdminApi
 
 
 def create_authenticator(env: Mapping[str, str]) -> Authenticator:

@@ -1,6 +1,10 @@
 """Who is calling: a Google-signed OpenID Connect ID token, then an allow-list of emails.
 
-``Authenticator.authenticate(authorization_header)`` returns the caller (``Admin``) or raises a
+Used by the admin function (people and support service accounts, ``ADMIN_*`` settings) and by the
+Play function (the Pub/Sub push identity, ``PLAY_PUSH_*`` settings): the setting names below are the
+admin function's; the Play function's are in ``refundguard.play.function``.
+
+``Authenticator.authenticate(authorization_header)`` returns the caller (``Caller``) or raises a
 ``RefundGuardError``: UNAUTHENTICATED (401) for a missing, malformed, expired, wrongly signed,
 wrong-issuer or wrong-audience token or an unverified email; FORBIDDEN (403) for a valid token of
 someone not on the list; TRANSIENT (503) when Google's certificates cannot be fetched (ours to
@@ -9,9 +13,10 @@ retry, never the caller's fault).
 Checks, in order: the header is ``Bearer <JWT>`` of sane length; the JWT header says ``RS256`` and
 names a key id; the signature verifies against Google's certificate for that key id (fetched from
 ``ADMIN_CERTS_URL``, cached, refetched once on an unknown key id to follow key rotation); ``iat`` /
-``exp`` hold (with a small clock skew); ``aud`` is one of ``ADMIN_AUDIENCES``; ``iss`` is exactly
-``accounts.google.com`` or ``https://accounts.google.com``; ``email_verified`` is the JSON ``true``;
-then the lower-cased email is on ``ADMIN_EMAILS``.
+``exp`` hold (with a small clock skew); ``aud`` is one of ``ADMIN_AUDIENCES`` (when audiences are
+configured: the Play function's push check relies on a dedicated identity instead); ``iss`` is
+exactly ``accounts.google.com`` or ``https://accounts.google.com``; ``email_verified`` is the JSON
+``true``; then the lower-cased email is on ``ADMIN_EMAILS``.
 
 Allow-list entries are exact emails (``alice@example.com``) or ``*@domain``. A ``*@domain`` entry
 matches only when the email's domain equals the domain AND the token's ``hd`` (hosted domain) claim
@@ -36,9 +41,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import logs
-from ..config import ConfigError
-from ..errors import Kind, RefundGuardError, transient
+from . import logs
+from .config import ConfigError
+from .errors import Kind, RefundGuardError, transient
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
@@ -63,7 +68,7 @@ def forbidden(code: str, message: str) -> RefundGuardError:
 
 
 @dataclass(frozen=True)
-class Admin:
+class Caller:
     """A caller whose token verified and whose email is on the allow-list."""
 
     email: str  # lower-cased
@@ -167,7 +172,7 @@ class CertCache:
             self._fetched_at = now  # rate-limit the retries too
             usable = self._certs and now < self._expires_at + self._stale_grace_s
             logs.error(
-                "admin: could not fetch Google's certificates",
+                "could not fetch Google's ID-token certificates",
                 url=self.url,
                 error=type(exc).__name__,
                 detail=str(exc)[:200],
@@ -196,14 +201,16 @@ class IdTokenVerifier:
 
     def __init__(
         self,
-        audiences: Iterable[str],
+        audiences: Iterable[str] | None,
         certs: CertCache,
         *,
         clock_skew_s: int = CLOCK_SKEW_SECONDS,
+        setting: str = "ADMIN_AUDIENCES",
     ) -> None:
-        self.audiences = tuple(audiences)
-        if not self.audiences:
-            raise ConfigError("ADMIN_AUDIENCES must name at least one audience")
+        """``audiences`` None: any audience (only for a caller identity dedicated to one use)."""
+        self.audiences = tuple(audiences) if audiences is not None else None
+        if self.audiences is not None and not self.audiences:
+            raise ConfigError(f"{setting} must name at least one audience")
         self._certs = certs
         self._clock_skew_s = clock_skew_s
 
@@ -251,7 +258,7 @@ class IdTokenVerifier:
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise unauthenticated("wrong_issuer", "the token was not issued by Google accounts")
         aud = claims.get("aud")
-        if not isinstance(aud, str) or aud not in self.audiences:
+        if not isinstance(aud, str) or (self.audiences is not None and aud not in self.audiences):
             raise unauthenticated("wrong_audience", "the token is not meant for this function")
         if claims.get("email_verified") is not True:
             raise unauthenticated(
@@ -270,7 +277,7 @@ class IdTokenVerifier:
 class AllowList:
     """``ADMIN_EMAILS``: exact emails and ``*@domain`` entries, compared lower-cased."""
 
-    def __init__(self, entries: Iterable[str]) -> None:
+    def __init__(self, entries: Iterable[str], *, setting: str = "ADMIN_EMAILS") -> None:
         emails: set[str] = set()
         domains: set[str] = set()
         for raw in entries:
@@ -278,14 +285,14 @@ class AllowList:
             if entry.startswith("*@"):
                 domain = entry[2:]
                 if not _EMAIL.fullmatch(f"x@{domain}"):
-                    raise ConfigError(f"ADMIN_EMAILS: {raw!r} is not a valid *@domain entry")
+                    raise ConfigError(f"{setting}: {raw!r} is not a valid *@domain entry")
                 domains.add(domain)
             elif _EMAIL.fullmatch(entry) and "*" not in entry:
                 emails.add(entry)
             else:
-                raise ConfigError(f"ADMIN_EMAILS: {raw!r} is neither an email nor a *@domain entry")
+                raise ConfigError(f"{setting}: {raw!r} is neither an email nor a *@domain entry")
         if not emails and not domains:
-            raise ConfigError("ADMIN_EMAILS must list at least one email or *@domain")
+            raise ConfigError(f"{setting} must list at least one email or *@domain")
         self.emails = frozenset(emails)
         self.domains = frozenset(domains)
 
@@ -302,13 +309,22 @@ class AllowList:
 
 
 class Authenticator:
-    """The one gate: ``Authorization`` header in, ``Admin`` out (or 401 / 403 / 503)."""
+    """The one gate: ``Authorization`` header in, ``Caller`` out (or 401 / 403 / 503)."""
 
-    def __init__(self, verifier: IdTokenVerifier, allow_list: AllowList) -> None:
+    def __init__(
+        self,
+        verifier: IdTokenVerifier,
+        allow_list: AllowList,
+        *,
+        function: str = "the admin function",
+        forbidden_code: str = "not_an_admin",
+    ) -> None:
         self.verifier = verifier
         self.allow_list = allow_list
+        self.function = function
+        self.forbidden_code = forbidden_code
 
-    def authenticate(self, authorization: str | None) -> Admin:
+    def authenticate(self, authorization: str | None) -> Caller:
         if not authorization or not authorization.strip():
             raise unauthenticated(
                 "missing_token", "send Authorization: Bearer <Google-signed ID token>"
@@ -324,19 +340,24 @@ class Authenticator:
         hd = claims.get("hd")
         hosted_domain = hd.lower() if isinstance(hd, str) else None
         if not self.allow_list.allows(email, hosted_domain):
-            logs.warning("admin: caller not allowed", email=email, hosted_domain=hosted_domain)
-            raise forbidden("not_an_admin", f"{email} is not allowed to use the admin function")
+            logs.warning(
+                "caller not allowed",
+                function=self.function,
+                email=email,
+                hosted_domain=hosted_domain,
+            )
+            raise forbidden(self.forbidden_code, f"{email} is not allowed to use {self.function}")
         sub = claims.get("sub")
-        return Admin(
+        return Caller(
             email=email, subject=sub if isinstance(sub, str) else None, hosted_domain=hosted_domain
         )
 
 
-def check_certs_url(url: str) -> str:
+def check_certs_url(url: str, *, setting: str = "ADMIN_CERTS_URL") -> str:
     """HTTPS, or plain HTTP to this machine only (tests): certificates are the root of trust."""
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url
     if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
         return url
-    raise ConfigError("ADMIN_CERTS_URL must be an https:// URL (http:// only to localhost)")
+    raise ConfigError(f"{setting} must be an https:// URL (http:// only to localhost)")
