@@ -54,6 +54,9 @@ resource "google_cloudfunctions2_function" "play" {
       FIRESTORE_DATABASE         = google_firestore_database.ledger.name
       FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
       PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
+      # The function checks the push identity's OIDC token itself too (not only Cloud Run IAM).
+      PLAY_PUSH_SERVICE_ACCOUNTS = google_service_account.play_push.email
+      PLAY_PUSH_CERTS_URL        = var.id_token_certs_url
     }
   }
 
@@ -159,7 +162,7 @@ resource "google_cloudfunctions2_function" "admin" {
       FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
       ADMIN_AUDIENCES            = join(",", local.admin_audiences)
       ADMIN_EMAILS               = join(",", var.admin_emails)
-      ADMIN_CERTS_URL            = var.admin_certs_url
+      ADMIN_CERTS_URL            = var.id_token_certs_url
     }
   }
 

@@ -14,7 +14,11 @@ COMMON_ENV = ("GOOGLE_CLOUD_PROJECT", "FIRESTORE_DATABASE", "FIRESTORE_DEADLINE_
 
 #: Read by each function, by entry point name (beside COMMON_ENV).
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {
-    "play_notifications": ("PLAY_PACKAGE_NAMES",),
+    "play_notifications": (
+        "PLAY_PACKAGE_NAMES",
+        "PLAY_PUSH_SERVICE_ACCOUNTS",
+        "PLAY_PUSH_CERTS_URL",
+    ),
     "apple_notifications": (
         "APPLE_BUNDLE_IDS",
         "APPLE_ENVIRONMENTS",

@@ -6,7 +6,17 @@ Responses (Pub/Sub acknowledges any 2xx and retries anything else):
 - 200 ``quarantined``: the message can never be processed (bad base64 or JSON, unknown package,
   no purchase token...): it is stored whole in the ``quarantine`` collection with the reason, then
   acknowledged, so nothing is silently dropped and nothing loops until the dead-letter topic;
-- 503: Firestore unreachable or too slow: Pub/Sub retries with backoff (then dead-letters).
+- 503: Firestore unreachable or too slow: Pub/Sub retries with backoff (then dead-letters);
+- 401 / 403: the request does not carry an ID token of the push identity (see below).
+
+Who may call: Cloud Run lets only the push subscription's identity invoke the function (IAM, set up
+by ``infra/``). The function does not rely on that alone: with ``PLAY_PUSH_SERVICE_ACCOUNTS`` set
+(Terraform sets it to the push identity), every request must carry a Google-signed OIDC token of one
+of those service accounts (``Authorization: Bearer``; Pub/Sub adds it to every push), checked before
+the body is read. A forged "purchased" notification could otherwise grant access if the IAM wall
+were ever opened by mistake. The token's audience is not checked here (Cloud Run checks it; the
+push identity is dedicated to this one subscription). Unset, the check is off and a WARNING says so
+at start-up: for local runs only.
 
 One structured log line per message: message id, package, token hash (never the token), decision.
 """
@@ -18,7 +28,7 @@ from dataclasses import dataclass
 
 import flask
 
-from .. import config, logs
+from .. import config, logs, oidc
 from ..errors import Kind, RefundGuardError
 from ..http import Handler, cause_text, error_response, guarded, json_response, read_body
 from ..store import EntitlementStore
@@ -30,17 +40,46 @@ FUNCTION = "play_notifications"
 @dataclass(frozen=True)
 class PlaySettings:
     package_names: tuple[str, ...]
+    push_service_accounts: tuple[str, ...]
+    push_certs_url: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PlaySettings:
-        return cls(package_names=config.csv_list(env, "PLAY_PACKAGE_NAMES", required=True))
+        return cls(
+            package_names=config.csv_list(env, "PLAY_PACKAGE_NAMES", required=True),
+            push_service_accounts=config.csv_list(env, "PLAY_PUSH_SERVICE_ACCOUNTS"),
+            push_certs_url=oidc.check_certs_url(
+                config.text(env, "PLAY_PUSH_CERTS_URL", default=oidc.GOOGLE_CERTS_URL),
+                setting="PLAY_PUSH_CERTS_URL",
+            ),
+        )
+
+    def push_authenticator(self) -> oidc.Authenticator | None:
+        if not self.push_service_accounts:
+            return None
+        allowed = oidc.AllowList(self.push_service_accounts, setting="PLAY_PUSH_SERVICE_ACCOUNTS")
+        if allowed.domains:
+            raise config.ConfigError("PLAY_PUSH_SERVICE_ACCOUNTS takes service account emails only")
+        verifier = oidc.IdTokenVerifier(None, oidc.CertCache(self.push_certs_url))
+        return oidc.Authenticator(
+            verifier, allowed, function=FUNCTION, forbidden_code="not_the_push_identity"
+        )
 
 
 def create_handler(env: Mapping[str, str], *, store: EntitlementStore | None = None) -> Handler:
     settings = PlaySettings.from_env(env)
+    push_auth = settings.push_authenticator()
+    if push_auth is None:
+        logs.warning(
+            "PLAY_PUSH_SERVICE_ACCOUNTS is not set: only Cloud Run IAM stands between the internet "
+            "and this function (fine locally, not in production)",
+            function=FUNCTION,
+        )
     entitlements = store or EntitlementStore.from_env(env)
 
     def handle(request: flask.Request) -> flask.Response:
+        if push_auth is not None:
+            push_auth.authenticate(request.headers.get("Authorization"))
         if request.method != "POST":
             raise RefundGuardError(Kind.METHOD_NOT_ALLOWED, "method_not_allowed", "use POST")
         body = read_body(request, max_bytes=10 * 1024 * 1024)
