@@ -486,6 +486,7 @@ def test_every_action_is_audited_without_secrets(
     text = json.dumps(lines)
     assert GOOGLE_TOKEN not in text
     assert auth["Authorization"].split(".")[2] not in text
+    assert len(lines) == 3  # one line per call, the failed one included
 
 
 def test_firestore_unreachable_is_503_but_auth_comes_first(

@@ -37,7 +37,7 @@ import flask
 
 from .. import logs
 from ..errors import Kind, RefundGuardError, rejected
-from ..http import json_response, parse_json_object, read_body
+from ..http import cause_text, error_response, json_response, parse_json_object, read_body
 from ..ledger import (
     Effect,
     Entitlement,
@@ -220,10 +220,13 @@ class AdminApi:
         route = match_route(request.path)
         if route is None:
             self._audit(admin, None, None, outcome="no_such_route", level="WARNING")
-            raise RefundGuardError(
-                Kind.NOT_FOUND,
-                "no_such_route",
-                "no such route; see GET/POST /entitlements/{store}/{purchase_id}[/regrant|/revoke]",
+            return error_response(
+                RefundGuardError(
+                    Kind.NOT_FOUND,
+                    "no_such_route",
+                    "no such route; see GET/POST /entitlements/{store}/{purchase_id}"
+                    "[/regrant|/revoke]",
+                )
             )
         if request.method != route.method:
             self._audit(admin, route, None, outcome="method_not_allowed", level="WARNING")
@@ -255,14 +258,16 @@ class AdminApi:
                 key=key,
             )
         except RefundGuardError as err:
+            # The audit line is this request's one log line: answer here rather than re-raise.
             self._audit(
                 admin,
                 route,
                 reason,
                 outcome=err.code,
                 level="ERROR" if err.retryable else "WARNING",
+                cause=cause_text(err),
             )
-            raise
+            return error_response(err)
 
     def _show(
         self, admin: Caller, route: Route, store: StoreName, environment: str
