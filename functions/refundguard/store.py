@@ -79,7 +79,8 @@ class ApplyResult:
     attempts: int = 1
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
+    """Milliseconds since the epoch: the one clock of the ledger's callers."""
     return time.time_ns() // 1_000_000
 
 
@@ -108,7 +109,7 @@ class EntitlementStore:
         client: firestore.Client,
         *,
         deadline_s: float = config.DEFAULT_DEADLINE_SECONDS,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._client = client
         self._deadline_s = deadline_s
@@ -148,10 +149,10 @@ class EntitlementStore:
             except gexc.GoogleAPICallError as exc:
                 # Permission denied, database missing...: ours to fix, never the sender's; 503 keeps
                 # the notification coming back until it is fixed.
-                raise self._transient("firestore_error", exc) from exc
+                raise self._transient("firestore_error") from exc
             remaining = deadline - time.monotonic()
             if remaining <= 0 or attempt >= _CONTENTION_ATTEMPTS:
-                raise self._transient("firestore_unavailable", cause) from cause
+                raise self._transient("firestore_unavailable") from cause
             time.sleep(
                 min(
                     remaining,
@@ -244,7 +245,7 @@ class EntitlementStore:
         try:
             snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
         except _CALL_ERRORS as exc:
-            raise self._transient("firestore_unavailable", exc) from exc
+            raise self._transient("firestore_unavailable") from exc
         return Entitlement.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
 
     def history(
@@ -261,7 +262,7 @@ class EntitlementStore:
         try:
             snapshots = list(query.stream(retry=self._read_retry(), timeout=self._deadline_s))
         except _CALL_ERRORS as exc:
-            raise self._transient("firestore_unavailable", exc) from exc
+            raise self._transient("firestore_unavailable") from exc
         return [HistoryEntry.from_dict(s.to_dict() or {}) for s in snapshots]
 
     def history_entry(
@@ -277,7 +278,7 @@ class EntitlementStore:
         try:
             snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
         except _CALL_ERRORS as exc:
-            raise self._transient("firestore_unavailable", exc) from exc
+            raise self._transient("firestore_unavailable") from exc
         return HistoryEntry.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
 
     # ---------------------------------------------------------------- quarantine
@@ -325,7 +326,7 @@ class EntitlementStore:
                 data, retry=self._read_retry(), timeout=self._deadline_s
             )
         except _CALL_ERRORS as exc:
-            raise self._transient("firestore_unavailable", exc) from exc
+            raise self._transient("firestore_unavailable") from exc
         return doc_id
 
     # ---------------------------------------------------------------- helpers
@@ -346,11 +347,10 @@ class EntitlementStore:
         )
 
     @staticmethod
-    def _transient(code: str, exc: BaseException) -> RefundGuardError:
-        """The caller sees a plain message; the log line (by the handler) names the cause."""
-        err = transient(code, "the entitlement store is unavailable; retry later")
-        err.__cause__ = exc
-        return err
+    def _transient(code: str) -> RefundGuardError:
+        """The caller sees a plain message; the handler's log line names the cause (``raise ...
+        from exc`` at every call site keeps it as ``__cause__``)."""
+        return transient(code, "the entitlement store is unavailable; retry later")
 
 
 class _TransactionAborted(Exception):

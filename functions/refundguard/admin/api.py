@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ from ..ledger import (
     parse_namespace,
 )
 from ..oidc import Authenticator, Caller
-from ..store import EntitlementStore
+from ..store import EntitlementStore, now_ms
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_REASON_CHARS = 500
@@ -194,17 +193,13 @@ def idempotent_event_id(actor: str, store_namespace: str, purchase_id: str, key:
 # ---------------------------------------------------------------------------------------- API
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class AdminApi:
     def __init__(
         self,
         store: EntitlementStore,
         authenticator: Authenticator,
         *,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
         new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.store = store

@@ -70,8 +70,8 @@ def parse(body_headers: Mapping[str, str], body: bytes) -> PubSubMessage:
     return PubSubMessage(
         message_id=message_id,
         data=data,
-        publish_time=_str_or_none(message.get("publishTime") or message.get("publish_time")),
-        subscription=_str_or_none(subscription),
+        publish_time=str_or_none(message.get("publishTime") or message.get("publish_time")),
+        subscription=str_or_none(subscription),
         attributes={str(k): str(v) for k, v in attributes.items()}
         if isinstance(attributes, dict)
         else {},
@@ -79,5 +79,5 @@ def parse(body_headers: Mapping[str, str], body: bytes) -> PubSubMessage:
     )
 
 
-def _str_or_none(value: Any) -> str | None:
+def str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None

@@ -14,9 +14,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import rejected
+from ..errors import RefundGuardError, rejected
 from ..ledger import LedgerEvent, Source, Status, StoreName, check_purchase_id
-from .envelope import PubSubMessage
+from .envelope import PubSubMessage, str_or_none
 
 # subscriptionNotification.notificationType -> (name, status it sets; None = informational)
 SUBSCRIPTION_TYPES: dict[int, tuple[str, Status | None]] = {
@@ -156,7 +156,7 @@ def _voided(body: dict[str, Any], mid: str) -> _Decoded:
     partial = refund_type == REFUND_QUANTITY_PARTIAL
     product_type = body.get("productType")
     facts = {
-        "orderId": _str(body.get("orderId")),
+        "orderId": str_or_none(body.get("orderId")),
         "productType": PRODUCT_TYPES.get(product_type, product_type),
         "refundType": "quantity_based_partial" if partial else "full",
     }
@@ -169,7 +169,7 @@ def _voided(body: dict[str, Any], mid: str) -> _Decoded:
 def _pending_refund_review(body: dict[str, Any], mid: str) -> _Decoded:
     # Google asks whether to approve a refund (answer within 24 h with orders.reviewrefund):
     # recorded so that it is visible; access does not change until a refund is decided.
-    facts = {"pendingRefundToken": _str(body.get("pendingRefundToken"))}
+    facts = {"pendingRefundToken": str_or_none(body.get("pendingRefundToken"))}
     return "pending_refund_review", "PENDING_REFUND_REVIEW", None, None, facts
 
 
@@ -211,7 +211,7 @@ def _token(value: Any, mid: str) -> str:
         )
     try:
         return check_purchase_id(value)
-    except Exception:
+    except RefundGuardError:
         raise rejected(
             "bad_purchase_token", "purchaseToken has unexpected characters", message_id=mid
         ) from None
@@ -228,7 +228,3 @@ def _int(value: Any, name: str, mid: str) -> int:
 
 def _product(value: Any) -> str | None:
     return value[:MAX_PRODUCT_ID] if isinstance(value, str) and value else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
