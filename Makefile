@@ -16,11 +16,13 @@ help:
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt functions/requirements.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version' 
+# Editable installs through hatchling write a .pth into the virtualenv and nothing into the tree.
+$(VENV)/.installed: requirements.txt functions/requirements.txt pyproject.toml cli/pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e . -e ./cli
 	@touch $@
 
 $(CHECKOV_VENV)/.installed: .ci/checkov-requirements.txt
@@ -33,11 +35,11 @@ run: setup
 	$(PY) scripts/run_local.py
 
 lint: setup
-	$(VENV)/bin/ruff check functions tests bench scripts
-	$(VENV)/bin/ruff format --check functions tests bench scripts
+	$(VENV)/bin/ruff check functions dev cli tests bench scripts
+	$(VENV)/bin/ruff format --check functions dev cli tests bench scripts
 
 format: setup
-	$(VENV)/bin/ruff format functions tests bench scripts
+	$(VENV)/bin/ruff format functions dev cli tests bench scripts
 
 test: setup $(CHECKOV_VENV)/.installed lint
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)

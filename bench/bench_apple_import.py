@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ROOT / "functions"
 
 MODULES = [
     ("refundguard.apple.verifier", "refundguard verifier"),
@@ -19,17 +15,14 @@ MODULES = [
     ("refundguard.store", "refundguard.store (firestore, at handler build)"),
 ]
 
-CODE = (
-    "import sys, time; sys.path.insert(0, {path!r}); t = time.perf_counter(); import {module}; "
-    "print(time.perf_counter() - t)"
-)
+CODE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
 
 def import_time(module: str, rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
         out = subprocess.run(
-            [sys.executable, "-c", CODE.format(path=str(FUNCTIONS), module=module)],
+            [sys.executable, "-c", CODE.format(module=module)],
             check=True,
             capture_output=True,
             text=True,

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "tests")]
-
-from apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki, sign_notification  # noqa: E402
-from appstoreserverlibrary.models.Environment import Environment  # noqa: E402
-from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier  # noqa: E402
-from refundguard.apple.verifier import AppleVerifier  # noqa: E402
+from appstoreserverlibrary.models.Environment import Environment
+from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
+from refundguard.apple.verifier import AppleVerifier
+from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki, sign_notification
 
 
 def ours_factory():

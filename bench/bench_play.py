@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import functions_framework
-from _emulator import emulator
 from google.cloud import firestore
-from play_helpers import PACKAGE, play_request
 from refundguard import logs
 from refundguard.ledger import Entitlement, decide
 from refundguard.play import envelope, rtdn
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore
-from tcp_proxy import TcpProxy
+from refundguard_dev.emulator import bench_emulator as emulator
+from refundguard_dev.play_messages import PACKAGE, play_request
+from refundguard_dev.tcp_proxy import TcpProxy
 
 MAIN_PY = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
@@ -193,7 +193,7 @@ def main() -> None:
         print(f"  {'@transactional':<18} {far_base_ms:8.1f} ms/notification")
         print(f"  ratio @transactional / refundguard latency: {far_base_ms / far_ms:.2f}x")
     finally:
-        from conftest import stop_process
+        from refundguard_dev.emulator import stop_process
 
         stop_process(emu.process)
 

@@ -23,48 +23,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests")]
-
-from apple_pki import ApplePKI, Issued, generate_pki, sign_notification  # noqa: E402
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-
-RUN = ROOT / ".run"
-PKI_DIR = RUN / "apple-test-pki"
-ROOT_DER = RUN / "apple-test-root.der"
-
-
-def _save(pki: ApplePKI) -> None:
-    PKI_DIR.mkdir(parents=True, exist_ok=True)
-    chain = (("root", pki.root), ("intermediate", pki.intermediate), ("leaf", pki.leaf))
-    for name, issued in chain:
-        (PKI_DIR / f"{name}.crt").write_bytes(issued.pem)
-        key = issued.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        (PKI_DIR / f"{name}.key").write_bytes(key)
-    ROOT_DER.write_bytes(pki.root_der)
-
-
-def _load() -> ApplePKI:
-    parts = []
-    for name in ("root", "intermediate", "leaf"):
-        cert = x509.load_pem_x509_certificate((PKI_DIR / f"{name}.crt").read_bytes())
-        key = serialization.load_pem_private_key((PKI_DIR / f"{name}.key").read_bytes(), None)
-        parts.append(Issued(cert, key))  # type: ignore[arg-type]
-    return ApplePKI(*parts)
-
-
-def test_pki() -> ApplePKI:
-    if not (PKI_DIR / "leaf.key").exists():
-        _save(generate_pki("RefundGuard Local"))
-        print(f"created a test PKI; root: {ROOT_DER}", file=sys.stderr)
-    return _load()
+from refundguard_dev.apple_pki import sign_notification
+from refundguard_dev.local import APPLE_ROOT_DER, local_apple_pki
 
 
 def main() -> int:
@@ -78,9 +39,9 @@ def main() -> int:
     parser.add_argument("--write-root", action="store_true", help="only create the PKI and root")
     args = parser.parse_args()
 
-    pki = test_pki()
+    pki = local_apple_pki()
     if args.write_root:
-        print(f"APPLE_ROOT_CERTS={ROOT_DER}")
+        print(f"APPLE_ROOT_CERTS={APPLE_ROOT_DER}")
         return 0
     now_ms = time.time_ns() // 1_000_000
     token = sign_notification(

@@ -1,109 +1,31 @@
 #!/usr/bin/env python3
 """Build any Google Play Real-time Developer Notification and post it to a Play function.
 
-Examples (against ``make run``; the Play function listens on port 8081):
+Examples (against ``make run``; the Play function listens on port 8081), with ``.venv/bin/python``:
 
-    python scripts/send_play_notification.py voided --token tok-123
-    python scripts/send_play_notification.py subscription --notification-type 4 --token tok-123
-    python scripts/send_play_notification.py one-time --notification-type 1 --token tok-123
-    python scripts/send_play_notification.py voided-partial --token tok-123
-    python scripts/send_play_notification.py test
-    python scripts/send_play_notification.py voided --token tok-123 --delivery cloudevent-binary
-    python scripts/send_play_notification.py voided --token tok-123 --print   # body only, no POST
+    scripts/send_play_notification.py voided --token tok-123
+    scripts/send_play_notification.py subscription --notification-type 4 --token tok-123
+    scripts/send_play_notification.py one-time --notification-type 1 --token tok-123
+    scripts/send_play_notification.py voided-partial --token tok-123
+    scripts/send_play_notification.py test
+    scripts/send_play_notification.py voided --token tok-123 --delivery cloudevent-binary
+    scripts/send_play_notification.py voided --token tok-123 --print   # body only, no POST
 
-Standard library only, so it runs with any Python 3.11+.
+Run it with the project's virtualenv (``make setup`` creates ``.venv``).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any
+
+from refundguard_dev.play_messages import DEFAULT_PACKAGE, developer_notification, envelope
 
 DEFAULT_URL = "http://127.0.0.1:8081/"
-DEFAULT_PACKAGE = "com.example.courses"
-
-
-def developer_notification(
-    kind: str,
-    *,
-    package: str,
-    token: str,
-    event_time_ms: int,
-    notification_type: int | None,
-    product: str,
-    order_id: str,
-) -> dict[str, Any]:
-    note: dict[str, Any] = {
-        "version": "1.0",
-        "packageName": package,
-        "eventTimeMillis": str(event_time_ms),
-    }
-    if kind == "subscription":
-        note["subscriptionNotification"] = {
-            "version": "1.0",
-            "notificationType": notification_type or 4,
-            "purchaseToken": token,
-            "subscriptionId": product,
-        }
-    elif kind == "one-time":
-        note["oneTimeProductNotification"] = {
-            "version": "1.0",
-            "notificationType": notification_type or 1,
-            "purchaseToken": token,
-            "sku": product,
-        }
-    elif kind in ("voided", "voided-partial"):
-        note["voidedPurchaseNotification"] = {
-            "purchaseToken": token,
-            "orderId": order_id,
-            "productType": 2,
-            "refundType": 2 if kind == "voided-partial" else 1,
-        }
-    elif kind == "test":
-        note["testNotification"] = {"version": "1.0"}
-    else:
-        raise SystemExit(f"unknown kind {kind!r}")
-    return note
-
-
-def envelope(
-    note: dict[str, Any], *, message_id: str, delivery: str, subscription: str
-) -> tuple[bytes, dict[str, str]]:
-    message = {
-        "data": base64.b64encode(json.dumps(note).encode()).decode(),
-        "messageId": message_id,
-        "publishTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-        "attributes": {},
-    }
-    outer = {"message": message, "subscription": subscription}
-    headers = {"Content-Type": "application/json"}
-    if delivery == "cloudevent-binary":
-        headers.update(
-            {
-                "ce-specversion": "1.0",
-                "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-                "ce-source": "//pubsub.googleapis.com/projects/demo/topics/play-rtdn",
-                "ce-id": message_id,
-            }
-        )
-    elif delivery == "cloudevent-structured":
-        outer = {
-            "specversion": "1.0",
-            "type": "google.cloud.pubsub.topic.v1.messagePublished",
-            "source": "//pubsub.googleapis.com/projects/demo/topics/play-rtdn",
-            "id": message_id,
-            "datacontenttype": "application/json",
-            "data": outer,
-        }
-        headers["Content-Type"] = "application/cloudevents+json"
-    return json.dumps(outer).encode(), headers
 
 
 def main(argv: list[str] | None = None) -> int:

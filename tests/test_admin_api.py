@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
 from refundguard.ledger import Effect, LedgerEvent, Source, Status, StoreName
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
 
 ADMIN = "admin@example.com"
 OTHER_ADMIN = "other@example.com"
@@ -492,7 +492,7 @@ def test_every_action_is_audited_without_secrets(
 def test_firestore_unreachable_is_503_but_auth_comes_first(
     make_client: Any, emulator_env: dict[str, str], certs: CertServer, signer: TestSigner
 ) -> None:
-    from conftest import free_port
+    from refundguard_dev.emulator import free_port
 
     client = make_client(
         "admin",

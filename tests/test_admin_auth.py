@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
 from refundguard.config import ConfigError
 from refundguard.errors import Kind, RefundGuardError
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
 
 ADMIN = "admin@example.com"
 ROUTE = "/entitlements/google/some-token"
@@ -437,7 +437,8 @@ def test_allow_list_entries() -> None:
 
 def test_local_settings_start_the_function() -> None:
     from refundguard.admin.function import create_authenticator
-    from refundguard.admin.local import GCLOUD_CLIENT_ID, local_env
+    from refundguard_dev.local import GCLOUD_CLIENT_ID
+    from refundguard_dev.local import admin_env as local_env
 
     env = local_env(8083, {})
     auth = create_authenticator(env)

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from conftest import MAIN_PY
-from id_tokens import AUDIENCE, CertServer, TestSigner, cert_server
-from refundguard import cli
+from refundguard_admin import cli
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, cert_server
 
 ADMIN = "admin@example.com"
 PURCHASE = "opaque.tok-en_with.dots-and_underscores"
@@ -169,7 +169,7 @@ def test_usage_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unreachable_function(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import free_port
+    from refundguard_dev.emulator import free_port
 
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
     code, _, err = run(
@@ -272,20 +272,17 @@ def test_impersonation_uses_audience(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_runs_as_a_module() -> None:
-    import os
+    import shutil
     import subprocess
     import sys
+    from pathlib import Path
 
-    from conftest import FUNCTIONS_DIR
-
-    completed = subprocess.run(
-        [sys.executable, "-m", "refundguard.cli", "--help"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(FUNCTIONS_DIR)},
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    for command in ("show", "regrant", "revoke"):
-        assert command in completed.stdout
+    console_script = Path(sys.executable).parent / "refundguard-admin"
+    assert shutil.which(str(console_script)), "make setup installs the refundguard-admin script"
+    for command in ([sys.executable, "-m", "refundguard_admin"], [str(console_script)]):
+        completed = subprocess.run(
+            [*command, "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert completed.returncode == 0, completed.stderr
+        for name in ("show", "regrant", "revoke"):
+            assert name in completed.stdout

@@ -18,9 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import apple_pki as pki_mod
 import pytest
-from apple_pki import (
+from appstoreserverlibrary.models.Environment import Environment
+from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from refundguard.apple.verifier import AppleVerificationError, AppleVerifier
+from refundguard_dev import apple_pki as pki_mod
+from refundguard_dev.apple_pki import (
     APP_APPLE_ID,
     BUNDLE_ID,
     SIGNED_DATE_MS,
@@ -38,14 +46,6 @@ from apple_pki import (
     sign_jws,
     transaction_payload,
 )
-from appstoreserverlibrary.models.Environment import Environment
-from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from refundguard.apple.verifier import AppleVerificationError, AppleVerifier
 
 PROD = "Production"
 SANDBOX = "Sandbox"

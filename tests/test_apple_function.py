@@ -9,7 +9,10 @@ from typing import Any
 
 import flask
 import pytest
-from apple_pki import (
+from refundguard.apple.function import create_handler
+from refundguard.apple.settings import fingerprint, load_settings
+from refundguard.ledger import Effect, Status, StoreName
+from refundguard_dev.apple_pki import (
     APP_APPLE_ID,
     BUNDLE_ID,
     SIGNED_DATE_MS,
@@ -17,9 +20,6 @@ from apple_pki import (
     generate_pki,
     sign_notification,
 )
-from refundguard.apple.function import create_handler
-from refundguard.apple.settings import fingerprint, load_settings
-from refundguard.ledger import Effect, Status, StoreName
 
 pytestmark = pytest.mark.emulator
 
@@ -223,7 +223,7 @@ def test_firestore_unreachable_is_503_so_apple_retries(
 
 @pytest.fixture
 def unused_port() -> int:
-    from conftest import free_port
+    from refundguard_dev.emulator import free_port
 
     return free_port()
 

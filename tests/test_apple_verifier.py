@@ -9,18 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apple_pki import (
-    APP_APPLE_ID,
-    BUNDLE_ID,
-    SIGNED_DATE_MS,
-    ApplePKI,
-    default_pki,
-    generate_pki,
-    make_leaf,
-    notification_payload,
-    sign_notification,
-    transaction_payload,
-)
 from appstoreserverlibrary.models.Environment import Environment
 from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
 from cryptography.hazmat.primitives import serialization
@@ -41,6 +29,18 @@ from refundguard.apple.verifier import (
 from refundguard.config import ConfigError
 from refundguard.errors import Kind, RefundGuardError
 from refundguard.ledger import Source, Status, StoreName
+from refundguard_dev.apple_pki import (
+    APP_APPLE_ID,
+    BUNDLE_ID,
+    SIGNED_DATE_MS,
+    ApplePKI,
+    default_pki,
+    generate_pki,
+    make_leaf,
+    notification_payload,
+    sign_notification,
+    transaction_payload,
+)
 
 
 def verifier(p: ApplePKI | None = None, **kw: Any) -> AppleVerifier:

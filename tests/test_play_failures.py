@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from play_helpers import PACKAGE, play_request, post, raw_push
 from refundguard.ledger import Status, StoreName
-from tcp_proxy import TcpProxy
+from refundguard_dev.play_messages import PACKAGE, play_request, post, raw_push
+from refundguard_dev.tcp_proxy import TcpProxy
 
 
 def redeliver_until_acknowledged(

@@ -9,10 +9,10 @@ import threading
 from typing import Any
 
 import pytest
-from play_helpers import PACKAGE, play_request, post, raw_push
 from refundguard.config import ConfigError
 from refundguard.ledger import Effect, Status, StoreName
 from refundguard.play.rtdn import ONE_TIME_TYPES, SUBSCRIPTION_TYPES
+from refundguard_dev.play_messages import PACKAGE, play_request, post, raw_push
 
 pytestmark = pytest.mark.emulator
 

@@ -8,10 +8,9 @@ import urllib.request
 from typing import Any
 
 import pytest
-from play_helpers import PACKAGE, play_request
 from refundguard.ledger import Status, StoreName
-
-from scripts.run_local import start_function, stop
+from refundguard_dev.play_messages import PACKAGE, play_request
+from refundguard_dev.processes import start_function, stop
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
@@ -19,7 +18,7 @@ pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 def test_voided_purchase_over_http_revokes_in_the_emulator(
     emulator_env: dict[str, str], store: Any, tmp_path: Any
 ) -> None:
-    from conftest import free_port
+    from refundguard_dev.emulator import free_port
 
     port = free_port()
     process = start_function(

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from id_tokens import CertServer, TestSigner, bearer, cert_server
-from play_helpers import PACKAGE, play_request, post
 from refundguard.config import ConfigError
 from refundguard.ledger import Status, StoreName
+from refundguard_dev.id_tokens import CertServer, TestSigner, bearer, cert_server
+from refundguard_dev.play_messages import PACKAGE, play_request, post
 
 pytestmark = pytest.mark.emulator
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import free_port
-
-from scripts.dev_admin_token import mint
-from scripts.run_local import local_admin_env, local_apple_env, serve_dev_certs
+from refundguard_dev.dev_issuer import mint
+from refundguard_dev.emulator import free_port
+from refundguard_dev.local import local_admin_env, local_apple_env, serve_dev_certs
 
 pytestmark = pytest.mark.emulator
 

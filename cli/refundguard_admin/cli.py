@@ -1,10 +1,10 @@
 """Admin CLI for the ``admin`` function: ``show``, ``regrant``, ``revoke``.
 
-    python -m refundguard.cli --url URL show google PURCHASE_TOKEN
-    python -m refundguard.cli --url URL regrant apple 2000000123456789 --reason "paid by invoice"
-    python -m refundguard.cli --url URL revoke google PURCHASE_TOKEN --reason "chargeback" --json
+    refundguard-admin --url URL show google PURCHASE_TOKEN
+    refundguard-admin --url URL regrant apple 2000000123456789 --reason "paid by invoice"
+    refundguard-admin --url URL revoke google PURCHASE_TOKEN --reason "chargeback" --json
 
-(run with ``functions/`` on ``PYTHONPATH``, or install the project and use ``refundguard-admin``).
+(install with ``pip install ./cli``; ``python -m refundguard_admin`` works as well).
 ``--url`` defaults to ``$REFUNDGUARD_ADMIN_URL``. The ID token comes from, in order:
 
 1. ``--token`` / ``$REFUNDGUARD_ID_TOKEN`` (a token you already have);
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     parser = argparse.ArgumentParser(
-        prog="python -m refundguard.cli",
+        prog="refundguard-admin",
         description="Look up, re-grant or revoke an entitlement through the admin function.",
     )
     add_common(parser, None)
@@ -374,7 +374,3 @@ def main(
     if not args.json:
         print(render(args.command, reply.body, reply.replayed), file=out)
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The refundguard admin CLI: ``refundguard-admin`` / ``python -m refundguard_admin``."""

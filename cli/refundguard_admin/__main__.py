@@ -1,0 +1,5 @@
+"""``python -m refundguard_admin``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""What ``make run`` configures: local settings for each function, the local ID-token issuer's
+certificate endpoint, and the persisted local Apple test PKI. Nothing here is ever deployed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .apple_pki import ApplePKI, Issued, generate_pki
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = ROOT / ".run"
+PROJECT = "demo-refundguard"
+APPLE_PKI_DIR = RUN_DIR / "apple-test-pki"
+APPLE_ROOT_DER = RUN_DIR / "apple-test-root.der"
+APPLE_BUNDLE_ID = "com.example.refundguard"
+#: The audience of ``gcloud auth print-identity-token`` for a user account (gcloud's client id).
+GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
+NOBODY = "nobody@example.invalid"
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+
+
+def common_env(firestore_port: int) -> dict[str, str]:
+    """The environment every local function gets: the emulator, a demo project, sample apps."""
+    return {
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{firestore_port}",
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "FIRESTORE_DATABASE": "(default)",
+        "FIRESTORE_DEADLINE_SECONDS": "20",
+        "PLAY_PACKAGE_NAMES": os.environ.get("PLAY_PACKAGE_NAMES", "com.example.courses"),
+    }
+
+
+# ---------------------------------------------------------------------------------------- admin
+
+
+def admin_env(port: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The admin function's settings: local audiences, ``ADMIN_EMAILS`` from the caller's
+    environment (unset: nobody), and Google's certificates unless ``ADMIN_CERTS_URL`` says else."""
+    audiences = [f"http://127.0.0.1:{port}", f"http://localhost:{port}", GCLOUD_CLIENT_ID]
+    extra = environ.get("ADMIN_AUDIENCES", "").strip()
+    return {
+        "ADMIN_AUDIENCES": ",".join([*audiences, extra] if extra else audiences),
+        "ADMIN_EMAILS": environ.get("ADMIN_EMAILS", "").strip() or NOBODY,
+        "ADMIN_CERTS_URL": environ.get("ADMIN_CERTS_URL", "").strip() or GOOGLE_CERTS_URL,
+    }
+
+
+def local_admin_env(admin_port: int, certs_port: int) -> dict[str, str]:
+    """As ``admin_env``, trusting the local issuer (``dev_issuer``) served on ``certs_port`` and
+    allowing ``admin@example.com`` unless the caller's environment says otherwise."""
+    env = admin_env(admin_port)
+    if not os.environ.get("ADMIN_CERTS_URL"):
+        env["ADMIN_CERTS_URL"] = f"http://127.0.0.1:{certs_port}/oauth2/v1/certs"
+    if not os.environ.get("ADMIN_EMAILS"):
+        env["ADMIN_EMAILS"] = "admin@example.com"
+    return env
+
+
+def serve_dev_certs(certs_port: int) -> ThreadingHTTPServer:
+    """Serve the local issuer's certificate like https://www.googleapis.com/oauth2/v1/certs."""
+    from .dev_issuer import certs_json
+
+    body = certs_json()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "public, max-age=3600")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", certs_port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# ---------------------------------------------------------------------------------------- apple
+
+
+def _save(pki: ApplePKI) -> None:
+    APPLE_PKI_DIR.mkdir(parents=True, exist_ok=True)
+    chain = (("root", pki.root), ("intermediate", pki.intermediate), ("leaf", pki.leaf))
+    for name, issued in chain:
+        (APPLE_PKI_DIR / f"{name}.crt").write_bytes(issued.pem)
+        key = issued.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        (APPLE_PKI_DIR / f"{name}.key").write_bytes(key)
+    APPLE_ROOT_DER.write_bytes(pki.root_der)
+
+
+def _load() -> ApplePKI:
+    parts = []
+    for name in ("root", "intermediate", "leaf"):
+        cert = x509.load_pem_x509_certificate((APPLE_PKI_DIR / f"{name}.crt").read_bytes())
+        key = serialization.load_pem_private_key((APPLE_PKI_DIR / f"{name}.key").read_bytes(), None)
+        parts.append(Issued(cert, key))  # type: ignore[arg-type]
+    return ApplePKI(*parts)
+
+
+def local_apple_pki() -> ApplePKI:
+    """The local test PKI under ``.run/apple-test-pki/``, created on first use."""
+    if not (APPLE_PKI_DIR / "leaf.key").exists():
+        _save(generate_pki("RefundGuard Local"))
+        print(f"created a test PKI; root: {APPLE_ROOT_DER}", file=sys.stderr)
+    return _load()
+
+
+def local_apple_env() -> dict[str, str]:
+    """The Apple function trusts the throw-away local root (never Apple's), Sandbox only."""
+    local_apple_pki()
+    return {
+        "APPLE_BUNDLE_IDS": APPLE_BUNDLE_ID,
+        "APPLE_ENVIRONMENTS": "Sandbox",
+        "APPLE_APP_APPLE_ID": "",
+        "APPLE_ROOT_CERTS": str(APPLE_ROOT_DER),
+    }
