@@ -1,10 +1,6 @@
-"""Cloud Functions entry points: ``play_notifications``, ``apple_notifications``, ``admin``.
-
-Each entry point is an HTTP function. Its handler (and everything it imports) is loaded once, on
-first use, so a deployment of one function never imports the other two. When ``FUNCTION_TARGET``
-names one of them (Cloud Functions sets it; ``make run`` does too), that handler is built at import
-time, so a misconfigured function refuses to start instead of failing its first request.
-"""
+"""Cloud Functions entry points. Each loads only its own source's modules, once; the one that
+``FUNCTION_TARGET`` names is built at import, so a misconfigured function refuses to start, naming
+every problem on its own log line, instead of failing its first request."""
 
 from __future__ import annotations
 
@@ -44,5 +40,18 @@ def admin(request: Any) -> Any:
     return _handler("admin")(request)
 
 
+def _start(name: str) -> None:
+    from refundguard import logs
+    from refundguard.config import ConfigError
+
+    try:
+        _handler(name)
+    except ConfigError as err:
+        for problem in err.problems:
+            logs.log("CRITICAL", f"configuration: {problem}", function=name)
+        logs.log("CRITICAL", f"{name} did not start: fix the settings above", function=name)
+        raise SystemExit(3) from None
+
+
 if os.environ.get("FUNCTION_TARGET") in _MODULES:
-    _handler(os.environ["FUNCTION_TARGET"])
+    _start(os.environ["FUNCTION_TARGET"])

@@ -85,6 +85,27 @@ def make_client(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     return build
 
 
+@pytest.fixture
+def refused_start(
+    make_client: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> Callable[..., list[str]]:
+    """``refused_start("admin", ADMIN_EMAILS="")``: load the entry point as Cloud Functions does
+    (``FUNCTION_TARGET`` set); it must refuse to start, naming each problem on its own CRITICAL log
+    line. Returns those problems."""
+    import json
+
+    def attempt(target: str, **env: str) -> list[str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            make_client(target, **env)  # functions-framework sets FUNCTION_TARGET while loading
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+        critical = [line["message"] for line in lines if line["severity"] == "CRITICAL"]
+        assert critical and critical[-1] == f"{target} did not start: fix the settings above"
+        return [m.removeprefix("configuration: ") for m in critical[:-1]]
+
+    return attempt
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _emulator_missing:
         skipped = len(terminalreporter.stats.get("skipped", []))

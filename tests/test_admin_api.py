@@ -194,7 +194,7 @@ def test_function_name_prefix_is_accepted(client: Any, auth: dict[str, str]) -> 
         (json.dumps({"reason": "x" * 501}), "reason_too_long"),
         (json.dumps({"reason": "ok", "status": "active"}), "unknown_field"),
         ("{not json", "bad_json"),
-        ("", "bad_json"),
+        ("", "empty_body"),
         ("[1, 2]", "bad_json"),
         ('"reason"', "bad_json"),
         (b"\xff\xfe", "bad_json"),
@@ -476,7 +476,7 @@ def test_every_action_is_audited_without_secrets(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     audit = [line for line in lines if line.get("audit")]
     assert [(a["action"], a["outcome"]) for a in audit] == [
-        ("regrant", "ok"),
+        ("regrant", "applied"),
         ("show", "ok"),
         ("revoke", "missing_reason"),
     ]

@@ -33,7 +33,7 @@ def certs(signer: TestSigner) -> Iterator[CertServer]:
 def admin_env(emulator_env: dict[str, str], certs: CertServer) -> dict[str, str]:
     return {
         "ADMIN_AUDIENCES": f"{AUDIENCE},32555940559.apps.googleusercontent.com",
-        "ADMIN_EMAILS": f"{ADMIN}, *@corp.example, *@proj.iam.gserviceaccount.com",
+        "ADMIN_EMAILS": f"{ADMIN}, *@corp.example, *@proj-1234.iam.gserviceaccount.com",
         "ADMIN_CERTS_URL": certs.url,
     }
 
@@ -182,7 +182,7 @@ def test_domain_wildcard_needs_matching_hosted_domain(client: Any, signer: TestS
 
 
 def test_service_account_domain_wildcard(client: Any, signer: TestSigner) -> None:
-    token = signer.token("ops@proj.iam.gserviceaccount.com")  # no hd, as Google issues them
+    token = signer.token("ops@proj-1234.iam.gserviceaccount.com")  # no hd, as Google issues them
     assert client.get(ROUTE, headers=bearer(token)).status_code == 404
     other = signer.token("ops@other.iam.gserviceaccount.com")
     assert client.get(ROUTE, headers=bearer(other)).status_code == 403
@@ -246,7 +246,7 @@ def test_certificate_endpoint_down_is_503(
     client = make_client("admin", **admin_env)
     response = client.get(ROUTE, headers=bearer(signer.token(ADMIN)))
     assert response.status_code == 503
-    assert response.get_json()["error"] == "certs_unavailable"
+    assert response.get_json()["error"] == "keys_unavailable"
     assert "Retry-After" in response.headers
 
 
@@ -280,38 +280,62 @@ def test_bearer_token_is_never_logged(
 
 
 @pytest.mark.parametrize(
-    "override",
+    ("override", "problem"),
     [
-        {"ADMIN_AUDIENCES": ""},
-        {"ADMIN_EMAILS": ""},
-        {"ADMIN_EMAILS": "not-an-email"},
-        {"ADMIN_EMAILS": "*@"},
-        {"ADMIN_EMAILS": "a*@example.com"},
-        {"ADMIN_CERTS_URL": "http://certs.example.com/certs"},
-        {"ADMIN_CERTS_URL": "ftp://x"},
+        ({"ADMIN_AUDIENCES": ""}, "ADMIN_AUDIENCES must be set"),
+        ({"ADMIN_EMAILS": ""}, "ADMIN_EMAILS must list"),
+        ({"ADMIN_EMAILS": "not-an-email"}, "neither an email nor"),
+        ({"ADMIN_EMAILS": "*@"}, "not a valid *@domain"),
+        ({"ADMIN_EMAILS": "a*@example.com"}, "neither an email nor"),
+        ({"ADMIN_EMAILS": "*@developer.gserviceaccount.com"}, "shared across projects"),
+        ({"ADMIN_EMAILS": "*@appspot.gserviceaccount.com"}, "shared across projects"),
+        ({"ADMIN_EMAILS": "*@gserviceaccount.com"}, "shared across projects"),
+        ({"ADMIN_EMAILS": "*@cloudbuild.gserviceaccount.com"}, "shared across projects"),
+        ({"ADMIN_EMAILS": "*@gcp-sa-pubsub.iam.gserviceaccount.com"}, "shared across projects"),
+        ({"ADMIN_CERTS_URL": "http://certs.example.com/certs"}, "ADMIN_CERTS_URL must be"),
+        ({"ADMIN_CERTS_URL": "ftp://x"}, "ADMIN_CERTS_URL must be"),
     ],
 )
-def test_bad_configuration_refuses_to_start(override: dict[str, str]) -> None:
-    from refundguard.admin.function import create_authenticator
+def test_bad_configuration_refuses_to_start(override: dict[str, str], problem: str) -> None:
+    from refundguard.admin.settings import AdminSettings
 
-    env = {
-        "ADMIN_AUDIENCES": AUDIENCE,
-        "ADMIN_EMAILS": ADMIN,
-        "ADMIN_CERTS_URL": "https://www.googleapis.com/oauth2/v1/certs",
-        **override,
-    }
-    with pytest.raises(ConfigError):
-        create_authenticator(env)
+    env = {"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN, **override}
+    with pytest.raises(ConfigError) as info:
+        AdminSettings.from_env(env)
+    assert len(info.value.problems) == 1 and problem in info.value.problems[0]
 
 
-def test_default_certs_url_is_googles() -> None:
-    from refundguard.admin.function import create_authenticator
+def test_every_configuration_problem_is_named_at_once(
+    emulator_env: dict[str, str], refused_start: Any
+) -> None:
+    problems = refused_start(
+        "admin",
+        ADMIN_AUDIENCES="",
+        ADMIN_EMAILS="*@developer.gserviceaccount.com, nobody",
+        ADMIN_CERTS_URL="http://keys.example.com/",
+        FIRESTORE_DEADLINE_SECONDS="0",
+    )
+    assert len(problems) == 5, problems
 
-    auth = create_authenticator({"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN})
-    assert auth.verifier._certs.url == "https://www.googleapis.com/oauth2/v1/certs"
+
+def test_a_projects_own_service_account_domain_is_accepted() -> None:
+    from refundguard.admin.settings import AdminSettings
+
+    settings = AdminSettings.from_env(
+        {"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": "*@my-project-42.iam.gserviceaccount.com"}
+    )
+    assert settings.auth.allow_list.allows("support@my-project-42.iam.gserviceaccount.com", None)
+    assert not settings.auth.allow_list.allows("x@other-project.iam.gserviceaccount.com", None)
 
 
-# ------------------------------------------------------------------------------- cache (unit)
+def test_default_keys_url_is_googles() -> None:
+    from refundguard.admin.settings import AdminSettings
+
+    settings = AdminSettings.from_env({"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN})
+    assert settings.auth.verifier.keys.url == "https://www.googleapis.com/oauth2/v3/certs"
+
+
+# ------------------------------------------------------------------------------- key set (unit)
 
 
 class FakeClock:
@@ -322,9 +346,13 @@ class FakeClock:
         return self.now
 
 
+def _jwks(*kids: str) -> dict[str, Any]:
+    return {"keys": [TestSigner(kid, "unit").jwk for kid in kids]}
+
+
 class FakeFetch:
-    def __init__(self, certs: dict[str, str], cache_control: str | None = "max-age=600") -> None:
-        self.certs = certs
+    def __init__(self, jwks: dict[str, Any], cache_control: str | None = "max-age=600") -> None:
+        self.jwks = jwks
         self.cache_control = cache_control
         self.calls = 0
         self.fail = False
@@ -333,60 +361,57 @@ class FakeFetch:
         self.calls += 1
         if self.fail:
             raise OSError("network down")
-        return json.dumps(self.certs).encode(), self.cache_control
+        return json.dumps(self.jwks).encode(), self.cache_control
 
 
-PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+def _keys(fetch: FakeFetch, clock: FakeClock, **kw: Any) -> Any:
+    from refundguard.oidc import KeySet
+
+    return KeySet("https://keys.test/", fetch=fetch, clock=clock, **kw)
 
 
-def _cache(fetch: FakeFetch, clock: FakeClock, **kw: Any) -> Any:
-    from refundguard.oidc import CertCache
-
-    return CertCache("https://certs.test/", fetch=fetch, clock=clock, **kw)
-
-
-def test_cache_respects_max_age_and_clamps_it() -> None:
-    clock, fetch = FakeClock(), FakeFetch({"a": PEM}, "public, max-age=600, must-revalidate")
-    cache = _cache(fetch, clock)
-    cache.certs_for("a")
+def test_keys_respect_max_age_and_clamp_it() -> None:
+    clock, fetch = FakeClock(), FakeFetch(_jwks("a"), "public, max-age=600, must-revalidate")
+    keys = _keys(fetch, clock)
+    keys.key("a")
     clock.now += 599
-    cache.certs_for("a")
+    keys.key("a")
     assert fetch.calls == 1
     clock.now += 2
-    cache.certs_for("a")
+    keys.key("a")
     assert fetch.calls == 2
 
-    clock2, huge = FakeClock(), FakeFetch({"a": PEM}, "max-age=99999999")
-    cache2 = _cache(huge, clock2, max_ttl_s=3600)
-    cache2.certs_for("a")
+    clock2, huge = FakeClock(), FakeFetch(_jwks("a"), "max-age=99999999")
+    keys2 = _keys(huge, clock2, max_ttl_s=3600)
+    keys2.key("a")
     clock2.now += 3601
-    cache2.certs_for("a")
+    keys2.key("a")
     assert huge.calls == 2
 
 
-def test_cache_follows_key_rotation_rate_limited() -> None:
-    clock, fetch = FakeClock(), FakeFetch({"a": PEM})
-    cache = _cache(fetch, clock, refetch_interval_s=30)
-    cache.certs_for("a")
-    fetch.certs = {"a": PEM, "b": PEM}
-    assert "b" not in cache.certs_for("b")  # fetched just now: no refetch
+def test_keys_follow_rotation_rate_limited() -> None:
+    clock, fetch = FakeClock(), FakeFetch(_jwks("a"))
+    keys = _keys(fetch, clock, refetch_interval_s=30)
+    keys.key("a")
+    fetch.jwks = _jwks("a", "b")
+    assert keys.key("b") is None  # fetched just now: no refetch
     clock.now += 31
-    assert "b" in cache.certs_for("b")  # rotation: one refetch finds it
+    assert keys.key("b") is not None  # rotation: one refetch finds it
     assert fetch.calls == 2
-    cache.certs_for("b")
+    keys.key("b")
     assert fetch.calls == 2
 
 
-def test_cache_uses_recent_certificates_when_refresh_fails() -> None:
-    clock, fetch = FakeClock(), FakeFetch({"a": PEM}, "max-age=600")
-    cache = _cache(fetch, clock, stale_grace_s=300)
-    cache.certs_for("a")
+def test_keys_in_use_survive_a_failed_refresh_for_a_while() -> None:
+    clock, fetch = FakeClock(), FakeFetch(_jwks("a"), "max-age=600")
+    keys = _keys(fetch, clock, stale_grace_s=300)
+    keys.key("a")
     fetch.fail = True
     clock.now += 700  # expired, within grace
-    assert "a" in cache.certs_for("a")
+    assert keys.key("a") is not None
     clock.now += 300  # beyond grace
     with pytest.raises(RefundGuardError) as info:
-        cache.certs_for("a")
+        keys.key("a")
     assert info.value.kind is Kind.TRANSIENT
 
 
@@ -396,27 +421,30 @@ def test_cache_uses_recent_certificates_when_refresh_fails() -> None:
         b"not json",
         b"[]",
         b"{}",
-        b'{"a": 1}',
-        b'{"a": "no pem"}',
-        json.dumps({str(i): PEM for i in range(100)}).encode(),
+        b'{"keys": []}',
+        b'{"keys": {"a": 1}}',
+        b'{"keys": [{"kty": "RSA", "kid": "a"}]}',
+        b'{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "a"}]}',
+        json.dumps(_jwks(*(str(i) for i in range(40)))).encode(),
+        b"[" * 5000 + b"]" * 5000,
     ],
 )
-def test_cache_rejects_unexpected_documents(body: bytes) -> None:
-    from refundguard.oidc import CertCache
+def test_unexpected_key_documents_are_transient(body: bytes) -> None:
+    from refundguard.oidc import KeySet
 
-    cache = CertCache("https://certs.test/", fetch=lambda url, t: (body, None))
+    keys = KeySet("https://keys.test/", fetch=lambda url, t: (body, None))
     with pytest.raises(RefundGuardError) as info:
-        cache.certs_for("a")
+        keys.key("a")
     assert info.value.kind is Kind.TRANSIENT
 
 
 def test_http_fetch_against_real_server(signer: TestSigner) -> None:
-    from refundguard.oidc import CertCache
+    from refundguard.oidc import KeySet
 
     with cert_server(signer, max_age=120) as server:
-        cache = CertCache(server.url)
-        assert set(cache.certs_for("key-1")) == {"key-1"}
-        assert cache._expires_at - time.monotonic() == pytest.approx(120, abs=5)
+        keys = KeySet(server.url)
+        assert keys.key("key-1") is not None
+        assert keys.expires_at - time.monotonic() == pytest.approx(120, abs=5)
 
 
 # ------------------------------------------------------------------------------- allow-list
@@ -425,7 +453,7 @@ def test_http_fetch_against_real_server(signer: TestSigner) -> None:
 def test_allow_list_entries() -> None:
     from refundguard.oidc import AllowList
 
-    allow = AllowList(["Alice@Example.com", "*@Corp.Example"])
+    allow = AllowList(["Alice@Example.com", "*@Corp.Example"], setting="ADMIN_EMAILS")
     assert allow.allows("alice@example.com", None)
     assert allow.allows("ALICE@example.com", None)
     assert not allow.allows("bob@example.com", "example.com")
@@ -436,12 +464,12 @@ def test_allow_list_entries() -> None:
 
 
 def test_local_settings_start_the_function() -> None:
-    from refundguard.admin.function import create_authenticator
+    from refundguard.admin.settings import AdminSettings
     from refundguard_dev.local import GCLOUD_CLIENT_ID
     from refundguard_dev.local import admin_env as local_env
 
     env = local_env(8083, {})
-    auth = create_authenticator(env)
+    auth = AdminSettings.from_env(env).auth
     assert GCLOUD_CLIENT_ID in auth.verifier.audiences
     assert not auth.allow_list.allows("anyone@example.com", "example.com")
     assert local_env(8083, {"ADMIN_EMAILS": "me@example.com"})["ADMIN_EMAILS"] == "me@example.com"

@@ -69,7 +69,7 @@ def test_purchase_then_refund_revokes_and_keeps_the_revocation_facts(
     client: Any, store: Any
 ) -> None:
     r = post(client, sign_notification("ONE_TIME_CHARGE", signed_date=at(0)))
-    assert r.status_code == 200 and r.get_json()["result"] == "applied"
+    assert r.status_code == 200 and r.get_json()["effect"] == "applied"
     assert status_of(store) is Status.ACTIVE
     refund = sign_notification(
         "REFUND",
@@ -82,7 +82,7 @@ def test_purchase_then_refund_revokes_and_keeps_the_revocation_facts(
     )
     r = post(client, refund)
     assert r.status_code == 200 and r.get_json() == {
-        "result": "applied",
+        "effect": "applied",
         "status": "revoked",
         "entitlement": f"apple-sandbox:{TX}",
     }
@@ -106,15 +106,15 @@ def test_refund_reversed_restores_access(client: Any, store: Any) -> None:
 def test_redelivered_notification_adds_one_history_entry(client: Any, store: Any) -> None:
     token = sign_notification("REFUND", signed_date=at(60), notification_uuid="same-uuid-1")
     first, second = post(client, token), post(client, token)
-    assert first.get_json()["result"] == "applied"
-    assert second.status_code == 200 and second.get_json()["result"] == Effect.DUPLICATE.value
+    assert first.get_json()["effect"] == "applied"
+    assert second.status_code == 200 and second.get_json()["effect"] == Effect.DUPLICATE.value
     assert len(store.history(StoreName.APPLE, TX, "Sandbox")) == 1
 
 
 def test_refund_before_its_purchase_stays_revoked(client: Any, store: Any) -> None:
     assert post(client, sign_notification("REFUND", signed_date=at(60))).status_code == 200
     late_purchase = post(client, sign_notification("ONE_TIME_CHARGE", signed_date=at(0)))
-    assert late_purchase.status_code == 200 and late_purchase.get_json()["result"] == "stale"
+    assert late_purchase.status_code == 200 and late_purchase.get_json()["effect"] == "stale"
     assert status_of(store) is Status.REVOKED
 
 
@@ -123,14 +123,14 @@ def test_informational_notification_is_recorded_without_changing_access(
 ) -> None:
     post(client, sign_notification("ONE_TIME_CHARGE", signed_date=at(0)))
     r = post(client, sign_notification("REFUND_DECLINED", signed_date=at(60)))
-    assert r.get_json()["result"] == "recorded"
+    assert r.get_json()["effect"] == "recorded"
     assert status_of(store) is Status.ACTIVE
     assert len(store.history(StoreName.APPLE, TX, "Sandbox")) == 2
 
 
 def test_test_notification_is_acknowledged_and_writes_nothing(client: Any, store: Any) -> None:
     r = post(client, sign_notification("TEST"))
-    assert r.status_code == 200 and r.get_json()["result"] == "acknowledged"
+    assert r.status_code == 200 and r.get_json()["effect"] == "acknowledged"
     assert document_count(store) == 0
 
 
@@ -200,7 +200,7 @@ def test_verified_but_unmappable_notification_is_quarantined_and_acknowledged(
         notification_uuid="uuid-unmappable",
     )
     r = post(client, token)
-    assert r.status_code == 200 and r.get_json()["result"] == "quarantined"
+    assert r.status_code == 200 and r.get_json()["effect"] == "quarantined"
     docs = [d.to_dict() for d in store._client.collection("quarantine").stream()]
     assert len(docs) == 1 and docs[0]["source"] == "apple"
     assert len(list(store._client.collection("entitlements").stream())) == 0

@@ -68,8 +68,8 @@ def test_firestore_down_answers_503_writes_nothing_and_the_retry_lands_once(
     assert len(store.history(StoreName.GOOGLE, "tok-down")) == 1
 
     proxy.up()
-    assert redeliver_until_acknowledged(client, *void).get_json()["status"] == "applied"
-    assert post(client, *void).get_json()["status"] == "duplicate"
+    assert redeliver_until_acknowledged(client, *void).get_json()["effect"] == "applied"
+    assert post(client, *void).get_json()["effect"] == "duplicate"
     assert store.get(StoreName.GOOGLE, "tok-down").status is Status.REVOKED
     assert len(store.history(StoreName.GOOGLE, "tok-down")) == 2
 
@@ -82,5 +82,5 @@ def test_poison_message_is_not_acknowledged_while_quarantine_cannot_be_written(
     assert response.status_code == 503  # kept by Pub/Sub until it can be quarantined
     proxy.up()
     response = redeliver_until_acknowledged(client, raw_push("!!not base64!!", "poison-down"))
-    assert response.status_code == 200 and response.get_json()["status"] == "quarantined"
+    assert response.status_code == 200 and response.get_json()["effect"] == "quarantined"
     assert len(list(store._client.collection("quarantine").stream())) == 1

@@ -9,7 +9,6 @@ import threading
 from typing import Any
 
 import pytest
-from refundguard.config import ConfigError
 from refundguard.ledger import Effect, Status, StoreName
 from refundguard.play.rtdn import ONE_TIME_TYPES, SUBSCRIPTION_TYPES
 from refundguard_dev.play_messages import PACKAGE, play_request, post, raw_push
@@ -64,7 +63,7 @@ def test_every_notification_type_sets_the_documented_status(
     response = post(client, *play_request(kind, "tok-x", time_ms=2_000, notification_type=number))
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
-    assert body["status"] == ("applied" if effect else "recorded")
+    assert body["effect"] == ("applied" if effect else "recorded")
     assert status_of(store, "tok-x") == (effect or Status.ACTIVE)
     newest = store.history(StoreName.GOOGLE, "tok-x")[0]
     assert newest.type == name
@@ -75,7 +74,7 @@ def test_every_notification_type_sets_the_documented_status(
 
 def test_test_notification_is_acknowledged_and_writes_nothing(client: Any, store: Any) -> None:
     response = post(client, *play_request("test"))
-    assert response.status_code == 200 and response.get_json()["status"] == "test"
+    assert response.status_code == 200 and response.get_json()["effect"] == "test"
     assert entitlement_count(store) == 0 and quarantined(store) == []
 
 
@@ -84,7 +83,7 @@ def test_every_delivery_format_applies_the_same_message(
     client: Any, store: Any, delivery: str
 ) -> None:
     response = post(client, *play_request("voided", "tok-ce", delivery=delivery))
-    assert response.status_code == 200 and response.get_json()["status"] == "applied"
+    assert response.status_code == 200 and response.get_json()["effect"] == "applied"
     assert status_of(store, "tok-ce") is Status.REVOKED
     assert store.history(StoreName.GOOGLE, "tok-ce")[0].details["delivery"] == delivery
 
@@ -96,7 +95,7 @@ def test_redelivering_the_same_message_three_times_leaves_one_history_entry(
     client: Any, store: Any
 ) -> None:
     body, headers = play_request("voided", "tok-dup", message_id="m-1")
-    answers = [post(client, body, headers).get_json()["status"] for _ in range(3)]
+    answers = [post(client, body, headers).get_json()["effect"] for _ in range(3)]
     assert answers == ["applied", "duplicate", "duplicate"]
     assert len(store.history(StoreName.GOOGLE, "tok-dup")) == 1
     assert store.get(StoreName.GOOGLE, "tok-dup").history_count == 1
@@ -132,7 +131,7 @@ def test_purchase_delivered_after_its_void_stays_revoked(client: Any, store: Any
     late = post(
         client, *play_request("subscription", "tok-late", time_ms=1_000, notification_type=4)
     )
-    assert late.get_json()["status"] == "stale"
+    assert late.get_json()["effect"] == "stale"
     assert status_of(store, "tok-late") is Status.REVOKED
     effects = [h.effect for h in store.history(StoreName.GOOGLE, "tok-late")]
     assert effects == [Effect.STALE, Effect.APPLIED]  # newest first
@@ -213,7 +212,7 @@ def test_poison_message_is_acknowledged_and_quarantined_whole(
     response = post(client, body)
     assert response.status_code == 200  # acknowledged: Pub/Sub must not retry it forever
     answer = response.get_json()
-    assert answer["status"] == "quarantined" and answer["code"] == code
+    assert answer["effect"] == "quarantined" and answer["code"] == code
     [record] = quarantined(store)
     assert record["code"] == code and record["reason"]
     assert record["body"] == body.decode() and record["body_sha256"]
@@ -249,7 +248,7 @@ def test_one_structured_log_line_per_message_without_the_token(
     post(client, *play_request("voided", token, message_id="m-log"))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     [entry] = [line for line in lines if line.get("message_id") == "m-log"]
-    assert entry["severity"] == "INFO" and entry["decision"] == "applied"
+    assert entry["severity"] == "INFO" and entry["effect"] == "applied"
     assert entry["package"] == PACKAGE and len(entry["token_hash"]) == 16
     assert all(token not in json.dumps(line) for line in lines)
 
@@ -257,22 +256,32 @@ def test_one_structured_log_line_per_message_without_the_token(
 # ------------------------------------------------------------------ configuration
 
 
-def test_missing_package_list_refuses_to_start(
-    emulator_env: dict[str, str], make_client: Any
+def test_misconfiguration_refuses_to_start_naming_every_problem(
+    emulator_env: dict[str, str], refused_start: Any
 ) -> None:
-    # functions-framework sets FUNCTION_TARGET, so main.py builds the handler while loading:
-    # a misconfigured function fails to start rather than on its first message.
-    with pytest.raises(ConfigError, match="PLAY_PACKAGE_NAMES"):
-        make_client("play_notifications", PLAY_PACKAGE_NAMES=" , ")
+    # main.py builds the handler while loading: a misconfigured function fails to start rather
+    # than on its first message, and names every problem at once, one line each.
+    problems = refused_start(
+        "play_notifications",
+        PLAY_PACKAGE_NAMES=" , ",
+        FIRESTORE_DEADLINE_SECONDS="soon",
+        PLAY_PUSH_CERTS_URL="http://keys.example.com/certs",
+    )
+    assert len(problems) == 3
+    assert [p.split(" ")[0] for p in problems] == [
+        "FIRESTORE_DEADLINE_SECONDS",
+        "PLAY_PACKAGE_NAMES",
+        "PLAY_PUSH_CERTS_URL",
+    ]
 
 
 def test_replayed_dead_letter_keeps_its_original_event_id(client: Any, store: Any) -> None:
     """scripts/replay_dead_letters.sh re-publishes with refundguard_replay_of=<original id>."""
     body, headers = play_request("voided", "tok-replay", message_id="orig-1")
-    assert post(client, body, headers).get_json()["status"] == "applied"
+    assert post(client, body, headers).get_json()["effect"] == "applied"
     replay = json.loads(body)
     replay["message"]["messageId"] = "new-42"
     replay["message"]["attributes"] = {"refundguard_replay_of": "orig-1"}
     answer = post(client, json.dumps(replay).encode(), headers).get_json()
-    assert answer["status"] == "duplicate"
+    assert answer["effect"] == "duplicate"
     assert len(store.history(StoreName.GOOGLE, "tok-replay")) == 1

@@ -34,7 +34,7 @@ def test_voided_purchase_over_http_revokes_in_the_emulator(
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
-            assert json.loads(response.read())["status"] == "applied"
+            assert json.loads(response.read())["effect"] == "applied"
     finally:
         stop([process])
     entitlement = store.get(StoreName.GOOGLE, "tok-http")
@@ -45,5 +45,5 @@ def test_voided_purchase_over_http_revokes_in_the_emulator(
         if line.startswith("{")
     ]
     assert any(
-        line.get("message_id") == "http-1" and line["decision"] == "applied" for line in log_lines
+        line.get("message_id") == "http-1" and line.get("effect") == "applied" for line in log_lines
     )

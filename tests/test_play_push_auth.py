@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from refundguard.config import ConfigError
 from refundguard.ledger import Status, StoreName
 from refundguard_dev.id_tokens import CertServer, TestSigner, bearer, cert_server
 from refundguard_dev.play_messages import PACKAGE, play_request, post
@@ -50,7 +49,7 @@ def test_push_with_the_push_identity_is_applied(
     client: Any, google: TestSigner, store: Any
 ) -> None:
     response = push(client, google.token(PUSH_SA, audience=PUSH_AUDIENCE))
-    assert response.status_code == 200 and response.get_json()["status"] == "applied"
+    assert response.status_code == 200 and response.get_json()["effect"] == "applied"
     assert store.get(StoreName.GOOGLE, "tok-auth").status is Status.ACTIVE
 
 
@@ -93,11 +92,11 @@ def test_without_the_setting_a_warning_says_the_check_is_off(
 
 
 def test_a_domain_entry_is_not_a_push_identity(
-    emulator_env: dict[str, str], make_client: Any
+    emulator_env: dict[str, str], refused_start: Any
 ) -> None:
-    with pytest.raises(ConfigError, match="service account emails only"):
-        make_client(
-            "play_notifications",
-            PLAY_PACKAGE_NAMES=PACKAGE,
-            PLAY_PUSH_SERVICE_ACCOUNTS="*@demo-project.iam.gserviceaccount.com",
-        )
+    problems = refused_start(
+        "play_notifications",
+        PLAY_PACKAGE_NAMES=PACKAGE,
+        PLAY_PUSH_SERVICE_ACCOUNTS="*@demo-project.iam.gserviceaccount.com",
+    )
+    assert problems == ["PLAY_PUSH_SERVICE_ACCOUNTS takes service account emails only"]

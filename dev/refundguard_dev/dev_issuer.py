@@ -1,7 +1,7 @@
 """A local stand-in for Google's ID-token issuer, for ``make run`` only.
 
-``make run`` serves this key's certificate on ``http://127.0.0.1:8084/oauth2/v1/certs`` (like
-``https://www.googleapis.com/oauth2/v1/certs``) and points the local admin function's
+``make run`` serves this key on ``http://127.0.0.1:8084/oauth2/v3/certs`` (like
+``https://www.googleapis.com/oauth2/v3/certs``) and points the local admin function's
 ``ADMIN_CERTS_URL`` at it, so the admin API can be tried end to end without a Google account or a
 network. This prints an ID token for the local admin function::
 
@@ -68,9 +68,15 @@ def key_id(cert_pem: bytes) -> str:
 
 
 def certs_json() -> bytes:
-    """The body Google's v1 certs endpoint has: ``{kid: PEM certificate}``."""
+    """The body Google's v3 certs endpoint has: a JWKS with this issuer's one key."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from .id_tokens import public_jwk
+
     _, cert_pem = _ensure_key()
-    return json.dumps({key_id(cert_pem): cert_pem.decode()}).encode()
+    public_key = x509.load_pem_x509_certificate(cert_pem).public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    return json.dumps({"keys": [public_jwk(public_key, key_id(cert_pem))]}).encode()
 
 
 def mint(

@@ -1,10 +1,11 @@
-"""Test doubles for Google's side of ID tokens: an RS256 signer with a self-signed certificate, and
-a real HTTP server on 127.0.0.1 serving ``{kid: PEM certificate}`` like
-https://www.googleapis.com/oauth2/v1/certs, counting its requests.
+"""Test doubles for Google's side of ID tokens: an RS256 signer (google-auth's, independent of
+the PyJWT that verifies), and a real HTTP server on 127.0.0.1 serving its keys as a JWKS like
+https://www.googleapis.com/oauth2/v3/certs, counting its requests.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import threading
@@ -24,7 +25,25 @@ from google.auth import jwt as gjwt
 
 ISSUER = "https://accounts.google.com"
 AUDIENCE = "https://admin-test.example.run.app"
-CERTS_PATH = "/oauth2/v1/certs"
+CERTS_PATH = "/oauth2/v3/certs"
+
+
+def public_jwk(public_key: rsa.RSAPublicKey, kid: str) -> dict[str, str]:
+    """An RSA public key as Google publishes it in its JWKS."""
+    numbers = public_key.public_numbers()
+
+    def b64(number: int) -> str:
+        raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return {
+        "kty": "RSA",
+        "alg": "RS256",
+        "use": "sig",
+        "kid": kid,
+        "n": b64(numbers.n),
+        "e": b64(numbers.e),
+    }
 
 
 @cache
@@ -53,6 +72,7 @@ class TestSigner:
             .sign(self.key, hashes.SHA256())
         )
         self.cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        self.jwk = public_jwk(self.key.public_key(), kid)
         pem = self.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -94,7 +114,7 @@ class CertServer:
     """``GET /oauth2/v1/certs`` on 127.0.0.1, answering ``certs`` with ``Cache-Control``."""
 
     def __init__(self, *signers: TestSigner, max_age: int | None = 3600) -> None:
-        self.certs: dict[str, str] = {s.kid: s.cert_pem for s in signers}
+        self.certs: dict[str, dict[str, str]] = {s.kid: s.jwk for s in signers}
         self.max_age = max_age
         self.status = 200
         self.requests = 0
@@ -108,7 +128,8 @@ class CertServer:
                     status, certs = server.status, dict(server.certs)
                 if self.path != CERTS_PATH:
                     status = 404
-                body = json.dumps(certs).encode() if status == 200 else b"{}"
+                document = {"keys": list(certs.values())}
+                body = json.dumps(document).encode() if status == 200 else b"{}"
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 if server.max_age is not None:
@@ -127,7 +148,7 @@ class CertServer:
 
     def add(self, signer: TestSigner) -> None:
         with self._lock:
-            self.certs[signer.kid] = signer.cert_pem
+            self.certs[signer.kid] = signer.jwk
 
     def start(self) -> CertServer:
         self._thread.start()

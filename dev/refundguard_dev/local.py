@@ -24,7 +24,7 @@ APPLE_BUNDLE_ID = "com.example.refundguard"
 #: The audience of ``gcloud auth print-identity-token`` for a user account (gcloud's client id).
 GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
 NOBODY = "nobody@example.invalid"
-GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 
 
 def common_env(firestore_port: int) -> dict[str, str]:
@@ -58,14 +58,14 @@ def local_admin_env(admin_port: int, certs_port: int) -> dict[str, str]:
     allowing ``admin@example.com`` unless the caller's environment says otherwise."""
     env = admin_env(admin_port)
     if not os.environ.get("ADMIN_CERTS_URL"):
-        env["ADMIN_CERTS_URL"] = f"http://127.0.0.1:{certs_port}/oauth2/v1/certs"
+        env["ADMIN_CERTS_URL"] = f"http://127.0.0.1:{certs_port}/oauth2/v3/certs"
     if not os.environ.get("ADMIN_EMAILS"):
         env["ADMIN_EMAILS"] = "admin@example.com"
     return env
 
 
 def serve_dev_certs(certs_port: int) -> ThreadingHTTPServer:
-    """Serve the local issuer's certificate like https://www.googleapis.com/oauth2/v1/certs."""
+    """Serve the local issuer's key like https://www.googleapis.com/oauth2/v3/certs."""
     from .dev_issuer import certs_json
 
     body = certs_json()

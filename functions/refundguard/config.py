@@ -1,13 +1,14 @@
-"""Environment variables: the one list of what each function reads, and small parsing helpers.
-
-``ENV_VARS`` is the contract with ``infra/``: the offline infrastructure tests check that Terraform
-sets exactly these variables on each function. A function reads its settings once, at start-up, and
-refuses to start (``ConfigError``) when one is missing or malformed.
-"""
+"""Environment variables: the one list of what each function reads (``FUNCTION_ENV``, checked
+against Terraform by ``tests/test_infra.py``) and ``Settings``, which reads them and collects
+every problem so a misconfigured function names them all, one line each, and does not start."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: Read by every function.
 COMMON_ENV = ("GOOGLE_CLOUD_PROJECT", "FIRESTORE_DATABASE", "FIRESTORE_DEADLINE_SECONDS")
@@ -35,50 +36,94 @@ DEFAULT_DEADLINE_SECONDS = 20.0
 
 
 class ConfigError(RuntimeError):
-    """A setting is missing or malformed: the function must not start."""
+    """Settings are missing or malformed: the function must not start. One problem per line."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = tuple(problems) or ("invalid configuration",)
+        super().__init__("\n".join(self.problems))
 
 
 def env_vars_for(entry_point: str) -> tuple[str, ...]:
     return COMMON_ENV + FUNCTION_ENV[entry_point]
 
 
-def csv_list(
-    env: Mapping[str, str], name: str, *, default: str = "", required: bool = False
-) -> tuple[str, ...]:
-    """A comma-separated list, items stripped, empties dropped, order kept, duplicates removed."""
-    raw = env.get(name, default)
-    items = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
-    if required and not items:
-        raise ConfigError(f"{name} must be set to a comma-separated list (it is empty or unset)")
-    return items
+class Settings:
+    """Reads settings from ``env``; each reader records a problem instead of raising, and
+    ``done()`` raises one ``ConfigError`` listing them all."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str:
+        return self.env.get(name, "").strip()
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def csv(self, name: str, *, default: str = "", required: bool = False) -> tuple[str, ...]:
+        """A comma-separated list, items stripped, empties dropped, order kept, no duplicates."""
+        raw = self.env.get(name, default)
+        items = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
+        if required and not items:
+            self.problem(f"{name} must be set to a comma-separated list (it is empty or unset)")
+        return items
+
+    def text(self, name: str, *, default: str = "", required: bool = False) -> str:
+        value = self.raw(name) or default
+        if required and not value:
+            self.problem(f"{name} must be set")
+        return value
+
+    def number(self, name: str, *, default: float, low: float, high: float) -> float:
+        raw = self.raw(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problem(f"{name} must be a number, not {raw[:40]!r}")
+            return default
+        if not low <= value <= high:
+            self.problem(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+            return default
+        return value
+
+    def check(self, build: Callable[[], T]) -> T | None:
+        """Run ``build``; a ConfigError it raises becomes recorded problems (None returned)."""
+        try:
+            return build()
+        except ConfigError as err:
+            self.problems.extend(err.problems)
+            return None
+
+    def done(self) -> None:
+        if self.problems:
+            raise ConfigError(*self.problems)
+
+    # -------------------------------------------------------------------- common to every function
+
+    def project(self) -> str | None:
+        """The Google Cloud project, or None to let the client library infer it from the runtime."""
+        return self.raw("GOOGLE_CLOUD_PROJECT") or None
+
+    def firestore_database(self) -> str:
+        return self.text("FIRESTORE_DATABASE", default=DEFAULT_DATABASE)
+
+    def firestore_deadline(self) -> float:
+        return self.number(
+            "FIRESTORE_DEADLINE_SECONDS", default=DEFAULT_DEADLINE_SECONDS, low=0.5, high=540
+        )
 
 
-def text(env: Mapping[str, str], name: str, *, default: str | None = None) -> str:
-    value = env.get(name, "").strip() or default
-    if value is None:
-        raise ConfigError(f"{name} must be set")
-    return value
+@dataclass(frozen=True)
+class FirestoreSettings:
+    """Where the entitlements live, and how long one event may spend on them."""
 
+    project: str | None
+    database: str
+    deadline_s: float
 
-def firestore_database(env: Mapping[str, str]) -> str:
-    return text(env, "FIRESTORE_DATABASE", default=DEFAULT_DATABASE)
-
-
-def project(env: Mapping[str, str]) -> str | None:
-    """The Google Cloud project, or None to let the client library infer it from the runtime."""
-    return env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None
-
-
-def firestore_deadline(env: Mapping[str, str]) -> float:
-    raw = env.get("FIRESTORE_DEADLINE_SECONDS", "").strip()
-    if not raw:
-        return DEFAULT_DEADLINE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(
-            f"FIRESTORE_DEADLINE_SECONDS must be a number of seconds, not {raw!r}"
-        ) from None
-    if not 0.5 <= value <= 540:
-        raise ConfigError("FIRESTORE_DEADLINE_SECONDS must be between 0.5 and 540")
-    return value
+    @classmethod
+    def read(cls, settings: Settings) -> FirestoreSettings:
+        return cls(settings.project(), settings.firestore_database(), settings.firestore_deadline())

@@ -1,13 +1,10 @@
-"""One exception for every failure, whose kind says what the caller should do.
-
-Entry points map a kind to a response in one place (``refundguard.http``): a rejected request will
-never succeed (4xx, or acknowledge + quarantine for Pub/Sub), a transient failure is ours and may
-succeed later (5xx, so the sender retries).
-"""
+"""The one exception: ``RefundGuardError``, whose ``Kind`` is the HTTP status and whether a retry
+can help. ``refundguard.http.serve`` turns it into the response and the request's one log line."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -19,8 +16,8 @@ class Kind(enum.Enum):
     FORBIDDEN = (403, False)
     NOT_FOUND = (404, False)
     METHOD_NOT_ALLOWED = (405, False)
-    UNSUPPORTED_MEDIA_TYPE = (415, False)
-    NOT_IMPLEMENTED = (501, False)
+    CONFLICT = (409, False)
+    UNPROCESSABLE = (422, False)
     TRANSIENT = (503, True)
 
     def __init__(self, http_status: int, retryable: bool) -> None:
@@ -29,16 +26,26 @@ class Kind(enum.Enum):
 
 
 class RefundGuardError(Exception):
-    """A failure with a machine-readable ``code``, a human ``message`` and a ``kind``."""
+    """A failure with a machine-readable ``code``, a human ``message`` and a ``kind``.
+
+    ``details`` go to the caller and the log line; ``headers`` to the response only.
+    """
 
     def __init__(
-        self, kind: Kind, code: str, message: str, *, details: dict[str, Any] | None = None
+        self,
+        kind: Kind,
+        code: str,
+        message: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.kind = kind
         self.code = code
         self.message = message
-        self.details = details or {}
+        self.details = dict(details or {})
+        self.headers = dict(headers or {})
 
     @property
     def http_status(self) -> int:
@@ -56,8 +63,21 @@ class RefundGuardError(Exception):
 
 
 def rejected(code: str, message: str, **details: Any) -> RefundGuardError:
-    return RefundGuardError(Kind.REJECTED, code, message, details=details or None)
+    return RefundGuardError(Kind.REJECTED, code, message, details=details)
 
 
 def transient(code: str, message: str, **details: Any) -> RefundGuardError:
-    return RefundGuardError(Kind.TRANSIENT, code, message, details=details or None)
+    return RefundGuardError(Kind.TRANSIENT, code, message, details=details)
+
+
+def not_found(code: str, message: str, **details: Any) -> RefundGuardError:
+    return RefundGuardError(Kind.NOT_FOUND, code, message, details=details)
+
+
+def method_not_allowed(allowed: str, method: str) -> RefundGuardError:
+    return RefundGuardError(
+        Kind.METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        f"use {allowed}, not {method[:20]}",
+        headers={"Allow": allowed},
+    )

@@ -1,34 +1,6 @@
-"""Who is calling: a Google-signed OpenID Connect ID token, then an allow-list of emails.
-
-Used by the admin function (people and support service accounts, ``ADMIN_*`` settings) and by the
-Play function (the Pub/Sub push identity, ``PLAY_PUSH_*`` settings): the setting names below are the
-admin function's; the Play function's are in ``refundguard.play.function``.
-
-``Authenticator.authenticate(authorization_header)`` returns the caller (``Caller``) or raises a
-``RefundGuardError``: UNAUTHENTICATED (401) for a missing, malformed, expired, wrongly signed,
-wrong-issuer or wrong-audience token or an unverified email; FORBIDDEN (403) for a valid token of
-someone not on the list; TRANSIENT (503) when Google's certificates cannot be fetched (ours to
-retry, never the caller's fault).
-
-Checks, in order: the header is ``Bearer <JWT>`` of sane length; the JWT header says ``RS256`` and
-names a key id; the signature verifies against Google's certificate for that key id (fetched from
-``ADMIN_CERTS_URL``, cached, refetched once on an unknown key id to follow key rotation); ``iat`` /
-``exp`` hold (with a small clock skew); ``aud`` is one of ``ADMIN_AUDIENCES`` (when audiences are
-configured: the Play function's push check relies on a dedicated identity instead); ``iss`` is
-exactly ``accounts.google.com`` or ``https://accounts.google.com``; ``email_verified`` is the JSON
-``true``; then the lower-cased email is on ``ADMIN_EMAILS``.
-
-Allow-list entries are exact emails (``alice@example.com``) or ``*@domain``. A ``*@domain`` entry
-matches only when the email's domain equals the domain AND the token's ``hd`` (hosted domain) claim
-equals it too: Google's documentation says the email domain alone does not show that a Workspace /
-Cloud Identity organisation manages the account (a consumer Google account can carry any verified
-address), ``hd`` does. The one exception is a service-account domain
-(``*@PROJECT.iam.gserviceaccount.com``), which only Google can issue addresses in and whose tokens
-never carry ``hd``.
-
-Nothing here logs or echoes the bearer token: google-auth's exception messages can contain it, so
-they are mapped to fixed messages.
-"""
+"""Google-signed OpenID Connect ID tokens: Google's signing keys (a cached JWKS), the token check
+(PyJWT), and an allow-list of emails. Used for admins and for the Pub/Sub push identity; every
+setting name is passed in by the function that owns it."""
 
 from __future__ import annotations
 
@@ -41,30 +13,32 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
+
 from . import logs
-from .config import ConfigError
+from .config import ConfigError, Settings
 from .errors import Kind, RefundGuardError, transient
 
-GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
-GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
+GOOGLE_JWKS_URL = "https://www.googleapis.com/oauth2/v3/certs"
+GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 SERVICE_ACCOUNT_DOMAIN_SUFFIX = ".gserviceaccount.com"
-
 MAX_TOKEN_CHARS = 8192  # Google ID tokens are ~1 KB; anything huge is not one
 CLOCK_SKEW_SECONDS = 30
-MAX_CERTS = 32  # Google publishes two or three keys at a time
-MAX_CERTS_BYTES = 256 * 1024
+MAX_KEYS = 32  # Google publishes two or three keys at a time
+MAX_JWKS_BYTES = 256 * 1024
 
-_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_EMAIL = re.compile(r"[^@\s,]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
+_EMAIL = re.compile(r"[^@\s,*]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+# A project's own service accounts: PROJECT.iam.gserviceaccount.com (project ids: 6-30 chars).
+_PROJECT_SA_DOMAIN = re.compile(
+    r"(?!gcp-sa-)[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com"
+)
 
 
-def unauthenticated(code: str, message: str) -> RefundGuardError:
-    return RefundGuardError(Kind.UNAUTHENTICATED, code, message)
-
-
-def forbidden(code: str, message: str) -> RefundGuardError:
-    return RefundGuardError(Kind.FORBIDDEN, code, message)
+def unauthenticated(code: str, message: str, realm: str) -> RefundGuardError:
+    return RefundGuardError(
+        Kind.UNAUTHENTICATED, code, message, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'}
+    )
 
 
 @dataclass(frozen=True)
@@ -76,56 +50,55 @@ class Caller:
     hosted_domain: str | None  # ``hd``
 
 
-# ---------------------------------------------------------------------------------------- certs
-
+# ---------------------------------------------------------------------------------------- keys
 
 FetchResult = tuple[bytes, str | None]  # (body, Cache-Control header)
 Fetcher = Callable[[str, float], FetchResult]
 
 
-def _http_fetch(url: str, timeout_s: float) -> FetchResult:
+def http_fetch(url: str, timeout_s: float) -> FetchResult:
     import requests
 
     with requests.get(url, timeout=timeout_s, stream=True, allow_redirects=False) as response:
         if response.status_code != 200:
-            raise OSError(f"certificate endpoint answered HTTP {response.status_code}")
-        body = response.raw.read(MAX_CERTS_BYTES + 1, decode_content=True)
-        if len(body) > MAX_CERTS_BYTES:
-            raise OSError("certificate endpoint answered more than the size limit")
+            raise OSError(f"key endpoint answered HTTP {response.status_code}")
+        body = response.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
+        if len(body) > MAX_JWKS_BYTES:
+            raise OSError("key endpoint answered more than the size limit")
         return body, response.headers.get("Cache-Control")
 
 
-def _parse_certs(body: bytes) -> dict[str, str]:
-    """Google's v1 format: ``{"<kid>": "-----BEGIN CERTIFICATE-----..."}``."""
+def parse_jwks(body: bytes) -> dict[str, jwt.PyJWK]:
+    """Google's JWKS (``{"keys": [{"kid", "kty": "RSA", "n", "e", ...}]}``) -> {kid: key}."""
     try:
-        value = json.loads(body)
-    except ValueError:
-        raise OSError("certificate endpoint answered something other than JSON") from None
-    if not isinstance(value, dict) or not value or len(value) > MAX_CERTS:
-        raise OSError("certificate endpoint answered an unexpected document")
-    certs = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
-    if len(certs) != len(value) or not all("BEGIN CERTIFICATE" in v for v in certs.values()):
-        raise OSError("certificate endpoint answered an unexpected document")
-    return certs
+        document = json.loads(body)
+        keys = document["keys"]
+        if not isinstance(keys, list) or not 0 < len(keys) <= MAX_KEYS:
+            raise ValueError("unexpected number of keys")
+        parsed = {}
+        for entry in keys:
+            key = jwt.PyJWK.from_dict(entry, algorithm="RS256")
+            if not isinstance(key.key_id, str) or not key.key_id:
+                raise ValueError("a key without a key id")
+            parsed[key.key_id] = key
+        return parsed
+    except (ValueError, TypeError, KeyError, RecursionError, jwt.PyJWKError) as exc:
+        raise OSError(f"key endpoint answered an unexpected document ({exc})") from None
 
 
-class CertCache:
-    """Google's signing certificates, fetched once and kept for their ``max-age``.
+class KeySet:
+    """Google's signing keys, fetched once and kept for their ``max-age`` (clamped).
 
-    Bounded in every direction: at most ``MAX_CERTS`` keys, one document, a lifetime clamped to
-    [``min_ttl_s``, ``max_ttl_s``]. A token naming a key id that is not cached triggers one refetch
-    (key rotation), at most once per ``refetch_interval_s``, so a stream of tokens with made-up key
-    ids cannot make us hammer the endpoint. If a refresh fails while the previous certificates are
-    less than ``stale_grace_s`` past their expiry, those are used (Google announces keys long before
-    using them and keeps them long after); otherwise the failure is TRANSIENT (503).
-    Thread-safe: one fetch at a time; concurrent requests wait for it.
+    A key id that is not cached triggers one refetch (key rotation), at most once per
+    ``refetch_interval_s``, so made-up key ids cannot make us hammer the endpoint. A failed refresh
+    keeps using keys less than ``stale_grace_s`` past expiry; otherwise it is TRANSIENT (503).
     """
 
     def __init__(
         self,
         url: str,
         *,
-        fetch: Fetcher = _http_fetch,
+        fetch: Fetcher = http_fetch,
         timeout_s: float = 5.0,
         default_ttl_s: float = 3600.0,
         min_ttl_s: float = 60.0,
@@ -137,162 +110,183 @@ class CertCache:
         self.url = url
         self._fetch = fetch
         self._timeout_s = timeout_s
-        self._default_ttl_s = default_ttl_s
-        self._min_ttl_s = min_ttl_s
-        self._max_ttl_s = max_ttl_s
+        self._ttl_bounds = (default_ttl_s, min_ttl_s, max_ttl_s)
         self._refetch_interval_s = refetch_interval_s
         self._stale_grace_s = stale_grace_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._certs: dict[str, str] = {}
-        self._expires_at = 0.0
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self.expires_at = 0.0
         self._fetched_at: float | None = None
-        self.fetches = 0  # successful and failed attempts, for tests and logs
+        self.fetches = 0
 
-    def certs_for(self, kid: str) -> Mapping[str, str]:
-        """The current certificates, refreshed if expired or if ``kid`` is not among them."""
+    def key(self, kid: str) -> jwt.PyJWK | None:
+        """The key for ``kid``, refreshing the set if it expired or does not hold ``kid``."""
         with self._lock:
             now = self._clock()
-            if not self._certs or now >= self._expires_at:
+            if not self._keys or now >= self.expires_at:
                 self._refresh(now, allow_stale=True)
-            elif kid not in self._certs and (
+            elif kid not in self._keys and (
                 self._fetched_at is None or now - self._fetched_at >= self._refetch_interval_s
             ):
-                # Key rotation, or a made-up key id: one rate-limited refetch. If it fails we cannot
-                # tell which, so the caller gets a 503 (retry) rather than a 401.
                 self._refresh(now, allow_stale=False)
-            return dict(self._certs)
+            return self._keys.get(kid)
 
     def _refresh(self, now: float, *, allow_stale: bool) -> None:
         self.fetches += 1
         try:
             body, cache_control = self._fetch(self.url, self._timeout_s)
-            certs = _parse_certs(body)
+            keys = parse_jwks(body)
         except Exception as exc:  # network, HTTP status, bad document: all ours to retry
             self._fetched_at = now  # rate-limit the retries too
-            usable = self._certs and now < self._expires_at + self._stale_grace_s
+            usable = bool(self._keys) and now < self.expires_at + self._stale_grace_s
             logs.error(
-                "could not fetch Google's ID-token certificates",
+                "could not fetch Google's ID-token signing keys",
                 url=self.url,
                 error=type(exc).__name__,
                 detail=str(exc)[:200],
-                using_cached=bool(allow_stale and usable),
+                using_cached=allow_stale and usable,
             )
             if allow_stale and usable:
                 return
             raise transient(
-                "certs_unavailable", "could not fetch the token signing certificates; retry later"
+                "keys_unavailable", "could not fetch the token signing keys; retry later"
             ) from exc
-        self._certs = certs
-        self._fetched_at = now
-        self._expires_at = now + self._ttl(cache_control)
-
-    def _ttl(self, cache_control: str | None) -> float:
+        default, low, high = self._ttl_bounds
         match = _MAX_AGE.search(cache_control or "")
-        ttl = float(match.group(1)) if match else self._default_ttl_s
-        return min(max(ttl, self._min_ttl_s), self._max_ttl_s)
+        self._keys, self._fetched_at = keys, now
+        self.expires_at = now + min(max(float(match.group(1)) if match else default, low), high)
 
 
 # ---------------------------------------------------------------------------------------- tokens
 
+_PYJWT_ERRORS: tuple[tuple[type[Exception], str, str], ...] = (
+    (jwt.ExpiredSignatureError, "token_expired", "the token has expired"),
+    (jwt.ImmatureSignatureError, "token_not_yet_valid", "the token is not valid yet"),
+    (jwt.InvalidSignatureError, "bad_token_signature", "the token's signature does not verify"),
+    (jwt.InvalidAudienceError, "wrong_audience", "the token is not meant for this function"),
+    (jwt.InvalidIssuerError, "wrong_issuer", "the token was not issued by Google accounts"),
+    (jwt.InvalidAlgorithmError, "bad_token_algorithm", "the token must be signed with RS256"),
+)
+
+
+_MISSING_CLAIM = {
+    "iss": ("wrong_issuer", "the token was not issued by Google accounts"),
+    "aud": ("wrong_audience", "the token is not meant for this function"),
+    "exp": ("invalid_token", "the token has no expiry"),
+    "iat": ("invalid_token", "the token has no issue time"),
+}
+
 
 class IdTokenVerifier:
-    """Verifies a Google-signed ID token and returns its claims (see the module docstring)."""
+    """Verifies a Google-signed ID token with PyJWT and returns its claims."""
 
-    def __init__(
-        self,
-        audiences: Iterable[str] | None,
-        certs: CertCache,
-        *,
-        clock_skew_s: int = CLOCK_SKEW_SECONDS,
-        setting: str = "ADMIN_AUDIENCES",
-    ) -> None:
-        """``audiences`` None: any audience (only for a caller identity dedicated to one use)."""
+    def __init__(self, keys: KeySet, *, audiences: Iterable[str] | None, realm: str) -> None:
+        """``audiences`` None: any audience (a caller identity dedicated to one use only)."""
+        self.keys = keys
         self.audiences = tuple(audiences) if audiences is not None else None
-        if self.audiences is not None and not self.audiences:
-            raise ConfigError(f"{setting} must name at least one audience")
-        self._certs = certs
-        self._clock_skew_s = clock_skew_s
+        self.realm = realm
+
+    def _fail(self, code: str, message: str) -> RefundGuardError:
+        return unauthenticated(code, message, self.realm)
 
     def verify(self, token: str) -> Mapping[str, Any]:
-        from google.auth import exceptions as gauth_exceptions
-        from google.auth import jwt
-
-        if len(token) > MAX_TOKEN_CHARS or not _JWT_SHAPE.fullmatch(token):
-            raise unauthenticated("malformed_token", "the bearer token is not a JWT")
-        try:
-            header = jwt.decode_header(token)
-        except (gauth_exceptions.GoogleAuthError, ValueError, TypeError):
-            raise unauthenticated("malformed_token", "the bearer token is not a JWT") from None
-        if header.get("alg") != "RS256":
-            raise unauthenticated("bad_token_algorithm", "the token must be signed with RS256")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise unauthenticated("bad_token_key", "the token names no signing key")
-
-        certs = self._certs.certs_for(kid)
-        if kid not in certs:
-            raise unauthenticated("unknown_token_key", "the token's signing key is not Google's")
-        try:
-            claims = jwt.decode(
-                token,
-                certs={kid: certs[kid]},
-                audience=None,
-                clock_skew_in_seconds=self._clock_skew_s,
-            )
-        except (gauth_exceptions.GoogleAuthError, ValueError, TypeError) as exc:
-            text = str(exc)
-            if "expired" in text:
-                raise unauthenticated("token_expired", "the token has expired") from None
-            if "too early" in text:
-                raise unauthenticated("token_not_yet_valid", "the token is not valid yet") from None
-            if "signature" in text:
-                raise unauthenticated(
-                    "bad_token_signature", "the token's signature does not verify"
-                ) from None
-            raise unauthenticated("invalid_token", "the token is not valid") from None
-        self._check_claims(claims)
-        return claims
-
-    def _check_claims(self, claims: Mapping[str, Any]) -> None:
-        if claims.get("iss") not in GOOGLE_ISSUERS:
-            raise unauthenticated("wrong_issuer", "the token was not issued by Google accounts")
-        aud = claims.get("aud")
-        if not isinstance(aud, str) or (self.audiences is not None and aud not in self.audiences):
-            raise unauthenticated("wrong_audience", "the token is not meant for this function")
+        key = self.keys.key(self._key_id(token))
+        if key is None:
+            raise self._fail("unknown_token_key", "the token's signing key is not Google's")
+        claims = self._decode(token, key)
+        if not isinstance(claims.get("aud"), str):
+            raise self._fail("wrong_audience", "the token is not meant for this function")
         if claims.get("email_verified") is not True:
-            raise unauthenticated(
+            raise self._fail(
                 "email_not_verified",
                 "the token carries no verified email (for a service account, "
                 "request it with --include-email)",
             )
         email = claims.get("email")
         if not isinstance(email, str) or not _EMAIL.fullmatch(email):
-            raise unauthenticated("no_email", "the token carries no email")
+            raise self._fail("no_email", "the token carries no email")
+        return claims
+
+    def _key_id(self, token: str) -> str:
+        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+            raise self._fail("malformed_token", "the bearer token is not a JWT")
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
+            raise self._fail("malformed_token", "the bearer token is not a JWT") from None
+        if header.get("alg") != "RS256":
+            raise self._fail("bad_token_algorithm", "the token must be signed with RS256")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise self._fail("bad_token_key", "the token names no signing key")
+        return kid
+
+    def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
+        """Signature, ``exp``/``iat`` (with leeway), ``iss`` and ``aud``: PyJWT's checks."""
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=self.audiences,
+                issuer=GOOGLE_ISSUERS,
+                leeway=CLOCK_SKEW_SECONDS,
+                options={
+                    "require": ["iss", "aud", "exp", "iat"],
+                    "verify_aud": self.audiences is not None,
+                },
+            )
+        except jwt.MissingRequiredClaimError as exc:
+            code, message = _MISSING_CLAIM.get(exc.claim, ("invalid_token", "the token is invalid"))
+            raise self._fail(code, message) from None
+        except jwt.PyJWTError as exc:
+            for error_type, code, message in _PYJWT_ERRORS:
+                if isinstance(exc, error_type):
+                    raise self._fail(code, message) from None
+            raise self._fail("invalid_token", "the token is not valid") from None
+        except (ValueError, TypeError, RecursionError):
+            raise self._fail("invalid_token", "the token is not valid") from None
 
 
 # ---------------------------------------------------------------------------------------- who
 
 
 class AllowList:
-    """``ADMIN_EMAILS``: exact emails and ``*@domain`` entries, compared lower-cased."""
+    """Exact emails and ``*@domain`` entries, compared lower-cased.
 
-    def __init__(self, entries: Iterable[str], *, setting: str = "ADMIN_EMAILS") -> None:
+    A ``*@domain`` entry matches only when the token's ``hd`` (hosted domain) claim equals the
+    domain too: the email domain alone does not show that a Workspace organisation manages the
+    account. Service accounts carry no ``hd``; ``*@PROJECT.iam.gserviceaccount.com`` is the one
+    service-account domain accepted (only that project can create addresses in it); shared domains
+    (``developer.gserviceaccount.com``, ``appspot.gserviceaccount.com``...) are refused.
+    """
+
+    def __init__(self, entries: Iterable[str], *, setting: str) -> None:
         emails: set[str] = set()
         domains: set[str] = set()
+        problems: list[str] = []
         for raw in entries:
             entry = raw.strip().lower()
             if entry.startswith("*@"):
                 domain = entry[2:]
                 if not _EMAIL.fullmatch(f"x@{domain}"):
-                    raise ConfigError(f"{setting}: {raw!r} is not a valid *@domain entry")
-                domains.add(domain)
-            elif _EMAIL.fullmatch(entry) and "*" not in entry:
+                    problems.append(f"{raw!r} is not a valid *@domain entry")
+                elif _service_account_domain(domain) and not _PROJECT_SA_DOMAIN.fullmatch(domain):
+                    problems.append(
+                        f"{raw!r} is a service-account domain shared across projects; list the "
+                        "service accounts one by one, or use *@PROJECT.iam.gserviceaccount.com"
+                    )
+                else:
+                    domains.add(domain)
+            elif _EMAIL.fullmatch(entry):
                 emails.add(entry)
             else:
-                raise ConfigError(f"{setting}: {raw!r} is neither an email nor a *@domain entry")
-        if not emails and not domains:
-            raise ConfigError(f"{setting} must list at least one email or *@domain")
+                problems.append(f"{raw!r} is neither an email nor a *@domain entry")
+        if not problems and not emails and not domains:
+            problems.append("must list at least one email or *@domain")
+        if problems:
+            raise ConfigError(*(f"{setting}: {p}" for p in problems))
         self.emails = frozenset(emails)
         self.domains = frozenset(domains)
 
@@ -303,61 +297,77 @@ class AllowList:
         domain = email.rpartition("@")[2]
         if domain not in self.domains:
             return False
-        if domain.endswith(SERVICE_ACCOUNT_DOMAIN_SUFFIX):
+        if _service_account_domain(domain):
             return True
         return isinstance(hosted_domain, str) and hosted_domain.lower() == domain
+
+
+def _service_account_domain(domain: str) -> bool:
+    return domain == SERVICE_ACCOUNT_DOMAIN_SUFFIX[1:] or domain.endswith(
+        SERVICE_ACCOUNT_DOMAIN_SUFFIX
+    )
 
 
 class Authenticator:
     """The one gate: ``Authorization`` header in, ``Caller`` out (or 401 / 403 / 503)."""
 
     def __init__(
-        self,
-        verifier: IdTokenVerifier,
-        allow_list: AllowList,
-        *,
-        function: str = "the admin function",
-        forbidden_code: str = "not_an_admin",
+        self, verifier: IdTokenVerifier, allow_list: AllowList, *, who: str, forbidden_code: str
     ) -> None:
         self.verifier = verifier
         self.allow_list = allow_list
-        self.function = function
+        self.who = who  # e.g. "the admin function"
         self.forbidden_code = forbidden_code
 
     def authenticate(self, authorization: str | None) -> Caller:
+        fail = self.verifier._fail
         if not authorization or not authorization.strip():
-            raise unauthenticated(
-                "missing_token", "send Authorization: Bearer <Google-signed ID token>"
-            )
+            raise fail("missing_token", "send Authorization: Bearer <Google-signed ID token>")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise unauthenticated(
-                "not_bearer", "the Authorization header must be: Bearer <ID token>"
-            )
+            raise fail("not_bearer", "the Authorization header must be: Bearer <ID token>")
         claims = self.verifier.verify(token)
         email = str(claims["email"]).lower()
         hd = claims.get("hd")
         hosted_domain = hd.lower() if isinstance(hd, str) else None
-        if not self.allow_list.allows(email, hosted_domain):
-            logs.warning(
-                "caller not allowed",
-                function=self.function,
-                email=email,
-                hosted_domain=hosted_domain,
-            )
-            raise forbidden(self.forbidden_code, f"{email} is not allowed to use {self.function}")
         sub = claims.get("sub")
-        return Caller(
-            email=email, subject=sub if isinstance(sub, str) else None, hosted_domain=hosted_domain
-        )
+        if not self.allow_list.allows(email, hosted_domain):
+            raise RefundGuardError(
+                Kind.FORBIDDEN, self.forbidden_code, f"{email} is not allowed to use {self.who}"
+            )
+        return Caller(email, sub if isinstance(sub, str) else None, hosted_domain)
 
 
-def check_certs_url(url: str, *, setting: str = "ADMIN_CERTS_URL") -> str:
-    """HTTPS, or plain HTTP to this machine only (tests): certificates are the root of trust."""
+def check_keys_url(url: str, *, setting: str) -> str:
+    """HTTPS, or plain HTTP to this machine only (tests): the keys are the root of trust."""
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url
     if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
         return url
     raise ConfigError(f"{setting} must be an https:// URL (http:// only to localhost)")
+
+
+def read_authenticator(
+    settings: Settings,
+    *,
+    emails: str,
+    audiences: str | None,
+    keys_url: str,
+    who: str,
+    forbidden_code: str,
+) -> Authenticator | None:
+    """An Authenticator from the settings named here; None when ``emails`` is unset (the caller
+    decides whether that is allowed). Problems are recorded on ``settings``."""
+    entries = settings.csv(emails)
+    url = settings.text(keys_url, default=GOOGLE_JWKS_URL)
+    audience_list = settings.csv(audiences, required=True) if audiences else None
+    settings.check(lambda: check_keys_url(url, setting=keys_url))
+    if not entries:
+        return None
+    allow_list = settings.check(lambda: AllowList(entries, setting=emails))
+    if allow_list is None:
+        return None
+    verifier = IdTokenVerifier(KeySet(url), audiences=audience_list, realm=who)
+    return Authenticator(verifier, allow_list, who=who, forbidden_code=forbidden_code)

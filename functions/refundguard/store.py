@@ -119,11 +119,16 @@ class EntitlementStore:
         self._metadata = client._rpc_metadata
 
     @classmethod
+    def connect(cls, settings: config.FirestoreSettings) -> EntitlementStore:
+        client = firestore.Client(project=settings.project, database=settings.database)
+        return cls(client, deadline_s=settings.deadline_s)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EntitlementStore:
-        client = firestore.Client(
-            project=config.project(env), database=config.firestore_database(env)
-        )
-        return cls(client, deadline_s=config.firestore_deadline(env))
+        settings = config.Settings(env)
+        firestore_settings = config.FirestoreSettings.read(settings)
+        settings.done()
+        return cls.connect(firestore_settings)
 
     # ---------------------------------------------------------------- events
 
@@ -182,7 +187,9 @@ class EntitlementStore:
             )
             if not decision.writes:
                 self._rollback(transaction, deadline)
-                return decision
+                stored = found.get(hist_path)
+                history = HistoryEntry.from_dict(stored) if stored is not None else None
+                return Decision(decision.effect, decision.entitlement, history)
             assert decision.entitlement is not None and decision.history is not None
             writes = _helpers.pbs_for_set_no_merge(
                 ent_path, _entitlement_fields(decision.entitlement)

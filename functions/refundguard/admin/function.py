@@ -1,49 +1,183 @@
-"""The ``admin`` entry point's handler, built once from the environment.
-
-Settings (see ``config.FUNCTION_ENV["admin"]`` and docs/admin.md):
-
-- ``ADMIN_AUDIENCES``: comma list of accepted ``aud`` values: the function's URL(s), and, for
-  people calling with their own ``gcloud auth print-identity-token``, gcloud's OAuth client id;
-- ``ADMIN_EMAILS``: comma list of allowed emails and ``*@domain`` entries;
-- ``ADMIN_CERTS_URL``: Google's signing certificates (default ``GOOGLE_CERTS_URL``), https only.
-"""
+"""``admin``: allow-listed admins look up, re-grant and revoke entitlements. Every call is
+authenticated before anything else is looked at, and its one log line is the audit entry."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import flask
 
-from .. import config
-from ..http import Handler, guarded
-from ..oidc import (
-    GOOGLE_CERTS_URL,
-    AllowList,
-    Authenticator,
-    CertCache,
-    IdTokenVerifier,
-    check_certs_url,
+from .. import logs
+from ..errors import Kind, RefundGuardError, method_not_allowed, not_found
+from ..http import App, Reply, parse_json_object, read_body, serve
+from ..ledger import (
+    Effect,
+    Entitlement,
+    HistoryEntry,
+    StoreName,
+    check_purchase_id,
+    parse_namespace,
 )
-from ..store import EntitlementStore
-from .api import AdminApi
+from ..oidc import Caller
+from ..store import EntitlementStore, now_ms
+from .actions import (
+    ROUTES_HELP,
+    Route,
+    action_event,
+    match_route,
+    parse_idempotency_key,
+    parse_reason,
+)
+from .settings import AdminSettings
+
+FUNCTION = "admin"
+MAX_BODY_BYTES = 16 * 1024
+HISTORY_LIMIT = 500
+IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 
 
-def create_authenticator(env: Mapping[str, str]) -> Authenticator:
-    audiences = config.csv_list(env, "ADMIN_AUDIENCES", required=True)
-    allow_list = AllowList(config.csv_list(env, "ADMIN_EMAILS", required=True))
-    certs_url = check_certs_url(config.text(env, "ADMIN_CERTS_URL", default=GOOGLE_CERTS_URL))
-    return Authenticator(IdTokenVerifier(audiences, CertCache(certs_url)), allow_list)
+def create_handler(
+    env: Mapping[str, str],
+    *,
+    store: EntitlementStore | None = None,
+    clock_ms: Callable[[], int] = now_ms,
+    new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> App:
+    settings = AdminSettings.from_env(env)  # refuse to start if wrong
+    entitlements = store or EntitlementStore.connect(settings.firestore)
+
+    def handle(request: flask.Request) -> Reply:
+        logs.bind(audit=True)
+        caller = settings.auth.authenticate(request.headers.get("Authorization"))
+        logs.bind(actor=caller.email, actor_sub=caller.subject)
+        route = match_route(request.path)
+        if route is None:
+            raise not_found("no_such_route", f"no such route; see {ROUTES_HELP}")
+        logs.bind(
+            action=route.name,
+            store=route.store,
+            purchase_token_hash=logs.token_hash(route.purchase_id),
+        )
+        if request.method != route.method:
+            raise method_not_allowed(route.method, request.method)
+        store_name, environment = parse_namespace(route.store)
+        check_purchase_id(route.purchase_id)
+        if route.action is None:
+            return _show(entitlements, route, store_name, environment)
+        return _act(request, caller, route, store_name, environment)
+
+    def _act(
+        request: flask.Request,
+        caller: Caller,
+        route: Route,
+        store_name: StoreName,
+        environment: str,
+    ) -> Reply:
+        assert route.action is not None
+        reason = parse_reason(parse_json_object(read_body(request, max_bytes=MAX_BODY_BYTES)))
+        logs.bind(reason=reason)
+        key = parse_idempotency_key(request.headers)
+        event = action_event(
+            caller=caller,
+            action=route.action,
+            store=store_name,
+            environment=environment,
+            purchase_id=route.purchase_id,
+            reason=reason,
+            key=key,
+            now_ms=clock_ms(),
+            new_event_id=new_event_id(),
+        )
+        result = entitlements.apply(event)
+        entry, entitlement = result.history, result.entitlement
+        assert entry is not None and entitlement is not None
+        replayed = result.effect is Effect.DUPLICATE
+        if replayed and (entry.type != event.type or entry.reason != reason):
+            raise RefundGuardError(
+                Kind.UNPROCESSABLE,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request "
+                f"({entry.type} with another reason) on this purchase; use a new key",
+            )
+        logs.bind(
+            effect=entry.effect.value,
+            status=entitlement.status.value,
+            replayed=replayed,
+            event_id=event.event_id,
+        )
+        return Reply(
+            {
+                "effect": entry.effect.value,
+                "status": entitlement.status.value,
+                "created": entry.status_before is None,
+                "entitlement": entitlement_json(entitlement),
+                "event": history_json(entry),
+            },
+            "admin action",
+            headers={IDEMPOTENT_REPLAYED: "true"} if replayed else {},
+        )
+
+    return serve(FUNCTION, handle)
 
 
-def create_handler(env: Mapping[str, str]) -> Handler:
-    authenticator = create_authenticator(env)  # settings first: refuse to start if wrong
-    api = AdminApi(EntitlementStore.from_env(env), authenticator)
-    inner = guarded("admin", api.handle)
+def _show(store: EntitlementStore, route: Route, store_name: StoreName, environment: str) -> Reply:
+    entitlement = store.get(store_name, route.purchase_id, environment)
+    if entitlement is None:
+        raise not_found(
+            "not_found", f"no entitlement for {route.store} purchase id {route.purchase_id}"
+        )
+    history = store.history(store_name, route.purchase_id, environment, limit=HISTORY_LIMIT)
+    logs.bind(status=entitlement.status.value)
+    return Reply(
+        {
+            "status": entitlement.status.value,
+            "entitlement": entitlement_json(entitlement),
+            "history": [history_json(entry) for entry in history],
+            "history_truncated": entitlement.history_count > len(history),
+        },
+        "admin action",
+    )
 
-    def handler(request: flask.Request) -> flask.Response:
-        response = inner(request)
-        if response.status_code == 401:  # RFC 6750: say which scheme is expected
-            response.headers["WWW-Authenticate"] = 'Bearer realm="refundguard-admin"'
-        return response
 
-    return handler
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def entitlement_json(entitlement: Entitlement) -> dict[str, Any]:
+    return {
+        "store": entitlement.store.value,
+        "purchase_id": entitlement.purchase_id,
+        "environment": entitlement.environment,
+        "status": entitlement.status.value,
+        "access": entitlement.status.grants_access,
+        "product_id": entitlement.product_id,
+        "user_id": entitlement.user_id,
+        "updated_at": iso(entitlement.updated_ms),
+        "created_at": iso(entitlement.created_ms),
+        "last_event_time": iso(entitlement.last_event_time_ms),
+        "last_event_type": entitlement.last_event_type,
+        "last_source": entitlement.last_source.value if entitlement.last_source else None,
+        "history_count": entitlement.history_count,
+    }
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "event_id": entry.event_id,
+        "source": entry.source.value,
+        "type": entry.type,
+        "event_time": iso(entry.event_time_ms),
+        "received_at": iso(entry.received_ms),
+        "effect": entry.effect.value,
+        "status_before": entry.status_before.value if entry.status_before else None,
+        "status_after": entry.status_after.value,
+        "actor": entry.actor,
+        "reason": entry.reason,
+        "details": dict(entry.details),
+    }

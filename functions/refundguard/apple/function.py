@@ -1,30 +1,19 @@
-"""``apple_notifications``: App Store Server Notifications V2 -> the entitlement ledger.
-
-POST ``{"signedPayload": "<JWS>"}``. Answers (Apple retries a production notification five times,
-over three days, on anything but 2xx; 4xx may not be retried):
-
-- 200 ``{"result": "applied" | "recorded" | "stale" | "duplicate"}``: processed;
-- 200 ``{"result": "acknowledged"}``: TEST, or a notification without a transaction to key by;
-- 200 ``{"result": "quarantined"}``: verified, but missing a field a ledger event needs; kept whole
-  in ``quarantine/apple:<notificationUUID>`` for a person to look at (a retry would not help);
-- 400 ``{"error": "apple_<status>" | "bad_json" | "missing_signed_payload", "message": ...}``:
-  not JSON, no ``signedPayload``, a JWS that fails verification, an app or environment that is not
-  configured. Nothing is written; one WARNING log line says why (never the token itself);
-- 503: the entitlement store is unreachable (Apple retries).
-"""
+"""``apple_notifications``: POST ``{"signedPayload": "<JWS>"}`` (App Store Server Notifications
+V2), verified to a pinned root, then applied to the ledger. A JWS that fails verification is a
+400 and writes nothing; a verified notification that cannot be mapped is quarantined (200)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import flask
 
 from .. import logs
-from ..errors import Kind, RefundGuardError, rejected
-from ..http import Handler, guarded, json_response, parse_json_object, read_body
+from ..errors import RefundGuardError, method_not_allowed, rejected
+from ..http import App, Reply, parse_json_object, read_body, serve
 from .notifications import UnmappableNotification, map_notification
-from .settings import AppleSettings, load_settings
+from .settings import AppleSettings
 from .verifier import AppleVerifier
 
 if TYPE_CHECKING:
@@ -39,14 +28,16 @@ def create_handler(
     settings: AppleSettings | None = None,
     store: EntitlementStore | None = None,
     verifier: AppleVerifier | None = None,
-) -> Handler:
+) -> App:
     """Build the handler; raises ``ConfigError`` (the function does not start) on bad settings."""
-    settings = settings or load_settings(env)
+    settings = settings or AppleSettings.from_env(env)
     verifier = verifier or settings.verifier()
     if store is None:
         from ..store import EntitlementStore  # google-cloud-firestore: imported once, at start-up
 
-        store = EntitlementStore.from_env(env)
+        store = EntitlementStore.connect(settings.firestore)
+    from ..quarantine import quarantiner
+
     logs.info(
         "apple_notifications ready",
         function=FUNCTION,
@@ -54,73 +45,51 @@ def create_handler(
         environments=list(settings.environments),
         roots=len(settings.roots),
     )
-    return guarded(FUNCTION, _Handler(verifier, store))
+    entitlements = store
 
-
-class _Handler:
-    def __init__(self, verifier: AppleVerifier, store: EntitlementStore) -> None:
-        self._verifier = verifier
-        self._store = store
-
-    def __call__(self, request: flask.Request) -> flask.Response:
+    def handle(request: flask.Request) -> Reply:
         if request.method != "POST":
-            raise RefundGuardError(Kind.METHOD_NOT_ALLOWED, "method_not_allowed", "use POST")
-        body = read_body(request)
-        signed_payload = parse_json_object(body).get("signedPayload")
+            raise method_not_allowed("POST", request.method)
+        signed_payload = parse_json_object(read_body(request)).get("signedPayload")
         if not isinstance(signed_payload, str) or not signed_payload:
             raise rejected("missing_signed_payload", 'the body must be {"signedPayload": "<JWS>"}')
-        verified = self._verifier.verify_notification(signed_payload)  # 400 when it fails
-        fields: dict[str, Any] = {
-            "function": FUNCTION,
-            "notification_type": verified.payload.get("notificationType"),
-            "subtype": verified.payload.get("subtype"),
-            "notification_uuid": verified.payload.get("notificationUUID"),
-            "environment": verified.environment,
-        }
-        try:
-            mapped = map_notification(verified)
-        except UnmappableNotification as exc:
-            uuid = verified.payload.get("notificationUUID")
-            key = f"apple:{uuid}" if isinstance(uuid, str) and uuid else None
-            doc = self._store.quarantine(
-                source="apple",
-                code=exc.code,
-                reason=exc.message,
-                body=body,
-                key=key,
-                details={"verified": True},
-            )
-            logs.warning(
-                "apple notification quarantined",
-                decision="quarantined",
-                code=exc.code,
-                reason=exc.message,
-                quarantine=doc,
-                **fields,
-            )
-            return json_response(200, {"result": "quarantined", "reason": exc.message})
-        if mapped.event is None:
-            logs.info(
-                "apple notification acknowledged",
-                decision="acknowledged",
-                reason=mapped.acknowledge_reason,
-                **fields,
-            )
-            return json_response(
-                200, {"result": "acknowledged", "reason": mapped.acknowledge_reason}
-            )
+        verified = verifier.verify_notification(signed_payload)  # 400 when it fails
+        payload = verified.payload
+        logs.bind(
+            notification_type=payload.get("notificationType"),
+            subtype=payload.get("subtype"),
+            notification_uuid=payload.get("notificationUUID"),
+            environment=verified.environment,
+        )
+        mapped = map_notification(verified)  # UnmappableNotification: quarantined
         event = mapped.event
-        result = self._store.apply(event)
-        status = result.entitlement.status.value if result.entitlement else None
-        logs.info(
-            "apple notification",
-            decision=result.effect.value,
-            status=status,
+        if event is None:
+            logs.bind(effect="acknowledged", reason=mapped.acknowledge_reason)
+            return Reply(
+                {"effect": "acknowledged", "status": None, "reason": mapped.acknowledge_reason},
+                "apple notification acknowledged",
+            )
+        logs.bind(
             entitlement=event.document_id,
             event_type=event.type,
             event_time_ms=event.event_time_ms,
-            **fields,
         )
-        return json_response(
-            200, {"result": result.effect.value, "status": status, "entitlement": event.document_id}
+        result = entitlements.apply(event)
+        status = result.entitlement.status.value if result.entitlement else None
+        logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
+        return Reply(
+            {"effect": result.effect.value, "status": status, "entitlement": event.document_id},
+            "apple notification processed",
         )
+
+    def key_of(err: RefundGuardError) -> str | None:
+        uuid = err.details.get("notification_uuid")
+        return f"apple:{uuid}" if isinstance(uuid, str) and uuid else None
+
+    on_rejected = quarantiner(
+        entitlements,
+        "apple",
+        key_of=key_of,
+        applies=lambda err: isinstance(err, UnmappableNotification),
+    )
+    return serve(FUNCTION, handle, on_rejected=on_rejected)

@@ -103,8 +103,9 @@ class Mapped:
     acknowledge_reason: str | None = None
 
 
-def _unmappable(code: str, message: str) -> UnmappableNotification:
-    return UnmappableNotification(Kind.REJECTED, code, message)
+def _unmappable(message: str, uuid: object) -> UnmappableNotification:
+    details = {"notification_uuid": uuid} if isinstance(uuid, str) and uuid else None
+    return UnmappableNotification(Kind.REJECTED, "apple_unmappable", message, details=details)
 
 
 def _scalars(
@@ -133,11 +134,11 @@ def map_notification(verified: VerifiedNotification) -> Mapped:
     subtype = payload.get("subtype")
     uuid = payload.get("notificationUUID")
     if not isinstance(notification_type, str) or not notification_type:
-        raise _unmappable("apple_unmappable", "notificationType is missing")
+        raise _unmappable("notificationType is missing", uuid)
     if subtype is not None and not isinstance(subtype, str):
-        raise _unmappable("apple_unmappable", "subtype must be a string")
+        raise _unmappable("subtype must be a string", uuid)
     if not isinstance(uuid, str) or not uuid:
-        raise _unmappable("apple_unmappable", "notificationUUID is missing")
+        raise _unmappable("notificationUUID is missing", uuid)
 
     if notification_type in ACKNOWLEDGED_ONLY:
         return Mapped(notification_type, subtype, uuid, None, "test notification")
@@ -147,12 +148,10 @@ def map_notification(verified: VerifiedNotification) -> Mapped:
 
     signed_date = payload.get("signedDate")
     if isinstance(signed_date, bool) or not isinstance(signed_date, int) or signed_date <= 0:
-        raise _unmappable(
-            "apple_unmappable", "signedDate must be a positive integer of milliseconds"
-        )
+        raise _unmappable("signedDate must be a positive integer of milliseconds", uuid)
     original_id = transaction.get("originalTransactionId")
     if not isinstance(original_id, str) or not original_id:
-        raise _unmappable("apple_unmappable", "the transaction has no originalTransactionId")
+        raise _unmappable("the transaction has no originalTransactionId", uuid)
 
     status = effect_of(notification_type, subtype)
     data = payload.get("data") if isinstance(payload.get("data"), dict) else None
@@ -185,5 +184,5 @@ def map_notification(verified: VerifiedNotification) -> Mapped:
             details=details,
         )
     except RefundGuardError as exc:
-        raise _unmappable("apple_unmappable", exc.message) from None
+        raise _unmappable(exc.message, uuid) from None
     return Mapped(notification_type, subtype, uuid, event)

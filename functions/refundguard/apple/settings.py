@@ -1,13 +1,5 @@
-"""The Apple function's settings, read once at start-up; a bad one stops it (``ConfigError``).
-
-- ``APPLE_BUNDLE_IDS``: comma-separated bundle ids (required);
-- ``APPLE_ENVIRONMENTS``: ``Production`` (default), ``Sandbox`` or both, comma-separated;
-- ``APPLE_APP_APPLE_ID``: the app's Apple id, digits; required when Production is enabled;
-- ``APPLE_ROOT_CERTS``: comma-separated paths to DER or PEM root certificates; relative paths are
-  resolved against the functions' source root (the directory of ``main.py``, ``/workspace`` on Cloud
-  Functions). With Production enabled, at least one must be Apple Root CA - G3, recognised by
-  its pinned SHA-256 fingerprint.
-"""
+"""The Apple function's settings, read once at start-up; every problem is named before it
+refuses to start. Relative root paths are resolved against the functions' source root."""
 
 from __future__ import annotations
 
@@ -18,8 +10,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from .. import config, logs
-from ..config import ConfigError
+from .. import logs
+from ..config import ConfigError, FirestoreSettings, Settings
 from .verifier import ENVIRONMENTS, PRODUCTION, AppleVerifier
 
 #: SHA-256 of Apple Root CA - G3's DER (https://www.apple.com/certificateauthority/AppleRootCA-G3.cer).
@@ -31,11 +23,15 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 @dataclass(frozen=True)
 class AppleSettings:
+    firestore: FirestoreSettings
     bundle_ids: tuple[str, ...]
     environments: tuple[str, ...]
     app_apple_id: int | None
     roots: tuple[x509.Certificate, ...]
-    root_paths: tuple[Path, ...]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AppleSettings:
+        return load_settings(env)
 
     def verifier(self) -> AppleVerifier:
         return AppleVerifier(
@@ -87,53 +83,53 @@ def load_settings(
     trusted_production_fingerprints: Collection[str] = TRUSTED_PRODUCTION_FINGERPRINTS,
 ) -> AppleSettings:
     """Read and validate the settings. ``trusted_production_fingerprints`` is for tests only."""
-    bundle_ids = config.csv_list(env, "APPLE_BUNDLE_IDS", required=True)
-    environments = config.csv_list(env, "APPLE_ENVIRONMENTS", default=PRODUCTION)
-    if not environments:
-        environments = (PRODUCTION,)
+    settings = Settings(env)
+    firestore = FirestoreSettings.read(settings)
+    bundle_ids = settings.csv("APPLE_BUNDLE_IDS", required=True)
+    environments = settings.csv("APPLE_ENVIRONMENTS", default=PRODUCTION) or (PRODUCTION,)
     unknown = [e for e in environments if e not in ENVIRONMENTS]
     if unknown:
-        raise ConfigError(
+        settings.problem(
             "APPLE_ENVIRONMENTS may list Production and Sandbox (exact case), not "
-            f"{', '.join(unknown)};"
-            " Xcode and LocalTesting data is not signed by Apple and is never accepted"
+            f"{', '.join(unknown)}; Xcode and LocalTesting data is not signed by Apple and is "
+            "never accepted"
         )
     production = PRODUCTION in environments
 
-    raw_id = env.get("APPLE_APP_APPLE_ID", "").strip()
+    raw_id = settings.raw("APPLE_APP_APPLE_ID")
     app_apple_id: int | None = None
     if raw_id:
-        if not (raw_id.isascii() and raw_id.isdigit()):
-            raise ConfigError(
-                f"APPLE_APP_APPLE_ID must be the app's numeric Apple ID, not {raw_id!r}"
+        if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 18:
+            app_apple_id = int(raw_id)
+        else:
+            settings.problem(
+                f"APPLE_APP_APPLE_ID must be the app's numeric Apple ID, not {raw_id[:40]!r}"
             )
-        app_apple_id = int(raw_id)
     elif production:
-        raise ConfigError(
+        settings.problem(
             "APPLE_APP_APPLE_ID must be set (App Store Connect > App Information > Apple ID) when"
             " APPLE_ENVIRONMENTS includes Production"
         )
 
-    paths = tuple(
-        _resolve(p, base_dir) for p in config.csv_list(env, "APPLE_ROOT_CERTS", required=True)
-    )
     roots: list[x509.Certificate] = []
-    for path in paths:
-        roots.extend(load_certificates(path))
+    for raw in settings.csv("APPLE_ROOT_CERTS", required=True):
+        roots.extend(
+            settings.check(lambda raw=raw: load_certificates(_resolve(raw, base_dir))) or []
+        )
     trusted = {f.lower().replace(":", "") for f in trusted_production_fingerprints}
     prints = [fingerprint(root) for root in roots]
-    if production:
-        if not trusted.intersection(prints):
-            raise ConfigError(
-                "APPLE_ROOT_CERTS must include Apple Root CA - G3 (SHA-256 "
-                f"{APPLE_ROOT_CA_G3_SHA256}) when APPLE_ENVIRONMENTS includes Production; "
-                f"found {', '.join(prints) or 'no certificate'}"
-            )
-        others = [p for p in prints if p not in trusted]
-        if others:
-            logs.warning(
-                "APPLE_ROOT_CERTS trusts roots other than Apple Root CA - G3",
-                function="apple_notifications",
-                fingerprints=others,
-            )
-    return AppleSettings(bundle_ids, environments, app_apple_id, tuple(roots), paths)
+    if production and roots and not trusted.intersection(prints):
+        settings.problem(
+            "APPLE_ROOT_CERTS must include Apple Root CA - G3 (SHA-256 "
+            f"{APPLE_ROOT_CA_G3_SHA256}) when APPLE_ENVIRONMENTS includes Production; "
+            f"found {', '.join(prints)}"
+        )
+    settings.done()
+    others = [p for p in prints if p not in trusted]
+    if production and others:
+        logs.warning(
+            "APPLE_ROOT_CERTS trusts roots other than Apple Root CA - G3",
+            function="apple_notifications",
+            fingerprints=others,
+        )
+    return AppleSettings(firestore, bundle_ids, tuple(environments), app_apple_id, tuple(roots))

@@ -1,1 +1,2 @@
-"""Google Play Real-time Developer Notifications."""
+"""The Play function: ``settings``, ``envelope`` and ``rtdn`` (a Pub/Sub delivery -> a
+``LedgerEvent``, pure), ``function``."""

@@ -58,7 +58,6 @@ class PlayNotification:
     """A decoded notification: either a ledger event or a test notification (``event is None``)."""
 
     package_name: str
-    kind: str  # subscription | one_time | voided | test | pending_refund_review
     type: str
     event: LedgerEvent | None
 
@@ -94,7 +93,7 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
     key = kinds[0]
     body: dict[str, Any] = payload[key]
     if key == "testNotification":
-        return PlayNotification(package, "test", "TEST_NOTIFICATION", None)
+        return PlayNotification(package, "TEST_NOTIFICATION", None)
 
     event_time = _event_time(payload.get("eventTimeMillis"), mid)
     base_details: dict[str, Any] = {
@@ -104,7 +103,7 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
     }
     token = _token(body.get("purchaseToken"), mid)
 
-    kind, name, effect, product, facts = _DECODERS[key](body, mid)
+    name, effect, product, facts = _DECODERS[key](body, mid)
     details = {**base_details, **facts}
 
     # A message re-published from the dead-letter topic (scripts/replay_dead_letters.sh) carries
@@ -124,30 +123,24 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
         product_id=product,
         details={k: v for k, v in details.items() if v is not None},
     )
-    return PlayNotification(package, kind, name, event)
+    return PlayNotification(package, name, event)
 
 
-_Decoded = tuple[str, str, Status | None, str | None, dict[str, Any]]
+_Decoded = tuple[str, Status | None, str | None, dict[str, Any]]
 
 
 def _subscription(body: dict[str, Any], mid: str) -> _Decoded:
     number = _int(body.get("notificationType"), "notificationType", mid)
     name, effect = SUBSCRIPTION_TYPES.get(number, (f"SUBSCRIPTION_NOTIFICATION_{number}", None))
     product = _product(body.get("subscriptionId"))
-    return (
-        "subscription",
-        name,
-        effect,
-        product,
-        {"notificationType": number, "subscriptionId": product},
-    )
+    return name, effect, product, {"notificationType": number, "subscriptionId": product}
 
 
 def _one_time(body: dict[str, Any], mid: str) -> _Decoded:
     number = _int(body.get("notificationType"), "notificationType", mid)
     name, effect = ONE_TIME_TYPES.get(number, (f"ONE_TIME_PRODUCT_NOTIFICATION_{number}", None))
     product = _product(body.get("sku"))
-    return "one_time", name, effect, product, {"notificationType": number, "sku": product}
+    return name, effect, product, {"notificationType": number, "sku": product}
 
 
 def _voided(body: dict[str, Any], mid: str) -> _Decoded:
@@ -162,15 +155,15 @@ def _voided(body: dict[str, Any], mid: str) -> _Decoded:
     }
     if partial:
         # Some units were refunded; the purchase itself stands. Visible in history, no revoke.
-        return "voided", "VOIDED_PURCHASE_PARTIAL_REFUND", None, None, facts
-    return "voided", "VOIDED_PURCHASE", Status.REVOKED, None, facts
+        return "VOIDED_PURCHASE_PARTIAL_REFUND", None, None, facts
+    return "VOIDED_PURCHASE", Status.REVOKED, None, facts
 
 
 def _pending_refund_review(body: dict[str, Any], mid: str) -> _Decoded:
     # Google asks whether to approve a refund (answer within 24 h with orders.reviewrefund):
     # recorded so that it is visible; access does not change until a refund is decided.
     facts = {"pendingRefundToken": str_or_none(body.get("pendingRefundToken"))}
-    return "pending_refund_review", "PENDING_REFUND_REVIEW", None, None, facts
+    return "PENDING_REFUND_REVIEW", None, None, facts
 
 
 _DECODERS = {

@@ -1,0 +1,136 @@
+"""What an admin request asks for, pure: its route, and a re-grant or revoke as a ``LedgerEvent``
+at the moment it is made (idempotent when the caller sends an ``Idempotency-Key``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import rejected
+from ..ledger import LedgerEvent, Source, Status, StoreName, namespace
+from ..oidc import Caller
+
+MAX_REASON_CHARS = 500
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_IDEMPOTENCY_KEY_CHARS)  # noqa: UP031
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    event_type: str
+    status: Status
+
+
+ACTIONS: dict[str, Action] = {
+    "regrant": Action("regrant", "ADMIN_REGRANT", Status.ACTIVE),
+    "revoke": Action("revoke", "ADMIN_REVOKE", Status.REVOKED),
+}
+ROUTES_HELP = "GET /entitlements/{store}/{purchase_id}, POST .../regrant or .../revoke"
+
+
+@dataclass(frozen=True)
+class Route:
+    store: str  # the path segment, e.g. "apple-sandbox"
+    purchase_id: str
+    action: Action | None  # None: look up
+
+    @property
+    def method(self) -> str:
+        return "GET" if self.action is None else "POST"
+
+    @property
+    def name(self) -> str:
+        return "show" if self.action is None else self.action.name
+
+
+def match_route(path: str) -> Route | None:
+    """``[/<prefix>]/entitlements/<store>/<purchase id>[/<action>]``, or None. One optional
+    leading segment (a function name): one code for run.app and cloudfunctions.net URLs."""
+    segments = path.strip("/").split("/")
+    for offset in (0, 1):
+        rest = segments[offset:]
+        if len(rest) not in (3, 4) or rest[0] != "entitlements" or not rest[1] or not rest[2]:
+            continue
+        if len(rest) == 3:
+            return Route(rest[1], rest[2], None)
+        if rest[3] in ACTIONS:
+            return Route(rest[1], rest[2], ACTIONS[rest[3]])
+    return None
+
+
+def parse_reason(body: Mapping[str, Any]) -> str:
+    unknown = sorted(set(body) - {"reason"})
+    if unknown:
+        raise rejected(
+            "unknown_field", f"unknown field(s) in the request body: {', '.join(unknown)[:200]}"
+        )
+    reason = body.get("reason")
+    if reason is None:
+        raise rejected(
+            "missing_reason", 'a "reason" is required, e.g. {"reason": "refunded by mistake"}'
+        )
+    if not isinstance(reason, str):
+        raise rejected("bad_reason", '"reason" must be a string')
+    reason = reason.strip()
+    if not reason:
+        raise rejected("missing_reason", '"reason" must not be blank')
+    if len(reason) > MAX_REASON_CHARS:
+        raise rejected("reason_too_long", f'"reason" must be at most {MAX_REASON_CHARS} characters')
+    return reason
+
+
+def parse_idempotency_key(headers: Mapping[str, str]) -> str | None:
+    raw = headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    key = raw.strip().strip('"')  # the IETF draft sends it as a quoted string
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise rejected(
+            "bad_idempotency_key",
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters",
+        )
+    return key
+
+
+def idempotent_event_id(actor: str, store_namespace: str, purchase_id: str, key: str) -> str:
+    """The same (admin, store, purchase, key) is the same event: a retry is a ledger duplicate."""
+    material = json.dumps(["refundguard-admin-v1", actor, store_namespace, purchase_id, key])
+    return "idem-" + hashlib.sha256(material.encode()).hexdigest()
+
+
+def action_event(
+    *,
+    caller: Caller,
+    action: Action,
+    store: StoreName,
+    environment: str,
+    purchase_id: str,
+    reason: str,
+    key: str | None,
+    now_ms: int,
+    new_event_id: str,
+) -> LedgerEvent:
+    """A re-grant or revoke, made now by ``caller``; with a key, its id is derived from it."""
+    event_id = new_event_id
+    if key is not None:
+        event_id = idempotent_event_id(
+            caller.email, namespace(store, environment), purchase_id, key
+        )
+    return LedgerEvent(
+        store=store,
+        purchase_id=purchase_id,
+        event_id=event_id,
+        source=Source.ADMIN,
+        type=action.event_type,
+        event_time_ms=now_ms,
+        effect=action.status,
+        environment=environment,
+        actor=caller.email,
+        reason=reason,
+        details={"idempotency_key": key} if key is not None else {},
+    )

@@ -1,0 +1,35 @@
+"""The Play function's settings, read once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..config import FirestoreSettings, Settings
+from ..oidc import Authenticator, read_authenticator
+
+
+@dataclass(frozen=True)
+class PlaySettings:
+    firestore: FirestoreSettings
+    package_names: tuple[str, ...]
+    #: The Pub/Sub push identity's token check; None: off (local runs only, with a WARNING).
+    push_auth: Authenticator | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PlaySettings:
+        settings = Settings(env)
+        firestore = FirestoreSettings.read(settings)
+        packages = settings.csv("PLAY_PACKAGE_NAMES", required=True)
+        push_auth = read_authenticator(
+            settings,
+            emails="PLAY_PUSH_SERVICE_ACCOUNTS",
+            audiences=None,
+            keys_url="PLAY_PUSH_CERTS_URL",
+            who="play_notifications",
+            forbidden_code="not_the_push_identity",
+        )
+        if push_auth is not None and push_auth.allow_list.domains:
+            settings.problem("PLAY_PUSH_SERVICE_ACCOUNTS takes service account emails only")
+        settings.done()
+        return cls(firestore, packages, push_auth)
