@@ -544,12 +544,14 @@ def test_moved_blocks_keep_the_deployed_functions(tf: Terraform) -> None:
 
 
 def test_function_checks_fail_on_a_broken_map(tf: Terraform) -> None:
-    """Negative self-checks: every way of breaking the map is reported."""
+    """Negative self-checks: every way of breaking the map is reported (beyond what is already
+    reported for infra/ as it is, so only the check above fails when the real map is broken)."""
+    baseline = function_problems(tf)
 
     def problems_after(change: Any) -> list[str]:
         mutated = copy.deepcopy(tf)
         change(mutated)
-        return function_problems(mutated)
+        return [p for p in function_problems(mutated) if p not in baseline]
 
     def drop_entry(m: Terraform) -> None:
         del m.locals["functions"]["admin"]
