@@ -1,12 +1,70 @@
-# The three HTTP functions: one source archive, one entry point and one service account each.
+# The HTTP functions: one source archive, one resource definition, one entry per function below.
+# Each function has its own entry point, runtime service account (iam.tf) and environment.
 # environment_variables are the exact names refundguard/config.py reads (COMMON_ENV + FUNCTION_ENV);
 # tests/test_infra.py checks that each function sets exactly its set.
+#
+# Adding a function: a name in local.function_names, an entry in local.functions (same key = its
+# entry point in functions/main.py and in config.FUNCTION_ENV), and its invoker grant in iam.tf.
 
 locals {
+  # The one place function names are written. They are also the runtime service account ids
+  # (iam.tf) and appear in the monitoring filter and ADMIN_AUDIENCES. Kept apart from
+  # local.functions because the admin function's environment is built from its own name.
   function_names = {
     play_notifications  = "${var.name_prefix}-play"
     apple_notifications = "${var.name_prefix}-apple"
     admin               = "${var.name_prefix}-admin"
+  }
+
+  # Read by every function (config.COMMON_ENV).
+  common_env = {
+    GOOGLE_CLOUD_PROJECT       = var.project_id
+    FIRESTORE_DATABASE         = google_firestore_database.ledger.name
+    FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
+  }
+
+  # What differs per function, keyed by entry point.
+  #   title:   how its runtime service account names it (iam.tf);
+  #   ingress: Cloud Run ingress; the invoker grants are in iam.tf;
+  #   env:     its own variables (config.FUNCTION_ENV), added to local.common_env.
+  functions = {
+    play_notifications = {
+      title       = "Google Play RTDN function"
+      description = "Google Play Real-time Developer Notifications, pushed by Pub/Sub (OIDC)."
+      ingress     = var.play_ingress_settings
+      env = {
+        PLAY_PACKAGE_NAMES = join(",", var.play_package_names)
+        # The function checks the push identity's OIDC token itself too (not only Cloud Run IAM).
+        PLAY_PUSH_SERVICE_ACCOUNTS = google_service_account.play_push.email
+        PLAY_PUSH_CERTS_URL        = var.id_token_certs_url
+      }
+    }
+
+    apple_notifications = {
+      title       = "App Store notifications function"
+      description = "App Store Server Notifications V2 (public endpoint; every payload is a JWS checked against Apple Root CA - G3)."
+      # Apple's servers call from the internet; see the CKV_GCP_124 skip below.
+      ingress = "ALLOW_ALL"
+      env = {
+        APPLE_BUNDLE_IDS   = join(",", var.apple_bundle_ids)
+        APPLE_ENVIRONMENTS = join(",", var.apple_environments)
+        APPLE_APP_APPLE_ID = var.apple_app_apple_id
+        # Relative to the function's source root; the file is the checked certificate (apple_root.tf).
+        APPLE_ROOT_CERTS = local.apple_root_ca_g3_path
+      }
+    }
+
+    admin = {
+      title       = "admin function"
+      description = "Admin API (look up, re-grant, revoke). Cloud Run IAM admits var.admin_members; the code then checks the ID token against ADMIN_EMAILS."
+      # Admins call from their own machines; see the CKV_GCP_124 skip below.
+      ingress = "ALLOW_ALL"
+      env = {
+        ADMIN_AUDIENCES = join(",", local.admin_audiences)
+        ADMIN_EMAILS    = join(",", var.admin_emails)
+        ADMIN_CERTS_URL = var.id_token_certs_url
+      }
+    }
   }
 
   # Deterministic URLs of the admin function, computed without referring to the function itself
@@ -20,15 +78,18 @@ locals {
   apple_production = contains(var.apple_environments, "Production")
 }
 
-resource "google_cloudfunctions2_function" "play" {
-  name        = local.function_names.play_notifications
+resource "google_cloudfunctions2_function" "function" {
+  # checkov:skip=CKV_GCP_124: reason: checkov cannot tell the instances of this for_each apart, so the ingress rule is checked per function in tests/test_infra.py instead: the Play function uses var.play_ingress_settings (default ALLOW_INTERNAL_ONLY); Apple's servers reach the Apple function over the internet (every payload must be a JWS ending in the pinned Apple Root CA - G3); admins call the admin function from their own machines, gated by Cloud Run IAM (var.admin_members) and then ADMIN_EMAILS.
+  for_each = local.functions
+
+  name        = local.function_names[each.key]
   project     = var.project_id
   location    = var.region
-  description = "Google Play Real-time Developer Notifications, pushed by Pub/Sub (OIDC)."
+  description = each.value.description
 
   build_config {
     runtime         = var.python_runtime
-    entry_point     = "play_notifications"
+    entry_point     = each.key
     service_account = var.build_service_account
 
     source {
@@ -40,8 +101,8 @@ resource "google_cloudfunctions2_function" "play" {
   }
 
   service_config {
-    service_account_email            = google_service_account.function["play_notifications"].email
-    ingress_settings                 = var.play_ingress_settings
+    service_account_email            = google_service_account.function[each.key].email
+    ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
     available_memory                 = var.function_memory
     timeout_seconds                  = var.function_timeout_seconds
@@ -49,15 +110,7 @@ resource "google_cloudfunctions2_function" "play" {
     min_instance_count               = 0
     max_instance_request_concurrency = 1
 
-    environment_variables = {
-      GOOGLE_CLOUD_PROJECT       = var.project_id
-      FIRESTORE_DATABASE         = google_firestore_database.ledger.name
-      FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
-      PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
-      # The function checks the push identity's OIDC token itself too (not only Cloud Run IAM).
-      PLAY_PUSH_SERVICE_ACCOUNTS = google_service_account.play_push.email
-      PLAY_PUSH_CERTS_URL        = var.id_token_certs_url
-    }
+    environment_variables = merge(local.common_env, each.value.env)
   }
 
   lifecycle {
@@ -65,122 +118,40 @@ resource "google_cloudfunctions2_function" "play" {
       condition     = var.firestore_deadline_seconds < var.function_timeout_seconds
       error_message = "firestore_deadline_seconds must be below function_timeout_seconds so a slow Firestore ends in a clean 503."
     }
-  }
-
-  depends_on = [google_project_service.apis, google_project_iam_member.function_datastore_user]
-}
-
-resource "google_cloudfunctions2_function" "apple" {
-  # checkov:skip=CKV_GCP_124: reason: Apple's servers reach this endpoint over the internet, so ingress must allow all traffic; the function accepts only JWS payloads whose chain ends in the pinned Apple Root CA - G3.
-  name        = local.function_names.apple_notifications
-  project     = var.project_id
-  location    = var.region
-  description = "App Store Server Notifications V2 (public endpoint; every payload is a JWS checked against Apple Root CA - G3)."
-
-  build_config {
-    runtime         = var.python_runtime
-    entry_point     = "apple_notifications"
-    service_account = var.build_service_account
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_source.name
-        object = google_storage_bucket_object.function_source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email            = google_service_account.function["apple_notifications"].email
-    ingress_settings                 = "ALLOW_ALL"
-    all_traffic_on_latest_revision   = true
-    available_memory                 = var.function_memory
-    timeout_seconds                  = var.function_timeout_seconds
-    max_instance_count               = var.function_max_instances
-    min_instance_count               = 0
-    max_instance_request_concurrency = 1
-
-    environment_variables = {
-      GOOGLE_CLOUD_PROJECT       = var.project_id
-      FIRESTORE_DATABASE         = google_firestore_database.ledger.name
-      FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
-      APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
-      APPLE_ENVIRONMENTS         = join(",", var.apple_environments)
-      APPLE_APP_APPLE_ID         = var.apple_app_apple_id
-      # Relative to the function's source root; the file is the checked certificate (apple_root.tf).
-      APPLE_ROOT_CERTS = local.apple_root_ca_g3_path
-    }
-  }
-
-  lifecycle {
     precondition {
-      condition     = !local.apple_production || var.apple_app_apple_id != ""
+      condition     = each.key != "apple_notifications" || !local.apple_production || var.apple_app_apple_id != ""
       error_message = "apple_app_apple_id is required when apple_environments contains Production."
     }
     precondition {
-      condition     = var.firestore_deadline_seconds < var.function_timeout_seconds
-      error_message = "firestore_deadline_seconds must be below function_timeout_seconds so a slow Firestore ends in a clean 503."
+      condition     = keys(local.function_names) == keys(local.functions)
+      error_message = "local.function_names and local.functions must have the same keys (one name per function)."
     }
   }
 
   depends_on = [google_project_service.apis, google_project_iam_member.function_datastore_user]
 }
 
-resource "google_cloudfunctions2_function" "admin" {
-  # checkov:skip=CKV_GCP_124: reason: admins call the API from their own machines (gcloud ID token), not from a VPC; access is gated by Cloud Run IAM (only var.admin_members may invoke) and then by the ADMIN_EMAILS check on the verified token.
-  name        = local.function_names.admin
-  project     = var.project_id
-  location    = var.region
-  description = "Admin API (look up, re-grant, revoke). Cloud Run IAM admits var.admin_members; the code then checks the ID token against ADMIN_EMAILS."
+# The functions were three separate resources before; these keep them (no destroy and re-create).
+moved {
+  from = google_cloudfunctions2_function.play
+  to   = google_cloudfunctions2_function.function["play_notifications"]
+}
 
-  build_config {
-    runtime         = var.python_runtime
-    entry_point     = "admin"
-    service_account = var.build_service_account
+moved {
+  from = google_cloudfunctions2_function.apple
+  to   = google_cloudfunctions2_function.function["apple_notifications"]
+}
 
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_source.name
-        object = google_storage_bucket_object.function_source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email            = google_service_account.function["admin"].email
-    ingress_settings                 = "ALLOW_ALL"
-    all_traffic_on_latest_revision   = true
-    available_memory                 = var.function_memory
-    timeout_seconds                  = var.function_timeout_seconds
-    max_instance_count               = var.function_max_instances
-    min_instance_count               = 0
-    max_instance_request_concurrency = 1
-
-    environment_variables = {
-      GOOGLE_CLOUD_PROJECT       = var.project_id
-      FIRESTORE_DATABASE         = google_firestore_database.ledger.name
-      FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
-      ADMIN_AUDIENCES            = join(",", local.admin_audiences)
-      ADMIN_EMAILS               = join(",", var.admin_emails)
-      ADMIN_CERTS_URL            = var.id_token_certs_url
-    }
-  }
-
-  lifecycle {
-    precondition {
-      condition     = var.firestore_deadline_seconds < var.function_timeout_seconds
-      error_message = "firestore_deadline_seconds must be below function_timeout_seconds so a slow Firestore ends in a clean 503."
-    }
-  }
-
-  depends_on = [google_project_service.apis, google_project_iam_member.function_datastore_user]
+moved {
+  from = google_cloudfunctions2_function.admin
+  to   = google_cloudfunctions2_function.function["admin"]
 }
 
 # After apply: warn (not fail) when the admin service answers on a URL that ADMIN_AUDIENCES lacks,
 # e.g. a project whose Cloud Run URLs are the legacy hashed form. Add it to admin_extra_audiences.
 check "admin_audiences_cover_service_uri" {
   assert {
-    condition     = contains(local.admin_audiences, google_cloudfunctions2_function.admin.service_config[0].uri)
-    error_message = "ADMIN_AUDIENCES does not contain the admin service URI ${google_cloudfunctions2_function.admin.service_config[0].uri}; tokens minted for that URL will be refused. Add it to admin_extra_audiences and apply again."
+    condition     = contains(local.admin_audiences, google_cloudfunctions2_function.function["admin"].service_config[0].uri)
+    error_message = "ADMIN_AUDIENCES does not contain the admin service URI ${google_cloudfunctions2_function.function["admin"].service_config[0].uri}; tokens minted for that URL will be refused. Add it to admin_extra_audiences and apply again."
   }
 }

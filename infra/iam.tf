@@ -6,27 +6,22 @@
 locals {
   function_roles = toset(["roles/datastore.user"])
 
-  function_accounts = {
-    play_notifications  = { id = "${var.name_prefix}-play", what = "Google Play RTDN function" }
-    apple_notifications = { id = "${var.name_prefix}-apple", what = "App Store notifications function" }
-    admin               = { id = "${var.name_prefix}-admin", what = "admin function" }
-  }
-
   function_account_roles = {
-    for pair in setproduct(keys(local.function_accounts), local.function_roles) :
+    for pair in setproduct(keys(local.function_names), local.function_roles) :
     "${pair[0]}/${pair[1]}" => { function = pair[0], role = pair[1] }
   }
 
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
+# One per function (functions.tf), keyed by entry point; the account id is the function's name.
 resource "google_service_account" "function" {
-  for_each = local.function_accounts
+  for_each = local.function_names
 
   project      = var.project_id
-  account_id   = each.value.id
-  display_name = "refundguard ${each.value.what}"
-  description  = "Runtime identity of the ${each.value.what}: Firestore read/write (roles/datastore.user), nothing else."
+  account_id   = each.value
+  display_name = "refundguard ${local.functions[each.key].title}"
+  description  = "Runtime identity of the ${local.functions[each.key].title}: Firestore read/write (roles/datastore.user), nothing else."
 
   depends_on = [google_project_service.apis]
 }
@@ -55,7 +50,7 @@ resource "google_service_account" "play_push" {
 resource "google_cloud_run_service_iam_member" "play_invoker" {
   project  = var.project_id
   location = var.region
-  service  = google_cloudfunctions2_function.play.service_config[0].service
+  service  = google_cloudfunctions2_function.function["play_notifications"].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.play_push.member
 }
@@ -81,7 +76,7 @@ resource "google_cloud_run_service_iam_member" "apple_public_invoker" {
   # checkov:skip=CKV_GCP_102: reason: App Store Server Notifications arrive from Apple without Google credentials, so this endpoint must be public; its security is the JWS signature check against the pinned Apple Root CA - G3 (plus bundle id and environment checks) in the function.
   project  = var.project_id
   location = var.region
-  service  = google_cloudfunctions2_function.apple.service_config[0].service
+  service  = google_cloudfunctions2_function.function["apple_notifications"].service_config[0].service
   role     = "roles/run.invoker"
   member   = "allUsers"
 }
@@ -95,7 +90,7 @@ resource "google_cloud_run_service_iam_member" "admin_invoker" {
 
   project  = var.project_id
   location = var.region
-  service  = google_cloudfunctions2_function.admin.service_config[0].service
+  service  = google_cloudfunctions2_function.function["admin"].service_config[0].service
   role     = "roles/run.invoker"
   member   = each.value
 }

@@ -37,7 +37,7 @@ resource "google_logging_metric" "function_errors" {
   project     = var.project_id
   name        = "${var.name_prefix}-function-errors"
   description = "ERROR (or worse) log entries of the refundguard functions."
-  filter      = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name =~ \"^${var.name_prefix}-(play|apple|admin)$\" AND severity >= ERROR"
+  filter      = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name =~ \"^(${join("|", values(local.function_names))})$\" AND severity >= ERROR"
 
   metric_descriptor {
     metric_kind = "DELTA"

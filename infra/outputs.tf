@@ -1,11 +1,11 @@
 output "apple_notifications_url" {
   description = "Paste into App Store Connect > App Information > App Store Server Notifications, as the Production and Sandbox Server URL (Version 2)."
-  value       = google_cloudfunctions2_function.apple.url
+  value       = google_cloudfunctions2_function.function["apple_notifications"].url
 }
 
 output "admin_url" {
   description = "The admin API. Call it with an ID token whose audience is this URL: gcloud auth print-identity-token --audiences=<admin_url>."
-  value       = google_cloudfunctions2_function.admin.url
+  value       = google_cloudfunctions2_function.function["admin"].url
 }
 
 output "admin_audiences" {

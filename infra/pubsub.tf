@@ -52,11 +52,11 @@ resource "google_pubsub_subscription" "play_push" {
   }
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.play.service_config[0].uri
+    push_endpoint = google_cloudfunctions2_function.function["play_notifications"].service_config[0].uri
 
     oidc_token {
       service_account_email = google_service_account.play_push.email
-      audience              = google_cloudfunctions2_function.play.service_config[0].uri
+      audience              = google_cloudfunctions2_function.function["play_notifications"].service_config[0].uri
     }
   }
 

@@ -6,6 +6,12 @@ roles, the exact environment variables of refundguard/config.py, the RTDN publis
 subscription with OIDC + retry + dead letters, public access only on the Apple function, the pinned
 Apple root fingerprint. checkov runs from its own virtualenv ($CHECKOV_BIN) and must report zero
 failed checks; every skip must carry a written reason.
+
+The functions are one resource with for_each over local.functions. python-hcl2 only parses, so a
+small evaluator below (instances / render) expands exactly the forms infra/ uses: for_each over a
+literal map in a locals block, each.key, each.value.<attr>, merge() of literal maps, and
+local.x["key"] lookups. Anything else that mentions each.key / each.value makes it fail loudly
+(EvaluationError) instead of guessing; negative self-checks show each function check can fail.
 """
 
 from __future__ import annotations
@@ -41,8 +47,23 @@ PLAY_PUBLISHER = "serviceAccount:google-play-developer-notifications@system.gser
 ALLOWED_FUNCTION_ROLES = {"roles/datastore.user"}
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 MIN_SKIP_REASON = 25  # characters of prose after "checkov:skip=ID:"
+FUNCTION_TYPE = "google_cloudfunctions2_function"
+# Ingress open to the internet, by entry point; every other function must stay internal.
+PUBLIC_INGRESS = {"apple_notifications", "admin"}
+# Function names as the deployment has always had them (docs/deploy.md: PREFIX-play, ...).
+FUNCTION_NAMES = {
+    "play_notifications": "${var.name_prefix}-play",
+    "apple_notifications": "${var.name_prefix}-apple",
+    "admin": "${var.name_prefix}-admin",
+}
 
 SKIP_RE = re.compile(r"checkov:skip=([A-Za-z0-9_]+)(.*)$")
+LOCAL_OR_VAR_RE = re.compile(
+    r'\$\{(var|local)\.([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\["[^"\]]+"\])*)\}'
+)
+EACH_RE = re.compile(r"\beach\.(?:key|value)\b")
+EACH_VALUE_RE = re.compile(r"\$\{each\.value((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+MERGE_RE = re.compile(r"\$\{merge\(([^()]*)\)\}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,6 +90,7 @@ class Terraform:
         self.locals: dict[str, Any] = {}
         self.variables: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
+        self.moved: list[dict[str, Any]] = []
         self.terraform: list[dict[str, Any]] = []
         options = SerializationOptions(strip_string_quotes=True, with_comments=False)
         for path in self.files:
@@ -89,26 +111,34 @@ class Terraform:
                 self.variables.update(entry)
             for entry in doc.get("output", []):
                 self.outputs.update(entry)
+            self.moved.extend(doc.get("moved", []))
             self.terraform.extend(doc.get("terraform", []))
 
     def of_type(self, rtype: str) -> dict[str, dict[str, Any]]:
         return {name: body for (t, name), body in self.resources.items() if t == rtype}
 
     def resolve(self, value: Any) -> Any:
-        """Follow a bare ${var.x} (to its default) or ${local.x}; anything else is returned."""
+        """Follow a bare ${var.x} (to its default), ${local.x}, ${local.x.key} or ${local.x["key"]};
+        anything else is returned as it is."""
         for _ in range(10):
             if not isinstance(value, str):
                 return value
-            match = re.fullmatch(r"\$\{(var|local)\.([A-Za-z0-9_]+)\}", value)
+            match = LOCAL_OR_VAR_RE.fullmatch(value)
             if not match:
                 return value
-            kind, name = match.groups()
+            kind, name, path = match.groups()
             if kind == "var":
+                if path:
+                    return value
                 assert name in self.variables, f"undeclared variable {name}"
                 value = self.variables[name].get("default")
-            else:
-                assert name in self.locals, f"undefined local {name}"
-                value = self.locals[name]
+                continue
+            assert name in self.locals, f"undefined local {name}"
+            value = self.locals[name]
+            for attr, key in re.findall(r'\.([A-Za-z0-9_]+)|\["([^"\]]+)"\]', path):
+                step = attr or key
+                assert isinstance(value, dict) and step in value, f"local.{name}{path}: no {step}"
+                value = value[step]
         return value
 
 
@@ -142,12 +172,90 @@ def tf() -> Terraform:
     return loaded
 
 
+# --------------------------------------------------------------------------------------------------
+# for_each evaluator: just the forms infra/ uses, and a loud failure on anything else
+# --------------------------------------------------------------------------------------------------
+
+
+class EvaluationError(AssertionError):
+    """The evaluator met an expression it does not understand: fail, never guess."""
+
+
+def _each_value(entry: Any, path: str, where: str) -> Any:
+    value = entry
+    for attr in filter(None, path.split(".")):
+        if not isinstance(value, dict) or attr not in value:
+            raise EvaluationError(f"{where}: each.value{path}: the entry has no {attr!r}")
+        value = value[attr]
+    return copy.deepcopy(value)
+
+
+def render(tf: Terraform, node: Any, key: str, entry: Any, where: str) -> Any:
+    """One for_each instance of a resource body, as Terraform would see it for `key` / `entry`.
+
+    A whole "${each.key}" becomes the key and a whole "${each.value.a.b}" that part of the entry;
+    "${merge(A, B)}" of literal maps (locals or each.value parts) is merged, later winning as in
+    Terraform; each.key inside any other expression becomes the quoted key, so
+    google_service_account.function[each.key] reads google_service_account.function["admin"].
+    Any other use of each.key / each.value raises EvaluationError.
+    """
+    if isinstance(node, dict):
+        return {k: render(tf, v, key, entry, where) for k, v in node.items()}
+    if isinstance(node, list):
+        return [render(tf, v, key, entry, where) for v in node]
+    if not isinstance(node, str):
+        return node
+    if node == "${each.key}":
+        return key
+    match = EACH_VALUE_RE.fullmatch(node)
+    if match:
+        return _each_value(entry, match.group(1), where)
+    match = MERGE_RE.fullmatch(node)
+    if match and EACH_RE.search(node):
+        merged: dict[str, Any] = {}
+        for arg in match.group(1).split(","):
+            value = tf.resolve(render(tf, "${" + arg.strip() + "}", key, entry, where))
+            if not isinstance(value, dict):
+                raise EvaluationError(f"{where}: merge() argument {arg.strip()} is not a map")
+            merged.update(value)
+        return merged
+    text = re.sub(r"\beach\.key\b", f'"{key}"', node)
+    if EACH_RE.search(text):
+        raise EvaluationError(f"{where}: cannot evaluate {node!r}")
+    return text
+
+
+def instances(tf: Terraform, rtype: str, name: str) -> dict[str, dict[str, Any]]:
+    """Instance address (name or name["key"]) -> body of one resource, for_each expanded.
+
+    for_each must be a literal map in a locals block (${local.x}); a resource without for_each
+    must not mention each.key / each.value.
+    """
+    body = tf.resources[(rtype, name)]
+    where = f"{rtype}.{name}"
+    if "for_each" not in body:
+        if any(EACH_RE.search(s) for s in walk_strings(body)):
+            raise EvaluationError(f"{where} uses each.key / each.value but has no for_each")
+        return {name: body}
+    collection = tf.resolve(body["for_each"])
+    if not isinstance(collection, dict):
+        raise EvaluationError(
+            f"{where}: for_each = {body['for_each']!r} is not a literal map in a locals block"
+        )
+    rest = {k: v for k, v in body.items() if k != "for_each"}
+    return {
+        f'{name}["{key}"]': render(tf, rest, key, entry, where) for key, entry in collection.items()
+    }
+
+
 def functions_by_entry_point(tf: Terraform) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Entry point -> (address without the type, e.g. function["admin"], evaluated body)."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
-    for name, body in tf.of_type("google_cloudfunctions2_function").items():
-        entry_point = block(body, "build_config")["entry_point"]
-        assert entry_point not in found, f"two functions with entry point {entry_point}"
-        found[entry_point] = (name, body)
+    for name in tf.of_type(FUNCTION_TYPE):
+        for address, body in instances(tf, FUNCTION_TYPE, name).items():
+            entry_point = tf.resolve(block(body, "build_config")["entry_point"])
+            assert entry_point not in found, f"two functions with entry point {entry_point}"
+            found[entry_point] = (address, body)
     return found
 
 
@@ -166,6 +274,46 @@ def env_mismatch(tf_env: Any, expected: tuple[str, ...]) -> list[str]:
         return [f"environment_variables is not a literal map: {tf_env!r}"]
     problems = [f"missing {name}" for name in expected if name not in tf_env]
     problems += [f"unknown {name}" for name in tf_env if name not in expected]
+    return problems
+
+
+def function_problems(tf: Terraform) -> list[str]:
+    """The function wiring: one resource iterating over local.functions, one entry and one name
+    per entry point of config.FUNCTION_ENV, each function's environment exactly what it reads."""
+    problems = []
+    expected = set(config.FUNCTION_ENV)
+    resources = tf.of_type(FUNCTION_TYPE)
+    if list(resources) != ["function"]:
+        problems.append(
+            f"expected one {FUNCTION_TYPE} resource, function; found {sorted(resources)}"
+        )
+    for name, body in resources.items():
+        if body.get("for_each") != ref("local.functions"):
+            problems.append(f"{name} does not iterate over local.functions: {body.get('for_each')}")
+    for local in ("functions", "function_names"):
+        found = set(tf.locals.get(local) or {})
+        problems += [f"local.{local} lacks {k}" for k in sorted(expected - found)]
+        problems += [
+            f"local.{local} has {k}, unknown to config.FUNCTION_ENV"
+            for k in sorted(found - expected)
+        ]
+    common = set(tf.resolve(tf.locals.get("common_env")) or {})
+    for key, entry in (tf.locals.get("functions") or {}).items():
+        overridden = sorted(common & set(entry.get("env", {})))
+        problems += [f"local.functions.{key}.env overrides common_env {k}" for k in overridden]
+    try:
+        functions = functions_by_entry_point(tf)
+    except EvaluationError as error:
+        return [*problems, str(error)]
+    problems += [f"no function for entry point {k}" for k in sorted(expected - set(functions))]
+    for entry_point, (address, body) in sorted(functions.items()):
+        if entry_point not in expected:
+            problems.append(f"{address}: entry point {entry_point} unknown to config.FUNCTION_ENV")
+            continue
+        env = tf.resolve(block(body, "service_config").get("environment_variables"))
+        problems += [
+            f"{entry_point}: {p}" for p in env_mismatch(env, config.env_vars_for(entry_point))
+        ]
     return problems
 
 
@@ -271,10 +419,14 @@ def test_each_function_has_its_own_service_account(tf: Terraform) -> None:
         assert email == ref(f'google_service_account.function["{entry_point}"].email')
         accounts[entry_point] = email
     assert len(set(accounts.values())) == len(accounts)
-    assert set(tf.locals["function_accounts"]) == set(config.FUNCTION_ENV)
-    assert tf.resources[("google_service_account", "function")]["for_each"] == ref(
-        "local.function_accounts"
-    )
+    # One account per function name, its id the function's name.
+    account = tf.resources[("google_service_account", "function")]
+    assert account["for_each"] == ref("local.function_names")
+    assert account["account_id"] == ref("each.value")
+    assert set(tf.locals["function_names"]) == set(config.FUNCTION_ENV)
+    assert "local.functions[each.key].title" in account["display_name"]
+    for entry in tf.locals["functions"].values():
+        assert isinstance(entry["title"], str) and entry["title"].endswith("function")
 
 
 @pytest.mark.parametrize("entry_point", sorted(config.FUNCTION_ENV))
@@ -321,10 +473,168 @@ def test_environment_values_per_function(tf: Terraform) -> None:
         "var.admin_extra_audiences",
     ):
         assert part in audiences
-    assert "google_cloudfunctions2_function.admin" not in audiences, "self-reference cycle"
+    assert "google_cloudfunctions2_function" not in audiences, "self-reference cycle"
     assert tf.locals["admin_function_url"] == (
         "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names.admin}"
     )
+
+
+def test_functions_are_one_resource_over_the_local_map(tf: Terraform) -> None:
+    assert function_problems(tf) == []
+
+
+def test_function_names_are_written_once(tf: Terraform) -> None:
+    assert tf.locals["function_names"] == FUNCTION_NAMES
+    for entry_point, (_, body) in functions_by_entry_point(tf).items():
+        assert body["name"] == ref(f'local.function_names["{entry_point}"]')
+        assert tf.resolve(body["name"]) == FUNCTION_NAMES[entry_point]
+    text = "\n".join(path.read_text(encoding="utf-8") for path in tf.files)
+    for name in FUNCTION_NAMES.values():
+        assert text.count(f'"{name}"') == 1, f"{name} is written more than once in infra/"
+    metric = tf.resources[("google_logging_metric", "function_errors")]
+    assert 'service_name =~ "^(${join("|", values(local.function_names))})$"' in metric["filter"]
+
+
+def test_ingress_is_internal_except_for_the_public_functions(tf: Terraform) -> None:
+    """checkov sees one resource for all functions (CKV_GCP_124 is skipped there): checked here."""
+    for entry_point, (_, body) in functions_by_entry_point(tf).items():
+        ingress = block(body, "service_config")["ingress_settings"]
+        if entry_point in PUBLIC_INGRESS:
+            assert ingress == "ALLOW_ALL", entry_point
+        else:
+            assert tf.resolve(ingress) == "ALLOW_INTERNAL_ONLY", entry_point
+    play = functions_by_entry_point(tf)["play_notifications"][1]
+    assert block(play, "service_config")["ingress_settings"] == ref("var.play_ingress_settings")
+    text = (INFRA / "functions.tf").read_text(encoding="utf-8")
+    block_text = text[text.index(f'resource "{FUNCTION_TYPE}" "function"') :].split("\n}\n", 1)[0]
+    assert "checkov:skip=CKV_GCP_124" in block_text
+    assert "tests/test_infra.py" in block_text, "the skip must say where ingress is checked instead"
+
+
+def test_common_settings_and_preconditions_are_written_once(tf: Terraform) -> None:
+    text = "\n".join(path.read_text(encoding="utf-8") for path in tf.files)
+    deadline = "var.firestore_deadline_seconds < var.function_timeout_seconds"
+    assert text.count(deadline) == 1
+    for entry_point, (_, body) in functions_by_entry_point(tf).items():
+        service = block(body, "service_config")
+        assert service["available_memory"] == ref("var.function_memory")
+        assert service["timeout_seconds"] == ref("var.function_timeout_seconds")
+        assert service["max_instance_count"] == ref("var.function_max_instances")
+        assert service["max_instance_request_concurrency"] == 1
+        assert block(body, "build_config")["service_account"] == ref("var.build_service_account")
+        conditions = [p["condition"] for p in block(body, "lifecycle")["precondition"]]
+        assert ref(deadline) in conditions, entry_point
+        apple_id = [c for c in conditions if "var.apple_app_apple_id" in c]
+        assert len(apple_id) == 1, entry_point
+        # Only the Apple function needs an Apple ID: the condition holds trivially elsewhere.
+        assert apple_id[0].startswith(f'${{"{entry_point}" != "apple_notifications" ||'), apple_id
+        assert ref("keys(local.function_names) == keys(local.functions)") in conditions
+
+
+def test_moved_blocks_keep_the_deployed_functions(tf: Terraform) -> None:
+    """The three functions were separate resources; without these a plan would replace them."""
+    moves = {m["from"]: m["to"] for m in tf.moved}
+    for old, entry_point in (
+        ("play", "play_notifications"),
+        ("apple", "apple_notifications"),
+        ("admin", "admin"),
+    ):
+        address, _ = functions_by_entry_point(tf)[entry_point]
+        assert moves[ref(f"{FUNCTION_TYPE}.{old}")] == ref(f"{FUNCTION_TYPE}.{address}")
+
+
+def test_function_checks_fail_on_a_broken_map(tf: Terraform) -> None:
+    """Negative self-checks: every way of breaking the map is reported (beyond what is already
+    reported for infra/ as it is, so only the check above fails when the real map is broken)."""
+    baseline = function_problems(tf)
+
+    def problems_after(change: Any) -> list[str]:
+        mutated = copy.deepcopy(tf)
+        change(mutated)
+        return [p for p in function_problems(mutated) if p not in baseline]
+
+    def drop_entry(m: Terraform) -> None:
+        del m.locals["functions"]["admin"]
+
+    assert problems_after(drop_entry) == [
+        "local.functions lacks admin",
+        "no function for entry point admin",
+    ]
+
+    def drop_name(m: Terraform) -> None:
+        del m.locals["function_names"]["admin"]
+
+    assert problems_after(drop_name) == ["local.function_names lacks admin"]
+
+    def extra_env(m: Terraform) -> None:
+        m.locals["functions"]["play_notifications"]["env"]["PLAY_SECRET"] = "x"
+
+    assert problems_after(extra_env) == ["play_notifications: unknown PLAY_SECRET"]
+
+    def missing_env(m: Terraform) -> None:
+        del m.locals["functions"]["apple_notifications"]["env"]["APPLE_ROOT_CERTS"]
+
+    assert problems_after(missing_env) == ["apple_notifications: missing APPLE_ROOT_CERTS"]
+
+    def extra_common_env(m: Terraform) -> None:
+        m.locals["common_env"]["DEBUG"] = "1"
+
+    assert problems_after(extra_common_env) == [
+        f"{k}: unknown DEBUG" for k in sorted(config.FUNCTION_ENV)
+    ]
+
+    def override_common_env(m: Terraform) -> None:
+        m.locals["functions"]["admin"]["env"]["FIRESTORE_DATABASE"] = "other"
+
+    assert problems_after(override_common_env) == [
+        "local.functions.admin.env overrides common_env FIRESTORE_DATABASE"
+    ]
+
+    def extra_entry(m: Terraform) -> None:
+        entry = copy.deepcopy(m.locals["functions"]["admin"])
+        m.locals["functions"]["reconciler"] = entry
+
+    problems = problems_after(extra_entry)
+    assert "local.functions has reconciler, unknown to config.FUNCTION_ENV" in problems
+    assert any("entry point reconciler unknown" in p for p in problems), problems
+
+    def no_for_each(m: Terraform) -> None:
+        del m.resources[(FUNCTION_TYPE, "function")]["for_each"]
+
+    problems = problems_after(no_for_each)
+    assert problems[0] == "function does not iterate over local.functions: None"
+    assert "has no for_each" in problems[-1]
+
+    def for_each_over_names(m: Terraform) -> None:
+        m.resources[(FUNCTION_TYPE, "function")]["for_each"] = ref("local.function_names")
+
+    problems = problems_after(for_each_over_names)
+    assert problems[0].startswith("function does not iterate over local.functions")
+    assert "each.value.description: the entry has no 'description'" in problems[-1]
+
+    def three_resources_again(m: Terraform) -> None:
+        for address, rendered in instances(m, FUNCTION_TYPE, "function").items():
+            m.resources[(FUNCTION_TYPE, address.split('"')[1])] = rendered
+        del m.resources[(FUNCTION_TYPE, "function")]
+
+    problems = problems_after(three_resources_again)
+    assert problems[0].startswith(f"expected one {FUNCTION_TYPE} resource")
+
+
+def test_evaluator_refuses_what_it_does_not_understand(tf: Terraform) -> None:
+    entry = {"env": {"A": "1"}, "name": "x"}
+    assert render(tf, "${each.key}", "k", entry, "t") == "k"
+    assert render(tf, "${each.value.env}", "k", entry, "t") == {"A": "1"}
+    assert render(tf, "${f.g[each.key].h}", "k", entry, "t") == '${f.g["k"].h}'
+    assert render(tf, "${merge(local.common_env, each.value.env)}", "k", entry, "t")["A"] == "1"
+    for expression in (
+        "${upper(each.value.name)}",
+        "${each.value.missing}",
+        "${merge(each.value.name, each.value.env)}",
+        '${lookup(each.value, "x", 1)}',
+    ):
+        with pytest.raises(EvaluationError):
+            render(tf, expression, "k", entry, "t")
 
 
 def test_env_helper_flags_missing_and_unknown_names() -> None:
