@@ -238,7 +238,7 @@ variable "admin_extra_audiences" {
 variable "id_token_certs_url" {
   description = "ADMIN_CERTS_URL and PLAY_PUSH_CERTS_URL: Google's public keys for verifying ID tokens (admins' and the Pub/Sub push identity's)."
   type        = string
-  default     = "https://www.googleapis.com/oauth2/v1/certs"
+  default     = "https://www.googleapis.com/oauth2/v3/certs"
 }
 
 # ---------------------------------------------------------------------------------------------------

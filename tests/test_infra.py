@@ -464,7 +464,7 @@ def test_environment_values_per_function(tf: Terraform) -> None:
     assert apple["APPLE_ROOT_CERTS"] in shipped
     admin = env("admin")
     assert admin["ADMIN_EMAILS"] == ref('join(",", var.admin_emails)')
-    assert tf.resolve(admin["ADMIN_CERTS_URL"]) == "https://www.googleapis.com/oauth2/v1/certs"
+    assert tf.resolve(admin["ADMIN_CERTS_URL"]) == "https://www.googleapis.com/oauth2/v3/certs"
     assert admin["ADMIN_AUDIENCES"] == ref('join(",", local.admin_audiences)')
     audiences = tf.locals["admin_audiences"]
     for part in (

@@ -111,7 +111,7 @@ class TestSigner:
 
 
 class CertServer:
-    """``GET /oauth2/v1/certs`` on 127.0.0.1, answering ``certs`` with ``Cache-Control``."""
+    """``GET /oauth2/v3/certs`` on 127.0.0.1: the signers' JWKS, with ``Cache-Control``."""
 
     def __init__(self, *signers: TestSigner, max_age: int | None = 3600) -> None:
         self.certs: dict[str, dict[str, str]] = {s.kid: s.jwk for s in signers}
