@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from refundguard.errors import RefundGuardError
 from refundguard.ledger import (
+    MAX_CLOCK_SKEW_MS,
+    MAX_TEXT_CHARS,
     PRODUCTION,
     Effect,
     Entitlement,
@@ -242,3 +244,117 @@ def test_final_state_does_not_depend_on_arrival_order(specs: list, data: st.Data
     assert reference is not None and other is not None
     assert other.status == reference.status
     assert len(history) == len(events)
+
+
+# ------------------------------------------------------------------------------- clock errors
+
+DAY_MS = 86_400_000
+
+
+def test_a_future_dated_event_is_ordered_at_its_receipt_and_cannot_freeze_access() -> None:
+    now = 1_700_000_000_000
+    future_grant = event("m-future", now + DAY_MS, Status.ACTIVE)
+    granted = decide(None, future_grant, already_seen=False, now_ms=now)
+    assert granted.effect is Effect.APPLIED and granted.entitlement is not None
+    assert granted.entitlement.last_event_time_ms == now  # clamped to when it was received
+    assert granted.history is not None and granted.history.event_time_ms == now
+    assert granted.history.details["stated_event_time_ms"] == now + DAY_MS
+    refund = event("m-refund", now + 60_000, Status.REVOKED)
+    revoked = decide(granted.entitlement, refund, already_seen=False, now_ms=now + 61_000)
+    assert revoked.effect is Effect.APPLIED
+    assert revoked.entitlement is not None and revoked.entitlement.status is Status.REVOKED
+
+
+def test_an_event_within_the_clock_skew_keeps_its_own_time() -> None:
+    now = 1_700_000_000_000
+    within = event("m-soon", now + MAX_CLOCK_SKEW_MS, Status.ACTIVE)
+    decision = decide(None, within, already_seen=False, now_ms=now)
+    assert (
+        decision.history is not None and decision.history.event_time_ms == now + MAX_CLOCK_SKEW_MS
+    )
+    assert "stated_event_time_ms" not in decision.history.details
+
+
+@given(
+    ahead_ms=st.integers(MAX_CLOCK_SKEW_MS + 1, 10**14 - 1_700_000_000_000),
+    later_ms=st.integers(1, DAY_MS),
+    effect=st.sampled_from([Status.ACTIVE, Status.EXPIRED, Status.ON_HOLD, Status.PAUSED]),
+)
+def test_no_future_dated_event_outranks_a_later_refund(
+    ahead_ms: int, later_ms: int, effect: Status
+) -> None:
+    now = 1_700_000_000_000
+    first = decide(None, event("m-1", now + ahead_ms, effect), already_seen=False, now_ms=now)
+    refund = event("m-2", now + later_ms, Status.REVOKED)
+    after = decide(first.entitlement, refund, already_seen=False, now_ms=now + later_ms)
+    assert after.entitlement is not None and after.entitlement.status is Status.REVOKED
+
+
+@pytest.mark.parametrize("action", [Status.REVOKED, Status.ACTIVE])
+def test_an_admin_action_takes_effect_even_over_a_state_dated_in_the_future(action: Status) -> None:
+    """An entitlement frozen by a future-dated event written before the clamp existed."""
+    now = 1_700_000_000_000
+    frozen = Entitlement(
+        store=StoreName.GOOGLE,
+        purchase_id=TOKEN,
+        environment=PRODUCTION,
+        status=Status.PAUSED,
+        last_event_time_ms=now + 365 * DAY_MS,
+        last_source=Source.GOOGLE,
+    )
+    admin = event("a-1", now, action, source=Source.ADMIN, actor="ops@example.com", reason="fix")
+    decision = decide(frozen, admin, already_seen=False, now_ms=now)
+    assert decision.effect is Effect.APPLIED and decision.entitlement is not None
+    assert decision.entitlement.status is action and decision.entitlement.last_event_time_ms == now
+    newer_store = event("m-new", now + 1, Status.EXPIRED)
+    after = decide(decision.entitlement, newer_store, already_seen=False, now_ms=now + 1)
+    assert after.effect is Effect.APPLIED  # the stores stay the arbiters of what comes later
+
+
+def test_an_admin_action_takes_effect_over_a_newer_store_event_within_the_skew() -> None:
+    now = 1_700_000_000_000
+    refund = event("m-1", now + 1_000, Status.REVOKED)
+    store_first = decide(None, refund, already_seen=False, now_ms=now)
+    admin = event("a-1", now, Status.ACTIVE, source=Source.ADMIN)
+    after = decide(store_first.entitlement, admin, already_seen=False, now_ms=now)
+    assert after.effect is Effect.APPLIED and after.entitlement is not None
+    assert after.entitlement.status is Status.ACTIVE
+
+
+# ------------------------------------------------------------------------------- storable events
+
+_UNSTORABLE_TEXT = st.one_of(
+    st.text(min_size=1).map(lambda t: t + "\ud800"),  # a lone surrogate
+    st.text(min_size=MAX_TEXT_CHARS + 1, max_size=MAX_TEXT_CHARS + 50, alphabet="ab"),
+)
+
+
+@given(bad=_UNSTORABLE_TEXT, field=st.sampled_from(["event_id", "type", "product_id", "reason"]))
+def test_text_firestore_cannot_store_is_refused(bad: str, field: str) -> None:
+    fields = {"type_": bad} if field == "type" else {field: bad}
+    event_id = fields.pop("event_id", "m-1")
+    with pytest.raises(RefundGuardError) as info:
+        event(event_id, 1_000, Status.ACTIVE, **fields)
+    assert info.value.code == "unstorable_event"
+
+
+@given(
+    value=st.one_of(
+        st.integers(min_value=2**63),
+        st.integers(max_value=-(2**63) - 1),
+        st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+        st.lists(st.integers(), min_size=1),
+        st.dictionaries(st.text(), st.integers(), min_size=1),
+        _UNSTORABLE_TEXT,
+    )
+)
+def test_details_firestore_cannot_store_are_refused(value: object) -> None:
+    with pytest.raises(RefundGuardError) as info:
+        event("m-1", 1_000, Status.ACTIVE, details={"orderId": value})
+    assert info.value.code == "unstorable_event"
+
+
+@given(time_ms=st.one_of(st.integers(max_value=0), st.integers(min_value=10**14 + 1)))
+def test_event_times_that_are_not_times_are_refused(time_ms: int) -> None:
+    with pytest.raises(RefundGuardError):
+        event("m-1", time_ms, Status.ACTIVE)

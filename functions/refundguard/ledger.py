@@ -1,27 +1,11 @@
-"""The entitlement ledger's model and its one decision, pure: no I/O, no clock, no randomness.
-
-Every source (Google Play, Apple, an admin) turns what it received into a ``LedgerEvent``; the store
-reads the entitlement and whether the event was already seen, calls ``decide`` and writes what it
-returns, all in one transaction. The rules, each tested in ``tests/test_ledger.py``:
-
-- the same event id twice: the second changes nothing and writes nothing (``DUPLICATE``);
-- an event older than the newest state-setting event already applied is recorded as ``STALE`` and
-  changes nothing (a late "purchased" never re-activates a refunded purchase);
-- a revocation for a purchase never seen creates a ``revoked`` entitlement (a tombstone), so its
-  late purchase notification, being older, stays stale;
-- an admin re-grant or revoke is an event at the moment it was made, so store events older than it
-  are stale, and a newer store revocation revokes again (the stores stay the arbiters);
-- informational events (``effect is None``) are ``RECORDED``: kept in history, never stale, never
-  blocking a later-arriving older revocation;
-- two state-setting events with the same event time resolve the same way in either order: the more
-  restrictive status wins (revoked > expired > on hold/paused > canceled > active), and an admin
-  action wins a tie with a store event.
-"""
+"""The entitlement ledger's model and its one decision, ``decide``: pure (no I/O, no clock). The
+rules are listed in the README ("Guarantees") and each is tested in ``tests/test_ledger.py``."""
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -78,6 +62,14 @@ _TIE_RANK = {
     Status.EXPIRED: 4,
     Status.REVOKED: 5,
 }
+
+#: How far in the future (after it was received) an event may be dated before its time is clamped
+#: to the moment it was received: a clock error must never let an event outrank later ones.
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+MAX_EVENT_TIME_MS = 10**14  # year 5138: any larger "milliseconds" are not a time
+MAX_TEXT_CHARS = 2000  # any text an event carries (ids, types, reasons, detail values)
+MAX_DETAILS = 64
+_INT64 = 2**63
 
 _PURCHASE_ID = re.compile(r"[A-Za-z0-9._:~+=-]{1,1024}")
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,400}")
@@ -154,6 +146,7 @@ class LedgerEvent:
         check_purchase_id(self.purchase_id)
         if not self.event_id:
             raise rejected("missing_event_id", "an event needs an id")
+        _check_storable(self)
 
     @property
     def document_id(self) -> str:
@@ -281,17 +274,67 @@ class Decision:
         return self.history is not None
 
 
-def _wins(current: Entitlement, event: LedgerEvent) -> bool:
-    """Whether a state-setting event is applied, by event time (ties: see the module docstring)."""
-    last = current.last_event_time_ms
-    if last is None or event.event_time_ms > last:
+def _check_storable(event: LedgerEvent) -> None:
+    """Refuse (REJECTED) what Firestore could never store: text that is not valid Unicode (lone
+    surrogates) or too long, integers beyond int64, non-finite floats, nested details."""
+    problem = None
+    texts = (event.event_id, event.type, event.environment, event.product_id, event.user_id)
+    texts += (event.actor, event.reason)
+    if not 0 < event.event_time_ms <= MAX_EVENT_TIME_MS:
+        problem = "the event time is not a time in milliseconds"
+    elif any(text is not None and not _storable_text(text) for text in texts):
+        problem = "a text field is not valid Unicode or is longer than 2000 characters"
+    elif len(event.details) > MAX_DETAILS:
+        problem = f"more than {MAX_DETAILS} details"
+    else:
+        for key, value in event.details.items():
+            if not (isinstance(key, str) and _storable_text(key) and _storable_scalar(value)):
+                problem = "a detail is not a storable scalar (text, int64, finite number, bool)"
+                break
+    if problem:
+        raise rejected("unstorable_event", problem)
+
+
+def _storable_text(text: str) -> bool:
+    if len(text) > MAX_TEXT_CHARS:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_scalar(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
         return True
-    if event.event_time_ms < last:
+    if isinstance(value, int):
+        return -_INT64 <= value < _INT64
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and _storable_text(value)
+
+
+def effective_time_ms(event: LedgerEvent, now_ms: int) -> int:
+    """The time an event is ordered by: its own, unless dated more than ``MAX_CLOCK_SKEW_MS``
+    after it was received (``now_ms``): then the moment it was received."""
+    if event.event_time_ms > now_ms + MAX_CLOCK_SKEW_MS:
+        return now_ms
+    return event.event_time_ms
+
+
+def _wins(current: Entitlement, event: LedgerEvent, time_ms: int) -> bool:
+    """Whether a state-setting event is applied, by event time (ties: see the module docstring).
+    An admin action always is: it takes effect at the moment it is made."""
+    if event.source is Source.ADMIN:
+        return True
+    last = current.last_event_time_ms
+    if last is None or time_ms > last:
+        return True
+    if time_ms < last:
         return False
     assert event.effect is not None
-    if event.source is Source.ADMIN and current.last_source is not Source.ADMIN:
-        return True
-    if current.last_source is Source.ADMIN and event.source is not Source.ADMIN:
+    if current.last_source is Source.ADMIN:
         return False
     return _TIE_RANK[event.effect] >= _TIE_RANK[current.status]
 
@@ -311,9 +354,13 @@ def decide(
         status=Status.UNKNOWN,
         created_ms=now_ms,
     )
+    time_ms = effective_time_ms(event, now_ms)
+    details = dict(event.details)
+    if time_ms != event.event_time_ms:
+        details["stated_event_time_ms"] = event.event_time_ms
     if event.effect is None:
         effect = Effect.RECORDED
-    elif _wins(base, event):
+    elif _wins(base, event, time_ms):
         effect = Effect.APPLIED
     else:
         effect = Effect.STALE
@@ -330,7 +377,7 @@ def decide(
         after = replace(
             after,
             status=event.effect,
-            last_event_time_ms=event.event_time_ms,
+            last_event_time_ms=time_ms,
             last_event_id=event.event_id,
             last_event_type=event.type,
             last_source=event.source,
@@ -339,13 +386,13 @@ def decide(
         event_id=event.event_id,
         source=event.source,
         type=event.type,
-        event_time_ms=event.event_time_ms,
+        event_time_ms=time_ms,
         received_ms=now_ms,
         effect=effect,
         status_before=before,
         status_after=after.status,
         actor=event.actor,
         reason=event.reason,
-        details=event.details,
+        details=details,
     )
     return Decision(effect, after, history)
