@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import flask
@@ -29,13 +30,14 @@ def quarantiner(
     def on_rejected(request: flask.Request, err: RefundGuardError) -> Reply | None:
         if not applies(err):
             return None
+        key = key_of(err)
         doc_id = store.quarantine(
             source=source,
             code=err.code,
-            reason=err.message,
+            reason=logs.bounded(err.message),
             body=request.get_data(cache=True),
-            key=key_of(err),
-            details=err.details,
+            key=_safe_key(key) if key is not None else None,
+            details=logs.bounded(err.details),
         )
         logs.bind(effect="quarantined", code=err.code, reason=err.message, quarantine_id=doc_id)
         return Reply(
@@ -50,3 +52,12 @@ def quarantiner(
         )
 
     return on_rejected
+
+
+def _safe_key(key: str) -> str:
+    """A quarantine key Firestore can store: the key itself, or a digest of it."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "k:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return key

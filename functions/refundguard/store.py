@@ -53,7 +53,7 @@ from .ledger import (
 ENTITLEMENTS = "entitlements"
 HISTORY = "history"
 QUARANTINE = "quarantine"
-MAX_QUARANTINED_BODY = 512 * 1024  # stay well under Firestore's 1 MiB document limit
+MAX_QUARANTINED_BODY = 512 * 1024  # bytes; base64 makes it 683 KiB, under the 1 MiB limit
 _CONTENTION_ATTEMPTS = 8
 
 # Errors worth another attempt within the deadline (Aborted: contention; the rest: reachability).
@@ -308,11 +308,12 @@ class EntitlementStore:
         digest = hashlib.sha256(body).hexdigest()
         doc_id = _safe_doc_id(key) if key else f"{source}:sha256:{digest}"
         now = self._clock_ms()
+        kept = body[:MAX_QUARANTINED_BODY]  # cut by bytes: the document must fit in 1 MiB
         try:
-            text: str | None = body.decode("utf-8")
+            body.decode("utf-8")
+            text: str | None = kept.decode("utf-8", "ignore")  # a cut character is dropped
         except UnicodeDecodeError:
             text = None
-        kept = body[:MAX_QUARANTINED_BODY]
         data: dict[str, Any] = {
             "source": source,
             "code": code,
@@ -323,9 +324,7 @@ class EntitlementStore:
             "body_size": len(body),
             "body_truncated": len(body) > MAX_QUARANTINED_BODY,
             "body_encoding": "utf-8" if text is not None else "base64",
-            "body": text[:MAX_QUARANTINED_BODY]
-            if text is not None
-            else base64.b64encode(kept).decode(),
+            "body": text if text is not None else base64.b64encode(kept).decode(),
             "details": dict(details or {}),
         }
         try:

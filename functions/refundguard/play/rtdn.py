@@ -9,12 +9,12 @@ recorded and access kept; informational types are recorded; a test notification 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RefundGuardError, rejected
+from ..http import parse_json_object
 from ..ledger import LedgerEvent, Source, Status, StoreName, check_purchase_id
 from .envelope import PubSubMessage, str_or_none
 
@@ -65,11 +65,9 @@ class PlayNotification:
 def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNotification:
     mid = message.message_id
     try:
-        payload = json.loads(message.data)
-    except (UnicodeDecodeError, ValueError):
-        raise rejected("bad_json", "message data is not JSON", message_id=mid) from None
-    if not isinstance(payload, dict):
-        raise rejected("bad_json", "message data must be a JSON object", message_id=mid)
+        payload = parse_json_object(message.data, what="message data")
+    except RefundGuardError as err:
+        raise rejected(err.code, err.message, message_id=mid) from None
 
     package = payload.get("packageName")
     if not isinstance(package, str) or not package:
@@ -112,17 +110,20 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
     event_id = replay_of if replay_of and len(replay_of) <= 200 else mid
     if event_id != mid:
         details["replayedAs"] = mid
-    event = LedgerEvent(
-        store=StoreName.GOOGLE,
-        purchase_id=token,
-        event_id=event_id,
-        source=Source.GOOGLE,
-        type=name,
-        event_time_ms=event_time,
-        effect=effect,
-        product_id=product,
-        details={k: v for k, v in details.items() if v is not None},
-    )
+    try:
+        event = LedgerEvent(
+            store=StoreName.GOOGLE,
+            purchase_id=token,
+            event_id=event_id,
+            source=Source.GOOGLE,
+            type=name,
+            event_time_ms=event_time,
+            effect=effect,
+            product_id=product,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+    except RefundGuardError as err:  # e.g. text Firestore cannot store
+        raise rejected(err.code, err.message, message_id=mid, package=package) from None
     return PlayNotification(package, name, event)
 
 
@@ -148,9 +149,12 @@ def _voided(body: dict[str, Any], mid: str) -> _Decoded:
     refund_type = _int(body.get("refundType", REFUND_FULL), "refundType", mid)
     partial = refund_type == REFUND_QUANTITY_PARTIAL
     product_type = body.get("productType")
+    if product_type is not None:
+        number = _int(product_type, "productType", mid)
+        product_type = PRODUCT_TYPES.get(number, number)
     facts = {
         "orderId": str_or_none(body.get("orderId")),
-        "productType": PRODUCT_TYPES.get(product_type, product_type),
+        "productType": product_type,
         "refundType": "quantity_based_partial" if partial else "full",
     }
     if partial:
@@ -184,12 +188,11 @@ _OBJECTS = (
 
 def _event_time(value: Any, mid: str) -> int:
     # eventTimeMillis is a JSON string of an int64 (proto3 JSON); accept a number too.
-    if isinstance(value, bool):
-        value = None
-    try:
-        millis = int(value) if isinstance(value, (int, str)) else None
-    except ValueError:
-        millis = None
+    millis = None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15:
+        millis = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        millis = value
     if millis is None or not 0 < millis < 10**14:
         raise rejected(
             "bad_event_time", "eventTimeMillis must be milliseconds since the epoch", message_id=mid
@@ -211,12 +214,14 @@ def _token(value: Any, mid: str) -> str:
 
 
 def _int(value: Any, name: str, mid: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise rejected("bad_notification", f"{name} must be an integer", message_id=mid)
-    try:
-        return int(value)
-    except ValueError:
-        raise rejected("bad_notification", f"{name} must be an integer", message_id=mid) from None
+    """A small non-negative integer, as a JSON number or a string of ASCII digits."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise rejected(
+            "bad_notification", f"{name} must be a small non-negative integer", message_id=mid
+        )
+    return value
 
 
 def _product(value: Any) -> str | None:
