@@ -511,3 +511,67 @@ def test_firestore_unreachable_is_503_but_auth_comes_first(
     response = post(client, bearer(signer.token(ADMIN)), "google", "tok-1", "regrant")
     assert response.status_code == 503
     assert response.headers["Retry-After"]
+
+
+# ------------------------------------------------------------------------------- token in the body
+
+
+def test_the_body_form_keeps_the_purchase_token_out_of_the_url(
+    client: Any, auth: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from refundguard.logs import token_hash
+
+    token = "body-form-token.with-secret_part"
+    target = {"store": "google", "purchase_id": token}
+    capsys.readouterr()
+    revoked = client.post(
+        "/entitlements:revoke", json={**target, "reason": "chargeback"}, headers=auth
+    )
+    assert revoked.status_code == 200, revoked.get_json()
+    assert revoked.get_json()["created"] is True  # never seen before: said so in the answer
+    regranted = client.post(
+        "/admin/entitlements:regrant", json={**target, "reason": "goodwill"}, headers=auth
+    )
+    assert regranted.status_code == 200 and regranted.get_json()["status"] == "active"
+    assert regranted.get_json()["created"] is False
+    shown = client.post("/entitlements:lookup", json=target, headers=auth)
+    assert shown.status_code == 200
+    assert [h["type"] for h in shown.get_json()["history"]] == ["ADMIN_REGRANT", "ADMIN_REVOKE"]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [line["action"] for line in lines] == ["revoke", "regrant", "show"]
+    assert all(line["purchase_token_hash"] == token_hash(token) for line in lines)
+    assert token not in json.dumps(lines)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code"),
+    [
+        ("/entitlements:lookup", {}, "missing_target"),
+        ("/entitlements:lookup", {"store": "google"}, "missing_target"),
+        ("/entitlements:lookup", {"store": "google", "purchase_id": 7}, "missing_target"),
+        ("/entitlements:lookup", {"store": "google", "purchase_id": "a", "x": 1}, "unknown_field"),
+        ("/entitlements:lookup", {"store": "nostore", "purchase_id": "a"}, "unknown_store"),
+        ("/entitlements:lookup", {"store": "google", "purchase_id": "a/b"}, "bad_purchase_id"),
+        ("/entitlements:regrant", {"store": "google", "purchase_id": "a"}, "missing_reason"),
+        (
+            "/entitlements:revoke",
+            {"store": "google", "purchase_id": "a", "reason": "x\ud800"},
+            "unstorable_event",
+        ),
+    ],
+)
+def test_bad_body_form_requests_are_400(
+    client: Any, auth: dict[str, str], path: str, body: dict[str, Any], code: str
+) -> None:
+    response = client.post(
+        path, data=json.dumps(body), headers=auth, content_type="application/json"
+    )
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == code
+
+
+def test_a_route_with_the_wrong_method_names_the_right_one(
+    client: Any, auth: dict[str, str]
+) -> None:
+    response = client.get("/entitlements:lookup", headers=auth)
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from conftest import MAIN_PY
 from refundguard_admin import cli
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, cert_server
@@ -216,14 +218,35 @@ def test_retries_reuse_one_idempotency_key(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(seen) == 3 and len(keys) == 1 and next(iter(keys)).startswith("cli-")
 
 
-def test_url_quoting() -> None:
-    assert (
-        cli.entitlement_url("https://fn.run.app/", "google", "a.b-c_d", "regrant")
-        == "https://fn.run.app/entitlements/google/a.b-c_d/regrant"
+def test_purchase_ids_never_reach_a_url() -> None:
+    assert cli.entitlements_url("https://fn.run.app/", "regrant") == (
+        "https://fn.run.app/entitlements:regrant"
     )
-    assert (
-        cli.entitlement_url("https://x", "google", "a/b") == "https://x/entitlements/google/a%2Fb"
-    )
+    assert cli.entitlements_url("https://x", "lookup") == "https://x/entitlements:lookup"
+
+
+@given(st.text())
+def test_printed_text_holds_no_control_or_format_character(text: str) -> None:
+    import unicodedata
+
+    shown = cli.safe(text)
+    assert all(c.isprintable() and unicodedata.category(c) != "Cf" for c in shown)
+    if text.isprintable() and not any(unicodedata.category(c) == "Cf" for c in text):
+        assert shown == text  # printable text is shown as it is
+
+
+def test_store_supplied_markup_and_escapes_are_shown_escaped() -> None:
+    entry = {
+        "event_time": "2026-01-01T00:00:00.000Z",
+        "source": "google",
+        "type": "VOIDED\x1b]0;pwned\x07",
+        "effect": "applied",
+        "status_after": "revoked",
+        "reason": "\u202egnp.exe \x9b31m",
+    }
+    line = cli.render_event(entry)
+    assert "\x1b" not in line and "\u202e" not in line and "\x9b" not in line
+    assert "\\x1b" in line and "\\u202e" in line
 
 
 # ------------------------------------------------------------------------------- token sources

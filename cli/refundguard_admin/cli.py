@@ -33,11 +33,11 @@ import shutil
 import subprocess
 import sys
 import time
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
-from urllib.parse import quote
 
 EXIT_OK = 0
 EXIT_API_ERROR = 1
@@ -195,16 +195,39 @@ def call(
     raise CliError(EXIT_UNREACHABLE, f"could not reach {url}: {last_error}")
 
 
-def entitlement_url(base: str, store: str, purchase_id: str, action: str | None = None) -> str:
-    url = f"{base.rstrip('/')}/entitlements/{quote(store, safe='')}/{quote(purchase_id, safe='')}"
-    return f"{url}/{action}" if action else url
+def entitlements_url(base: str, method: str) -> str:
+    """``.../entitlements:lookup`` and friends: the purchase id travels in the body, so it never
+    reaches a URL (and Cloud Run's request logs)."""
+    return f"{base.rstrip('/')}/entitlements:{method}"
+
+
+# Characters that can rewrite a terminal or reorder what it shows: C0 and C1 controls, DEL, and
+# Unicode format characters (bidi overrides and isolates, zero-width, line/paragraph separators).
+def safe(value: Any) -> str:
+    """Store-supplied text made harmless for a terminal: every control or format character is
+    shown as an escape (``\\x1b``, ``\\u202e``), never sent raw."""
+    text = str(value)
+    if text.isprintable() and text.isascii():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable() and unicodedata.category(char) != "Cf":
+            out.append(char)
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return "".join(out)
 
 
 # ---------------------------------------------------------------------------------------- output
 
 
 def _short(purchase_id: str, width: int = 48) -> str:
-    return purchase_id if len(purchase_id) <= width else purchase_id[: width - 1] + "…"
+    text = safe(purchase_id)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def render_entitlement(ent: dict[str, Any]) -> list[str]:
@@ -222,19 +245,19 @@ def render_entitlement(ent: dict[str, Any]) -> list[str]:
             f"at {ent.get('last_event_time') or '-'}",
         ),
     ]
-    return [f"  {name:<12} {value}" for name, value in rows]
+    return [f"  {name:<12} {safe(value)}" for name, value in rows]
 
 
 def render_event(entry: dict[str, Any]) -> str:
     line = (
-        f"  {entry.get('event_time')}  {entry.get('source'):<6} {entry.get('type'):<28} "
-        f"{entry.get('effect'):<8} {entry.get('status_before') or '-'} -> "
-        f"{entry.get('status_after')}"
+        f"  {safe(entry.get('event_time'))}  {safe(entry.get('source')):<6} "
+        f"{safe(entry.get('type')):<28} {safe(entry.get('effect')):<8} "
+        f"{safe(entry.get('status_before') or '-')} -> {safe(entry.get('status_after'))}"
     )
     if entry.get("actor"):
-        line += f"  by {entry['actor']}"
+        line += f"  by {safe(entry['actor'])}"
     if entry.get("reason"):
-        line += f": {json.dumps(entry['reason'], ensure_ascii=False)}"
+        line += f": {safe(json.dumps(entry['reason'], ensure_ascii=False))}"
     return line
 
 
@@ -255,7 +278,9 @@ def render(command: str, body: dict[str, Any], replayed: bool) -> str:
             if replayed
             else ""
         )
-        lines.append(f"{done}: now {ent.get('status')} (effect: {body.get('effect')}){suffix}")
+        lines.append(
+            f"{done}: now {safe(ent.get('status'))} (effect: {safe(body.get('effect'))}){suffix}"
+        )
         lines += render_entitlement(ent)
         if body.get("event"):
             lines.append("Event:")
@@ -344,32 +369,32 @@ def main(
             impersonate=args.impersonate or os.environ.get("REFUNDGUARD_IMPERSONATE"),
             err=err,
         )
+        target = {"store": args.store, "purchase_id": args.purchase_id}
         if args.command == "show":
             reply = call(
-                "GET",
-                entitlement_url(url, args.store, args.purchase_id),
+                "POST",
+                entitlements_url(url, "lookup"),
                 token,
+                body=target,
                 timeout_s=args.timeout or 30.0,
             )
         else:
             reply = call(
                 "POST",
-                entitlement_url(url, args.store, args.purchase_id, args.command),
+                entitlements_url(url, args.command),
                 token,
-                body={"reason": args.reason},
+                body={**target, "reason": args.reason},
                 idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4()}",
                 timeout_s=args.timeout or 30.0,
             )
     except CliError as exc:
-        print(f"error: {exc.message}", file=err)
+        print(f"error: {safe(exc.message)}", file=err)
         return exc.exit_code
-    if args.json:
-        print(json.dumps(reply.body, indent=2, ensure_ascii=False), file=out)
+    if args.json:  # ASCII JSON: every control or format character arrives escaped
+        print(json.dumps(reply.body, indent=2, ensure_ascii=True), file=out)
     if reply.status != 200:
-        print(
-            f"error: HTTP {reply.status} {reply.body.get('error')}: {reply.body.get('message')}",
-            file=err,
-        )
+        code, message = safe(reply.body.get("error")), safe(reply.body.get("message"))
+        print(f"error: HTTP {reply.status} {code}: {message}", file=err)
         return EXIT_API_ERROR
     if not args.json:
         print(render(args.command, reply.body, reply.replayed), file=out)

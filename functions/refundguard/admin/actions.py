@@ -1,4 +1,4 @@
-"""What an admin request asks for, pure: its route, and a re-grant or revoke as a ``LedgerEvent``
+"""What an admin request asks for, pure: its body, and a re-grant or revoke as a ``LedgerEvent``
 at the moment it is made (idempotent when the caller sends an ``Idempotency-Key``)."""
 
 from __future__ import annotations
@@ -30,45 +30,38 @@ ACTIONS: dict[str, Action] = {
     "regrant": Action("regrant", "ADMIN_REGRANT", Status.ACTIVE),
     "revoke": Action("revoke", "ADMIN_REVOKE", Status.REVOKED),
 }
-ROUTES_HELP = "GET /entitlements/{store}/{purchase_id}, POST .../regrant or .../revoke"
 
 
 @dataclass(frozen=True)
-class Route:
-    store: str  # the path segment, e.g. "apple-sandbox"
+class Target:
+    """Which entitlement: the store namespace (``google``, ``apple``, ``apple-sandbox``) and id."""
+
+    store: str
     purchase_id: str
-    action: Action | None  # None: look up
-
-    @property
-    def method(self) -> str:
-        return "GET" if self.action is None else "POST"
-
-    @property
-    def name(self) -> str:
-        return "show" if self.action is None else self.action.name
 
 
-def match_route(path: str) -> Route | None:
-    """``[/<prefix>]/entitlements/<store>/<purchase id>[/<action>]``, or None. One optional
-    leading segment (a function name): one code for run.app and cloudfunctions.net URLs."""
-    segments = path.strip("/").split("/")
-    for offset in (0, 1):
-        rest = segments[offset:]
-        if len(rest) not in (3, 4) or rest[0] != "entitlements" or not rest[1] or not rest[2]:
-            continue
-        if len(rest) == 3:
-            return Route(rest[1], rest[2], None)
-        if rest[3] in ACTIONS:
-            return Route(rest[1], rest[2], ACTIONS[rest[3]])
-    return None
-
-
-def parse_reason(body: Mapping[str, Any]) -> str:
-    unknown = sorted(set(body) - {"reason"})
+def parse_body(
+    body: Mapping[str, Any], *, target: Target | None, reason: bool
+) -> tuple[Target, str | None]:
+    """The request body: ``store`` and ``purchase_id`` unless the path gave them (``target``),
+    and ``reason`` for an action. Unknown fields are refused."""
+    expected = ({"reason"} if reason else set()) | (set() if target else {"store", "purchase_id"})
+    unknown = sorted(set(body) - expected)
     if unknown:
         raise rejected(
             "unknown_field", f"unknown field(s) in the request body: {', '.join(unknown)[:200]}"
         )
+    if target is None:
+        store, purchase_id = body.get("store"), body.get("purchase_id")
+        if not isinstance(store, str) or not isinstance(purchase_id, str):
+            raise rejected(
+                "missing_target", '"store" and "purchase_id" are required strings in the body'
+            )
+        target = Target(store, purchase_id)
+    return target, parse_reason(body) if reason else None
+
+
+def parse_reason(body: Mapping[str, Any]) -> str:
     reason = body.get("reason")
     if reason is None:
         raise rejected(

@@ -11,26 +11,13 @@ from typing import Any
 import flask
 
 from .. import logs
-from ..errors import Kind, RefundGuardError, method_not_allowed, not_found
+from ..errors import Kind, RefundGuardError, not_found
 from ..http import App, Reply, parse_json_object, read_body, serve
-from ..ledger import (
-    Effect,
-    Entitlement,
-    HistoryEntry,
-    StoreName,
-    check_purchase_id,
-    parse_namespace,
-)
+from ..ledger import Effect, Entitlement, HistoryEntry, check_purchase_id, parse_namespace
 from ..oidc import Caller
 from ..store import EntitlementStore, now_ms
-from .actions import (
-    ROUTES_HELP,
-    Route,
-    action_event,
-    match_route,
-    parse_idempotency_key,
-    parse_reason,
-)
+from . import routes
+from .actions import ACTIONS, Action, Target, action_event, parse_body, parse_idempotency_key
 from .settings import AdminSettings
 
 FUNCTION = "admin"
@@ -53,39 +40,36 @@ def create_handler(
         logs.bind(audit=True)
         caller = settings.auth.authenticate(request.headers.get("Authorization"))
         logs.bind(actor=caller.email, actor_sub=caller.subject)
-        route = match_route(request.path)
-        if route is None:
-            raise not_found("no_such_route", f"no such route; see {ROUTES_HELP}")
-        logs.bind(
-            action=route.name,
-            store=route.store,
-            purchase_token_hash=logs.token_hash(route.purchase_id),
-        )
-        if request.method != route.method:
-            raise method_not_allowed(route.method, request.method)
-        store_name, environment = parse_namespace(route.store)
-        check_purchase_id(route.purchase_id)
-        if route.action is None:
-            return _show(entitlements, route, store_name, environment)
-        return _act(request, caller, route, store_name, environment)
+        route = routes.match(request.method, request.path)
+        logs.bind(action=route.name)
+        action = ACTIONS.get(route.name)
+        path_target = None
+        if not route.in_body:
+            path_target = Target(route.params["store"], route.params["purchase_id"])
+            _bind_target(path_target)
+        if action is None and path_target is not None:  # GET: no body
+            return _show(entitlements, path_target)
+        body = parse_json_object(read_body(request, max_bytes=MAX_BODY_BYTES))
+        target, reason = parse_body(body, target=path_target, reason=action is not None)
+        _bind_target(target)
+        if action is None:
+            return _show(entitlements, target)
+        assert reason is not None
+        logs.bind(reason=reason)
+        return _act(request, caller, action, target, reason)
 
     def _act(
-        request: flask.Request,
-        caller: Caller,
-        route: Route,
-        store_name: StoreName,
-        environment: str,
+        request: flask.Request, caller: Caller, action: Action, target: Target, reason: str
     ) -> Reply:
-        assert route.action is not None
-        reason = parse_reason(parse_json_object(read_body(request, max_bytes=MAX_BODY_BYTES)))
-        logs.bind(reason=reason)
+        store_name, environment = parse_namespace(target.store)
+        check_purchase_id(target.purchase_id)
         key = parse_idempotency_key(request.headers)
         event = action_event(
             caller=caller,
-            action=route.action,
+            action=action,
             store=store_name,
             environment=environment,
-            purchase_id=route.purchase_id,
+            purchase_id=target.purchase_id,
             reason=reason,
             key=key,
             now_ms=clock_ms(),
@@ -123,13 +107,17 @@ def create_handler(
     return serve(FUNCTION, handle)
 
 
-def _show(store: EntitlementStore, route: Route, store_name: StoreName, environment: str) -> Reply:
-    entitlement = store.get(store_name, route.purchase_id, environment)
+def _bind_target(target: Target) -> None:
+    logs.bind(store=target.store[:40], purchase_token_hash=logs.token_hash(target.purchase_id))
+
+
+def _show(store: EntitlementStore, target: Target) -> Reply:
+    store_name, environment = parse_namespace(target.store)
+    check_purchase_id(target.purchase_id)
+    entitlement = store.get(store_name, target.purchase_id, environment)
     if entitlement is None:
-        raise not_found(
-            "not_found", f"no entitlement for {route.store} purchase id {route.purchase_id}"
-        )
-    history = store.history(store_name, route.purchase_id, environment, limit=HISTORY_LIMIT)
+        raise not_found("not_found", f"no entitlement for this {target.store} purchase id")
+    history = store.history(store_name, target.purchase_id, environment, limit=HISTORY_LIMIT)
     logs.bind(status=entitlement.status.value)
     return Reply(
         {

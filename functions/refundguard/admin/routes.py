@@ -1,0 +1,67 @@
+"""The admin API's routes, pure: method + path -> a named route and its path parameters.
+
+Paths may carry one leading segment (a function name), so the same code answers on ``run.app``
+and ``cloudfunctions.net`` URLs. A path that matches with another method is a 405 naming it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import method_not_allowed, not_found
+
+#: (name, method, path segments; ``{x}`` is a parameter)
+TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("show", "GET", ("entitlements", "{store}", "{purchase_id}")),
+    ("regrant", "POST", ("entitlements", "{store}", "{purchase_id}", "regrant")),
+    ("revoke", "POST", ("entitlements", "{store}", "{purchase_id}", "revoke")),
+    # The same with the purchase id in the body: keeps purchase tokens out of request logs.
+    ("show", "POST", ("entitlements:lookup",)),
+    ("regrant", "POST", ("entitlements:regrant",)),
+    ("revoke", "POST", ("entitlements:revoke",)),
+)
+HELP = (
+    "POST /entitlements:lookup|:regrant|:revoke with a JSON body, or "
+    "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke"
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    params: dict[str, str]
+
+    @property
+    def in_body(self) -> bool:
+        """Whether the store and purchase id come in the body rather than the path."""
+        return "purchase_id" not in self.params
+
+
+def _bind(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:
+    if len(pattern) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for part, segment in zip(pattern, segments, strict=True):
+        if part.startswith("{"):
+            if not segment:
+                return None
+            params[part[1:-1]] = segment
+        elif part != segment:
+            return None
+    return params
+
+
+def match(method: str, path: str) -> Route:
+    """The route for ``method`` and ``path``; NOT_FOUND or METHOD_NOT_ALLOWED otherwise."""
+    segments = path.strip("/").split("/")
+    allowed: set[str] = set()
+    for offset in (0, 1):
+        for name, route_method, pattern in TABLE:
+            params = _bind(pattern, segments[offset:])
+            if params is None:
+                continue
+            if route_method == method:
+                return Route(name, params)
+            allowed.add(route_method)
+    if allowed:
+        raise method_not_allowed(", ".join(sorted(allowed)), method)
+    raise not_found("no_such_route", f"no such route; see {HELP}")
