@@ -1,6 +1,8 @@
 """The Apple path: App Store Server Notifications V2, verified, mapped to ledger events.
 
-- ``verifier``: the JWS / x5c verifier and its one exception (``AppleVerificationError``);
+- ``verifier``: the JWS (PyJWT) and notification verifier, ``AppleVerifier``;
+- ``chain``: the x5c chain check against pinned roots, and its cache;
+- ``errors``: the verifier's one exception, ``AppleVerificationError``, and its statuses;
 - ``settings``: the function's environment variables, validated at start-up;
 - ``notifications``: a verified notification -> a ``LedgerEvent`` (pure);
 - ``function``: ``create_handler(env)``, the HTTP entry point's handler.
