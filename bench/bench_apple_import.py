@@ -1,44 +1,69 @@
-"""Cold-import cost, each in a fresh interpreter (best of N): refundguard's verifier vs Apple's
-``appstoreserverlibrary.signed_data_verifier``, and, reported honestly, the whole Apple function
-module and ``refundguard.store`` (google-cloud-firestore, imported when the handler is built).
-Run: ``python bench/bench_apple_import.py [N]``."""
+"""Cold-import cost, each in a fresh interpreter (best of N): refundguard's verifier now and at git
+commit 43c6dde ("before", see ``_baseline``) vs Apple's ``signed_data_verifier``, and, reported
+honestly, the whole Apple function module and ``refundguard.store`` (google-cloud-firestore,
+imported when the handler is built). Run: ``python bench/bench_apple_import.py [N]``."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+from _baseline import BASELINE, baseline_functions, env_with
+
+VERIFIER = "refundguard.apple.verifier"
+APPLE = "appstoreserverlibrary.signed_data_verifier"
 MODULES = [
-    ("refundguard.apple.verifier", "refundguard verifier"),
-    ("appstoreserverlibrary.signed_data_verifier", "Apple SignedDataVerifier"),
+    (VERIFIER, "refundguard verifier now (PyJWT)"),
+    (APPLE, "Apple SignedDataVerifier"),
     ("refundguard.apple.function", "refundguard Apple function module"),
     ("refundguard.store", "refundguard.store (firestore, at handler build)"),
 ]
 
-CODE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+CODE = (
+    "import time; t = time.perf_counter(); import {module} as m; "
+    "print(time.perf_counter() - t, m.__file__)"
+)
 
 
-def import_time(module: str, rounds: int) -> float:
-    best = float("inf")
+def import_time(module: str, rounds: int, env: dict[str, str] | None = None) -> tuple[float, str]:
+    best, path = float("inf"), ""
     for _ in range(rounds):
         out = subprocess.run(
             [sys.executable, "-c", CODE.format(module=module)],
             check=True,
             capture_output=True,
             text=True,
+            env=env,
         ).stdout
-        best = min(best, float(out.strip()))
-    return best
+        seconds, path = out.split(maxsplit=1)
+        best = min(best, float(seconds))
+    return best, path.strip()
+
+
+def before(rounds: int) -> float | None:
+    with baseline_functions() as functions:
+        if functions is None:
+            return None
+        seconds, path = import_time(VERIFIER, rounds, env_with(functions))
+        if not Path(path).is_relative_to(functions):
+            raise SystemExit(f"'before' imported {path}, not {BASELINE}'s verifier")
+        return seconds
 
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
-    results = {m: import_time(m, rounds) for m, _ in MODULES}
+    old = before(rounds)
+    results = {m: import_time(m, rounds)[0] for m, _ in MODULES}
+    if old is not None:
+        label = f"refundguard verifier before ({BASELINE})"
+        print(f"  {label:48s} {old * 1000:7.1f} ms   ({VERIFIER})")
     for module, label in MODULES:
         print(f"  {label:48s} {results[module] * 1000:7.1f} ms   ({module})")
-    ours = results["refundguard.apple.verifier"]
-    apple = results["appstoreserverlibrary.signed_data_verifier"]
-    print(f"ratio (Apple / refundguard verifier import): {apple / ours:.1f}x")
+    ours, apple = results[VERIFIER], results[APPLE]
+    print(f"ratio (Apple / refundguard verifier now): {apple / ours:.1f}x")
+    if old is not None:
+        print(f"ratio (Apple / refundguard verifier before): {apple / old:.1f}x")
     print(
         f"function module vs Apple's verifier: {results['refundguard.apple.function'] * 1000:.1f}"
         f" ms vs {apple * 1000:.1f} ms"

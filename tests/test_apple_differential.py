@@ -259,6 +259,18 @@ def _bad_payload_base64(token: str) -> str:
     return f"{header}.!!{payload}.{signature}"
 
 
+def with_raw_json(edit: Callable[[str], str], environment: str = PROD) -> str:
+    """A TEST notification whose JSON text is edited before signing (NaN, 1e400, huge numbers)."""
+    body = json.dumps(notification_payload("TEST", environment=environment), separators=(",", ":"))
+    edited = edit(body)
+    assert edited != body
+    return pki().sign(edited.encode())
+
+
+def signed_date_literal(literal: str) -> Callable[[str], str]:
+    return lambda body: body.replace(f'"signedDate":{SIGNED_DATE_MS}', f'"signedDate":{literal}')
+
+
 def build_cases() -> dict[str, tuple[bool, Callable[[], Case]]]:
     """name -> (expected verdict, builder)."""
     p = pki
@@ -604,6 +616,93 @@ def build_cases() -> dict[str, tuple[bool, Callable[[], Case]]]:
         # ---- registered JWT claims (Apple sends none; both judge them as PyJWT does)
         "expired_exp_claim": (False, lambda: Case(notification(exp=1_000_000))),
         "audience_claim": (False, lambda: Case(notification(aud="someone"))),
+        "audience_list_claim": (False, lambda: Case(notification(aud=["someone"]))),
+        "valid_empty_audience_claim": (True, lambda: Case(notification(aud=""))),
+        "valid_future_exp_claim": (True, lambda: Case(notification(exp=4_000_000_000))),
+        "valid_huge_exp_claim": (True, lambda: Case(notification(exp=10**400))),
+        "exp_claim_not_a_number": (False, lambda: Case(notification(exp="soon"))),
+        "exp_claim_infinite": (
+            False,
+            lambda: Case(with_raw_json(lambda b: b.replace('"version"', '"exp":1e400,"version"'))),
+        ),
+        "nbf_claim_in_future": (False, lambda: Case(notification(nbf=4_000_000_000))),
+        "valid_nbf_and_iat_in_past": (
+            True,
+            lambda: Case(notification(nbf=1_000_000, iat=1_000_000)),
+        ),
+        "iat_claim_in_future": (False, lambda: Case(notification(iat=4_000_000_000))),
+        "iat_claim_not_a_number": (False, lambda: Case(notification(iat="x"))),
+        "sub_claim_not_a_string": (False, lambda: Case(notification(sub=5))),
+        "jti_claim_not_a_string": (False, lambda: Case(notification(jti=[]))),
+        "valid_sub_and_iss_claims": (True, lambda: Case(notification(sub="x", iss="y"))),
+        "crit_header_not_a_list": (
+            False,
+            lambda: Case(notification(header={"crit": "b64", "b64": True})),
+        ),
+        "valid_odd_typ_header": (True, lambda: Case(notification(header={"typ": 5}))),
+        # ---- odd JSON values where Apple's fields are (PyJWT decodes them; both refuse)
+        "payload_nested_arrays": (False, lambda: Case(p().sign(b"[" * 3000))),
+        "payload_nested_objects": (False, lambda: Case(p().sign(b'{"a":' * 3000))),
+        "signed_date_10_pow_400": (False, lambda: Case(notification(signed_date=10**400))),
+        "signed_date_minus_10_pow_400": (False, lambda: Case(notification(signed_date=-(10**400)))),
+        "signed_date_nan": (False, lambda: Case(with_raw_json(signed_date_literal("NaN")))),
+        "signed_date_1e400": (False, lambda: Case(with_raw_json(signed_date_literal("1e400")))),
+        "signed_date_minus_infinity": (
+            False,
+            lambda: Case(with_raw_json(signed_date_literal("-Infinity"))),
+        ),
+        "signed_date_5000_digits": (
+            False,
+            lambda: Case(with_raw_json(signed_date_literal("1" + "0" * 5000))),
+        ),
+        "signed_date_boolean": (False, lambda: Case(notification(signed_date=True))),
+        "valid_signed_date_fraction": (
+            True,
+            lambda: Case(notification(signed_date=SIGNED_DATE_MS + 0.5)),
+        ),
+        "bundle_id_is_a_list": (False, lambda: Case(notification(bundle_id=[BUNDLE_ID]))),
+        "bundle_id_is_an_object": (False, lambda: Case(notification(bundle_id={"a": 1}))),
+        "bundle_id_is_a_number": (False, lambda: Case(notification(bundle_id=5))),
+        "environment_is_an_object": (False, lambda: Case(notification(environment={"a": 1}))),
+        "environment_is_a_list": (False, lambda: Case(notification(environment=[PROD]))),
+        "app_apple_id_boolean": (False, lambda: Case(notification(app_apple_id=True))),
+        "app_apple_id_10_pow_400": (False, lambda: Case(notification(app_apple_id=10**400))),
+        "data_is_a_list": (
+            False,
+            lambda: Case(p().sign(notification_payload("TEST", environment=PROD, data=[]))),  # type: ignore[arg-type]
+        ),
+        "empty_data_object_beside_summary": (
+            False,
+            lambda: Case(
+                p().sign(
+                    notification_payload(
+                        "RENEWAL_EXTENSION",
+                        "SUMMARY",
+                        environment=PROD,
+                        data={},
+                        summary={
+                            "bundleId": BUNDLE_ID,
+                            "appAppleId": APP_APPLE_ID,
+                            "environment": PROD,
+                        },
+                    )
+                )
+            ),
+        ),
+        "inner_transaction_is_a_number": (
+            False,
+            lambda: Case(notification(signed_transaction=5)),  # type: ignore[arg-type]
+        ),
+        "inner_transaction_empty_string": (
+            False,
+            lambda: Case(notification(signed_transaction="")),
+        ),
+        "valid_duplicate_key_last_wins": (
+            True,
+            lambda: Case(
+                with_raw_json(lambda b: b.replace('"version"', '"data":{"bundleId":"x"},"version"'))
+            ),
+        ),
     }
     return cases
 

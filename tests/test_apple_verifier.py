@@ -144,11 +144,12 @@ def test_stricter_than_apple_signed_date_must_be_a_number() -> None:
     assert info.value.status is VerificationStatus.INVALID_CLAIMS
 
 
-def test_stricter_than_apple_app_apple_id_must_be_a_number() -> None:
+@pytest.mark.parametrize("app_apple_id", [str(APP_APPLE_ID), float(APP_APPLE_ID)])
+def test_stricter_than_apple_app_apple_id_must_be_an_integer(app_apple_id: object) -> None:
     payload = notification_payload("TEST", environment="Production")
-    payload["data"]["appAppleId"] = str(APP_APPLE_ID)
+    payload["data"]["appAppleId"] = app_apple_id
     token = default_pki().sign(payload)
-    _apple("Production").verify_and_decode_notification(token)  # Apple's converts "123" to 123
+    _apple("Production").verify_and_decode_notification(token)  # Apple's converts to int
     with pytest.raises(AppleVerificationError) as info:
         verifier(environments=["Production"], app_apple_id=APP_APPLE_ID).verify_notification(token)
     assert info.value.status is VerificationStatus.INVALID_APP_IDENTIFIER
