@@ -191,7 +191,7 @@ def test_get_is_not_allowed(client: Any) -> None:
     assert client.get("/").status_code == 405
 
 
-def test_verified_but_unmappable_notification_is_quarantined_and_acknowledged(
+def test_verified_but_unmappable_notification_is_quarantined_and_refused(
     client: Any, store: Any
 ) -> None:
     token = sign_notification(
@@ -200,7 +200,7 @@ def test_verified_but_unmappable_notification_is_quarantined_and_acknowledged(
         notification_uuid="uuid-unmappable",
     )
     r = post(client, token)
-    assert r.status_code == 200 and r.get_json()["effect"] == "quarantined"
+    assert r.status_code == 422 and r.get_json()["effect"] == "quarantined"
     docs = [d.to_dict() for d in store._client.collection("quarantine").stream()]
     assert len(docs) == 1 and docs[0]["source"] == "apple"
     assert len(list(store._client.collection("entitlements").stream())) == 0

@@ -23,9 +23,11 @@ def quarantiner(
     *,
     key_of: KeyOf,
     applies: Callable[[RefundGuardError], bool] = lambda err: err.kind is Kind.REJECTED,
+    status: int = 200,
 ) -> OnRejected:
-    """Store a rejected request whole (cut to fit) with the reason, then acknowledge it (200).
-    If it cannot be stored, the store's TRANSIENT error answers 503 and the sender retries."""
+    """Store a rejected request whole (cut to fit) with the reason, then answer ``status``: 200
+    acknowledges (Pub/Sub), a 4xx says it will never be accepted (Apple). If it cannot be stored,
+    the store's TRANSIENT error answers 503 and the sender retries."""
 
     def on_rejected(request: flask.Request, err: RefundGuardError) -> Reply | None:
         if not applies(err):
@@ -47,7 +49,8 @@ def quarantiner(
                 "reason": err.message,
                 "quarantine_id": doc_id,
             },
-            "request quarantined and acknowledged",
+            "request quarantined",
+            status=status,
             severity="WARNING",
         )
 

@@ -1,6 +1,6 @@
 """``apple_notifications``: POST ``{"signedPayload": "<JWS>"}`` (App Store Server Notifications
 V2), verified to a pinned root, then applied to the ledger. A JWS that fails verification is a
-400 and writes nothing; a verified notification that cannot be mapped is quarantined (200)."""
+400 and writes nothing; a verified notification that cannot be mapped is quarantined (422)."""
 
 from __future__ import annotations
 
@@ -91,5 +91,6 @@ def create_handler(
         "apple",
         key_of=key_of,
         applies=lambda err: isinstance(err, UnmappableNotification),
+        status=422,  # verified, kept for a person, and never acceptable as it is
     )
     return serve(FUNCTION, handle, on_rejected=on_rejected)
