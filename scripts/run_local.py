@@ -1,21 +1,18 @@
 #!/usr/bin/env python3
-"""``make run``: the Firestore emulator and the three functions, locally, until Ctrl-C.
+"""``make run``: the Firestore emulator and every function, locally, until Ctrl-C.
 
-Ports (override with environment variables of the same names):
-
-    FIRESTORE_PORT=8090  the Firestore emulator (http://127.0.0.1:8090)
-    PLAY_PORT=8081       play_notifications
-    APPLE_PORT=8082      apple_notifications
-    ADMIN_PORT=8083      admin
-    ADMIN_CERTS_PORT=8084  the local ID-token certificates the admin function trusts
-
-Each function runs in its own ``functions-framework`` process, exactly as Cloud Functions runs it,
-with the environment printed at start. Ctrl-C (or SIGTERM) stops everything this script started.
+Ports come from environment variables (see ``refundguard_dev.stack.PORTS``; e.g.
+``ADMIN_PORT=9083 make run``); each is checked before anything starts. Each function runs in its own
+``functions-framework`` process, as Cloud Functions runs it. The stack is described in
+``.run/stack.json``, which the helper scripts read, so they always talk to this stack. Nothing here
+reaches Google Cloud: every client points at the emulator or a local stand-in. Ctrl-C (or SIGTERM)
+stops everything this script started.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,23 +28,35 @@ from refundguard_dev.local import (
     serve_dev_certs,
 )
 from refundguard_dev.processes import start_function, stop
+from refundguard_dev.stack import STACK_FILE, Stack, StackError, read_ports
+
+FUNCTIONS = ("play_notifications", "apple_notifications", "admin")
 
 
-def port(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def preflight() -> dict[str, int]:
+    """Everything that can be known wrong before starting anything, said in one line."""
+    ports = read_ports()
+    if shutil.which(os.environ.get("JAVA", "java")) is None:
+        raise StackError(
+            "Java is not installed (the Firestore emulator needs Java 17+: "
+            "apt install openjdk-17-jre-headless)"
+        )
+    if find_emulator_jar() is None:
+        raise StackError(
+            "the Firestore emulator is not installed: apt install "
+            "google-cloud-cli-firestore-emulator (or gcloud components install "
+            "cloud-firestore-emulator), or set FIRESTORE_EMULATOR_JAR"
+        )
+    return ports
 
 
 def main() -> int:
+    ports = preflight()
     RUN_DIR.mkdir(exist_ok=True)
-    firestore_port = port("FIRESTORE_PORT", 8090)
-    ports = {
-        "play_notifications": port("PLAY_PORT", 8081),
-        "apple_notifications": port("APPLE_PORT", 8082),
-        "admin": port("ADMIN_PORT", 8083),
-    }
-    env = common_env(firestore_port)
-    certs_port = port("ADMIN_CERTS_PORT", 8084)
-    extra = {**local_apple_env(), **local_admin_env(ports["admin"], certs_port)}
+    urls = {service: f"http://127.0.0.1:{number}" for service, number in ports.items()}
+    env = common_env(ports["firestore"])
+    admin_env = local_admin_env(ports["admin"], ports["issuer"])
+    extra = {**local_apple_env(), **admin_env}
     processes: list[subprocess.Popen[bytes]] = []
 
     def shutdown(signum: int, _frame: object) -> None:
@@ -55,71 +64,69 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     try:
-        if extra["ADMIN_CERTS_URL"].startswith("http://127.0.0.1:"):
-            serve_dev_certs(certs_port)
-        print(
-            f"Starting the Firestore emulator on 127.0.0.1:{firestore_port} "
-            f"(log: {RUN_DIR / 'firestore.log'})",
-            flush=True,
-        )
+        if admin_env["ADMIN_CERTS_URL"].startswith("http://127.0.0.1:"):
+            serve_dev_certs(ports["issuer"])
+        log = RUN_DIR / "firestore.log"
+        print(f"Starting the Firestore emulator on {urls['firestore']} (log: {log})", flush=True)
         jar = find_emulator_jar()
-        if jar is None:
-            raise SystemExit(
-                "Firestore emulator not found: install the Google Cloud SDK's "
-                "cloud-firestore-emulator component (and Java), or set FIRESTORE_EMULATOR_JAR"
-            )
-        emulator = start_emulator(
-            jar, RUN_DIR / "firestore.log", project=PROJECT, port=firestore_port
-        )
+        assert jar is not None
+        emulator = start_emulator(jar, log, project=PROJECT, port=ports["firestore"])
         processes.append(emulator.process)
-        for target, function_port in ports.items():
-            print(f"Starting {target} on http://127.0.0.1:{function_port}/", flush=True)
-            processes.append(start_function(target, function_port, {**env, **extra}))
-        token = "demo-purchase-token-0001"
-        py = os.path.relpath(sys.executable)
-        play, apple, admin = (
-            ports[t] for t in ("play_notifications", "apple_notifications", "admin")
-        )
-        print(
-            f"""
-refundguard is running locally (Ctrl-C stops everything).
-
-  Firestore emulator   http://127.0.0.1:{firestore_port}   (project {PROJECT})
-  play_notifications   http://127.0.0.1:{play}/
-  apple_notifications  http://127.0.0.1:{apple}/   (Sandbox, trusting the local test root in .run/)
-  admin                http://127.0.0.1:{admin}/   (local ID tokens for {extra["ADMIN_EMAILS"]})
-
-Refund a purchase through the Play function (a voided-purchase notification):
-
-  curl -s -X POST http://127.0.0.1:{play}/ -H 'Content-Type: application/json' \\
-    -d "$(python3 scripts/send_play_notification.py voided --token {token} --print)"
-
-Read the entitlement from the emulator:
-
-  curl -s 'http://127.0.0.1:{firestore_port}/v1/projects/{PROJECT}/databases/(default)/documents/entitlements/google:{token}'
-
-or through the admin function, then give the access back:
-
-  TOKEN=$({py} scripts/dev_admin_token.py)
-  curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{admin}/entitlements/google/{token}
-  curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-    -d '{{"reason": "refund was a mistake"}}' http://127.0.0.1:{admin}/entitlements/google/{token}/regrant
-
-Apple (signed with the local test PKI):  {py} scripts/send_apple_notification.py REFUND
-Any Play notification type:              python3 scripts/send_play_notification.py --help
-""",
-            flush=True,
-        )
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
-        failed = [p.args for p in processes if p.poll() is not None]
-        print(f"a process exited unexpectedly: {failed}", file=sys.stderr)
-        return 1
+        for target in FUNCTIONS:
+            print(f"Starting {target} on {urls[target]}/", flush=True)
+            processes.append(start_function(target, ports[target], {**env, **extra}))
+        emails = [e.strip() for e in admin_env["ADMIN_EMAILS"].split(",") if "@" in e]
+        Stack(urls=urls, project=PROJECT, admin_emails=emails, pid=os.getpid()).write()
+        print(banner(urls, emails), flush=True)
+        return watch(processes)
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
         return 0
     finally:
+        STACK_FILE.unlink(missing_ok=True)
         stop(processes, ignore_signals=True)
+
+
+def watch(processes: list[subprocess.Popen[bytes]]) -> int:
+    while all(p.poll() is None for p in processes):
+        time.sleep(0.5)
+    for process in processes:
+        if process.poll() is not None:
+            print(
+                f"make run: a process exited (code {process.returncode}): "
+                f"{' '.join(map(str, process.args))[-200:]}; its output is above "
+                f"(the emulator's in {RUN_DIR}/firestore.log); stopping everything",
+                file=sys.stderr,
+            )
+    return 1
+
+
+def banner(urls: dict[str, str], emails: list[str]) -> str:
+    py = ".venv/bin/python"
+    token = "demo-purchase-token-0001"
+    who = emails[0] if emails else "nobody"
+    return f"""
+refundguard is running locally (Ctrl-C stops everything). Functions log to this terminal.
+
+  Firestore emulator   {urls["firestore"]}   (project {PROJECT})
+  play_notifications   {urls["play_notifications"]}/
+  apple_notifications  {urls["apple_notifications"]}/   (Sandbox, trusting the local test root)
+  admin                {urls["admin"]}/   (local ID tokens; admins: {", ".join(emails) or "none"})
+
+Refund a purchase through the Play function (a voided-purchase notification):
+
+  {py} scripts/send_play_notification.py voided --token {token}
+
+See it, then give the access back, through the admin function (as {who}):
+
+  export REFUNDGUARD_ID_TOKEN=$({py} scripts/dev_admin_token.py)
+  .venv/bin/refundguard-admin --url {urls["admin"]} show google {token}
+  .venv/bin/refundguard-admin --url {urls["admin"]} regrant google {token} \\
+      --reason "refund was a mistake"
+
+Apple (signed with the local test PKI):  {py} scripts/send_apple_notification.py REFUND
+Any Play notification type:              {py} scripts/send_play_notification.py --help
+"""
 
 
 if __name__ == "__main__":

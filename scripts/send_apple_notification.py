@@ -26,13 +26,14 @@ import urllib.request
 
 from refundguard_dev.apple_pki import sign_notification
 from refundguard_dev.local import APPLE_ROOT_DER, local_apple_pki
+from refundguard_dev.stack import local_url
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("type", nargs="?", default="TEST", help="notificationType (default TEST)")
     parser.add_argument("--subtype")
-    parser.add_argument("--url", default="http://127.0.0.1:8082/", help="default: make run's")
+    parser.add_argument("--url", help="default: the Apple function of the running `make run`")
     parser.add_argument("--transaction-id", default="2000000000000001")
     parser.add_argument("--bundle-id", default="com.example.refundguard")
     parser.add_argument("--environment", default="Sandbox")
@@ -54,7 +55,7 @@ def main() -> int:
         transaction={"original_transaction_id": args.transaction_id, "bundle_id": args.bundle_id},
     )
     request = urllib.request.Request(
-        args.url,
+        local_url("apple_notifications", args.url),
         data=json.dumps({"signedPayload": token}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",

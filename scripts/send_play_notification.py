@@ -24,8 +24,7 @@ import urllib.request
 import uuid
 
 from refundguard_dev.play_messages import DEFAULT_PACKAGE, developer_notification, envelope
-
-DEFAULT_URL = "http://127.0.0.1:8081/"
+from refundguard_dev.stack import local_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "kind", choices=["subscription", "one-time", "voided", "voided-partial", "test"]
     )
-    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--url", help="default: the Play function of the running `make run`")
     parser.add_argument("--token", default="demo-purchase-token-0001")
     parser.add_argument("--package", default=DEFAULT_PACKAGE)
     parser.add_argument("--notification-type", type=int, help="subscription/one-time type number")
@@ -66,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         print(body.decode())
         return 0
-    request = urllib.request.Request(args.url, data=body, headers=headers, method="POST")
+    url = local_url("play_notifications", args.url)
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             print(response.status, response.read().decode().strip())

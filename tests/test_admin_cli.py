@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import MAIN_PY
 from hypothesis import given
 from hypothesis import strategies as st
-from conftest import MAIN_PY
 from refundguard_admin import cli
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, cert_server
 

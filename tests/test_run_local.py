@@ -48,3 +48,122 @@ def test_local_apple_function_starts_in_sandbox_with_the_local_root(
     client = make_client("apple_notifications", **env)
     response = client.post("/", json={"signedPayload": "not-a-jws"})
     assert response.status_code == 400
+
+
+# ------------------------------------------------------------------------------- make run itself
+
+
+def test_a_busy_or_bad_port_stops_make_run_naming_its_variable() -> None:
+    import socket
+
+    from refundguard_dev.stack import StackError, read_ports
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        env = {"ADMIN_PORT": str(taken)}
+        with pytest.raises(StackError, match=f"port {taken} \\(ADMIN_PORT, for admin\\) is in use"):
+            read_ports({**_free_ports(), **env})
+    with pytest.raises(StackError, match="PLAY_PORT='80a' is not a port number"):
+        read_ports({**_free_ports(), "PLAY_PORT": "80a"})
+    same = _free_ports()
+    same["APPLE_PORT"] = same["PLAY_PORT"]
+    with pytest.raises(StackError, match="are both"):
+        read_ports(same)
+
+
+def test_helper_scripts_refuse_to_guess_where_the_stack_is(tmp_path: Any) -> None:
+    from refundguard_dev.stack import running_stack
+
+    with pytest.raises(SystemExit, match="no local stack is running"):
+        running_stack(tmp_path / "stack.json")
+
+
+def test_a_demo_project_never_reaches_a_real_firestore() -> None:
+    from refundguard.config import ConfigError, FirestoreSettings, Settings
+
+    settings = Settings({"GOOGLE_CLOUD_PROJECT": "demo-refundguard"})
+    FirestoreSettings.read(settings)
+    with pytest.raises(ConfigError, match="refusing to talk to a real Firestore"):
+        settings.done()
+
+
+def _free_ports() -> dict[str, str]:
+    from refundguard_dev.stack import PORTS
+
+    return {variable: str(free_port()) for variable, _ in PORTS.values()}
+
+
+@pytest.mark.slow
+def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None:
+    """The stack starts on the ports it is given; the printed recipes (send a refund, mint a
+    token, show and regrant with the CLI) reach that stack; Ctrl-C leaves no process behind."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from refundguard_dev.stack import STACK_FILE
+
+    root = Path(__file__).resolve().parent.parent
+    ports = _free_ports()
+    env = {**os.environ, **ports, "ADMIN_EMAILS": "support@example.com"}
+    env.pop("ADMIN_CERTS_URL", None)
+    run = subprocess.Popen(
+        [sys.executable, "scripts/run_local.py"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not STACK_FILE.exists():
+            assert run.poll() is None, run.stdout.read().decode() if run.stdout else ""
+            assert time.monotonic() < deadline, "make run did not start within 120 s"
+            time.sleep(0.5)
+        stack = json.loads(STACK_FILE.read_text())
+        assert stack["urls"]["admin"] == f"http://127.0.0.1:{ports['ADMIN_PORT']}"
+
+        def script(*args: str) -> str:
+            done = subprocess.run(
+                [sys.executable, *args],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr + done.stdout
+            return done.stdout
+
+        sent = script("scripts/send_play_notification.py", "voided", "--token", "tok-custom")
+        assert '"status":"revoked"' in sent
+        token = script("scripts/dev_admin_token.py").strip()
+        cli = [str(Path(sys.executable).parent / "refundguard-admin"), "--url"]
+        cli += [stack["urls"]["admin"], "--token", token]
+        shown = subprocess.run(
+            [*cli, "show", "google", "tok-custom"], capture_output=True, text=True, check=False
+        )
+        assert shown.returncode == 0 and "revoked (access: NO)" in shown.stdout, shown.stderr
+        again = subprocess.run(
+            [*cli, "regrant", "google", "tok-custom", "--reason", "test"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert again.returncode == 0 and "by support@example.com" in again.stdout, again.stderr
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        output = run.communicate(timeout=60)[0].decode()
+    assert "Stopping..." in output
+    assert not STACK_FILE.exists()
+    for variable in ("FIRESTORE_PORT", "PLAY_PORT", "ADMIN_PORT"):
+        from refundguard_dev.stack import port_is_free
+
+        assert port_is_free(int(ports[variable])), f"{variable} still held after Ctrl-C"

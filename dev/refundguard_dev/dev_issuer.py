@@ -30,8 +30,6 @@ from google.auth import jwt as gjwt
 ROOT = Path(__file__).resolve().parents[2]
 KEY_DIR = ROOT / ".run" / "admin-dev"
 ISSUER = "https://accounts.google.com"
-DEFAULT_EMAIL = "admin@example.com"
-DEFAULT_AUDIENCE = "http://127.0.0.1:8083"
 
 
 def _ensure_key() -> tuple[bytes, bytes]:
@@ -79,9 +77,7 @@ def certs_json() -> bytes:
     return json.dumps({"keys": [public_jwk(public_key, key_id(cert_pem))]}).encode()
 
 
-def mint(
-    email: str = DEFAULT_EMAIL, audience: str = DEFAULT_AUDIENCE, lifetime_s: int = 3600
-) -> str:
+def mint(email: str, audience: str, lifetime_s: int = 3600) -> str:
     key_pem, cert_pem = _ensure_key()
     signer = crypt.RSASigner.from_string(key_pem, key_id=key_id(cert_pem))
     now = int(time.time())

@@ -126,4 +126,10 @@ class FirestoreSettings:
 
     @classmethod
     def read(cls, settings: Settings) -> FirestoreSettings:
-        return cls(settings.project(), settings.firestore_database(), settings.firestore_deadline())
+        project = settings.project()
+        if project and project.startswith("demo-") and not settings.raw("FIRESTORE_EMULATOR_HOST"):
+            settings.problem(
+                f"GOOGLE_CLOUD_PROJECT={project} is a local demo project, but "
+                "FIRESTORE_EMULATOR_HOST is not set: refusing to talk to a real Firestore"
+            )
+        return cls(project, settings.firestore_database(), settings.firestore_deadline())

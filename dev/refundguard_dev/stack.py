@@ -1,0 +1,114 @@
+"""``make run``'s services, their ports and the file (``.run/stack.json``) that tells the helper
+scripts where the running stack is, so that they never post to a default port (or anywhere else)
+by mistake."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .local import RUN_DIR
+
+STACK_FILE = RUN_DIR / "stack.json"
+
+#: service -> (port variable, default port)
+PORTS: dict[str, tuple[str, int]] = {
+    "firestore": ("FIRESTORE_PORT", 8090),
+    "play_notifications": ("PLAY_PORT", 8081),
+    "apple_notifications": ("APPLE_PORT", 8082),
+    "admin": ("ADMIN_PORT", 8083),
+    "issuer": ("ADMIN_CERTS_PORT", 8084),
+}
+
+
+class StackError(SystemExit):
+    """A problem that stops ``make run`` before anything starts, said in one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"make run: {message}")
+
+
+def read_ports(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
+    """Each service's port from its variable (or the default), checked: a number, distinct, and
+    free on 127.0.0.1 (a busy port is named with its variable, before anything starts)."""
+    ports: dict[str, int] = {}
+    for service, (variable, default) in PORTS.items():
+        raw = environ.get(variable, "").strip() or str(default)
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            raise StackError(f"{variable}={raw!r} is not a port number")
+        ports[service] = int(raw)
+    seen: dict[int, str] = {}
+    for service, number in ports.items():
+        if number in seen:
+            other = PORTS[seen[number]][0]
+            raise StackError(f"{PORTS[service][0]} and {other} are both {number}")
+        seen[number] = service
+        if not port_is_free(number):
+            raise StackError(
+                f"port {number} ({PORTS[service][0]}, for {service}) is in use; stop what holds"
+                f" it or choose another: {PORTS[service][0]}=NNNN make run"
+            )
+    return ports
+
+
+def port_is_free(number: int) -> bool:
+    """Whether nothing listens on ``number`` (connections lingering in TIME_WAIT do not count,
+    as servers bind with SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", number))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Stack:
+    """What ``make run`` started, for the scripts: base URLs and local identities."""
+
+    urls: dict[str, str]
+    project: str
+    admin_emails: list[str] = field(default_factory=list)
+    pid: int = 0
+
+    def url(self, service: str) -> str:
+        return self.urls[service]
+
+    def write(self, path: Path = STACK_FILE) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def running_stack(path: Path = STACK_FILE) -> Stack:
+    """The stack ``make run`` wrote, if its process still runs; else a one-line error."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        stack = Stack(**data)
+    except (OSError, ValueError, TypeError):
+        raise SystemExit(
+            "no local stack is running (start it with `make run`; it writes .run/stack.json)"
+        ) from None
+    if stack.pid and not _alive(stack.pid):
+        raise SystemExit("the local stack in .run/stack.json has stopped; start it with `make run`")
+    return stack
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def local_url(service: str, explicit: str | None = None) -> str:
+    """``explicit`` when given (the user asked for it), else the running stack's URL."""
+    return explicit or running_stack().url(service)
