@@ -49,11 +49,25 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fir
         stop_process(emulator.process)
 
 
+def check_alive(emulator: FirestoreEmulator) -> None:
+    """An emulator that died mid-run stops the run once, saying so, rather than failing every
+    later test with pages of "Connection refused"."""
+    code = emulator.process.poll()
+    if code is not None:
+        tail = emulator.log_path.read_text(errors="replace").splitlines()[-5:]
+        pytest.exit(
+            f"THE FIRESTORE EMULATOR EXITED (code {code}) during the run; its log: "
+            f"{emulator.log_path}\n" + "\n".join(tail),
+            returncode=3,
+        )
+
+
 @pytest.fixture
 def emulator_env(
     firestore_emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """A wiped emulator, and the process environment pointing the Firestore client at it."""
+    check_alive(firestore_emulator)
     firestore_emulator.wipe()
     env = firestore_emulator.env()
     for name, value in env.items():
