@@ -19,8 +19,11 @@ import pytest
 from refundguard_dev.emulator import (
     DEFAULT_JAR,
     FirestoreEmulator,
+    PubSubEmulator,
     find_emulator_jar,
+    find_pubsub_jar,
     start_emulator,
+    start_pubsub_emulator,
     stop_process,
 )
 
@@ -30,19 +33,41 @@ MAIN_PY = FUNCTIONS_DIR / "main.py"
 _emulator_missing: list[str] = []
 
 
+def _require(found: Path | None, what: str, install: str) -> Path:
+    """The emulator's jar, or skip loudly (fail with REFUNDGUARD_REQUIRE_EMULATOR=1, as in CI)."""
+    if found is not None and shutil.which(os.environ.get("JAVA", "java")) is not None:
+        return found
+    reason = f"{what} EMULATOR NOT FOUND: install {install} and Java"
+    if os.environ.get("REFUNDGUARD_REQUIRE_EMULATOR") == "1":
+        pytest.fail(reason + " (REFUNDGUARD_REQUIRE_EMULATOR=1)", pytrace=False)
+    _emulator_missing.append(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
-    jar = find_emulator_jar()
-    if jar is None or shutil.which(os.environ.get("JAVA", "java")) is None:
-        reason = (
-            "FIRESTORE EMULATOR NOT FOUND: install the Google Cloud SDK's cloud-firestore-emulator "
-            f"(expected {DEFAULT_JAR}) and Java; or set FIRESTORE_EMULATOR_JAR"
-        )
-        if os.environ.get("REFUNDGUARD_REQUIRE_EMULATOR") == "1":
-            pytest.fail(reason + " (REFUNDGUARD_REQUIRE_EMULATOR=1)", pytrace=False)
-        _emulator_missing.append(reason)
-        pytest.skip(reason)
+    jar = _require(
+        find_emulator_jar(),
+        "FIRESTORE",
+        f"the Google Cloud SDK's cloud-firestore-emulator (expected {DEFAULT_JAR}; or set "
+        "FIRESTORE_EMULATOR_JAR)",
+    )
     emulator = start_emulator(jar, tmp_path_factory.mktemp("emulator") / "firestore.log")
+    try:
+        yield emulator
+    finally:
+        stop_process(emulator.process)
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
+    jar = _require(
+        find_pubsub_jar(),
+        "PUB/SUB",
+        "the Google Cloud SDK's pubsub-emulator (google-cloud-cli-pubsub-emulator; or set "
+        "PUBSUB_EMULATOR_JAR)",
+    )
+    emulator = start_pubsub_emulator(jar, tmp_path_factory.mktemp("pubsub") / "pubsub.log")
     try:
         yield emulator
     finally:
@@ -123,11 +148,12 @@ def refused_start(
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _emulator_missing:
         skipped = len(terminalreporter.stats.get("skipped", []))
-        terminalreporter.write_sep("!", "FIRESTORE EMULATOR MISSING", red=True, bold=True)
+        terminalreporter.write_sep("!", "EMULATOR MISSING", red=True, bold=True)
         terminalreporter.write_line(
             f"{skipped} test(s) were SKIPPED, the emulator-backed ones among them: this run does "
-            "NOT show that refundguard works against Firestore.",
+            "NOT show that refundguard works against the Google Cloud emulators.",
             red=True,
             bold=True,
         )
-        terminalreporter.write_line(_emulator_missing[0], red=True)
+        for reason in dict.fromkeys(_emulator_missing):
+            terminalreporter.write_line(reason, red=True)

@@ -15,6 +15,7 @@ from typing import Any
 DEFAULT_JAR = Path(
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 )
+PUBSUB_LIB = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib")
 
 
 def find_emulator_jar() -> Path | None:
@@ -27,6 +28,22 @@ def find_emulator_jar() -> Path | None:
     if gcloud:
         sdk = Path(os.path.realpath(gcloud)).parent.parent
         candidates.append(sdk / "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def find_pubsub_jar() -> Path | None:
+    """``$PUBSUB_EMULATOR_JAR``, the apt package's, or the one beside ``gcloud``."""
+    dirs = [PUBSUB_LIB]
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        dirs.append(Path(os.path.realpath(gcloud)).parent.parent / "platform/pubsub-emulator/lib")
+    candidates = (
+        [Path(os.environ["PUBSUB_EMULATOR_JAR"])] if "PUBSUB_EMULATOR_JAR" in os.environ else []
+    )
+    for folder in dirs:
+        candidates += (
+            sorted(folder.glob("cloud-pubsub-emulator-*-all.jar")) if folder.is_dir() else []
+        )
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -86,17 +103,52 @@ def start_emulator(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    _wait_ok(process, host, log_path, "Firestore", timeout_s)
+    return FirestoreEmulator(process, host, log_path, project)
+
+
+class PubSubEmulator:
+    """The Pub/Sub emulator; its REST API is on ``http://{host}/v1/...``."""
+
+    def __init__(self, process: subprocess.Popen[bytes], host: str, log_path: Path) -> None:
+        self.process = process
+        self.host = host
+        self.log_path = log_path
+
+    def env(self) -> dict[str, str]:
+        return {"PUBSUB_EMULATOR_HOST": self.host}
+
+
+def start_pubsub_emulator(
+    jar: Path, log_path: Path, *, port: int | None = None, timeout_s: float = 90
+) -> PubSubEmulator:
+    port = port or free_port()
+    host = f"127.0.0.1:{port}"
+    log = open(log_path, "wb")  # noqa: SIM115 - kept open for the emulator's lifetime
+    process = subprocess.Popen(
+        [os.environ.get("JAVA", "java"), "-jar", str(jar), "--host=127.0.0.1", f"--port={port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _wait_ok(process, host, log_path, "Pub/Sub", timeout_s)
+    return PubSubEmulator(process, host, log_path)
+
+
+def _wait_ok(
+    process: subprocess.Popen[bytes], host: str, log_path: Path, name: str, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Firestore emulator exited early; see {log_path}")
+            raise RuntimeError(f"the {name} emulator exited early; see {log_path}")
         try:
             if urllib.request.urlopen(f"http://{host}/", timeout=1).read().strip() == b"Ok":
-                return FirestoreEmulator(process, host, log_path, project)
+                return
         except OSError:
             time.sleep(0.25)
     stop_process(process)
-    raise RuntimeError(f"Firestore emulator did not answer within {timeout_s}s; see {log_path}")
+    raise RuntimeError(f"the {name} emulator did not answer within {timeout_s}s; see {log_path}")
 
 
 def stop_process(process: subprocess.Popen[Any]) -> None:
