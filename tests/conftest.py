@@ -139,7 +139,12 @@ STORE_API_POLICY = CallPolicy(
 
 
 @pytest.fixture
-def play_api() -> Iterator[FakePlayApi]:
+def play_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePlayApi]:
+    # google-auth's experimental Regional Access Boundary lookup would call
+    # iamcredentials.googleapis.com from a background thread: never from the tests.
+    monkeypatch.delenv(
+        "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED", raising=False
+    )
     with FakePlayApi(packages=[play_api_data.PACKAGE]) as server:
         yield server
 
