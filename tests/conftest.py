@@ -16,6 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.oauth2 import service_account
+from refundguard.apple.api import AppStoreApiClient
+from refundguard.apple.api_credentials import AppleApiSettings
+from refundguard.apple.verifier import AppleVerifier
+from refundguard.play.api import SCOPE as PLAY_SCOPE
+from refundguard.play.api import PlayApiClient, PlayApiSettings
+from refundguard.storeapi import CallPolicy
+from refundguard_dev import play_api_data
+from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
 from refundguard_dev.emulator import (
     DEFAULT_JAR,
     FirestoreEmulator,
@@ -26,6 +35,8 @@ from refundguard_dev.emulator import (
     start_pubsub_emulator,
     stop_process,
 )
+from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi, new_api_key
+from refundguard_dev.fake_play_api import FakePlayApi
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -157,3 +168,91 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
         for reason in dict.fromkeys(_emulator_missing):
             terminalreporter.write_line(reason, red=True)
+
+
+# ------------------------------------------------------------------------------------ store APIs
+# The local stand-ins of Google's and Apple's APIs (tests/test_*_api*.py): real HTTP servers.
+
+STORE_API_POLICY = CallPolicy(
+    connect_timeout_s=1, read_timeout_s=2, attempts=4, base_backoff_s=0.01, max_wait_s=3
+)
+
+
+@pytest.fixture
+def play_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePlayApi]:
+    # google-auth's experimental Regional Access Boundary lookup would call
+    # iamcredentials.googleapis.com from a background thread: never from the tests.
+    monkeypatch.delenv(
+        "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED", raising=False
+    )
+    with FakePlayApi(packages=[play_api_data.PACKAGE]) as server:
+        yield server
+
+
+@pytest.fixture
+def make_play_client(play_api: FakePlayApi, tmp_path: Path) -> Callable[..., PlayApiClient]:
+    """Clients whose credentials come from a service-account key file whose ``token_uri`` is the
+    stand-in's: google-auth's real token flow runs."""
+    key_file = play_api.write_service_account_key(tmp_path / "sa.json")
+
+    def build(base_url: str | None = None, **kw: Any) -> PlayApiClient:
+        credentials = service_account.Credentials.from_service_account_file(
+            str(key_file), scopes=[PLAY_SCOPE]
+        )
+        kw.setdefault("policy", STORE_API_POLICY)
+        return PlayApiClient(
+            PlayApiSettings(base_url or play_api.url), credentials=credentials, **kw
+        )
+
+    return build
+
+
+@pytest.fixture
+def play_client(make_play_client: Callable[..., PlayApiClient]) -> PlayApiClient:
+    return make_play_client()
+
+
+@pytest.fixture(scope="session")
+def apple_api_key() -> ApiKey:
+    return new_api_key()
+
+
+@pytest.fixture
+def appstore_sandbox(apple_api_key: ApiKey) -> Iterator[FakeAppStoreApi]:
+    with FakeAppStoreApi(bundle_ids=[BUNDLE_ID, "com.example.other"]) as server:
+        server.register_key(apple_api_key)
+        yield server
+
+
+@pytest.fixture
+def appstore_production(apple_api_key: ApiKey) -> Iterator[FakeAppStoreApi]:
+    with FakeAppStoreApi(environment="Production") as server:
+        server.register_key(apple_api_key)
+        yield server
+
+
+@pytest.fixture
+def make_apple_client(
+    apple_api_key: ApiKey, appstore_sandbox: FakeAppStoreApi, appstore_production: FakeAppStoreApi
+) -> Callable[..., AppStoreApiClient]:
+    """Clients of both stand-ins, verifying with refundguard's verifier trusting the test PKI."""
+
+    def build(signing_key: ApiKey | None = None, **kw: Any) -> AppStoreApiClient:
+        signing_key = signing_key or apple_api_key
+        settings = AppleApiSettings(
+            signing_key.key_id,
+            signing_key.issuer_id,
+            signing_key.private_key,
+            appstore_production.url,
+            appstore_sandbox.url,
+        )
+        verifier = AppleVerifier(
+            [default_pki().root_der],
+            bundle_ids=[BUNDLE_ID],
+            environments=["Production", "Sandbox"],
+            app_apple_id=APP_APPLE_ID,
+        )
+        kw.setdefault("policy", STORE_API_POLICY)
+        return AppStoreApiClient(settings, verifier, **kw)
+
+    return build

@@ -1,0 +1,328 @@
+"""A local stand-in for Google's OAuth token endpoint and the Play Developer API (androidpublisher
+v3), for tests and ``make run``: a real HTTP server on 127.0.0.1 with in-memory state tests seed.
+
+- ``POST /token``: the JWT-bearer grant google-auth sends for a service-account key written by
+  ``write_service_account_key`` (RS256 signature checked with that key, ``iss``, ``aud``, ``scope``,
+  ``iat``/``exp``), answering an access token; API requests without a live token get 401.
+- ``orders.get``, ``orders.batchGet``, ``orders.reviewrefund``, ``purchases.productsv2``,
+  ``purchases.subscriptionsv2``, ``purchases.voidedpurchases.list`` (time window, ``type``,
+  partial refunds, token paging), with Google's error body ``{"error": {code, message, status}}``.
+
+Faults (``fail_next``) come from ``fake_http``.
+Run alone: ``python -m refundguard_dev.fake_play_api``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .fake_http import FakeServer, Fault, Reply, Request, bearer
+
+SCOPE = "https://www.googleapis.com/auth/androidpublisher"
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth's assertion ``aud``
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+DEFAULT_ACCOUNT = "refundguard-test@demo-refundguard.iam.gserviceaccount.com"
+API = "/androidpublisher/v3/applications/"
+DAY_MS = 86_400_000
+_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+           404: "NOT_FOUND", 409: "ALREADY_EXISTS", 410: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
+           500: "INTERNAL", 503: "UNAVAILABLE"}  # fmt: skip
+
+__all__ = ["DEFAULT_ACCOUNT", "FakePlayApi", "Fault"]
+
+
+@functools.cache
+def _rsa_key(email: str) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+class FakePlayApi(FakeServer):
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        packages: Iterable[str] | None = None,
+        token_lifetime_s: int = 3600,
+        page_size: int = 1000,
+    ) -> None:
+        super().__init__(port)
+        self.token_uri = f"{self.url}/token"
+        self.packages = set(packages) if packages is not None else None  # None: every package
+        self.token_lifetime_s = token_lifetime_s
+        self.page_size = page_size
+        self.accounts: dict[str, tuple[str, rsa.RSAPublicKey]] = {}  # email -> (kid, key)
+        self.access_tokens: dict[str, float] = {}  # token -> expiry (epoch s)
+        self.orders: dict[tuple[str, str], dict[str, Any]] = {}
+        self.products: dict[tuple[str, str], dict[str, Any]] = {}
+        self.subscriptions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.gone: set[tuple[str, str]] = set()  # tokens Google no longer answers for (410)
+        self.voided: dict[str, list[dict[str, Any]]] = {}
+        self.pending_reviews: dict[tuple[str, str], str] = {}  # (pkg, order id) -> token
+        self.reviews: dict[tuple[str, str], dict[str, Any]] = {}
+
+    @property
+    def token_requests(self) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if r.path == "/token")
+
+    # ------------------------------------------------------------------ accounts and seeding
+
+    def write_service_account_key(self, path: Path, email: str = DEFAULT_ACCOUNT) -> Path:
+        """A service-account key file whose ``token_uri`` is this stand-in's; its key is trusted."""
+        key = _rsa_key(email)
+        kid = secrets.token_hex(20)
+        with self.lock:
+            self.accounts[email] = (kid, key.public_key())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        document = {
+            "type": "service_account",
+            "project_id": "demo-refundguard",
+            "private_key_id": kid,
+            "private_key": pem,
+            "client_email": email,
+            "client_id": "100000000000000000001",
+            "auth_uri": f"{self.url}/auth",
+            "token_uri": self.token_uri,
+        }
+        path.write_text(json.dumps(document, indent=2))
+        path.chmod(0o600)
+        return path
+
+    def add_order(self, package: str, order: dict[str, Any]) -> None:
+        with self.lock:
+            self.orders[(package, order["orderId"])] = order
+
+    def add_product_purchase(self, package: str, token: str, purchase: dict[str, Any]) -> None:
+        with self.lock:
+            self.products[(package, token)] = purchase
+
+    def add_subscription(self, package: str, token: str, purchase: dict[str, Any]) -> None:
+        with self.lock:
+            self.subscriptions[(package, token)] = purchase
+
+    def add_voided(
+        self,
+        package: str,
+        row: dict[str, Any],
+        *,
+        subscription: bool = False,
+        recorded_ms: int | None = None,
+    ) -> None:
+        """A voided purchase; ``recorded_ms``: when Google saw the void (the window filters on
+        it), by default its ``voidedTimeMillis``."""
+        entry = {"row": row, "subscription": subscription}
+        entry["recorded_ms"] = recorded_ms or int(row["voidedTimeMillis"])
+        with self.lock:
+            self.voided.setdefault(package, []).append(entry)
+
+    def add_pending_refund_review(self, package: str, order_id: str, token: str) -> None:
+        with self.lock:
+            self.pending_reviews[(package, order_id)] = token
+
+    # ------------------------------------------------------------------ serving
+
+    def target_of(self, request: Request) -> str:
+        return "token" if request.path == "/token" else "api"
+
+    def error_reply(self, status: int, message: str, reason: str | None = None) -> Reply:
+        error = {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}
+        error["errors"] = [{"message": message, "domain": "global", "reason": reason or "error"}]
+        return Reply(status, {"error": error})
+
+    def handle(self, request: Request) -> Reply:
+        if request.path == "/token":
+            return self._token(request)
+        if not request.raw_path.startswith(API):
+            return self.error_reply(404, "no such method", "notFound")
+        token = bearer(request)
+        with self.lock:
+            expiry = self.access_tokens.get(token or "")
+        if expiry is None or expiry <= time.time():
+            return self.error_reply(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                "authError",
+            )
+        raw = request.raw_path[len(API) :].split("/")
+        package, parts = unquote(raw[0]), [unquote(p) for p in raw[1:]]
+        if self.packages is not None and package not in self.packages:
+            return self.error_reply(403, "The caller does not have permission", "permissionDenied")
+        with self.lock:
+            return self._route(request, package, raw[1:], parts)
+
+    def _route(self, request: Request, package: str, raw: list[str], parts: list[str]) -> Reply:
+        method = request.method
+        if method == "GET" and raw == ["orders:batchGet"]:
+            return self._batch_get(package, request.query.get("orderIds", []))
+        if len(raw) == 2 and raw[0] == "orders":
+            order_raw, colon, verb = raw[1].partition(":")
+            order_id = unquote(order_raw)
+            if method == "GET" and not colon:
+                order = self.orders.get((package, order_id))
+                return Reply(200, order) if order else self.error_reply(404, "Order not found.")
+            if method == "POST" and verb == "reviewrefund":
+                return self._review(package, order_id, request)
+        if method == "GET" and len(parts) == 4 and parts[0] == "purchases" and parts[2] == "tokens":
+            store = {"productsv2": self.products, "subscriptionsv2": self.subscriptions}
+            table = store.get(parts[1])
+            if table is not None:
+                if (package, parts[3]) in self.gone:
+                    return self.error_reply(410, "The purchase is no longer available.", "gone")
+                purchase = table.get((package, parts[3]))
+                if purchase is None:
+                    return self.error_reply(400, "Invalid Value", "invalid")
+                return Reply(200, purchase)
+        if method == "GET" and parts == ["purchases", "voidedpurchases"]:
+            return self._voided(package, request)
+        return self.error_reply(404, "Method not found.", "notFound")
+
+    def _token(self, request: Request) -> Reply:
+        form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
+        if form.get("grant_type") != JWT_BEARER:
+            return _oauth_error("unsupported_grant_type", "Invalid grant_type.")
+        assertion = form.get("assertion", "")
+        try:
+            header = jwt.get_unverified_header(assertion)
+            email = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+            kid, key = self.accounts[email]
+            if header.get("kid") not in (None, kid):
+                raise jwt.InvalidTokenError("unknown key id")
+            claims = jwt.decode(
+                assertion,
+                key,
+                algorithms=["RS256"],
+                audience=GOOGLE_TOKEN_AUDIENCE,
+                issuer=email,
+                leeway=30,
+                options={"require": ["iss", "aud", "iat", "exp"]},
+            )
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return _oauth_error("invalid_grant", "Invalid JWT Signature.")
+        if int(claims["exp"]) - int(claims["iat"]) > 3600:
+            return _oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token.")
+        if SCOPE not in str(claims.get("scope", "")).split():
+            return _oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience.")
+        access_token = "ya29.fake-" + secrets.token_urlsafe(24)
+        with self.lock:
+            self.access_tokens[access_token] = time.time() + self.token_lifetime_s
+        body = {
+            "access_token": access_token,
+            "expires_in": self.token_lifetime_s,
+            "token_type": "Bearer",
+        }
+        return Reply(200, body)
+
+    def _batch_get(self, package: str, ids: list[str]) -> Reply:
+        if not 0 < len(ids) <= 1000 or len(set(ids)) != len(ids):
+            return self.error_reply(400, "orderIds must hold 1 to 1000 distinct ids")
+        orders = [self.orders.get((package, order_id)) for order_id in ids]
+        if any(order is None for order in orders):
+            return self.error_reply(404, "Order not found.")
+        return Reply(200, {"orders": orders})
+
+    def _review(self, package: str, order_id: str, request: Request) -> Reply:
+        try:
+            body = request.json()
+        except ValueError:
+            return self.error_reply(400, "Invalid JSON payload received.")
+        pending = self.pending_reviews.get((package, order_id))
+        if pending is None:
+            return self.error_reply(404, "Order not found.")
+        if not isinstance(body, dict) or body.get("pendingRefundToken") != pending:
+            return self.error_reply(400, "Invalid pendingRefundToken.")
+        percent = body.get("consumptionPercentageMilliunits", 0)
+        if (
+            body.get("refundPreference") not in ("APPROVE", "DECLINE", "NEUTRAL")
+            or not isinstance(body.get("sampleContentProvided"), bool)
+            or not isinstance(percent, int)
+            or not 0 <= percent <= 100_000
+            or len(body.get("consumptionUsageEvents") or []) > 1000
+        ):
+            return self.error_reply(400, "Invalid refund review.")
+        if (package, order_id) in self.reviews:  # only the first answer counts
+            return self.error_reply(409, "The refund review was already answered.")
+        self.reviews[(package, order_id)] = body
+        return Reply(200, {})
+
+    def _voided(self, package: str, request: Request) -> Reply:
+        now_ms = int(time.time() * 1000)
+        try:
+            page_token = request.arg("token")
+            if page_token:
+                state = json.loads(base64.urlsafe_b64decode(page_token.encode()))
+                start, end, kind = state["start"], state["end"], state["type"]
+                partial, offset, size = state["partial"], state["offset"], state["size"]
+            else:
+                start = int(request.arg("startTime") or now_ms - 30 * DAY_MS)
+                end = int(request.arg("endTime") or now_ms)
+                kind = int(request.arg("type") or 0)
+                partial = request.arg("includeQuantityBasedPartialRefund") == "true"
+                offset, size = 0, int(request.arg("maxResults") or self.page_size)
+        except (ValueError, KeyError, TypeError):
+            return self.error_reply(400, "Invalid Value")
+        if start < now_ms - 30 * DAY_MS - 60_000 or end > now_ms + 60_000 or start > end:
+            return self.error_reply(400, "startTime must be within the last 30 days, <= endTime")
+        if kind not in (0, 1) or not 0 < size <= 1000:
+            return self.error_reply(400, "Invalid Value")
+        rows = [
+            entry["row"]
+            for entry in self.voided.get(package, [])
+            if start <= entry["recorded_ms"] <= end
+            and (kind == 1 or not entry["subscription"])
+            and (partial or "voidedQuantity" not in entry["row"])
+        ]
+        body: dict[str, Any] = {"voidedPurchases": rows[offset : offset + size]}
+        body["pageInfo"] = {"totalResults": len(rows), "resultPerPage": size, "startIndex": offset}
+        if offset + size < len(rows):
+            state = {"start": start, "end": end, "type": kind, "partial": partial}
+            state.update(offset=offset + size, size=size)
+            token = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+            body["tokenPagination"] = {"nextPageToken": token}
+        if not rows[offset : offset + size]:
+            body.pop("voidedPurchases")
+        return Reply(200, body)
+
+
+def _oauth_error(error: str, description: str) -> Reply:
+    return Reply(400, {"error": error, "error_description": description})
+
+
+def main() -> None:  # pragma: no cover - a manual tool
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8085)
+    parser.add_argument("--key-file", type=Path, default=Path(".run/play-fake-sa.json"))
+    args = parser.parse_args()
+    args.key_file.parent.mkdir(parents=True, exist_ok=True)
+    api = FakePlayApi(args.port)
+    api.write_service_account_key(args.key_file)
+    api.start()
+    print(
+        f"fake Play Developer API on {api.url} (PLAY_API_BASE_URL); token endpoint {api.token_uri}"
+    )
+    print(f"service-account key (GOOGLE_APPLICATION_CREDENTIALS): {args.key_file}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        api.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

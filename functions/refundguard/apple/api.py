@@ -1,0 +1,381 @@
+"""A small App Store Server API client on requests and PyJWT: Look Up Order ID, Get Transaction
+Info, Get Transaction History (v2), Get Notification History and Send Consumption Information
+(v2). Every signed transaction or notification it returns went through ``AppleVerifier`` first.
+Its settings and API tokens are in ``apple.api_credentials``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from ..storeapi import (
+    APPLE,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CallPolicy,
+    MalformedAnswer,
+    Refusal,
+    StoreBadAnswerError,
+    StoreRequestError,
+    bad_answer,
+)
+from ..storehttp import Transport
+from . import resources
+from .api_credentials import APPLE_API_ENV, ApiTokens, AppleApiSettings, read_apple_api_settings
+from .resources import (
+    NotificationHistoryItem,
+    NotificationHistoryPage,
+    OrderLookup,
+    Transaction,
+    TransactionHistoryPage,
+)
+from .verifier import PRODUCTION, SANDBOX, AppleVerificationError, AppleVerifier
+
+__all__ = [
+    "APPLE_API_ENV",
+    "ApiTokens",
+    "AppStoreApiClient",
+    "AppleApiSettings",
+    "ConsumptionInfo",
+    "read_apple_api_settings",
+]
+DELIVERY_STATUSES = frozenset(
+    {
+        "DELIVERED",
+        "UNDELIVERED_QUALITY_ISSUE",
+        "UNDELIVERED_WRONG_ITEM",
+        "UNDELIVERED_SERVER_OUTAGE",
+        "UNDELIVERED_OTHER",
+    }
+)
+REFUND_PREFERENCES = frozenset({"DECLINE", "GRANT_FULL", "GRANT_PRORATED"})
+#: Apple's "not found yet, retry" 404s (ACCOUNT_, APP_, ORIGINAL_TRANSACTION_ID_...) and 5000001.
+RETRYABLE_ERROR_CODES = frozenset({4040002, 4040004, 4040006, 5000001})
+AUTH_HINT = (
+    "check APPLE_API_KEY_ID, APPLE_API_ISSUER_ID and APPLE_API_PRIVATE_KEY (an In-App Purchase key "
+    "from App Store Connect > Users and Access > Integrations), the bundle id and this server's "
+    "clock; Production answers 401 until the app has a production release"
+)
+
+
+# ---------------------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class ConsumptionInfo:
+    """The body of Send Consumption Information (v2). Send it only with the customer's consent:
+    Apple refuses ``customerConsented`` other than true."""
+
+    customer_consented: bool
+    delivery_status: str  # DELIVERY_STATUSES
+    sample_content_provided: bool
+    consumption_percentage: int | None = None  # milliunits, 0..100,000
+    refund_preference: str | None = None  # DECLINE | GRANT_FULL | GRANT_PRORATED
+
+    def to_json(self) -> dict[str, Any]:
+        problems = []
+        if self.customer_consented is not True:
+            problems.append("customer_consented must be True (without consent, do not answer)")
+        if self.delivery_status not in DELIVERY_STATUSES:
+            problems.append(
+                f"delivery_status must be one of {', '.join(sorted(DELIVERY_STATUSES))}"
+            )
+        if not isinstance(self.sample_content_provided, bool):
+            problems.append("sample_content_provided must be a boolean")
+        percent = self.consumption_percentage
+        if percent is not None and (
+            isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100_000
+        ):
+            problems.append("consumption_percentage must be 0..100000 milliunits")
+        if self.refund_preference is not None and self.refund_preference not in REFUND_PREFERENCES:
+            problems.append("refund_preference must be DECLINE, GRANT_FULL or GRANT_PRORATED")
+        if problems:
+            raise _bad_argument("consumption", "; ".join(problems))
+        body: dict[str, Any] = {
+            "customerConsented": True,
+            "deliveryStatus": self.delivery_status,
+            "sampleContentProvided": self.sample_content_provided,
+        }
+        if percent is not None:
+            body["consumptionPercentage"] = percent
+        if self.refund_preference is not None:
+            body["refundPreference"] = self.refund_preference
+        return body
+
+
+def explain(status: int, document: Any) -> Refusal:
+    """Apple's error body: ``{"errorCode": 4040010, "errorMessage": "..."}``."""
+    if not isinstance(document, dict):
+        return Refusal()
+    code = document.get("errorCode")
+    message = document.get("errorMessage")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    return Refusal(
+        message=message if isinstance(message, str) else None,
+        reason=str(code) if code is not None else None,
+        retryable=code in RETRYABLE_ERROR_CODES,
+    )
+
+
+def _bad_argument(operation: str, message: str) -> StoreRequestError:
+    return StoreRequestError(
+        f"apple API {operation}: {message}",
+        store=APPLE,
+        operation=operation,
+        code="store_bad_argument",
+    )
+
+
+def _segment(value: Any, what: str, operation: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 128:
+        raise _bad_argument(operation, f"{what} must be a non-empty string of <= 128 characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise _bad_argument(operation, f"{what} has spaces or control characters")
+    return quote(value, safe="")
+
+
+# ---------------------------------------------------------------------------------------- client
+
+
+class AppStoreApiClient:
+    """The App Store Server API calls refundguard makes. Every method takes the app's
+    ``bundle_id`` (its token's ``bid``), most an ``environment`` (Production or Sandbox: the
+    host), an optional ``deadline_s``; it raises a ``storeapi.StoreApiError``. Signed data that
+    fails ``verifier`` (or names another app or environment) is ``store_untrusted_answer``."""
+
+    def __init__(
+        self,
+        settings: AppleApiSettings,
+        verifier: AppleVerifier,
+        *,
+        policy: CallPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        tokens: ApiTokens | None = None,
+    ) -> None:
+        import requests
+
+        self.settings = settings
+        self.verifier = verifier
+        self.tokens = tokens or ApiTokens(settings)
+        session = requests.Session()
+        self.transports = {
+            env: Transport(
+                APPLE,
+                settings.url_for(env),
+                session,
+                explain=explain,
+                auth_hint=AUTH_HINT,
+                policy=policy,
+                max_response_bytes=max_response_bytes,
+            )
+            for env in (PRODUCTION, SANDBOX)
+        }
+
+    def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        bundle_id: str,
+        environment: str,
+        deadline_s: float | None,
+        **kw: Any,
+    ) -> Any:
+        transport = self.transports.get(environment)
+        if transport is None:
+            raise _bad_argument(operation, "environment must be Production or Sandbox")
+        _segment(bundle_id, "bundle id", operation)
+
+        def headers() -> dict[str, str]:  # per attempt: a retry after expiry gets a fresh token
+            return {"Authorization": f"Bearer {self.tokens.token(bundle_id)}"}
+
+        return transport.call(
+            operation, method, path, headers=headers, deadline_s=deadline_s, **kw
+        ).body
+
+    def _verified(
+        self, operation: str, signed: Iterable[str], bundle_id: str, environment: str
+    ) -> tuple[Transaction, ...]:
+        out = []
+        for token in signed:
+            try:
+                transaction = resources.parse_transaction(self.verifier.verify_jws(token))
+            except AppleVerificationError as err:
+                raise _untrusted(operation, err.status.code) from None
+            except MalformedAnswer as exc:
+                raise bad_answer(APPLE, operation, str(exc)) from None
+            if transaction.bundle_id != bundle_id or transaction.environment != environment:
+                raise _untrusted(operation, "inconsistent_payload")
+            out.append(transaction)
+        return tuple(out)
+
+    def look_up_order(
+        self, order_id: str, *, bundle_id: str, deadline_s: float | None = None
+    ) -> OrderLookup:
+        """Look Up Order ID: ``GET /inApps/v1/lookup/{orderId}`` (Production only)."""
+        op = "lookup"
+        path = f"/inApps/v1/lookup/{_segment(order_id, 'order id', op)}"
+        body = self._call(
+            op, "GET", path, bundle_id=bundle_id, environment=PRODUCTION, deadline_s=deadline_s
+        )
+        envelope = _parse(op, resources.parse_order_lookup, body)
+        transactions = self._verified(op, envelope.signed_transactions, bundle_id, PRODUCTION)
+        return OrderLookup(envelope.status == resources.ORDER_VALID, transactions)
+
+    def get_transaction_info(
+        self,
+        transaction_id: str,
+        *,
+        bundle_id: str,
+        environment: str,
+        deadline_s: float | None = None,
+    ) -> Transaction:
+        """Get Transaction Info: ``GET /inApps/v1/transactions/{transactionId}``."""
+        op = "transactions.get"
+        path = f"/inApps/v1/transactions/{_segment(transaction_id, 'transaction id', op)}"
+        body = self._call(
+            op, "GET", path, bundle_id=bundle_id, environment=environment, deadline_s=deadline_s
+        )
+        signed = _parse(op, resources.parse_transaction_info, body)
+        (transaction,) = self._verified(op, [signed], bundle_id, environment)
+        if transaction.transaction_id != transaction_id:
+            raise _untrusted(op, "another_transaction")
+        return transaction
+
+    def get_transaction_history(
+        self,
+        transaction_id: str,
+        *,
+        bundle_id: str,
+        environment: str,
+        revision: str | None = None,
+        start_date_ms: int | None = None,
+        end_date_ms: int | None = None,
+        product_ids: Sequence[str] = (),
+        revoked: bool | None = None,
+        descending: bool = False,
+        deadline_s: float | None = None,
+    ) -> TransactionHistoryPage:
+        """Get Transaction History v2: ``GET /inApps/v2/history/{transactionId}``, one page of up
+        to 20; pass ``revision`` back (with the same filters) while ``has_more``."""
+        op = "history"
+        params: dict[str, Any] = {"sort": "DESCENDING" if descending else "ASCENDING"}
+        if revision is not None:
+            params["revision"] = revision
+        for name, value in (("startDate", start_date_ms), ("endDate", end_date_ms)):
+            if value is not None:
+                params[name] = str(int(value))
+        if product_ids:
+            params["productId"] = list(product_ids)
+        if revoked is not None:
+            params["revoked"] = "true" if revoked else "false"
+        path = f"/inApps/v2/history/{_segment(transaction_id, 'transaction id', op)}"
+        body = self._call(
+            op,
+            "GET",
+            path,
+            bundle_id=bundle_id,
+            environment=environment,
+            deadline_s=deadline_s,
+            params=params,
+        )
+        page = _parse(op, resources.parse_history, body)
+        transactions = self._verified(op, page.signed_transactions, bundle_id, environment)
+        return TransactionHistoryPage(transactions, page.revision, page.has_more)
+
+    def get_notification_history(
+        self,
+        *,
+        bundle_id: str,
+        environment: str,
+        start_date_ms: int,
+        end_date_ms: int,
+        pagination_token: str | None = None,
+        only_failures: bool = False,
+        transaction_id: str | None = None,
+        notification_type: str | None = None,
+        notification_subtype: str | None = None,
+        deadline_s: float | None = None,
+    ) -> NotificationHistoryPage:
+        """Get Notification History: ``POST /inApps/v1/notifications/history`` (20 a page; 180
+        days back in Production, 30 in Sandbox). Each signedPayload is verified."""
+        op = "notifications.history"
+        request: dict[str, Any] = {"startDate": int(start_date_ms), "endDate": int(end_date_ms)}
+        for name, value in (
+            ("transactionId", transaction_id),
+            ("notificationType", notification_type),
+            ("notificationSubtype", notification_subtype),
+        ):
+            if value is not None:
+                request[name] = value
+        if only_failures:
+            request["onlyFailures"] = True
+        params = {"paginationToken": pagination_token} if pagination_token else None
+        body = self._call(
+            op,
+            "POST",
+            "/inApps/v1/notifications/history",
+            bundle_id=bundle_id,
+            environment=environment,
+            deadline_s=deadline_s,
+            params=params,
+            json_body=request,
+        )
+        page = _parse(op, resources.parse_notification_history, body)
+        items = []
+        for item in page.items:
+            try:
+                verified = self.verifier.verify_notification(item.signed_payload)
+            except AppleVerificationError as err:
+                raise _untrusted(op, err.status.code) from None
+            if verified.bundle_id != bundle_id or verified.environment != environment:
+                raise _untrusted(op, "inconsistent_payload")
+            items.append(NotificationHistoryItem(verified, item.send_attempts))
+        return NotificationHistoryPage(tuple(items), page.pagination_token, page.has_more)
+
+    def send_consumption_information(
+        self,
+        transaction_id: str,
+        info: ConsumptionInfo,
+        *,
+        bundle_id: str,
+        environment: str,
+        deadline_s: float | None = None,
+    ) -> None:
+        """Send Consumption Information v2: ``PUT /inApps/v2/transactions/consumption/{id}``
+        (202 Accepted). A PUT of the same facts: safe to retry."""
+        op = "consumption"
+        body = info.to_json()
+        path = (
+            f"/inApps/v2/transactions/consumption/{_segment(transaction_id, 'transaction id', op)}"
+        )
+        self._call(
+            op,
+            "PUT",
+            path,
+            bundle_id=bundle_id,
+            environment=environment,
+            deadline_s=deadline_s,
+            json_body=body,
+            expect=(200, 202),
+        )
+
+
+def _parse(operation: str, parse: Callable[[Any], Any], body: Any) -> Any:
+    try:
+        return parse(body)
+    except MalformedAnswer as exc:
+        raise bad_answer(APPLE, operation, str(exc)) from None
+
+
+def _untrusted(operation: str, why: str) -> StoreBadAnswerError:
+    return StoreBadAnswerError(
+        f"apple API {operation} answered signed data that does not verify ({why}); nothing of it "
+        "was used",
+        store=APPLE,
+        operation=operation,
+        code="store_untrusted_answer",
+        verification=why,
+    )

@@ -1,0 +1,280 @@
+"""The App Store Server API client through real HTTP against the local stand-in
+(``fake_appstore_api``): API tokens the stand-in checks as Apple does, signed answers that go
+through refundguard's real verifier, paging, errors, token caching, settings, and no secret in the
+logs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from refundguard.apple.api import AppStoreApiClient, ConsumptionInfo
+from refundguard.errors import Kind
+from refundguard.storeapi import (
+    CallPolicy,
+    StoreApiError,
+    StoreAuthError,
+    StoreBadAnswerError,
+    StoreNotFoundError,
+    StoreQuotaError,
+    StoreRequestError,
+    StoreUnavailableError,
+)
+from refundguard_dev.apple_pki import BUNDLE_ID, generate_pki
+from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi, Fault
+
+TX = "2000000000000001"
+OTHER_APP = "com.example.other"
+
+
+@pytest.fixture
+def key(apple_api_key: ApiKey) -> ApiKey:
+    return apple_api_key
+
+
+@pytest.fixture
+def sandbox(appstore_sandbox: FakeAppStoreApi) -> FakeAppStoreApi:
+    return appstore_sandbox
+
+
+@pytest.fixture
+def production(appstore_production: FakeAppStoreApi) -> FakeAppStoreApi:
+    return appstore_production
+
+
+@pytest.fixture
+def make_client(
+    make_apple_client: Callable[..., AppStoreApiClient],
+) -> Callable[..., AppStoreApiClient]:
+    return make_apple_client
+
+
+@pytest.fixture
+def client(make_apple_client: Callable[..., AppStoreApiClient]) -> AppStoreApiClient:
+    return make_apple_client()
+
+
+def fails(call: Callable[[], Any], error: type[StoreApiError]) -> StoreApiError:
+    with pytest.raises(error) as info:
+        call()
+    return info.value
+
+
+def sandbox_call(client: AppStoreApiClient, name: str, *args: Any, **kw: Any) -> Any:
+    return getattr(client, name)(*args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw)
+
+
+# ---------------------------------------------------------------------------------------- reads
+
+
+def test_transaction_info_is_verified_and_typed(
+    sandbox: FakeAppStoreApi, client: AppStoreApiClient
+) -> None:
+    sandbox.add_transaction(
+        revocationDate=1_780_000_100_000,
+        revocationReason=0,
+        revocationType="REFUND_PRORATED",
+        revocationPercentage=40_000,
+    )
+    transaction = sandbox_call(client, "get_transaction_info", TX)
+    assert transaction.transaction_id == TX and transaction.environment == "Sandbox"
+    assert transaction.revoked and transaction.revocation_type == "REFUND_PRORATED"
+    assert transaction.revocation_percentage == 40_000
+    assert transaction.app_account_token == "5b1f6a0e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
+    assert transaction.raw["storefront"] == "USA"
+
+
+def test_transaction_history_pages_by_revision(
+    sandbox: FakeAppStoreApi, client: AppStoreApiClient
+) -> None:
+    for i in range(1, 26):
+        sandbox.add_transaction(
+            transaction_id=str(int(TX) + i - 1),
+            original_transaction_id=TX,
+            signed_date=1_780_000_000_000 + i * 60_000,
+            product_type="Auto-Renewable Subscription",
+            **({"revocationDate": 1_780_000_000_000 + i * 60_000} if i == 25 else {}),
+        )
+    first = sandbox_call(client, "get_transaction_history", str(int(TX) + 7))
+    assert len(first.transactions) == 20 and first.has_more and first.revision
+    second = sandbox_call(client, "get_transaction_history", TX, revision=first.revision)
+    assert len(second.transactions) == 5 and not second.has_more
+    dates = [t.purchase_date_ms for t in first.transactions + second.transactions]
+    assert dates == sorted(dates)
+    newest = sandbox_call(client, "get_transaction_history", TX, descending=True)
+    assert newest.transactions[0].transaction_id == str(int(TX) + 24)
+    revoked = sandbox_call(client, "get_transaction_history", TX, revoked=True)
+    assert [t.transaction_id for t in revoked.transactions] == [str(int(TX) + 24)]
+    assert sandbox.requests[-1].query["sort"] == ["ASCENDING"]
+
+
+def test_order_lookup_in_production(production: FakeAppStoreApi, client: AppStoreApiClient) -> None:
+    production.add_transaction(transaction_id="3000000000000001")
+    production.add_transaction(transaction_id="3000000000000002")
+    production.add_order("MK5TTTVWJH", "3000000000000001", "3000000000000002")
+    found = client.look_up_order("MK5TTTVWJH", bundle_id=BUNDLE_ID)
+    assert found.valid and [t.transaction_id for t in found.transactions] == [
+        "3000000000000001",
+        "3000000000000002",
+    ]
+    assert {t.environment for t in found.transactions} == {"Production"}
+    missing = client.look_up_order("NOTANORDER", bundle_id=BUNDLE_ID)
+    assert not missing.valid and missing.transactions == ()
+
+
+def test_notification_history_pages_and_is_verified(
+    sandbox: FakeAppStoreApi, client: AppStoreApiClient
+) -> None:
+    sandbox.add_transaction()
+    now = int(time.time() * 1000)
+    for i in range(23):
+        sandbox.add_notification("DID_RENEW", signed_date=now - 3_600_000 + i)
+    sandbox.add_notification("REFUND", transaction_id=TX, results=["TIMED_OUT", "TIMED_OUT"])
+    items, token, pages = [], None, 0
+    while True:
+        page = sandbox_call(
+            client,
+            "get_notification_history",
+            start_date_ms=now - 86_400_000,
+            end_date_ms=now,
+            pagination_token=token,
+        )
+        items.extend(page.items)
+        pages += 1
+        token = page.pagination_token
+        if not page.has_more:
+            break
+    assert pages == 2 and len(items) == 24
+    failed = sandbox_call(
+        client,
+        "get_notification_history",
+        start_date_ms=now - 86_400_000,
+        end_date_ms=now,
+        only_failures=True,
+    )
+    (item,) = failed.items
+    assert item.notification.payload["notificationType"] == "REFUND"
+    assert item.notification.transaction is not None
+    assert item.notification.transaction["transactionId"] == TX
+    assert [a.result for a in item.send_attempts] == ["TIMED_OUT", "TIMED_OUT"]
+    error = fails(
+        lambda: sandbox_call(
+            client,
+            "get_notification_history",
+            start_date_ms=now - 40 * 86_400_000,
+            end_date_ms=now,
+        ),
+        StoreRequestError,
+    )
+    assert error.details["reason"] == "4000012"  # 30 days back in Sandbox
+
+
+def test_consumption_information_v2(sandbox: FakeAppStoreApi, client: AppStoreApiClient) -> None:
+    sandbox.add_transaction(product_type="Consumable")
+    info = ConsumptionInfo(True, "DELIVERED", False, 25_000, "GRANT_PRORATED")
+    assert sandbox_call(client, "send_consumption_information", TX, info) is None
+    assert sandbox.consumption[TX] == [info.to_json()]
+    assert sandbox.requests[-1].method == "PUT"
+    for bad in (
+        ConsumptionInfo(False, "DELIVERED", False),
+        ConsumptionInfo(True, "FINE", False),
+        ConsumptionInfo(True, "DELIVERED", False, 100_001),
+        ConsumptionInfo(True, "DELIVERED", False, refund_preference="GRANT"),
+    ):
+        error = fails(
+            lambda b=bad: sandbox_call(client, "send_consumption_information", TX, b),
+            StoreRequestError,
+        )
+        assert error.code == "store_bad_argument"
+    assert len(sandbox.consumption[TX]) == 1
+
+
+# ---------------------------------------------------------------------------------------- trust
+
+
+def test_answers_signed_by_another_pki_are_never_trusted(
+    sandbox: FakeAppStoreApi, client: AppStoreApiClient
+) -> None:
+    sandbox.add_transaction()
+    sandbox.add_notification("REFUND", transaction_id=TX)
+    sandbox.pki = generate_pki("Impostor")
+    error = fails(lambda: sandbox_call(client, "get_transaction_info", TX), StoreBadAnswerError)
+    assert (error.code, error.kind) == ("store_untrusted_answer", Kind.TRANSIENT)
+    assert error.details["verification"] == "invalid_chain"
+    now = int(time.time() * 1000)
+    history = lambda: sandbox_call(  # noqa: E731
+        client, "get_notification_history", start_date_ms=now - 86_400_000, end_date_ms=now
+    )
+    assert fails(history, StoreBadAnswerError).code == "store_untrusted_answer"
+
+
+def test_signed_data_of_another_environment_or_app_is_refused(
+    sandbox: FakeAppStoreApi, client: AppStoreApiClient
+) -> None:
+    sandbox.add_transaction(environment="Production")
+    error = fails(lambda: sandbox_call(client, "get_transaction_info", TX), StoreBadAnswerError)
+    assert error.details["verification"] == "inconsistent_payload"
+    sandbox.add_transaction(transaction_id="2000000000000009", bundle_id=OTHER_APP)
+    sandbox.add_notification("REFUND", transaction_id="2000000000000009")
+    now = int(time.time() * 1000)
+    error = fails(  # the verifier is configured for BUNDLE_ID only
+        lambda: client.get_notification_history(
+            bundle_id=OTHER_APP,
+            environment="Sandbox",
+            start_date_ms=now - 86_400_000,
+            end_date_ms=now,
+        ),
+        StoreBadAnswerError,
+    )
+    assert error.details["verification"] == "invalid_app_identifier"
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+def test_store_errors(sandbox: FakeAppStoreApi, client: AppStoreApiClient) -> None:
+    missing = fails(lambda: sandbox_call(client, "get_transaction_info", TX), StoreNotFoundError)
+    assert (missing.kind, missing.details["reason"]) == (Kind.NOT_FOUND, "4040010")
+    invalid = fails(lambda: sandbox_call(client, "get_transaction_info", "abc"), StoreRequestError)
+    assert invalid.details["reason"] == "4000006" and invalid.kind is Kind.REJECTED
+    sandbox.add_transaction()
+    sandbox.fail_next(Fault(status=429, retry_after="1"), Fault(status=500))
+    started = time.monotonic()
+    assert sandbox_call(client, "get_transaction_info", TX).transaction_id == TX
+    assert time.monotonic() - started >= 1.0 and sandbox.count("/transactions/") == 5
+    sandbox.fail_next(*[Fault(status=429)] * 4)
+    assert fails(
+        lambda: sandbox_call(client, "get_transaction_info", TX), StoreQuotaError
+    ).retryable
+    sandbox.fail_next(Fault(status=403))
+    forbidden = fails(lambda: sandbox_call(client, "get_transaction_info", TX), StoreAuthError)
+    assert forbidden.kind is Kind.FORBIDDEN and "App Store Connect" in forbidden.message
+    sandbox.fail_next(Fault(body=b'{"signedTransactionInfo": 12}'))
+    assert fails(lambda: sandbox_call(client, "get_transaction_info", TX), StoreBadAnswerError)
+
+
+def test_apple_retryable_not_found_is_retried_then_transient(
+    sandbox: FakeAppStoreApi, client: AppStoreApiClient
+) -> None:
+    sandbox.add_transaction()
+    retryable = b'{"errorCode": 4040006, "errorMessage": "Original transaction id not found."}'
+    sandbox.fail_next(Fault(status=404, body=retryable))
+    assert sandbox_call(client, "get_transaction_history", TX).transactions
+    sandbox.fail_next(*[Fault(status=404, body=retryable)] * 4)
+    error = fails(lambda: sandbox_call(client, "get_transaction_history", TX), StoreNotFoundError)
+    assert (error.code, error.kind) == ("store_not_found_yet", Kind.TRANSIENT)
+
+
+def test_timeouts_and_unreachable_hosts(
+    sandbox: FakeAppStoreApi, make_client: Callable[..., AppStoreApiClient]
+) -> None:
+    sandbox.add_transaction()
+    client = make_client(policy=CallPolicy(read_timeout_s=0.3, attempts=2, base_backoff_s=0.01))
+    sandbox.fail_next(Fault(delay_s=1.0), Fault(delay_s=1.0))
+    error = fails(lambda: sandbox_call(client, "get_transaction_info", TX), StoreUnavailableError)
+    assert error.code == "store_timeout"
+    sandbox.stop()  # stopping twice (again at the fixture's end) is harmless
+    error = fails(lambda: sandbox_call(client, "get_transaction_info", TX), StoreUnavailableError)
+    assert error.code == "store_unreachable"
