@@ -121,6 +121,9 @@ def test_show_entitlement_and_history_newest_first(
     assert ent["product_id"] == "premium" and ent["user_id"] == "user-1"
     assert ent["environment"] == "Production"
     assert ent["updated_at"].endswith("Z") and ent["history_count"] == 3
+    assert isinstance(ent["updated_ms"], int) and isinstance(ent["created_ms"], int)
+    assert ent["last_event_type"] == "ADMIN_REGRANT" and ent["last_source"] == "admin"
+    assert ent["last_event_time_at"].endswith("Z") and isinstance(ent["last_event_time_ms"], int)
     history = body["history"]
     assert [h["type"] for h in history] == [
         "ADMIN_REGRANT",
@@ -132,7 +135,8 @@ def test_show_entitlement_and_history_newest_first(
     assert history[0]["effect"] == "applied"
     assert history[0]["status_before"] == "revoked" and history[0]["status_after"] == "active"
     assert history[1]["event_id"] == "m-2" and history[1]["actor"] is None
-    assert history[1]["event_time"].endswith("Z")
+    assert history[1]["event_time_ms"] == t0 + 1000
+    assert history[1]["event_time_at"].endswith("Z") and history[1]["received_at"].endswith("Z")
     assert body["history_truncated"] is False
 
 

@@ -219,7 +219,7 @@ def render_entitlement(ent: dict[str, Any]) -> list[str]:
         (
             "last event",
             f"{ent.get('last_source') or '-'} {ent.get('last_event_type') or ''} "
-            f"at {ent.get('last_event_time') or '-'}",
+            f"at {ent.get('last_event_time_at') or '-'}",
         ),
     ]
     return [f"  {name:<12} {value}" for name, value in rows]
@@ -227,7 +227,7 @@ def render_entitlement(ent: dict[str, Any]) -> list[str]:
 
 def render_event(entry: dict[str, Any]) -> str:
     line = (
-        f"  {entry.get('event_time')}  {entry.get('source'):<6} {entry.get('type'):<28} "
+        f"  {entry.get('event_time_at')}  {entry.get('source'):<6} {entry.get('type'):<28} "
         f"{entry.get('effect'):<8} {entry.get('status_before') or '-'} -> "
         f"{entry.get('status_after')}"
     )

@@ -2,8 +2,8 @@
 
 Layout (see README, "Firestore data layout"):
 
-- ``entitlements/{namespace}:{purchase_id}``: one document per purchase (``Entitlement.to_dict``),
-  namespace ``google``, ``apple`` or ``apple-sandbox``;
+- ``entitlements/{namespace}:{purchase_id}``: one document per purchase (fields:
+  ``refundguard.serializer``), namespace ``google``, ``apple`` or ``apple-sandbox``;
 - ``entitlements/{id}/history/{source}:{event_id}``: one document per event ever received for it,
   keyed by event id, which is how duplicates are found;
 - ``quarantine/{key}``: requests that can never be processed, stored whole with the reason.
@@ -28,7 +28,6 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -49,6 +48,7 @@ from .ledger import (
     decide,
     document_id,
 )
+from .serializer import load, ms_to_datetime, to_firestore
 
 ENTITLEMENTS = "entitlements"
 HISTORY = "history"
@@ -82,23 +82,6 @@ class ApplyResult:
 def now_ms() -> int:
     """Milliseconds since the epoch: the one clock of the ledger's callers."""
     return time.time_ns() // 1_000_000
-
-
-def _ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _entitlement_fields(entitlement: Entitlement) -> dict[str, Any]:
-    data = entitlement.to_dict()
-    data["updated_at"] = _ms_to_datetime(entitlement.updated_ms)  # readable in the console
-    return data
-
-
-def _history_fields(entry: HistoryEntry) -> dict[str, Any]:
-    data = entry.to_dict()
-    data["event_time"] = _ms_to_datetime(entry.event_time_ms)
-    data["received_at"] = _ms_to_datetime(entry.received_ms)
-    return data
 
 
 class EntitlementStore:
@@ -176,7 +159,7 @@ class EntitlementStore:
         transaction, found = self._begin_and_read([ent_path, hist_path], options, deadline)
         try:
             current_data = found.get(ent_path)
-            current = Entitlement.from_dict(current_data) if current_data is not None else None
+            current = load(Entitlement, current_data) if current_data is not None else None
             decision = decide(
                 current, event, already_seen=hist_path in found, now_ms=self._clock_ms()
             )
@@ -184,10 +167,8 @@ class EntitlementStore:
                 self._rollback(transaction, deadline)
                 return decision
             assert decision.entitlement is not None and decision.history is not None
-            writes = _helpers.pbs_for_set_no_merge(
-                ent_path, _entitlement_fields(decision.entitlement)
-            )
-            writes += _helpers.pbs_for_create(hist_path, _history_fields(decision.history))
+            writes = _helpers.pbs_for_set_no_merge(ent_path, to_firestore(decision.entitlement))
+            writes += _helpers.pbs_for_create(hist_path, to_firestore(decision.history))
             self._api.commit(
                 request={"database": self._database, "writes": writes, "transaction": transaction},
                 metadata=self._metadata,
@@ -246,7 +227,7 @@ class EntitlementStore:
             snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
         except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
-        return Entitlement.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
+        return load(Entitlement, snapshot.to_dict() or {}) if snapshot.exists else None
 
     def history(
         self, store: StoreName, purchase_id: str, environment: str = PRODUCTION, *, limit: int = 500
@@ -263,7 +244,7 @@ class EntitlementStore:
             snapshots = list(query.stream(retry=self._read_retry(), timeout=self._deadline_s))
         except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
-        return [HistoryEntry.from_dict(s.to_dict() or {}) for s in snapshots]
+        return [load(HistoryEntry, s.to_dict() or {}) for s in snapshots]
 
     def history_entry(
         self, store: StoreName, purchase_id: str, environment: str, history_id: str
@@ -279,7 +260,7 @@ class EntitlementStore:
             snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
         except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
-        return HistoryEntry.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
+        return load(HistoryEntry, snapshot.to_dict() or {}) if snapshot.exists else None
 
     # ---------------------------------------------------------------- quarantine
 
@@ -311,7 +292,7 @@ class EntitlementStore:
             "code": code,
             "reason": reason,
             "received_ms": now,
-            "received_at": _ms_to_datetime(now),
+            "received_at": ms_to_datetime(now),
             "body_sha256": digest,
             "body_size": len(body),
             "body_truncated": len(body) > MAX_QUARANTINED_BODY,

@@ -29,7 +29,6 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import flask
@@ -39,8 +38,6 @@ from ..errors import Kind, RefundGuardError, rejected
 from ..http import cause_text, error_response, json_response, parse_json_object, read_body
 from ..ledger import (
     Effect,
-    Entitlement,
-    HistoryEntry,
     LedgerEvent,
     Source,
     Status,
@@ -50,6 +47,7 @@ from ..ledger import (
     parse_namespace,
 )
 from ..oidc import Authenticator, Caller
+from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
 
 MAX_BODY_BYTES = 16 * 1024
@@ -101,50 +99,6 @@ def match_route(path: str) -> Route | None:
         if rest[3] in ACTIONS:
             return Route(rest[1], rest[2], ACTIONS[rest[3]])
     return None
-
-
-# ---------------------------------------------------------------------------------------- JSON
-
-
-def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def entitlement_json(entitlement: Entitlement) -> dict[str, Any]:
-    return {
-        "store": entitlement.store.value,
-        "purchase_id": entitlement.purchase_id,
-        "environment": entitlement.environment,
-        "status": entitlement.status.value,
-        "access": entitlement.status.grants_access,
-        "product_id": entitlement.product_id,
-        "user_id": entitlement.user_id,
-        "updated_at": iso(entitlement.updated_ms),
-        "created_at": iso(entitlement.created_ms),
-        "last_event_time": iso(entitlement.last_event_time_ms),
-        "last_event_type": entitlement.last_event_type,
-        "last_source": entitlement.last_source.value if entitlement.last_source else None,
-        "history_count": entitlement.history_count,
-    }
-
-
-def history_json(entry: HistoryEntry) -> dict[str, Any]:
-    return {
-        "event_id": entry.event_id,
-        "source": entry.source.value,
-        "type": entry.type,
-        "event_time": iso(entry.event_time_ms),
-        "received_at": iso(entry.received_ms),
-        "effect": entry.effect.value,
-        "status_before": entry.status_before.value if entry.status_before else None,
-        "status_after": entry.status_after.value,
-        "actor": entry.actor,
-        "reason": entry.reason,
-        "details": dict(entry.details),
-    }
 
 
 # ---------------------------------------------------------------------------------------- input
@@ -279,8 +233,8 @@ class AdminApi:
         return json_response(
             200,
             {
-                "entitlement": entitlement_json(entitlement),
-                "history": [history_json(entry) for entry in history],
+                "entitlement": to_json(entitlement),
+                "history": [to_json(entry) for entry in history],
                 "history_truncated": entitlement.history_count > len(history),
             },
         )
@@ -328,26 +282,27 @@ class AdminApi:
                     "idempotency_unresolved",
                     "the first request with this Idempotency-Key is not readable yet; retry",
                 )
-            if entry.type != action.event_type or entry.reason != reason:
-                self._audit(
-                    admin,
-                    route,
-                    reason,
-                    outcome="idempotency_key_reused",
-                    level="WARNING",
-                    replayed=True,
-                )
-                return json_response(
-                    422,
-                    {
-                        "error": "idempotency_key_reused",
-                        "message": "this Idempotency-Key was already used for a different request "
-                        f"({entry.type} with another reason) on this purchase; "
-                        "use a new key",
-                    },
-                )
+        assert entry is not None
+        if replayed and (entry.type != action.event_type or entry.reason != reason):
+            self._audit(
+                admin,
+                route,
+                reason,
+                outcome="idempotency_key_reused",
+                level="WARNING",
+                replayed=True,
+            )
+            return json_response(
+                422,
+                {
+                    "error": "idempotency_key_reused",
+                    "message": "this Idempotency-Key was already used for a different request "
+                    f"({entry.type} with another reason) on this purchase; "
+                    "use a new key",
+                },
+            )
         entitlement = result.entitlement
-        assert entitlement is not None and entry is not None
+        assert entitlement is not None
         self._audit(
             admin,
             route,
@@ -362,8 +317,8 @@ class AdminApi:
         return json_response(
             200,
             {
-                "entitlement": entitlement_json(entitlement),
-                "event": history_json(entry),
+                "entitlement": to_json(entitlement),
+                "event": to_json(entry),
                 "effect": entry.effect.value,
             },
             headers,
