@@ -220,6 +220,30 @@ def test_poison_message_is_acknowledged_and_quarantined_whole(
     assert entitlement_count(store) == 0  # and nothing else changed
 
 
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"productType": 2**70},  # no 64-bit integer for it: refused by the client library
+        {"orderId": "GPA." + "1" * 1_100_000},  # over 1 MiB: refused by Firestore
+    ],
+    ids=["int-out-of-range", "too-large"],
+)
+def test_a_value_firestore_cannot_store_is_quarantined_not_retried(
+    client: Any, store: Any, facts: dict[str, Any]
+) -> None:
+    void = {"purchaseToken": "tok-unstorable", "orderId": "GPA.1", **facts}
+    body = raw_push(_b64({**_NOTE, "voidedPurchaseNotification": void}), "m-unstorable")
+    response = post(client, body)
+    assert response.status_code == 200  # acknowledged: a retry could never store it
+    answer = response.get_json()
+    assert answer["status"] == "quarantined" and answer["code"] == "unstorable"
+    assert answer["quarantine_id"] == "play:m-unstorable"
+    [record] = quarantined(store)
+    assert record["code"] == "unstorable" and record["body_sha256"]
+    assert body.decode().startswith(record["body"])  # whole, or its first 512 KiB
+    assert entitlement_count(store) == 0
+
+
 def test_body_that_is_not_json_is_quarantined(client: Any, store: Any) -> None:
     response = client.post("/", data=b"\xff\xfe garbage", headers={"Content-Type": "text/plain"})
     assert response.status_code == 200 and response.get_json()["code"] == "bad_json"

@@ -271,17 +271,7 @@ class AdminApi:
         )
         result = self.store.apply(event)
         replayed = result.effect is Effect.DUPLICATE
-        entry = result.history
-        if replayed:
-            entry = self.store.history_entry(
-                store, route.purchase_id, environment, event.history_id
-            )
-            if entry is None:  # history is never deleted; a read racing a commit, at worst
-                raise RefundGuardError(
-                    Kind.TRANSIENT,
-                    "idempotency_unresolved",
-                    "the first request with this Idempotency-Key is not readable yet; retry",
-                )
+        entry = result.history  # for a duplicate: the first request's entry, as stored
         assert entry is not None
         if replayed and (entry.type != action.event_type or entry.reason != reason):
             self._audit(

@@ -5,8 +5,9 @@ over three days, on anything but 2xx; 4xx may not be retried):
 
 - 200 ``{"result": "applied" | "recorded" | "stale" | "duplicate"}``: processed;
 - 200 ``{"result": "acknowledged"}``: TEST, or a notification without a transaction to key by;
-- 200 ``{"result": "quarantined"}``: verified, but missing a field a ledger event needs; kept whole
-  in ``quarantine/apple:<notificationUUID>`` for a person to look at (a retry would not help);
+- 200 ``{"result": "quarantined"}``: verified, but missing a field a ledger event needs, or holding
+  a value Firestore cannot store; kept whole in ``quarantine/apple:<notificationUUID>`` for a person
+  to look at (a retry would not help);
 - 400 ``{"error": "apple_<status>" | "bad_json" | "missing_signed_payload", "message": ...}``:
   not JSON, no ``signedPayload``, a JWS that fails verification, an app or environment that is not
   configured. Nothing is written; one WARNING log line says why (never the token itself);
@@ -80,25 +81,7 @@ class _Handler:
         try:
             mapped = map_notification(verified)
         except UnmappableNotification as exc:
-            uuid = verified.payload.get("notificationUUID")
-            key = f"apple:{uuid}" if isinstance(uuid, str) and uuid else None
-            doc = self._store.quarantine(
-                source="apple",
-                code=exc.code,
-                reason=exc.message,
-                body=body,
-                key=key,
-                details={"verified": True},
-            )
-            logs.warning(
-                "apple notification quarantined",
-                decision="quarantined",
-                code=exc.code,
-                reason=exc.message,
-                quarantine=doc,
-                **fields,
-            )
-            return json_response(200, {"result": "quarantined", "reason": exc.message})
+            return self._quarantine(exc, body, fields)
         if mapped.event is None:
             logs.info(
                 "apple notification acknowledged",
@@ -110,7 +93,12 @@ class _Handler:
                 200, {"result": "acknowledged", "reason": mapped.acknowledge_reason}
             )
         event = mapped.event
-        result = self._store.apply(event)
+        try:
+            result = self._store.apply(event)
+        except RefundGuardError as err:
+            if err.kind is not Kind.REJECTED:
+                raise
+            return self._quarantine(err, body, fields)  # e.g. a value Firestore cannot store
         status = result.entitlement.status.value if result.entitlement else None
         logs.info(
             "apple notification",
@@ -124,3 +112,27 @@ class _Handler:
         return json_response(
             200, {"result": result.effect.value, "status": status, "entitlement": event.document_id}
         )
+
+    def _quarantine(
+        self, err: RefundGuardError, body: bytes, fields: dict[str, Any]
+    ) -> flask.Response:
+        """Verified, but never processable: kept whole, acknowledged (a retry would not help)."""
+        uuid = fields.get("notification_uuid")
+        key = f"apple:{uuid}" if isinstance(uuid, str) and uuid else None
+        doc = self._store.quarantine(
+            source="apple",
+            code=err.code,
+            reason=err.message,
+            body=body,
+            key=key,
+            details={"verified": True},
+        )
+        logs.warning(
+            "apple notification quarantined",
+            decision="quarantined",
+            code=err.code,
+            reason=err.message,
+            quarantine=doc,
+            **fields,
+        )
+        return json_response(200, {"result": "quarantined", "reason": err.message})

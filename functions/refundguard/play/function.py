@@ -4,8 +4,9 @@ Responses (Pub/Sub acknowledges any 2xx and retries anything else):
 
 - 200 ``applied`` / ``recorded`` / ``stale`` / ``duplicate`` / ``test``: done, acknowledge;
 - 200 ``quarantined``: the message can never be processed (bad base64 or JSON, unknown package,
-  no purchase token...): it is stored whole in the ``quarantine`` collection with the reason, then
-  acknowledged, so nothing is silently dropped and nothing loops until the dead-letter topic;
+  no purchase token, a value Firestore cannot store...): it is stored whole in the ``quarantine``
+  collection with the reason, then acknowledged, so nothing is silently dropped and nothing loops
+  until the dead-letter topic;
 - 503: Firestore unreachable or too slow: Pub/Sub retries with backoff (then dead-letters);
 - 401 / 403: the request does not carry an ID token of the push identity (see below).
 
@@ -109,6 +110,8 @@ def create_handler(env: Mapping[str, str], *, store: EntitlementStore | None = N
         try:
             result = entitlements.apply(event)
         except RefundGuardError as err:
+            if err.kind is Kind.REJECTED:  # e.g. a value Firestore cannot store: never retried
+                return _quarantine(entitlements, err, body, message_id=message.message_id)
             logs.error(
                 "notification not applied; Pub/Sub will retry",
                 decision="retry",
@@ -137,8 +140,10 @@ def create_handler(env: Mapping[str, str], *, store: EntitlementStore | None = N
     return guarded(FUNCTION, handle)
 
 
-def _quarantine(store: EntitlementStore, err: RefundGuardError, body: bytes) -> flask.Response:
-    message_id = err.details.get("message_id")
+def _quarantine(
+    store: EntitlementStore, err: RefundGuardError, body: bytes, *, message_id: str | None = None
+) -> flask.Response:
+    message_id = err.details.get("message_id") or message_id
     key = f"play:{message_id}" if message_id else None
     try:
         doc_id = store.quarantine(
