@@ -423,6 +423,27 @@ def test_revoke_then_older_purchase_notification_stays_revoked(
     assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).status is Status.REVOKED
 
 
+def test_a_dozen_concurrent_admin_actions_on_one_purchase_all_succeed(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
+    barrier = threading.Barrier(12)
+    responses: list[Any] = []
+
+    def act(i: int) -> None:
+        barrier.wait()
+        action = "revoke" if i % 2 else "regrant"
+        responses.append(post(client, auth, "google", GOOGLE_TOKEN, action, f"ticket {i}"))
+
+    threads = [threading.Thread(target=act, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [r.status_code for r in responses] == [200] * 12, [r.get_json() for r in responses]
+    assert len(store.history(StoreName.GOOGLE, GOOGLE_TOKEN)) == 12
+    assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).history_count == 12
+
+
 def test_concurrent_regrant_and_refund(client: Any, auth: dict[str, str], store: Any) -> None:
     for round_ in range(3):
         token = f"race-{round_}"
