@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -477,6 +478,7 @@ def main() -> None:
             worker.close()
         stop(processes)
         stop_process(emu.process)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def report(
