@@ -3,8 +3,8 @@
 Prints notifications/s and Firestore round trips per notification for: new notifications, exact
 redeliveries (duplicates), and events on one hot token; and, measured in the same run, the same
 work done with the client library's ``@firestore.transactional`` helper (BeginTransaction + read +
-commit) as the baseline. Targets: one transaction per notification (one read round + one commit);
-a duplicate costs one read and no write.
+commit) as the baseline. Targets: one read and one commit per notification; a duplicate costs one
+read and no write. (bench_store.py compares the store with its floors and its previous version.)
 
     .venv/bin/python bench/bench_play.py [N]
 """
@@ -23,6 +23,7 @@ from google.cloud import firestore
 from refundguard import logs
 from refundguard.ledger import Entitlement, decide
 from refundguard.play import envelope, rtdn
+from refundguard.serializer import load, to_firestore
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore
 from refundguard_dev.emulator import bench_emulator as emulator
 from refundguard_dev.play_messages import PACKAGE, play_request
@@ -84,14 +85,14 @@ def run_baseline(db: firestore.Client, bodies: list[tuple[bytes, dict[str, str]]
         snapshots = {s.reference.path: s for s in transaction.get_all([ent_ref, hist_ref])}
         current = snapshots[ent_ref.path]
         decision = decide(
-            Entitlement.from_dict(current.to_dict()) if current.exists else None,
+            load(Entitlement, current.to_dict()) if current.exists else None,
             event,
             already_seen=snapshots[hist_ref.path].exists,
             now_ms=time.time_ns() // 1_000_000,
         )
         if decision.writes:
-            transaction.set(ent_ref, decision.entitlement.to_dict())
-            transaction.create(hist_ref, decision.history.to_dict())
+            transaction.set(ent_ref, to_firestore(decision.entitlement))
+            transaction.create(hist_ref, to_firestore(decision.history))
 
     start = time.perf_counter()
     for body, headers in bodies:

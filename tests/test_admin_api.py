@@ -121,6 +121,9 @@ def test_show_entitlement_and_history_newest_first(
     assert ent["product_id"] == "premium" and ent["user_id"] == "user-1"
     assert ent["environment"] == "Production"
     assert ent["updated_at"].endswith("Z") and ent["history_count"] == 3
+    assert isinstance(ent["updated_ms"], int) and isinstance(ent["created_ms"], int)
+    assert ent["last_event_type"] == "ADMIN_REGRANT" and ent["last_source"] == "admin"
+    assert ent["last_event_time_at"].endswith("Z") and isinstance(ent["last_event_time_ms"], int)
     history = body["history"]
     assert [h["type"] for h in history] == [
         "ADMIN_REGRANT",
@@ -132,7 +135,8 @@ def test_show_entitlement_and_history_newest_first(
     assert history[0]["effect"] == "applied"
     assert history[0]["status_before"] == "revoked" and history[0]["status_after"] == "active"
     assert history[1]["event_id"] == "m-2" and history[1]["actor"] is None
-    assert history[1]["event_time"].endswith("Z")
+    assert history[1]["event_time_ms"] == t0 + 1000
+    assert history[1]["event_time_at"].endswith("Z") and history[1]["received_at"].endswith("Z")
     assert body["history_truncated"] is False
 
 
@@ -417,6 +421,27 @@ def test_revoke_then_older_purchase_notification_stays_revoked(
     )
     assert late.effect is Effect.STALE
     assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).status is Status.REVOKED
+
+
+def test_a_dozen_concurrent_admin_actions_on_one_purchase_all_succeed(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
+    barrier = threading.Barrier(12)
+    responses: list[Any] = []
+
+    def act(i: int) -> None:
+        barrier.wait()
+        action = "revoke" if i % 2 else "regrant"
+        responses.append(post(client, auth, "google", GOOGLE_TOKEN, action, f"ticket {i}"))
+
+    threads = [threading.Thread(target=act, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [r.status_code for r in responses] == [200] * 12, [r.get_json() for r in responses]
+    assert len(store.history(StoreName.GOOGLE, GOOGLE_TOKEN)) == 12
+    assert store.get(StoreName.GOOGLE, GOOGLE_TOKEN).history_count == 12
 
 
 def test_concurrent_regrant_and_refund(client: Any, auth: dict[str, str], store: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -100,6 +101,12 @@ def test_regrant_show_revoke(server_url: str, signer: TestSigner) -> None:
     revoke_line = next(i for i, line in enumerate(lines) if "ADMIN_REVOKE" in line)
     regrant_line = next(i for i, line in enumerate(lines) if "ADMIN_REGRANT" in line)
     assert revoke_line < regrant_line
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    events = lines[next(i for i, line in enumerate(lines) if line.startswith("History")) + 1 :]
+    assert len(events) == 2
+    assert all(re.match(rf"  {iso}  admin ", line) for line in events)  # each with its time
+    assert re.search(rf"last event +admin ADMIN_REVOKE at {iso}$", out, re.MULTILINE)
+    assert re.search(rf"updated +{iso}$", out, re.MULTILINE) and "None" not in out
 
 
 def test_json_output(server_url: str, signer: TestSigner) -> None:

@@ -206,6 +206,20 @@ def test_verified_but_unmappable_notification_is_quarantined_and_refused(
     assert len(list(store._client.collection("entitlements").stream())) == 0
 
 
+def test_verified_notification_with_a_value_firestore_cannot_store_is_quarantined(
+    client: Any, store: Any
+) -> None:
+    token = sign_notification(
+        "REFUND", transaction={"revocationReason": 2**70}, notification_uuid="uuid-unstorable"
+    )
+    r = post(client, token)
+    assert r.status_code == 422 and r.get_json()["effect"] == "quarantined"
+    assert r.get_json()["quarantine_id"] == "apple:uuid-unstorable"
+    [doc] = [d.to_dict() for d in store._client.collection("quarantine").stream()]
+    assert doc["code"] == "apple_unmappable" and doc["source"] == "apple"
+    assert len(list(store._client.collection("entitlements").stream())) == 0
+
+
 def test_firestore_unreachable_is_503_so_apple_retries(
     emulator_env: dict[str, str], make_client: Any, root_path: Path, unused_port: int
 ) -> None:

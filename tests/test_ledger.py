@@ -178,13 +178,6 @@ def test_product_and_user_are_filled_and_never_erased() -> None:
     assert ent is not None and ent.product_id == "course.a" and ent.user_id == "u-1"
 
 
-def test_serialisation_round_trips() -> None:
-    ent, history = fold([PURCHASE, VOID])
-    assert ent is not None
-    assert Entitlement.from_dict(ent.to_dict()) == ent
-    assert [HistoryEntry.from_dict(h.to_dict()) for h in history] == history
-
-
 def test_namespaces_keep_stores_and_environments_apart() -> None:
     ids = {
         document_id(StoreName.GOOGLE, "123"),

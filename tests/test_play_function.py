@@ -219,6 +219,32 @@ def test_poison_message_is_acknowledged_and_quarantined_whole(
     assert entitlement_count(store) == 0  # and nothing else changed
 
 
+@pytest.mark.parametrize(
+    ("facts", "code"),
+    [
+        ({"productType": 2**70}, "bad_notification"),  # no such product type
+        ({"refundType": 2**70}, "bad_notification"),
+        ({"orderId": "GPA." + "1" * 1_100_000}, "unstorable_event"),  # Firestore could not store
+        ({"orderId": "GPA.\udc00"}, "unstorable_event"),  # a lone surrogate: no UTF-8 for it
+    ],
+    ids=["product-type-out-of-range", "refund-type-out-of-range", "too-large", "surrogate"],
+)
+def test_a_value_firestore_cannot_store_is_quarantined_not_retried(
+    client: Any, store: Any, facts: dict[str, Any], code: str
+) -> None:
+    void = {"purchaseToken": "tok-unstorable", "orderId": "GPA.1", **facts}
+    body = raw_push(_b64({**_NOTE, "voidedPurchaseNotification": void}), "m-unstorable")
+    response = post(client, body)
+    assert response.status_code == 200  # acknowledged: a retry could never store it
+    answer = response.get_json()
+    assert answer["effect"] == "quarantined" and answer["code"] == code
+    assert answer["quarantine_id"] == "play:m-unstorable"
+    [record] = quarantined(store)
+    assert record["code"] == code and record["body_sha256"]
+    assert body.decode().startswith(record["body"])  # whole, or its first 512 KiB
+    assert entitlement_count(store) == 0
+
+
 def test_body_that_is_not_json_is_quarantined(client: Any, store: Any) -> None:
     response = client.post("/", data=b"\xff\xfe garbage", headers={"Content-Type": "text/plain"})
     assert response.status_code == 200 and response.get_json()["code"] == "bad_json"

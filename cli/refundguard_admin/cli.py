@@ -242,7 +242,7 @@ def render_entitlement(ent: dict[str, Any]) -> list[str]:
         (
             "last event",
             f"{ent.get('last_source') or '-'} {ent.get('last_event_type') or ''} "
-            f"at {ent.get('last_event_time') or '-'}",
+            f"at {ent.get('last_event_time_at') or '-'}",
         ),
     ]
     return [f"  {name:<12} {safe(value)}" for name, value in rows]
@@ -250,7 +250,7 @@ def render_entitlement(ent: dict[str, Any]) -> list[str]:
 
 def render_event(entry: dict[str, Any]) -> str:
     line = (
-        f"  {safe(entry.get('event_time'))}  {safe(entry.get('source')):<6} "
+        f"  {safe(entry.get('event_time_at'))}  {safe(entry.get('source')):<6} "
         f"{safe(entry.get('type')):<28} {safe(entry.get('effect')):<8} "
         f"{safe(entry.get('status_before') or '-')} -> {safe(entry.get('status_after'))}"
     )

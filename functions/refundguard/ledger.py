@@ -177,42 +177,6 @@ class Entitlement:
     def document_id(self) -> str:
         return document_id(self.store, self.purchase_id, self.environment)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "store": self.store.value,
-            "purchase_id": self.purchase_id,
-            "environment": self.environment,
-            "status": self.status.value,
-            "product_id": self.product_id,
-            "user_id": self.user_id,
-            "last_event_time_ms": self.last_event_time_ms,
-            "last_event_id": self.last_event_id,
-            "last_event_type": self.last_event_type,
-            "last_source": self.last_source.value if self.last_source else None,
-            "created_ms": self.created_ms,
-            "updated_ms": self.updated_ms,
-            "history_count": self.history_count,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Entitlement:
-        last_source = data.get("last_source")
-        return cls(
-            store=StoreName(data["store"]),
-            purchase_id=data["purchase_id"],
-            environment=data.get("environment", PRODUCTION),
-            status=Status(data["status"]),
-            product_id=data.get("product_id"),
-            user_id=data.get("user_id"),
-            last_event_time_ms=data.get("last_event_time_ms"),
-            last_event_id=data.get("last_event_id"),
-            last_event_type=data.get("last_event_type"),
-            last_source=Source(last_source) if last_source else None,
-            created_ms=int(data.get("created_ms") or 0),
-            updated_ms=int(data.get("updated_ms") or 0),
-            history_count=int(data.get("history_count") or 0),
-        )
-
 
 @dataclass(frozen=True)
 class HistoryEntry:
@@ -227,38 +191,6 @@ class HistoryEntry:
     actor: str | None = None
     reason: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "source": self.source.value,
-            "type": self.type,
-            "event_time_ms": self.event_time_ms,
-            "received_ms": self.received_ms,
-            "effect": self.effect.value,
-            "status_before": self.status_before.value if self.status_before else None,
-            "status_after": self.status_after.value,
-            "actor": self.actor,
-            "reason": self.reason,
-            "details": dict(self.details),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
-        before = data.get("status_before")
-        return cls(
-            event_id=data["event_id"],
-            source=Source(data["source"]),
-            type=data["type"],
-            event_time_ms=int(data["event_time_ms"]),
-            received_ms=int(data["received_ms"]),
-            effect=Effect(data["effect"]),
-            status_before=Status(before) if before else None,
-            status_after=Status(data["status_after"]),
-            actor=data.get("actor"),
-            reason=data.get("reason"),
-            details=dict(data.get("details") or {}),
-        )
 
 
 @dataclass(frozen=True)
@@ -324,11 +256,12 @@ def effective_time_ms(event: LedgerEvent, now_ms: int) -> int:
 
 
 def _wins(current: Entitlement, event: LedgerEvent, time_ms: int) -> bool:
-    """Whether a state-setting event is applied, by event time (ties: see the module docstring).
-    An admin action always is: it takes effect at the moment it is made."""
-    if event.source is Source.ADMIN:
-        return True
+    """Whether a state-setting event is applied, by event time (ties: the more restrictive status;
+    an admin action over a store event). An admin action always takes effect over store events,
+    whatever their date; among admin actions, the newest decides."""
     last = current.last_event_time_ms
+    if event.source is Source.ADMIN:
+        return current.last_source is not Source.ADMIN or last is None or time_ms >= last
     if last is None or time_ms > last:
         return True
     if time_ms < last:

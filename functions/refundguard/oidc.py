@@ -187,39 +187,39 @@ class IdTokenVerifier:
         self.audiences = tuple(audiences) if audiences is not None else None
         self.realm = realm
 
-    def _fail(self, code: str, message: str) -> RefundGuardError:
+    def refuse(self, code: str, message: str) -> RefundGuardError:
         return unauthenticated(code, message, self.realm)
 
     def verify(self, token: str) -> Mapping[str, Any]:
         key = self.keys.key(self._key_id(token))
         if key is None:
-            raise self._fail("unknown_token_key", "the token's signing key is not Google's")
+            raise self.refuse("unknown_token_key", "the token's signing key is not Google's")
         claims = self._decode(token, key)
         if not isinstance(claims.get("aud"), str):
-            raise self._fail("wrong_audience", "the token is not meant for this function")
+            raise self.refuse("wrong_audience", "the token is not meant for this function")
         if claims.get("email_verified") is not True:
-            raise self._fail(
+            raise self.refuse(
                 "email_not_verified",
                 "the token carries no verified email (for a service account, "
                 "request it with --include-email)",
             )
         email = claims.get("email")
         if not isinstance(email, str) or not _EMAIL.fullmatch(email):
-            raise self._fail("no_email", "the token carries no email")
+            raise self.refuse("no_email", "the token carries no email")
         return claims
 
     def _key_id(self, token: str) -> str:
         if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
-            raise self._fail("malformed_token", "the bearer token is not a JWT")
+            raise self.refuse("malformed_token", "the bearer token is not a JWT")
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
-            raise self._fail("malformed_token", "the bearer token is not a JWT") from None
+            raise self.refuse("malformed_token", "the bearer token is not a JWT") from None
         if header.get("alg") != "RS256":
-            raise self._fail("bad_token_algorithm", "the token must be signed with RS256")
+            raise self.refuse("bad_token_algorithm", "the token must be signed with RS256")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise self._fail("bad_token_key", "the token names no signing key")
+            raise self.refuse("bad_token_key", "the token names no signing key")
         return kid
 
     def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
@@ -239,14 +239,14 @@ class IdTokenVerifier:
             )
         except jwt.MissingRequiredClaimError as exc:
             code, message = _MISSING_CLAIM.get(exc.claim, ("invalid_token", "the token is invalid"))
-            raise self._fail(code, message) from None
+            raise self.refuse(code, message) from None
         except jwt.PyJWTError as exc:
             for error_type, code, message in _PYJWT_ERRORS:
                 if isinstance(exc, error_type):
-                    raise self._fail(code, message) from None
-            raise self._fail("invalid_token", "the token is not valid") from None
+                    raise self.refuse(code, message) from None
+            raise self.refuse("invalid_token", "the token is not valid") from None
         except (ValueError, TypeError, RecursionError):
-            raise self._fail("invalid_token", "the token is not valid") from None
+            raise self.refuse("invalid_token", "the token is not valid") from None
 
 
 # ---------------------------------------------------------------------------------------- who
@@ -320,7 +320,7 @@ class Authenticator:
         self.forbidden_code = forbidden_code
 
     def authenticate(self, authorization: str | None) -> Caller:
-        fail = self.verifier._fail
+        fail = self.verifier.refuse
         if not authorization or not authorization.strip():
             raise fail("missing_token", "send Authorization: Bearer <Google-signed ID token>")
         scheme, _, token = authorization.strip().partition(" ")

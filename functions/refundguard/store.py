@@ -1,46 +1,45 @@
-"""Entitlements on Firestore: each event read-decided-written in one transaction.
+"""Entitlements on Firestore, through google-cloud-firestore's public API only.
 
-Layout (see README, "Firestore data layout"):
+Layout (see README, "Firestore data layout"; fields: ``refundguard.serializer``):
 
-- ``entitlements/{namespace}:{purchase_id}``: one document per purchase (``Entitlement.to_dict``),
-  namespace ``google``, ``apple`` or ``apple-sandbox``;
+- ``entitlements/{namespace}:{purchase_id}``: one document per purchase, namespace ``google``,
+  ``apple`` or ``apple-sandbox``;
 - ``entitlements/{id}/history/{source}:{event_id}``: one document per event ever received for it,
   keyed by event id, which is how duplicates are found;
 - ``quarantine/{key}``: requests that can never be processed, stored whole with the reason.
 
-The transaction is driven at the RPC level rather than through ``@firestore.transactional``, for
-two reasons the high-level helper cannot meet: (1) one read round and one commit per event: the
-read is a ``BatchGetDocuments`` that *opens* the transaction (``new_transaction``), so no separate
-``BeginTransaction`` round trip, and a duplicate costs that read plus a rollback, no write; (2) a
-bounded deadline: the generated client retries an unreachable Firestore for 60-300 s per call,
-longer than a function may run; here every attempt shares one deadline and then the event fails as
-``TRANSIENT`` (503: the sender retries). Every attempt is idempotent, because the event id is the
-history document's id: an attempt whose commit landed but whose answer was lost is found as a
-duplicate by the next one.
+An event is two round trips, optimistic, never a lock: one ``get_all`` reads the entitlement and
+the event's history entry; ``ledger.decide``; one atomic ``WriteBatch`` creates the history entry
+(it fails if the entry exists: a concurrent duplicate) and writes the entitlement on the condition
+that it is unchanged since the read (its ``update_time``; ``create`` when it did not exist). When
+another writer won (``ALREADY_EXISTS``, ``FAILED_PRECONDITION``, ``ABORTED``) the event is read and
+decided again. A duplicate costs the read and no write, and its answer carries the stored entry.
+
+Every attempt shares one deadline (``FIRESTORE_DEADLINE_SECONDS``); no call is retried by the client
+library (whose loops last 60-300 s). Unreachable or too slow: ``TRANSIENT`` (503, the sender
+retries). An attempt whose commit landed but whose answer was lost is found as a duplicate by the
+next one, because the event id is the history document's id. A value Firestore cannot store is
+``REJECTED`` (``unstorable``): a retry would never help, so callers quarantine it.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import firestore
-from google.cloud.firestore_v1 import _helpers
 
 from . import config
-from .errors import RefundGuardError, transient
+from .errors import RefundGuardError, rejected, transient
 from .ledger import (
     PRODUCTION,
-    Decision,
     Effect,
     Entitlement,
     HistoryEntry,
@@ -49,30 +48,40 @@ from .ledger import (
     decide,
     document_id,
 )
+from .serializer import load, ms_to_datetime, to_firestore
 
 ENTITLEMENTS = "entitlements"
 HISTORY = "history"
 QUARANTINE = "quarantine"
 MAX_QUARANTINED_BODY = 512 * 1024  # bytes; base64 makes it 683 KiB, under the 1 MiB limit
-_CONTENTION_ATTEMPTS = 8
 
-# Errors worth another attempt within the deadline (Aborted: contention; the rest: reachability).
+# Another writer committed between our read and our commit: read and decide again.
+_CONFLICTS = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted)
+
+# Firestore unreachable, overloaded or too slow: worth another attempt within the deadline (and
+# contention, for the single reads and writes that the client library's Retry repeats).
 _RETRYABLE = (
-    gexc.Aborted,
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
     gexc.InternalServerError,
     gexc.ResourceExhausted,
     gexc.Unknown,
+    gexc.Aborted,
 )
-
 
 # What a single (retried) call raises when Firestore cannot be reached in time.
 _CALL_ERRORS = (gexc.GoogleAPICallError, gexc.RetryError)
 
+# What the client library raises while encoding a value Firestore has no type for (an int beyond
+# 64 bits, a lone surrogate, an empty map key...), and the serializer for a time beyond year 9999.
+_ENCODING_ERRORS = (ValueError, TypeError, OverflowError)
+
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """What ``apply`` did: ``history`` is the entry written or, for a ``DUPLICATE``, the one stored
+    (read in the same round trip as the entitlement); ``attempts``: read-decide-commit rounds."""
+
     effect: Effect
     entitlement: Entitlement | None
     history: HistoryEntry | None
@@ -82,23 +91,6 @@ class ApplyResult:
 def now_ms() -> int:
     """Milliseconds since the epoch: the one clock of the ledger's callers."""
     return time.time_ns() // 1_000_000
-
-
-def _ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _entitlement_fields(entitlement: Entitlement) -> dict[str, Any]:
-    data = entitlement.to_dict()
-    data["updated_at"] = _ms_to_datetime(entitlement.updated_ms)  # readable in the console
-    return data
-
-
-def _history_fields(entry: HistoryEntry) -> dict[str, Any]:
-    data = entry.to_dict()
-    data["event_time"] = _ms_to_datetime(entry.event_time_ms)
-    data["received_at"] = _ms_to_datetime(entry.received_ms)
-    return data
 
 
 class EntitlementStore:
@@ -114,9 +106,6 @@ class EntitlementStore:
         self._client = client
         self._deadline_s = deadline_s
         self._clock_ms = clock_ms
-        self._api = client._firestore_api  # the generated client, for RPC-level transactions
-        self._database = client._database_string
-        self._metadata = client._rpc_metadata
 
     @classmethod
     def connect(cls, settings: config.FirestoreSettings) -> EntitlementStore:
@@ -133,113 +122,80 @@ class EntitlementStore:
     # ---------------------------------------------------------------- events
 
     def apply(self, event: LedgerEvent) -> ApplyResult:
-        """Apply one event in one transaction; raise TRANSIENT if Firestore cannot be reached."""
+        """Apply one event; TRANSIENT if Firestore cannot be reached in time, REJECTED
+        (``unstorable``) if it holds a value Firestore cannot store."""
         ent_ref = self._client.collection(ENTITLEMENTS).document(event.document_id)
         hist_ref = ent_ref.collection(HISTORY).document(event.history_id)
         deadline = time.monotonic() + self._deadline_s
-        previous_tx: bytes | None = None
-        attempt = 0
+        attempt = conflicts = failures = 0
+        cause: Exception | None
+        code, cause = "firestore_unavailable", None  # what the caller hears if time runs out
         while True:
             attempt += 1
             try:
-                decision = self._attempt(
-                    event, ent_ref._document_path, hist_ref._document_path, previous_tx, deadline
-                )
-                return ApplyResult(decision.effect, decision.entitlement, decision.history, attempt)
-            except _TransactionAborted as aborted:
-                previous_tx = aborted.transaction
-                cause: Exception = aborted.cause
+                return self._attempt(event, ent_ref, hist_ref, deadline, attempt)
+            except _DeadlinePassed as exc:  # before a call: the previous attempt's failure stands
+                raise self._transient(code) from cause or exc
+            except _CONFLICTS as exc:
+                # Someone else made progress: come back soon, spread out so that a crowd on one
+                # purchase does not collide again in lockstep.
+                conflicts += 1
+                cause, code = exc, "firestore_contention"
+                pause = random.uniform(0, 0.005 * 2 ** min(conflicts, 6))  # noqa: S311 - jitter
             except _RETRYABLE as exc:
-                cause = exc
+                failures += 1
+                cause, code = exc, "firestore_unavailable"
+                pause = random.uniform(0.05, 0.1 * 2 ** min(failures, 5))  # noqa: S311 - jitter
+            except gexc.InvalidArgument as exc:
+                raise _unstorable() from exc
             except gexc.GoogleAPICallError as exc:
                 # Permission denied, database missing...: ours to fix, never the sender's; 503 keeps
                 # the notification coming back until it is fixed.
                 raise self._transient("firestore_error") from exc
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or attempt >= _CONTENTION_ATTEMPTS:
-                raise self._transient("firestore_unavailable") from cause
-            time.sleep(
-                min(
-                    remaining,
-                    random.uniform(  # noqa: S311 - jitter, not crypto
-                        0.05, 0.1 * 2 ** min(attempt, 5)
-                    ),
-                )
-            )
+            if remaining <= 0:
+                raise self._transient(code) from cause
+            time.sleep(min(remaining, pause))
 
     def _attempt(
         self,
         event: LedgerEvent,
-        ent_path: str,
-        hist_path: str,
-        previous_tx: bytes | None,
+        ent_ref: firestore.DocumentReference,
+        hist_ref: firestore.DocumentReference,
         deadline: float,
-    ) -> Decision:
-        options: dict[str, Any] = {"read_write": {}}
-        if previous_tx:
-            options["read_write"]["retry_transaction"] = previous_tx
-        transaction, found = self._begin_and_read([ent_path, hist_path], options, deadline)
+        attempt: int,
+    ) -> ApplyResult:
+        snapshots = {
+            snapshot.reference.path: snapshot
+            for snapshot in self._client.get_all(
+                [ent_ref, hist_ref], retry=None, timeout=self._remaining(deadline)
+            )
+        }
+        ent_snap = snapshots.get(ent_ref.path)
+        hist_snap = snapshots.get(hist_ref.path)
+        current = load(Entitlement, ent_snap.to_dict() or {}) if _exists(ent_snap) else None
+        seen = _exists(hist_snap)
+        decision = decide(current, event, already_seen=seen, now_ms=self._clock_ms())
+        if not decision.writes:
+            assert hist_snap is not None
+            stored = load(HistoryEntry, hist_snap.to_dict() or {})
+            return ApplyResult(decision.effect, decision.entitlement, stored, attempt)
+        assert decision.entitlement is not None and decision.history is not None
+
+        batch = self._client.batch()
         try:
-            current_data = found.get(ent_path)
-            current = Entitlement.from_dict(current_data) if current_data is not None else None
-            decision = decide(
-                current, event, already_seen=hist_path in found, now_ms=self._clock_ms()
-            )
-            if not decision.writes:
-                self._rollback(transaction, deadline)
-                stored = found.get(hist_path)
-                history = HistoryEntry.from_dict(stored) if stored is not None else None
-                return Decision(decision.effect, decision.entitlement, history)
-            assert decision.entitlement is not None and decision.history is not None
-            writes = _helpers.pbs_for_set_no_merge(
-                ent_path, _entitlement_fields(decision.entitlement)
-            )
-            writes += _helpers.pbs_for_create(hist_path, _history_fields(decision.history))
-            self._api.commit(
-                request={"database": self._database, "writes": writes, "transaction": transaction},
-                metadata=self._metadata,
-                retry=None,  # a commit is retried as a whole new attempt, never blindly
-                timeout=self._remaining(deadline),
-            )
-            return decision
-        except gexc.Aborted as exc:
-            raise _TransactionAborted(transaction, exc) from exc
-        except BaseException:
-            self._rollback(transaction, deadline)
-            raise
-
-    def _begin_and_read(
-        self, paths: list[str], options: dict[str, Any], deadline: float
-    ) -> tuple[bytes, dict[str, dict[str, Any]]]:
-        """One BatchGetDocuments that opens the transaction: (transaction id, {path: fields})."""
-        responses = self._api.batch_get_documents(
-            request={"database": self._database, "documents": paths, "new_transaction": options},
-            metadata=self._metadata,
-            retry=None,
-            timeout=self._remaining(deadline),
-        )
-        transaction = b""
-        found: dict[str, dict[str, Any]] = {}
-        for response in responses:
-            if response.transaction:
-                transaction = response.transaction
-            if response._pb.HasField("found"):
-                found[response.found.name] = _helpers.decode_dict(
-                    response.found.fields, self._client
-                )
-        if not transaction:
-            raise gexc.InternalServerError("Firestore opened no transaction for the read")
-        return transaction, found
-
-    def _rollback(self, transaction: bytes, deadline: float) -> None:
-        # On failure the transaction expires on its own; nothing was written.
-        with contextlib.suppress(gexc.GoogleAPICallError):
-            self._api.rollback(
-                request={"database": self._database, "transaction": transaction},
-                metadata=self._metadata,
-                retry=None,
-                timeout=max(0.5, deadline - time.monotonic()),
-            )
+            batch.create(hist_ref, to_firestore(decision.history))
+            fields = to_firestore(decision.entitlement)
+            if ent_snap is not None and current is not None:
+                condition = self._client.write_option(last_update_time=ent_snap.update_time)
+                batch.update(ent_ref, fields, option=condition)
+            else:
+                batch.create(ent_ref, fields)
+        except _ENCODING_ERRORS as exc:
+            raise _unstorable() from exc
+        # Never retried blindly: a new attempt reads again (and finds a landed commit a duplicate).
+        batch.commit(retry=None, timeout=self._remaining(deadline))
+        return ApplyResult(decision.effect, decision.entitlement, decision.history, attempt)
 
     # ---------------------------------------------------------------- reads
 
@@ -253,7 +209,7 @@ class EntitlementStore:
             snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
         except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
-        return Entitlement.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
+        return load(Entitlement, snapshot.to_dict() or {}) if snapshot.exists else None
 
     def history(
         self, store: StoreName, purchase_id: str, environment: str = PRODUCTION, *, limit: int = 500
@@ -270,23 +226,7 @@ class EntitlementStore:
             snapshots = list(query.stream(retry=self._read_retry(), timeout=self._deadline_s))
         except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
-        return [HistoryEntry.from_dict(s.to_dict() or {}) for s in snapshots]
-
-    def history_entry(
-        self, store: StoreName, purchase_id: str, environment: str, history_id: str
-    ) -> HistoryEntry | None:
-        """One history entry by its id (``LedgerEvent.history_id``), or None."""
-        ref = (
-            self._client.collection(ENTITLEMENTS)
-            .document(document_id(store, purchase_id, environment))
-            .collection(HISTORY)
-            .document(history_id)
-        )
-        try:
-            snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
-        except _CALL_ERRORS as exc:
-            raise self._transient("firestore_unavailable") from exc
-        return HistoryEntry.from_dict(snapshot.to_dict() or {}) if snapshot.exists else None
+        return [load(HistoryEntry, s.to_dict() or {}) for s in snapshots]
 
     # ---------------------------------------------------------------- quarantine
 
@@ -319,7 +259,7 @@ class EntitlementStore:
             "code": code,
             "reason": reason,
             "received_ms": now,
-            "received_at": _ms_to_datetime(now),
+            "received_at": ms_to_datetime(now),
             "body_sha256": digest,
             "body_size": len(body),
             "body_truncated": len(body) > MAX_QUARANTINED_BODY,
@@ -337,10 +277,11 @@ class EntitlementStore:
 
     # ---------------------------------------------------------------- helpers
 
-    def _remaining(self, deadline: float) -> float:
+    @staticmethod
+    def _remaining(deadline: float) -> float:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise gexc.DeadlineExceeded("refundguard's Firestore deadline passed")
+            raise _DeadlinePassed("refundguard's Firestore deadline passed")
         return remaining
 
     def _read_retry(self) -> gretry.Retry:
@@ -359,13 +300,18 @@ class EntitlementStore:
         return transient(code, "the entitlement store is unavailable; retry later")
 
 
-class _TransactionAborted(Exception):
-    """Contention: try again, telling Firestore which transaction this one retries."""
+class _DeadlinePassed(Exception):
+    """The deadline passed between two calls: no call was made."""
 
-    def __init__(self, transaction: bytes, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.transaction = transaction
-        self.cause = cause
+
+def _exists(snapshot: firestore.DocumentSnapshot | None) -> bool:
+    return snapshot is not None and snapshot.exists
+
+
+def _unstorable() -> RefundGuardError:
+    """A value Firestore refuses (too large, too deep, out of range...): no retry can fix it. The
+    cause (``raise ... from``) goes to the log line, never to the caller."""
+    return rejected("unstorable", "the event holds a value Firestore cannot store")
 
 
 def _safe_doc_id(key: str) -> str:

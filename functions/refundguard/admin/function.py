@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any
 
 import flask
 
 from .. import logs
 from ..errors import Kind, RefundGuardError, not_found
 from ..http import App, Reply, parse_json_object, read_body, serve
-from ..ledger import Effect, Entitlement, HistoryEntry, check_purchase_id, parse_namespace
+from ..ledger import Effect, check_purchase_id, parse_namespace
 from ..oidc import Caller
+from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
 from . import routes
 from .actions import ACTIONS, Action, Target, action_event, parse_body, parse_idempotency_key
@@ -97,8 +96,8 @@ def create_handler(
                 "effect": entry.effect.value,
                 "status": entitlement.status.value,
                 "created": entry.status_before is None,
-                "entitlement": entitlement_json(entitlement),
-                "event": history_json(entry),
+                "entitlement": to_json(entitlement),
+                "event": to_json(entry),
             },
             "admin action",
             headers={IDEMPOTENT_REPLAYED: "true"} if replayed else {},
@@ -122,50 +121,9 @@ def _show(store: EntitlementStore, target: Target) -> Reply:
     return Reply(
         {
             "status": entitlement.status.value,
-            "entitlement": entitlement_json(entitlement),
-            "history": [history_json(entry) for entry in history],
+            "entitlement": to_json(entitlement),
+            "history": [to_json(entry) for entry in history],
             "history_truncated": entitlement.history_count > len(history),
         },
         "admin action",
     )
-
-
-def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def entitlement_json(entitlement: Entitlement) -> dict[str, Any]:
-    return {
-        "store": entitlement.store.value,
-        "purchase_id": entitlement.purchase_id,
-        "environment": entitlement.environment,
-        "status": entitlement.status.value,
-        "access": entitlement.status.grants_access,
-        "product_id": entitlement.product_id,
-        "user_id": entitlement.user_id,
-        "updated_at": iso(entitlement.updated_ms),
-        "created_at": iso(entitlement.created_ms),
-        "last_event_time": iso(entitlement.last_event_time_ms),
-        "last_event_type": entitlement.last_event_type,
-        "last_source": entitlement.last_source.value if entitlement.last_source else None,
-        "history_count": entitlement.history_count,
-    }
-
-
-def history_json(entry: HistoryEntry) -> dict[str, Any]:
-    return {
-        "event_id": entry.event_id,
-        "source": entry.source.value,
-        "type": entry.type,
-        "event_time": iso(entry.event_time_ms),
-        "received_at": iso(entry.received_ms),
-        "effect": entry.effect.value,
-        "status_before": entry.status_before.value if entry.status_before else None,
-        "status_after": entry.status_after.value,
-        "actor": entry.actor,
-        "reason": entry.reason,
-        "details": dict(entry.details),
-    }

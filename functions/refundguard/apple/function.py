@@ -74,7 +74,11 @@ def create_handler(
             event_type=event.type,
             event_time_ms=event.event_time_ms,
         )
-        result = entitlements.apply(event)
+        try:
+            result = entitlements.apply(event)
+        except RefundGuardError as err:  # unstorable: quarantined under this notification's key
+            err.details.setdefault("notification_uuid", event.event_id)
+            raise
         status = result.entitlement.status.value if result.entitlement else None
         logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
         return Reply(
@@ -90,7 +94,7 @@ def create_handler(
         entitlements,
         "apple",
         key_of=key_of,
-        applies=lambda err: isinstance(err, UnmappableNotification),
+        applies=lambda err: isinstance(err, UnmappableNotification) or err.code == "unstorable",
         status=422,  # verified, kept for a person, and never acceptable as it is
     )
     return serve(FUNCTION, handle, on_rejected=on_rejected)

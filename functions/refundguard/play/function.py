@@ -48,7 +48,11 @@ def create_handler(env: Mapping[str, str], *, store: EntitlementStore | None = N
                 "test notification acknowledged",
             )
         logs.bind(token_hash=logs.token_hash(event.purchase_id), event_time_ms=event.event_time_ms)
-        result = entitlements.apply(event)
+        try:
+            result = entitlements.apply(event)
+        except RefundGuardError as err:  # unstorable: quarantined under this message's key
+            err.details.setdefault("message_id", message.message_id)
+            raise
         status = result.entitlement.status.value if result.entitlement else None
         logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
         return Reply(
