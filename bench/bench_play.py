@@ -21,7 +21,8 @@ from typing import Any
 import functions_framework
 from google.cloud import firestore
 from refundguard import logs
-from refundguard.ledger import Entitlement, decide
+from refundguard.ledger import decide
+from refundguard.model import Entitlement
 from refundguard.play import envelope, rtdn
 from refundguard.serializer import load, to_firestore
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore

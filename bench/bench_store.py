@@ -104,7 +104,7 @@ def timed(counter: RpcCounter, items: list[Any], work: Callable[[Any], Any]) -> 
 
 
 def _event(prefix: str, token: str, event_id: str, time_ms: int, **kw: Any) -> Any:
-    from refundguard.ledger import LedgerEvent, Source, Status, StoreName
+    from refundguard.model import LedgerEvent, Source, Status, StoreName
 
     fields: dict[str, Any] = {
         "store": StoreName.GOOGLE,
@@ -140,7 +140,7 @@ class StoreWorker:
         self.hot_time = 1_000
 
     def run(self, phase: str, round_: int, n: int) -> dict[str, Any]:
-        from refundguard.ledger import Status
+        from refundguard.model import Status
 
         if phase == "new":
             self.fresh[round_] = [
@@ -173,7 +173,7 @@ class StoreWorker:
     def burst(self, round_: int) -> dict[str, Any]:
         """A dozen admin-style events at once on one purchase, from a few instances (clients)."""
         from refundguard.errors import RefundGuardError
-        from refundguard.ledger import Source, Status
+        from refundguard.model import Source, Status
 
         barrier = threading.Barrier(HOT_WRITERS)
         outcomes: list[tuple[str, int, float]] = []

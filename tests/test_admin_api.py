@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from refundguard.ledger import Effect, LedgerEvent, Source, Status, StoreName
+from refundguard.model import Effect, LedgerEvent, Source, Status, StoreName
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
 
 ADMIN = "admin@example.com"

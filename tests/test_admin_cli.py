@@ -130,7 +130,7 @@ def test_json_output(server_url: str, signer: TestSigner) -> None:
 
 
 def test_idempotency_key_flag_replays(server_url: str, signer: TestSigner, store: Any) -> None:
-    from refundguard.ledger import StoreName
+    from refundguard.model import StoreName
 
     args = (
         "--url",

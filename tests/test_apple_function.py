@@ -11,7 +11,7 @@ import flask
 import pytest
 from refundguard.apple.function import create_handler
 from refundguard.apple.settings import fingerprint, load_settings
-from refundguard.ledger import Effect, Status, StoreName
+from refundguard.model import Effect, Status, StoreName
 from refundguard_dev.apple_pki import (
     APP_APPLE_ID,
     BUNDLE_ID,

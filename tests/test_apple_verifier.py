@@ -28,7 +28,7 @@ from refundguard.apple.verifier import (
 )
 from refundguard.config import ConfigError
 from refundguard.errors import Kind, RefundGuardError
-from refundguard.ledger import Source, Status, StoreName
+from refundguard.model import Source, Status, StoreName
 from refundguard_dev.apple_pki import (
     APP_APPLE_ID,
     BUNDLE_ID,

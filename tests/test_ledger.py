@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from refundguard.errors import RefundGuardError
-from refundguard.ledger import (
-    MAX_CLOCK_SKEW_MS,
+from refundguard.ledger import MAX_CLOCK_SKEW_MS, decide
+from refundguard.model import (
     MAX_TEXT_CHARS,
     PRODUCTION,
     Effect,
@@ -20,7 +20,6 @@ from refundguard.ledger import (
     Source,
     Status,
     StoreName,
-    decide,
     document_id,
     history_id,
     parse_namespace,
@@ -351,3 +350,31 @@ def test_details_firestore_cannot_store_are_refused(value: object) -> None:
 def test_event_times_that_are_not_times_are_refused(time_ms: int) -> None:
     with pytest.raises(RefundGuardError):
         event("m-1", time_ms, Status.ACTIVE)
+
+
+# ------------------------------------------------------------------------------- orders
+
+
+def test_order_ids_are_collected_and_the_applied_ones_name_the_current_order() -> None:
+    purchase = event("m1", 1_000, Status.ACTIVE, order_id="GPA.1", purchase_time_ms=900)
+    renewal = event("m2", 2_000, Status.ACTIVE, order_id="GPA.1..0")
+    old_void = event("m3", 1_500, Status.REVOKED, order_id="GPA.1")  # stale: older than renewal
+    info = event("m4", 2_500, None, order_id="GPA.1..1")
+    ent, history = fold([purchase, renewal, old_void, info])
+    assert ent is not None
+    assert ent.order_ids == ("GPA.1", "GPA.1..0", "GPA.1..1")
+    assert ent.order_id == "GPA.1..0"  # the newest applied event's order
+    assert ent.purchase_time_ms == 900
+    assert [h.effect for h in history] == [
+        Effect.APPLIED,
+        Effect.APPLIED,
+        Effect.STALE,
+        Effect.RECORDED,
+    ]
+
+
+def test_order_ids_keep_the_newest_hundred() -> None:
+    events = [event(f"m{i}", 1_000 + i, Status.ACTIVE, order_id=f"GPA.{i}") for i in range(130)]
+    ent, _ = fold(events)
+    assert ent is not None and len(ent.order_ids) == 100
+    assert ent.order_ids[0] == "GPA.30" and ent.order_ids[-1] == "GPA.129"

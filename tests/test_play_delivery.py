@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from refundguard.ledger import Status, StoreName
+from refundguard.model import Status, StoreName
 from refundguard_dev.emulator import free_port
 from refundguard_dev.play_messages import PACKAGE, developer_notification
 from refundguard_dev.processes import start_function, stop

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from refundguard.ledger import Effect, Status, StoreName
+from refundguard.model import Effect, Status, StoreName
 from refundguard.play.rtdn import ONE_TIME_TYPES, SUBSCRIPTION_TYPES
 from refundguard_dev.play_messages import PACKAGE, play_request, post, raw_push
 

@@ -8,7 +8,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from refundguard.ledger import Status, StoreName
+from refundguard.model import Status, StoreName
 from refundguard_dev.play_messages import PACKAGE, play_request
 from refundguard_dev.processes import start_function, stop
 

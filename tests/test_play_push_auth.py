@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from refundguard.ledger import Status, StoreName
+from refundguard.model import Status, StoreName
 from refundguard_dev.id_tokens import CertServer, TestSigner, bearer, cert_server
 from refundguard_dev.play_messages import PACKAGE, play_request, post
 

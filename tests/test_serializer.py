@@ -7,7 +7,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from refundguard.ledger import (
+from refundguard.ledger import decide
+from refundguard.model import (
     Effect,
     Entitlement,
     HistoryEntry,
@@ -15,7 +16,6 @@ from refundguard.ledger import (
     Source,
     Status,
     StoreName,
-    decide,
 )
 from refundguard.serializer import load, ms_to_iso, to_firestore, to_json
 
@@ -32,9 +32,12 @@ def sample() -> tuple[Entitlement, HistoryEntry]:
         event_time_ms=T0,
         effect=Status.ACTIVE,
         product_id="course.a",
+        order_id="GPA.1",
+        purchase_time_ms=T0 - 1_000,
         details={"orderId": "GPA.1", "quantity": 2},
     )
     first = decide(None, purchase, already_seen=False, now_ms=T0 + 5)
+    assert first.entitlement is not None and first.entitlement.order_ids == ("GPA.1",)
     assert first.entitlement is not None and first.history is not None
     return first.entitlement, first.history
 
@@ -53,6 +56,7 @@ def test_every_field_is_written_enums_as_values() -> None:
         names = {f.name for f in dataclasses.fields(record)}
         assert names <= set(to_firestore(record)) and names <= set(to_json(record))
     fields = to_firestore(ent)
+    assert fields["order_ids"] == ["GPA.1"]  # a Firestore array, read back as a tuple
     assert fields["store"] == "google" and type(fields["store"]) is str
     assert fields["status"] == "active" and fields["last_source"] == "google"
     history = to_firestore(entry)

@@ -21,7 +21,8 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from refundguard.errors import Kind, RefundGuardError
-from refundguard.ledger import (
+from refundguard.ledger import decide
+from refundguard.model import (
     Effect,
     Entitlement,
     HistoryEntry,
@@ -29,7 +30,6 @@ from refundguard.ledger import (
     Source,
     Status,
     StoreName,
-    decide,
 )
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore, now_ms
 from refundguard_dev.emulator import FirestoreEmulator
@@ -503,3 +503,14 @@ def test_the_private_use_check_sees_what_the_old_store_did() -> None:
         "path = ref._document_path\n"
     )
     assert len(_private_uses(old)) == 4
+
+
+def test_entitlements_are_found_by_any_order_id_they_have_seen(store: EntitlementStore) -> None:
+    store.apply(event("m-1", 1_000, Status.ACTIVE, order_id="GPA.1111-2222"))
+    store.apply(event("m-2", 2_000, Status.ACTIVE, order_id="GPA.1111-2222..0"))
+    other = dataclasses.replace(event("m-3", 1_000, Status.ACTIVE), purchase_id="other-token")
+    store.apply(other)
+    for order in ("GPA.1111-2222", "GPA.1111-2222..0"):
+        [found] = store.find_by_order(order)
+        assert found.purchase_id == TOKEN and found.order_id == "GPA.1111-2222..0"
+    assert store.find_by_order("GPA.nothing") == []

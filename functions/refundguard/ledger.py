@@ -1,56 +1,15 @@
-"""The entitlement ledger's model and its one decision, ``decide``: pure (no I/O, no clock). The
-rules are listed in the README ("Guarantees") and each is tested in ``tests/test_ledger.py``."""
+"""The ledger's one decision, ``decide``: what an event does to an entitlement. Pure (no I/O,
+no clock). The rules are listed in the README ("Guarantees"), each tested in test_ledger.py."""
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import math
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
-from .errors import rejected
+from .model import MAX_ORDER_IDS, Effect, Entitlement, HistoryEntry, LedgerEvent, Source, Status
 
-PRODUCTION = "Production"
-
-
-class StoreName(enum.StrEnum):
-    GOOGLE = "google"
-    APPLE = "apple"
-
-
-class Source(enum.StrEnum):
-    """Who produced an event: a store's notification or a person through the admin function."""
-
-    GOOGLE = "google"
-    APPLE = "apple"
-    ADMIN = "admin"
-
-
-class Status(enum.StrEnum):
-    ACTIVE = "active"
-    REVOKED = "revoked"  # refunded or revoked: no access
-    EXPIRED = "expired"
-    ON_HOLD = "on_hold"  # Google account hold: no access while on hold
-    PAUSED = "paused"  # Google subscription paused: no access while paused
-    CANCELED = "canceled"  # a pending purchase was cancelled: access never granted
-    UNKNOWN = "unknown"  # only informational events seen so far
-
-    @property
-    def grants_access(self) -> bool:
-        return self is Status.ACTIVE
-
-
-class Effect(enum.StrEnum):
-    """What an event did, as written in history."""
-
-    APPLIED = "applied"  # the event set the status (possibly to the same value)
-    RECORDED = "recorded"  # informational: kept in history, status untouched
-    STALE = "stale"  # older than the newest applied event: kept in history, status untouched
-    DUPLICATE = "duplicate"  # seen before: nothing written
-
+#: How far in the future (after it was received) an event may be dated before its time is clamped
+#: to the moment it was received: a clock error must never let an event outrank later ones.
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 
 # Ties between state-setting events with equal event times: the more restrictive status wins.
 _TIE_RANK = {
@@ -62,135 +21,6 @@ _TIE_RANK = {
     Status.EXPIRED: 4,
     Status.REVOKED: 5,
 }
-
-#: How far in the future (after it was received) an event may be dated before its time is clamped
-#: to the moment it was received: a clock error must never let an event outrank later ones.
-MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
-MAX_EVENT_TIME_MS = 10**14  # year 5138: any larger "milliseconds" are not a time
-MAX_TEXT_CHARS = 2000  # any text an event carries (ids, types, reasons, detail values)
-MAX_DETAILS = 64
-_INT64 = 2**63
-
-_PURCHASE_ID = re.compile(r"[A-Za-z0-9._:~+=-]{1,1024}")
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,400}")
-
-
-def check_purchase_id(purchase_id: str) -> str:
-    """Google purchase tokens use letters, digits, '.', '-', '_'; Apple ids are digits."""
-    if not isinstance(purchase_id, str) or not _PURCHASE_ID.fullmatch(purchase_id):
-        raise rejected(
-            "bad_purchase_id",
-            "purchase id must be 1-1024 characters of letters, digits and . _ - : ~ + =",
-        )
-    return purchase_id
-
-
-def namespace(store: StoreName, environment: str = PRODUCTION) -> str:
-    """``google``, ``apple``, ``apple-sandbox``...: Sandbox and Production never share a key."""
-    if environment == PRODUCTION:
-        return store.value
-    return f"{store.value}-{environment.lower()}"
-
-
-def document_id(store: StoreName, purchase_id: str, environment: str = PRODUCTION) -> str:
-    """The Firestore document id of an entitlement: ``<namespace>:<purchase id>``."""
-    return f"{namespace(store, environment)}:{check_purchase_id(purchase_id)}"
-
-
-def parse_namespace(value: str) -> tuple[StoreName, str]:
-    """The inverse of ``namespace``: ``apple-sandbox`` -> (APPLE, "Sandbox")."""
-    known = {namespace(store, env): (store, env) for store, env in _NAMESPACES}
-    try:
-        return known[value]
-    except KeyError:
-        raise rejected(
-            "unknown_store",
-            f"store must be one of {', '.join(sorted(known))}, not {value[:40]!r}",
-        ) from None
-
-
-_NAMESPACES = (
-    (StoreName.GOOGLE, PRODUCTION),
-    (StoreName.APPLE, PRODUCTION),
-    (StoreName.APPLE, "Sandbox"),
-)
-
-
-def history_id(source: Source, event_id: str) -> str:
-    """The history document id of an event: readable when safe, else a digest."""
-    candidate = f"{source.value}:{event_id}"
-    if _SAFE_ID.fullmatch(candidate):
-        return candidate
-    return f"{source.value}:h:{hashlib.sha256(event_id.encode()).hexdigest()}"
-
-
-@dataclass(frozen=True)
-class LedgerEvent:
-    """One thing that happened to one purchase, from one source."""
-
-    store: StoreName
-    purchase_id: str
-    event_id: str  # Pub/Sub messageId, Apple notificationUUID, an admin action id
-    source: Source
-    type: str  # e.g. VOIDED_PURCHASE, SUBSCRIPTION_PURCHASED, REFUND, ADMIN_REGRANT
-    event_time_ms: int
-    effect: Status | None  # the status the event asks for; None: informational only
-    environment: str = PRODUCTION
-    product_id: str | None = None
-    user_id: str | None = None
-    actor: str | None = None  # admin's email for admin actions
-    reason: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)  # JSON-safe facts shown in history
-
-    def __post_init__(self) -> None:
-        check_purchase_id(self.purchase_id)
-        if not self.event_id:
-            raise rejected("missing_event_id", "an event needs an id")
-        _check_storable(self)
-
-    @property
-    def document_id(self) -> str:
-        return document_id(self.store, self.purchase_id, self.environment)
-
-    @property
-    def history_id(self) -> str:
-        return history_id(self.source, self.event_id)
-
-
-@dataclass(frozen=True)
-class Entitlement:
-    store: StoreName
-    purchase_id: str
-    environment: str
-    status: Status
-    product_id: str | None = None
-    user_id: str | None = None
-    last_event_time_ms: int | None = None  # newest state-setting event applied
-    last_event_id: str | None = None
-    last_event_type: str | None = None
-    last_source: Source | None = None
-    created_ms: int = 0
-    updated_ms: int = 0
-    history_count: int = 0
-
-    @property
-    def document_id(self) -> str:
-        return document_id(self.store, self.purchase_id, self.environment)
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    event_id: str
-    source: Source
-    type: str
-    event_time_ms: int
-    received_ms: int
-    effect: Effect
-    status_before: Status | None
-    status_after: Status
-    actor: str | None = None
-    reason: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -204,47 +34,6 @@ class Decision:
     @property
     def writes(self) -> bool:
         return self.history is not None
-
-
-def _check_storable(event: LedgerEvent) -> None:
-    """Refuse (REJECTED) what Firestore could never store: text that is not valid Unicode (lone
-    surrogates) or too long, integers beyond int64, non-finite floats, nested details."""
-    problem = None
-    texts = (event.event_id, event.type, event.environment, event.product_id, event.user_id)
-    texts += (event.actor, event.reason)
-    if not 0 < event.event_time_ms <= MAX_EVENT_TIME_MS:
-        problem = "the event time is not a time in milliseconds"
-    elif any(text is not None and not _storable_text(text) for text in texts):
-        problem = "a text field is not valid Unicode or is longer than 2000 characters"
-    elif len(event.details) > MAX_DETAILS:
-        problem = f"more than {MAX_DETAILS} details"
-    else:
-        for key, value in event.details.items():
-            if not (isinstance(key, str) and _storable_text(key) and _storable_scalar(value)):
-                problem = "a detail is not a storable scalar (text, int64, finite number, bool)"
-                break
-    if problem:
-        raise rejected("unstorable_event", problem)
-
-
-def _storable_text(text: str) -> bool:
-    if len(text) > MAX_TEXT_CHARS:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _storable_scalar(value: Any) -> bool:
-    if value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return -_INT64 <= value < _INT64
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return isinstance(value, str) and _storable_text(value)
 
 
 def effective_time_ms(event: LedgerEvent, now_ms: int) -> int:
@@ -270,6 +59,13 @@ def _wins(current: Entitlement, event: LedgerEvent, time_ms: int) -> bool:
     if current.last_source is Source.ADMIN:
         return False
     return _TIE_RANK[event.effect] >= _TIE_RANK[current.status]
+
+
+def _with_order(order_ids: tuple[str, ...], order_id: str | None) -> tuple[str, ...]:
+    """Every order id seen for a purchase, oldest first, the newest ``MAX_ORDER_IDS`` kept."""
+    if order_id is None or order_id in order_ids:
+        return order_ids
+    return (*order_ids, order_id)[-MAX_ORDER_IDS:]
 
 
 def decide(
@@ -302,6 +98,9 @@ def decide(
         base,
         product_id=base.product_id or event.product_id,
         user_id=base.user_id or event.user_id,
+        purchase_time_ms=base.purchase_time_ms or event.purchase_time_ms,
+        order_ids=_with_order(base.order_ids, event.order_id),
+        order_id=base.order_id or event.order_id,
         updated_ms=now_ms,
         history_count=base.history_count + 1,
     )
@@ -309,6 +108,7 @@ def decide(
         assert event.effect is not None
         after = replace(
             after,
+            order_id=event.order_id or after.order_id,
             status=event.effect,
             last_event_time_ms=time_ms,
             last_event_id=event.event_id,

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from .ledger import Entitlement
+from .model import Entitlement
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = "_ms"
@@ -42,6 +42,7 @@ class _Field:
     name: str
     enum: type[enum.Enum] | None  # the enum the value belongs to
     mapping: bool  # a Mapping: written and read as a plain dict
+    sequence: bool  # a tuple: written as a list (a Firestore array), read back as a tuple
     at: str | None  # the ``*_at`` sibling of an ``*_ms`` int
     optional: bool  # the type admits None
     default: Any  # dataclasses.MISSING when there is none
@@ -66,6 +67,7 @@ def _plan(cls: type) -> tuple[_Field, ...]:
                 name=f.name,
                 enum=origin if is_enum else None,
                 mapping=isinstance(origin, type) and issubclass(origin, Mapping),
+                sequence=origin is tuple,
                 at=f.name[: -len(_MS)] + _AT if is_ms_int else None,
                 optional=optional,
                 default=f.default,
@@ -84,6 +86,8 @@ def _fields(record: Any, timestamp: Any) -> dict[str, Any]:
                 value = value.value
             elif f.mapping:
                 value = dict(value)
+            elif f.sequence:
+                value = list(value)
         data[f.name] = value
         if f.at is not None:
             data[f.at] = None if value is None else timestamp(value)
@@ -124,5 +128,7 @@ def load(cls: type[T], data: Mapping[str, Any]) -> T:
                 value = f.enum(value)
             elif f.mapping:
                 value = dict(value)
+            elif f.sequence:
+                value = tuple(value)
         values[f.name] = value
     return cls(**values)

@@ -35,17 +35,18 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import config
 from .errors import RefundGuardError, rejected, transient
-from .ledger import (
+from .ledger import decide
+from .model import (
     PRODUCTION,
     Effect,
     Entitlement,
     HistoryEntry,
     LedgerEvent,
     StoreName,
-    decide,
     document_id,
 )
 from .serializer import load, ms_to_datetime, to_firestore
@@ -227,6 +228,19 @@ class EntitlementStore:
         except _CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
         return [load(HistoryEntry, s.to_dict() or {}) for s in snapshots]
+
+    def find_by_order(self, order_id: str, *, limit: int = 20) -> list[Entitlement]:
+        """The entitlements that have seen ``order_id`` (one query on ``order_ids``)."""
+        query = (
+            self._client.collection(ENTITLEMENTS)
+            .where(filter=FieldFilter("order_ids", "array_contains", order_id))
+            .limit(limit)
+        )
+        try:
+            snapshots = list(query.stream(retry=self._read_retry(), timeout=self._deadline_s))
+        except _CALL_ERRORS as exc:
+            raise self._transient("firestore_unavailable") from exc
+        return [load(Entitlement, s.to_dict() or {}) for s in snapshots]
 
     # ---------------------------------------------------------------- quarantine
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import rejected
-from ..ledger import LedgerEvent, Source, Status, StoreName, namespace
+from ..model import LedgerEvent, Source, Status, StoreName, namespace
 from ..oidc import Caller
 
 MAX_REASON_CHARS = 500

@@ -11,7 +11,7 @@ import flask
 from .. import logs
 from ..errors import Kind, RefundGuardError, not_found
 from ..http import App, Reply, parse_json_object, read_body, serve
-from ..ledger import Effect, check_purchase_id, parse_namespace
+from ..model import Effect, check_purchase_id, parse_namespace
 from ..oidc import Caller
 from ..serializer import to_json
 from ..store import EntitlementStore, now_ms

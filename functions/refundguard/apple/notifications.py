@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Kind, RefundGuardError
-from ..ledger import LedgerEvent, Source, Status, StoreName
+from ..model import LedgerEvent, Source, Status, StoreName
 from .verifier import VerifiedNotification
 
 #: notificationType -> the status it sets (absent: informational, recorded without changing access).

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import RefundGuardError, rejected
 from ..http import parse_json_object
-from ..ledger import LedgerEvent, Source, Status, StoreName, check_purchase_id
+from ..model import LedgerEvent, Source, Status, StoreName, check_purchase_id
 from .envelope import PubSubMessage, str_or_none
 
 # subscriptionNotification.notificationType -> (name, status it sets; None = informational)
@@ -120,6 +120,7 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
             event_time_ms=event_time,
             effect=effect,
             product_id=product,
+            order_id=str_or_none(details.get("orderId")),
             details={k: v for k, v in details.items() if v is not None},
         )
     except RefundGuardError as err:  # e.g. text Firestore cannot store
