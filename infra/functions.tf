@@ -36,7 +36,10 @@ locals {
         PLAY_PACKAGE_NAMES = join(",", var.play_package_names)
         # The function checks the push identity's OIDC token itself too (not only Cloud Run IAM).
         PLAY_PUSH_SERVICE_ACCOUNTS = google_service_account.play_push.email
-        PLAY_PUSH_CERTS_URL        = var.id_token_certs_url
+        # The audience the push subscription's OIDC token names (pubsub.tf): the function's
+        # deterministic run.app URL, which Cloud Run accepts and the function checks too.
+        PLAY_PUSH_AUDIENCE  = local.play_push_audience
+        PLAY_PUSH_CERTS_URL = var.id_token_certs_url
       }
     }
 
@@ -74,6 +77,7 @@ locals {
   admin_function_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names.admin}"
   admin_run_app_url  = "https://${local.function_names.admin}-${data.google_project.this.number}.${var.region}.run.app"
   admin_audiences    = distinct(concat([local.admin_function_url, local.admin_run_app_url], var.admin_extra_audiences))
+  play_push_audience = "https://${local.function_names.play_notifications}-${data.google_project.this.number}.${var.region}.run.app"
 
   apple_production = contains(var.apple_environments, "Production")
 }

@@ -56,7 +56,7 @@ resource "google_pubsub_subscription" "play_push" {
 
     oidc_token {
       service_account_email = google_service_account.play_push.email
-      audience              = google_cloudfunctions2_function.function["play_notifications"].service_config[0].uri
+      audience              = local.play_push_audience
     }
   }
 

@@ -765,7 +765,14 @@ def test_push_subscription_has_oidc_retry_and_dead_letters(tf: Terraform) -> Non
     )
     oidc = block(push, "oidc_token")
     assert oidc["service_account_email"] == ref("google_service_account.play_push.email")
-    assert oidc["audience"] == push["push_endpoint"]
+    # The token names the function's deterministic URL, which the function checks as well
+    # (PLAY_PUSH_AUDIENCE), so a token of the push identity minted for anything else is refused.
+    assert oidc["audience"] == ref("local.play_push_audience")
+    _, play_function = functions_by_entry_point(tf)["play_notifications"]
+    env = block(play_function, "service_config")["environment_variables"]
+    assert env["PLAY_PUSH_AUDIENCE"] == ref("local.play_push_audience")
+    audience = tf.locals["play_push_audience"]
+    assert ".run.app" in audience and "google_cloudfunctions2_function" not in audience
     retry = block(sub, "retry_policy")
     low, high = (
         int(tf.resolve(retry[k]).rstrip("s")) for k in ("minimum_backoff", "maximum_backoff")

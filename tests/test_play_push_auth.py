@@ -34,6 +34,7 @@ def client(emulator_env: dict[str, str], make_client: Any, certs: CertServer) ->
         "play_notifications",
         PLAY_PACKAGE_NAMES=PACKAGE,
         PLAY_PUSH_SERVICE_ACCOUNTS=PUSH_SA,
+        PLAY_PUSH_AUDIENCE=PUSH_AUDIENCE,
         PLAY_PUSH_CERTS_URL=certs.url,
     )
 
@@ -63,6 +64,8 @@ def test_push_with_the_push_identity_is_applied(
         ("wrong issuer", 401, "wrong_issuer"),
         ("unverified email", 401, "email_not_verified"),
         ("another service account", 403, "not_the_push_identity"),
+        ("minted for another endpoint", 401, "wrong_audience"),
+        ("no audience", 401, "wrong_audience"),
     ],
 )
 def test_anything_else_is_refused_and_writes_nothing(
@@ -71,16 +74,35 @@ def test_anything_else_is_refused_and_writes_nothing(
     tokens: dict[str, str | None] = {
         "no token": None,
         "garbage": "not.a.jwt",
-        "expired": google.token(PUSH_SA, issued_at=1_000_000_000),
-        "other key": TestSigner("forger-kid").token(PUSH_SA),
-        "wrong issuer": google.token(PUSH_SA, issuer="https://evil.example.com"),
-        "unverified email": google.token(PUSH_SA, email_verified=False),
-        "another service account": google.token("attacker@evil.iam.gserviceaccount.com"),
+        "expired": google.token(PUSH_SA, audience=PUSH_AUDIENCE, issued_at=1_000_000_000),
+        "other key": TestSigner("forger-kid").token(PUSH_SA, audience=PUSH_AUDIENCE),
+        "wrong issuer": google.token(
+            PUSH_SA, audience=PUSH_AUDIENCE, issuer="https://evil.example.com"
+        ),
+        "unverified email": google.token(PUSH_SA, audience=PUSH_AUDIENCE, email_verified=False),
+        "another service account": google.token(
+            "attacker@evil.iam.gserviceaccount.com", audience=PUSH_AUDIENCE
+        ),
+        "minted for another endpoint": google.token(
+            PUSH_SA, audience="https://someone-else.example.com/hook"
+        ),
+        "no audience": google.token(PUSH_SA, audience=None),
     }
     response = push(client, tokens[case])
     assert (response.status_code, response.get_json()["error"]) == (status, code)
     assert store.get(StoreName.GOOGLE, "tok-auth") is None
     assert list(store._client.collection("quarantine").stream()) == []
+
+
+def test_the_push_audience_is_required_with_the_push_identity(
+    emulator_env: dict[str, str], refused_start: Any
+) -> None:
+    problems = refused_start(
+        "play_notifications", PLAY_PACKAGE_NAMES=PACKAGE, PLAY_PUSH_SERVICE_ACCOUNTS=PUSH_SA
+    )
+    assert problems == [
+        "PLAY_PUSH_AUDIENCE must be set to a comma-separated list (it is empty or unset)"
+    ]
 
 
 def test_without_the_setting_a_warning_says_the_check_is_off(
@@ -98,5 +120,6 @@ def test_a_domain_entry_is_not_a_push_identity(
         "play_notifications",
         PLAY_PACKAGE_NAMES=PACKAGE,
         PLAY_PUSH_SERVICE_ACCOUNTS="*@demo-project.iam.gserviceaccount.com",
+        PLAY_PUSH_AUDIENCE=PUSH_AUDIENCE,
     )
     assert problems == ["PLAY_PUSH_SERVICE_ACCOUNTS takes service account emails only"]

@@ -18,6 +18,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
     "play_notifications": (
         "PLAY_PACKAGE_NAMES",
         "PLAY_PUSH_SERVICE_ACCOUNTS",
+        "PLAY_PUSH_AUDIENCE",
         "PLAY_PUSH_CERTS_URL",
     ),
     "apple_notifications": (

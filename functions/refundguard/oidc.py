@@ -181,10 +181,9 @@ _MISSING_CLAIM = {
 class IdTokenVerifier:
     """Verifies a Google-signed ID token with PyJWT and returns its claims."""
 
-    def __init__(self, keys: KeySet, *, audiences: Iterable[str] | None, realm: str) -> None:
-        """``audiences`` None: any audience (a caller identity dedicated to one use only)."""
+    def __init__(self, keys: KeySet, *, audiences: Iterable[str], realm: str) -> None:
         self.keys = keys
-        self.audiences = tuple(audiences) if audiences is not None else None
+        self.audiences = tuple(audiences)
         self.realm = realm
 
     def refuse(self, code: str, message: str) -> RefundGuardError:
@@ -232,10 +231,7 @@ class IdTokenVerifier:
                 audience=self.audiences,
                 issuer=GOOGLE_ISSUERS,
                 leeway=CLOCK_SKEW_SECONDS,
-                options={
-                    "require": ["iss", "aud", "exp", "iat"],
-                    "verify_aud": self.audiences is not None,
-                },
+                options={"require": ["iss", "aud", "exp", "iat"]},
             )
         except jwt.MissingRequiredClaimError as exc:
             code, message = _MISSING_CLAIM.get(exc.claim, ("invalid_token", "the token is invalid"))
@@ -353,7 +349,7 @@ def read_authenticator(
     settings: Settings,
     *,
     emails: str,
-    audiences: str | None,
+    audiences: str,
     keys_url: str,
     who: str,
     forbidden_code: str,
@@ -362,10 +358,10 @@ def read_authenticator(
     decides whether that is allowed). Problems are recorded on ``settings``."""
     entries = settings.csv(emails)
     url = settings.text(keys_url, default=GOOGLE_JWKS_URL)
-    audience_list = settings.csv(audiences, required=True) if audiences else None
     settings.check(lambda: check_keys_url(url, setting=keys_url))
     if not entries:
         return None
+    audience_list = settings.csv(audiences, required=True)
     allow_list = settings.check(lambda: AllowList(entries, setting=emails))
     if allow_list is None:
         return None

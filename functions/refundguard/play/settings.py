@@ -24,7 +24,7 @@ class PlaySettings:
         push_auth = read_authenticator(
             settings,
             emails="PLAY_PUSH_SERVICE_ACCOUNTS",
-            audiences=None,
+            audiences="PLAY_PUSH_AUDIENCE",
             keys_url="PLAY_PUSH_CERTS_URL",
             who="play_notifications",
             forbidden_code="not_the_push_identity",
