@@ -16,6 +16,7 @@ from typing import Any, TextIO
 MAX_FIELD_CHARS = 2000  # one string field
 MAX_ITEMS = 50  # keys of a mapping, items of a list
 MAX_DEPTH = 4
+MAX_LINE_BYTES = 64 * 1024  # Cloud Logging takes 256 KB an entry; stay far below
 _stream: TextIO | None = None  # None: sys.stdout at call time (pytest's capsys replaces it)
 _bound: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "refundguard_log_fields", default=None
@@ -65,8 +66,22 @@ def log(severity: str, message: str, **fields: Any) -> None:
     }
     entry.update({k: bounded(v) for k, v in fields.items() if v is not None})
     stream = _stream or sys.stdout
-    stream.write(json.dumps(entry, separators=(",", ":"), allow_nan=False, default=str) + "\n")
+    stream.write(_line(entry) + "\n")
     stream.flush()
+
+
+def _line(entry: dict[str, Any]) -> str:
+    """One JSON line of at most ``MAX_LINE_BYTES``: the largest fields give way first."""
+    line = json.dumps(entry, separators=(",", ":"), default=str)
+    if len(line) <= MAX_LINE_BYTES:  # ASCII JSON: characters are bytes
+        return line
+    sizes = {k: len(json.dumps(v, default=str)) for k, v in entry.items() if k != "severity"}
+    for key in sorted(sizes, key=sizes.__getitem__, reverse=True):
+        entry[key] = f"...[cut: {sizes[key]} bytes of JSON]"
+        line = json.dumps(entry, separators=(",", ":"), default=str)
+        if len(line) <= MAX_LINE_BYTES:
+            break
+    return line
 
 
 def info(message: str, **fields: Any) -> None:
