@@ -11,8 +11,9 @@ The functions are one resource with for_each over local.functions. python-hcl2 o
 small evaluator below (instances / render) expands exactly the forms infra/ uses: for_each over a
 literal map in a locals block, each.key, each.value.<attr>, merge() of literal maps,
 local.x["key"] lookups, and a conditional one of whose branches is {} (``cond ? {} :
-each.value.x``, rendered as the map it gives when on: the secret variables a function may get). Anything else that mentions each.key / each.value makes it fail loudly
-(EvaluationError) instead of guessing; negative self-checks show each function check can fail.
+each.value.x``, rendered as the map it gives when on: the secret variables a function may get).
+Anything else that mentions each.key / each.value makes it fail loudly (EvaluationError) instead
+of guessing; negative self-checks show each function check can fail.
 """
 
 from __future__ import annotations
