@@ -16,6 +16,7 @@ from ..model import Effect, check_purchase_id, parse_namespace
 from ..oidc import Caller
 from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
+from ..storeapi import CallPolicy
 from . import orders, routes
 from .actions import ACTIONS, Action, Target, action_event, parse_body, parse_idempotency_key
 from .settings import AdminSettings
@@ -23,6 +24,8 @@ from .settings import AdminSettings
 FUNCTION = "admin"
 MAX_BODY_BYTES = 16 * 1024
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
+#: Timeouts and retries of the store APIs' calls (look-up by order id).
+API_POLICY = CallPolicy(deadline_s=15.0)
 
 
 def create_handler(
@@ -121,11 +124,13 @@ def order_finder(settings: AdminSettings) -> orders.OrderFinder:
     if settings.play_api is not None:
         from ..play.api import PlayApiClient
 
-        play = PlayApiClient(settings.play_api, credentials=settings.play_credentials)
+        play = PlayApiClient(
+            settings.play_api, credentials=settings.play_credentials, policy=API_POLICY
+        )
     if settings.apple is not None:
         from ..apple.api import AppStoreApiClient
 
-        apple = AppStoreApiClient(settings.apple.api, settings.apple.verifier)
+        apple = AppStoreApiClient(settings.apple.api, settings.apple.verifier, policy=API_POLICY)
     bundle_ids = settings.apple.bundle_ids if settings.apple else ()
     return orders.OrderFinder(
         play=play, packages=settings.play_packages, apple=apple, bundle_ids=bundle_ids

@@ -113,22 +113,30 @@ class OrderFinder:
         return (self.play if store is StoreName.GOOGLE else self.apple) is not None
 
     def find(self, order_id: str, store: StoreName) -> list[Found]:
-        try:
-            if store is StoreName.GOOGLE:
-                return self._google(order_id)
-            return self._apple(order_id)
-        except StoreAuthError as err:
-            raise transient(
-                "store_permission",
-                f"the {err.store} API refused refundguard's credentials: {err.message}",
-                **err.details,
-            ) from err
+        """The purchases of ``order_id``, asking each app in turn. An app whose API refuses our
+        credentials is skipped; when no app knows the order and one refused, that refusal is the
+        answer (503 naming the fix: the order may be that app's)."""
+        refused: list[StoreAuthError] = []
+        found = self._google(order_id, refused) if store is StoreName.GOOGLE else None
+        if store is StoreName.APPLE:
+            found = self._apple(order_id, refused)
+        if found or not refused:
+            return found or []
+        err = refused[0]
+        raise transient(
+            "store_permission",
+            f"the {err.store} API refused refundguard's credentials: {err.message}",
+            **err.details,
+        ) from err
 
-    def _google(self, order_id: str) -> list[Found]:
+    def _google(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
         assert self.play is not None
         for package in self.packages:
             try:
                 order = self.play.get_order(package, order_id)
+            except StoreAuthError as err:
+                refused.append(err)
+                continue
             except StoreApiError as err:
                 if err.kind in _NOT_HERE:
                     continue
@@ -148,11 +156,14 @@ class OrderFinder:
             ]
         return []
 
-    def _apple(self, order_id: str) -> list[Found]:
+    def _apple(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
         assert self.apple is not None
         for bundle_id in self.bundle_ids:
             try:
                 lookup = self.apple.look_up_order(order_id, bundle_id=bundle_id)
+            except StoreAuthError as err:
+                refused.append(err)
+                continue
             except StoreApiError as err:
                 if err.kind in _NOT_HERE:
                     continue
