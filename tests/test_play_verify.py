@@ -145,11 +145,19 @@ def test_failures_never_hold_a_revocation_back() -> None:
     assert enriched.user_id == data.ACCOUNT
 
 
-def test_an_unstorable_answer_is_left_out() -> None:
-    doc = data.product_purchase(order_id="GPA.9")
+@pytest.mark.parametrize("state", ["PURCHASED", "PENDING", "CANCELLED"])
+def test_an_unstorable_answer_is_left_out_but_its_decision_kept(state: str) -> None:
+    doc = data.product_purchase(order_id="GPA.9", state=state)
     doc["obfuscatedExternalAccountId"] = "\ud800 lone surrogate"
     out = verify.product_grant(event(Status.ACTIVE), parse_product_purchase(doc))
     assert out.details["api"] == "answer not storable" and out.user_id is None
+    expected = verify.product_grant(
+        event(Status.ACTIVE), parse_product_purchase({**doc, "obfuscatedExternalAccountId": "u"})
+    )
+    assert out.effect is expected.effect
+    doc = data.subscription(state="SUBSCRIPTION_STATE_\ud800")
+    out = verify.subscription_grant(event(Status.ACTIVE), parse_subscription_purchase(doc))
+    assert out.effect is None and "cannot be stored" in (out.reason or "")
 
 
 # ---------------------------------------------------------------------------------------- settings

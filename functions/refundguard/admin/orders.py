@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..apple.api import AppStoreApiClient
@@ -232,7 +232,11 @@ def lookup(
         )
     results = []
     for item in found:
-        event = link_event(order_id, item, actor=actor, via=finder.via(guess), now_ms=now_ms)
+        try:
+            event = link_event(order_id, item, actor=actor, via=finder.via(guess), now_ms=now_ms)
+        except RefundGuardError:  # the store's text cannot be stored: link the ids alone
+            bare = replace(item, product_id=None, user_id=None, details={"api": "not storable"})
+            event = link_event(order_id, bare, actor=actor, via=finder.via(guess), now_ms=now_ms)
         applied = store.apply(event)
         assert applied.entitlement is not None
         results.append(entitlement_view(store, applied.entitlement))

@@ -72,13 +72,19 @@ def _text(value: Any) -> str | None:
 
 
 def _with(event: LedgerEvent, **changes: Any) -> LedgerEvent:
-    """``event`` with ``changes``; facts the API gave that Firestore could not store are left out
-    (the event as it came is always storable)."""
+    """``event`` with ``changes``. When the API's text cannot be stored (lone surrogates...), its
+    facts are left out but the decision (effect, and that there is a reason) is kept: the event as
+    it came is always storable."""
     details = {k: v for k, v in changes.pop("details", {}).items() if v is not None}
     try:
         return replace(event, details={**event.details, **details}, **changes)
     except RefundGuardError:
-        return replace(event, details={**event.details, "api": "answer not storable"})
+        kept: dict[str, Any] = {}
+        if "effect" in changes:
+            kept["effect"] = changes["effect"]
+        if changes.get("reason"):
+            kept["reason"] = "decided on a Play API answer whose text cannot be stored"
+        return replace(event, details={**event.details, "api": "answer not storable"}, **kept)
 
 
 def _facts(
