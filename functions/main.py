@@ -36,7 +36,7 @@ def apple_notifications(request: Any) -> Any:
 
 
 def admin(request: Any) -> Any:
-    """Authenticated admin API: look up, re-grant and revoke entitlements."""
+    """Authenticated admin API: look up (by purchase or store order id), re-grant and revoke."""
     return _handler("admin")(request)
 
 

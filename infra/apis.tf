@@ -2,6 +2,7 @@
 # off an API that something else in the project may depend on.
 locals {
   required_apis = toset([
+    "androidpublisher.googleapis.com",     # the Play Developer API (PLAY_DEVELOPER_API)
     "artifactregistry.googleapis.com",     # Cloud Functions stores the built images here
     "cloudbuild.googleapis.com",           # Cloud Functions builds the source with Cloud Build
     "cloudfunctions.googleapis.com",       # the three functions
@@ -13,6 +14,7 @@ locals {
     "monitoring.googleapis.com",           # the dead-letter alert policy
     "pubsub.googleapis.com",               # Google Play RTDN topic, push and dead-letter subscriptions
     "run.googleapis.com",                  # Cloud Functions gen2 runs on Cloud Run
+    "secretmanager.googleapis.com",        # the App Store Server API key (secrets.tf)
     "storage.googleapis.com",              # the function source bucket
   ])
 }

@@ -1,7 +1,8 @@
 # The HTTP functions: one source archive, one resource definition, one entry per function below.
 # Each function has its own entry point, runtime service account (iam.tf) and environment.
-# environment_variables are the exact names refundguard/config.py reads (COMMON_ENV + FUNCTION_ENV);
-# tests/test_infra.py checks that each function sets exactly its set.
+# environment_variables plus secret_environment_variables are the exact names refundguard/config.py
+# reads (COMMON_ENV + FUNCTION_ENV; config.SECRET_ENV come from Secret Manager); tests/test_infra.py
+# checks that each function sets exactly its set.
 #
 # Adding a function: a name in local.function_names, an entry in local.functions (same key = its
 # entry point in functions/main.py and in config.FUNCTION_ENV), and its invoker grant in iam.tf.
@@ -26,7 +27,9 @@ locals {
   # What differs per function, keyed by entry point.
   #   title:   how its runtime service account names it (iam.tf);
   #   ingress: Cloud Run ingress; the invoker grants are in iam.tf;
-  #   env:     its own variables (config.FUNCTION_ENV), added to local.common_env.
+  #   env:     its own variables (config.FUNCTION_ENV), added to local.common_env;
+  #   secret_env: variables read from Secret Manager (config.SECRET_ENV): name => secret id. Mounted
+  #            only once the secret can hold a value (var.apple_api_key_id set; secrets.tf).
   functions = {
     play_notifications = {
       title       = "Google Play RTDN function"
@@ -40,7 +43,11 @@ locals {
         # deterministic run.app URL, which Cloud Run accepts and the function checks too.
         PLAY_PUSH_AUDIENCE  = local.play_push_audience
         PLAY_PUSH_CERTS_URL = var.id_token_certs_url
+        # Purchases verified, subscription voids judged (docs/store-api.md).
+        PLAY_DEVELOPER_API = local.play_developer_api
+        PLAY_API_BASE_URL  = var.play_api_base_url
       }
+      secret_env = {}
     }
 
     apple_notifications = {
@@ -55,6 +62,7 @@ locals {
         # Relative to the function's source root; the file is the checked certificate (apple_root.tf).
         APPLE_ROOT_CERTS = local.apple_root_ca_g3_path
       }
+      secret_env = {}
     }
 
     admin = {
@@ -66,6 +74,20 @@ locals {
         ADMIN_AUDIENCES = join(",", local.admin_audiences)
         ADMIN_EMAILS    = join(",", var.admin_emails)
         ADMIN_CERTS_URL = var.id_token_certs_url
+        # Look-up by order id: orders.get per package, Look Up Order ID per bundle (verified).
+        PLAY_DEVELOPER_API         = local.play_developer_api
+        PLAY_API_BASE_URL          = var.play_api_base_url
+        PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
+        APPLE_API_KEY_ID           = var.apple_api_key_id
+        APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
+        APPLE_API_BASE_URL         = var.apple_api_base_url
+        APPLE_API_SANDBOX_BASE_URL = var.apple_api_sandbox_base_url
+        APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
+        APPLE_APP_APPLE_ID         = var.apple_app_apple_id
+        APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
+      }
+      secret_env = {
+        APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
       }
     }
   }
@@ -79,7 +101,8 @@ locals {
   admin_audiences    = distinct(concat([local.admin_function_url, local.admin_run_app_url], var.admin_extra_audiences))
   play_push_audience = "https://${local.function_names.play_notifications}-${data.google_project.this.number}.${var.region}.run.app"
 
-  apple_production = contains(var.apple_environments, "Production")
+  apple_production   = contains(var.apple_environments, "Production")
+  play_developer_api = var.play_developer_api ? "on" : "off"
 }
 
 resource "google_cloudfunctions2_function" "function" {
@@ -115,6 +138,18 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_request_concurrency = 1
 
     environment_variables = merge(local.common_env, each.value.env)
+
+    # Secret Manager values as variables (never in state): only while the Apple API key is
+    # configured, so that a first apply works before the secret has a version (secrets.tf).
+    dynamic "secret_environment_variables" {
+      for_each = var.apple_api_key_id == "" ? {} : each.value.secret_env
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   lifecycle {
@@ -127,12 +162,20 @@ resource "google_cloudfunctions2_function" "function" {
       error_message = "apple_app_apple_id is required when apple_environments contains Production."
     }
     precondition {
+      condition     = var.apple_api_key_id == "" || var.apple_api_issuer_id != ""
+      error_message = "apple_api_issuer_id is required with apple_api_key_id (App Store Connect > Users and Access > Integrations)."
+    }
+    precondition {
       condition     = keys(local.function_names) == keys(local.functions)
       error_message = "local.function_names and local.functions must have the same keys (one name per function)."
     }
   }
 
-  depends_on = [google_project_service.apis, google_project_iam_member.function_datastore_user]
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.function_datastore_user,
+    google_secret_manager_secret_iam_member.apple_api_key_accessor,
+  ]
 }
 
 # The functions were three separate resources before; these keep them (no destroy and re-create).

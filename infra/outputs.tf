@@ -52,3 +52,13 @@ output "apple_root_ca_g3_sha256" {
   description = "SHA-256 of the Apple root shipped with the Apple function (checked at plan time against the pinned fingerprint)."
   value       = data.external.apple_root_ca_g3_sha256.result.sha256
 }
+
+output "play_console_service_accounts" {
+  description = "Invite these in the Play Console (Users and permissions > Invite new users) with 'View financial data' (and, for answering refund reviews later, 'Manage orders and subscriptions'): the functions that call the Play Developer API."
+  value       = [for name in ["play_notifications", "admin"] : google_service_account.function[name].email]
+}
+
+output "apple_api_key_secret" {
+  description = "The Secret Manager secret that holds the App Store Server API key: add the .p8 text with gcloud secrets versions add <this> --data-file=KEY.p8, then set apple_api_key_id and apple_api_issuer_id."
+  value       = google_secret_manager_secret.apple_api_key.id
+}

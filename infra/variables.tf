@@ -161,6 +161,23 @@ variable "grant_pubsub_token_creator" {
   default     = true
 }
 
+variable "play_developer_api" {
+  description = "PLAY_DEVELOPER_API: ask the Play Developer API (purchases verified, subscription voids judged, orders looked up). Invite the play_console_service_accounts output in the Play Console first (docs/deploy.md)."
+  type        = bool
+  default     = false
+}
+
+variable "play_api_base_url" {
+  description = "PLAY_API_BASE_URL: the Play Developer API's base URL."
+  type        = string
+  default     = "https://androidpublisher.googleapis.com"
+
+  validation {
+    condition     = can(regex("^https://[^/]+/?$", var.play_api_base_url))
+    error_message = "play_api_base_url must be an https:// scheme and host, e.g. https://androidpublisher.googleapis.com."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------------
 # Apple
 # ---------------------------------------------------------------------------------------------------
@@ -201,6 +218,40 @@ variable "apple_root_ca_url" {
   description = "Where Apple Root CA - G3 is downloaded from at plan time. Its SHA-256 is checked against the pinned fingerprint whatever the URL."
   type        = string
   default     = "https://www.apple.com/certificateauthority/AppleRootCA-G3.cer"
+}
+
+variable "apple_api_key_id" {
+  description = "APPLE_API_KEY_ID: the In-App Purchase key's id (App Store Connect > Users and Access > Integrations). Empty: the App Store Server API is off. Set it only after adding the key to the apple_api_key_secret output's secret."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9]{0,64}$", var.apple_api_key_id))
+    error_message = "apple_api_key_id must be the key id from App Store Connect (letters and digits), or empty."
+  }
+}
+
+variable "apple_api_issuer_id" {
+  description = "APPLE_API_ISSUER_ID: the issuer id (a UUID) shown above the keys in App Store Connect > Users and Access > Integrations. Required with apple_api_key_id."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.apple_api_issuer_id == "" || can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.apple_api_issuer_id))
+    error_message = "apple_api_issuer_id must be a UUID, or empty."
+  }
+}
+
+variable "apple_api_base_url" {
+  description = "APPLE_API_BASE_URL: the App Store Server API's Production host."
+  type        = string
+  default     = "https://api.storekit.apple.com"
+}
+
+variable "apple_api_sandbox_base_url" {
+  description = "APPLE_API_SANDBOX_BASE_URL: the App Store Server API's Sandbox host."
+  type        = string
+  default     = "https://api.storekit-sandbox.apple.com"
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ terraform {
 
   # State lives in a GCS bucket given at init time:
   #   terraform init -backend-config="bucket=<state bucket>" -backend-config="prefix=refundguard"
-  # Nothing in this configuration is secret (no keys, no passwords), so the state holds no secrets.
+  # The state holds no secrets: the one key (the App Store Server API's) is a Secret Manager secret
+  # whose value is added out of band (secrets.tf); Terraform never creates a version of it.
   backend "gcs" {}
 }
 

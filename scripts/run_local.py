@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""``make run``: the Firestore emulator and every function, locally, until Ctrl-C.
+"""``make run``: the Firestore emulator, the store APIs' stand-ins and every function, locally,
+until Ctrl-C.
 
 Ports come from environment variables (see ``refundguard_dev.stack.PORTS``; e.g.
 ``ADMIN_PORT=9083 make run``); each is checked before anything starts. Each function runs in its own
 ``functions-framework`` process, as Cloud Functions runs it. The stack is described in
 ``.run/stack.json``, which the helper scripts read, so they always talk to this stack. Nothing here
-reaches Google Cloud: every client points at the emulator or a local stand-in. Ctrl-C (or SIGTERM)
-stops everything this script started.
+reaches Google Cloud, Google Play or Apple: every client points at the emulator or a local
+stand-in (the Play Developer API's and the App Store Server API's, seeded with demo orders).
+Ctrl-C (or SIGTERM) stops everything this script started.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ from refundguard_dev.local import (
     local_admin_env,
     local_apple_env,
     serve_dev_certs,
+)
+from refundguard_dev.local_stores import (
+    APPLE_ORDER,
+    DEMO_ORDER,
+    DEMO_SUBSCRIPTION,
+    DEMO_TOKEN,
+    SUBSCRIPTION_FIRST_ORDER,
+    UNSEEN_ORDER,
+    start_local_stores,
 )
 from refundguard_dev.processes import start_function, stop
 from refundguard_dev.stack import STACK_FILE, Stack, StackError, read_ports
@@ -56,8 +67,8 @@ def main() -> int:
     urls = {service: f"http://127.0.0.1:{number}" for service, number in ports.items()}
     env = common_env(ports["firestore"])
     admin_env = local_admin_env(ports["admin"], ports["issuer"])
-    extra = {**local_apple_env(), **admin_env}
     processes: list[subprocess.Popen[bytes]] = []
+    stores = None
 
     def shutdown(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -72,9 +83,20 @@ def main() -> int:
         assert jar is not None
         emulator = start_emulator(jar, log, project=PROJECT, port=ports["firestore"])
         processes.append(emulator.process)
+        print(
+            f"Starting the Play Developer API stand-in on {urls['play_api']} and the App Store "
+            f"Server API stand-in on {urls['apple_api']} (Production)",
+            flush=True,
+        )
+        stores = start_local_stores(ports["play_api"], ports["apple_api"])
+        own_env = {
+            "play_notifications": stores.play_env,
+            "apple_notifications": local_apple_env(),
+            "admin": {**admin_env, **stores.play_env, **stores.apple_env},
+        }
         for target in FUNCTIONS:
             print(f"Starting {target} on {urls[target]}/", flush=True)
-            processes.append(start_function(target, ports[target], {**env, **extra}))
+            processes.append(start_function(target, ports[target], {**env, **own_env[target]}))
         emails = [e.strip() for e in admin_env["ADMIN_EMAILS"].split(",") if "@" in e]
         Stack(urls=urls, project=PROJECT, admin_emails=emails, pid=os.getpid()).write()
         print(banner(urls, emails), flush=True)
@@ -85,6 +107,8 @@ def main() -> int:
     finally:
         STACK_FILE.unlink(missing_ok=True)
         stop(processes, ignore_signals=True)
+        if stores is not None:
+            stores.stop()
 
 
 def watch(processes: list[subprocess.Popen[bytes]]) -> int:
@@ -103,8 +127,9 @@ def watch(processes: list[subprocess.Popen[bytes]]) -> int:
 
 def banner(urls: dict[str, str], emails: list[str]) -> str:
     py = ".venv/bin/python"
-    token = "demo-purchase-token-0001"
+    send = f"{py} scripts/send_play_notification.py"
     who = emails[0] if emails else "nobody"
+    cli = f".venv/bin/refundguard-admin --url {urls['admin']}"
     return f"""
 refundguard is running locally (Ctrl-C stops everything). Functions log to this terminal.
 
@@ -112,20 +137,34 @@ refundguard is running locally (Ctrl-C stops everything). Functions log to this 
   play_notifications   {urls["play_notifications"]}/
   apple_notifications  {urls["apple_notifications"]}/   (Sandbox, trusting the local test root)
   admin                {urls["admin"]}/   (local ID tokens; admins: {", ".join(emails) or "none"})
+  Play Developer API   {urls["play_api"]}/   (stand-in; PLAY_DEVELOPER_API=on, key in .run/)
+  App Store Server API {urls["apple_api"]}/   (stand-in, Production; key in .run/)
 
-Refund a purchase through the Play function (a voided-purchase notification):
+A purchase, granted once the Play API stand-in says PURCHASED (it records order {DEMO_ORDER}):
 
-  {py} scripts/send_play_notification.py voided --token {token}
+  {send} one-time --notification-type 1 --token {DEMO_TOKEN}
 
-See it, then give the access back, through the admin function (as {who}):
+Look it up by order id, then refund it (a voided-purchase notification), as {who}:
 
   export REFUNDGUARD_ID_TOKEN=$({py} scripts/dev_admin_token.py)
-  .venv/bin/refundguard-admin --url {urls["admin"]} show google {token}
-  .venv/bin/refundguard-admin --url {urls["admin"]} regrant google {token} \\
-      --reason "refund was a mistake"
+  {cli} order {DEMO_ORDER}
+  {send} voided --token {DEMO_TOKEN}
+  {cli} show google {DEMO_TOKEN}
+  {cli} regrant --order {DEMO_ORDER} --reason "refund was a mistake"
+
+Orders no notification mentioned: found through the stores' APIs (then in Firestore next time):
+
+  {cli} order {UNSEEN_ORDER}     # Google orders.get
+  {cli} order {APPLE_ORDER}                   # Apple Look Up Order ID, verified
+
+A void of an older subscription order is recorded, access kept (the latest order still entitles):
+
+  {send} subscription --notification-type 4 --token {DEMO_SUBSCRIPTION}
+  {send} voided --product-type 1 --token {DEMO_SUBSCRIPTION} \\
+      --order-id {SUBSCRIPTION_FIRST_ORDER}
 
 Apple (signed with the local test PKI):  {py} scripts/send_apple_notification.py REFUND
-Any Play notification type:              {py} scripts/send_play_notification.py --help
+Any Play notification type:              {send} --help
 """
 
 

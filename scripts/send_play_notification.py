@@ -7,6 +7,8 @@ Examples (against ``make run``; the Play function listens on port 8081), with ``
     scripts/send_play_notification.py subscription --notification-type 4 --token tok-123
     scripts/send_play_notification.py one-time --notification-type 1 --token tok-123
     scripts/send_play_notification.py voided-partial --token tok-123
+    scripts/send_play_notification.py voided --product-type 1 --order-id GPA.1..0 --token tok-123
+    scripts/send_play_notification.py refund-review --order-id GPA.1 --token ""
     scripts/send_play_notification.py test
     scripts/send_play_notification.py voided --token tok-123 --delivery cloudevent-binary
     scripts/send_play_notification.py voided --token tok-123 --print   # body only, no POST
@@ -30,7 +32,8 @@ from refundguard_dev.stack import local_url
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "kind", choices=["subscription", "one-time", "voided", "voided-partial", "test"]
+        "kind",
+        choices=["subscription", "one-time", "voided", "voided-partial", "refund-review", "test"],
     )
     parser.add_argument("--url", help="default: the Play function of the running `make run`")
     parser.add_argument("--token", default="demo-purchase-token-0001")
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notification-type", type=int, help="subscription/one-time type number")
     parser.add_argument("--product", default="course.premium")
     parser.add_argument("--order-id", default="GPA.0000-0000-0000-00000")
+    parser.add_argument(
+        "--product-type", type=int, default=2, help="of a void: 1 subscription, 2 one-time"
+    )
     parser.add_argument("--event-time-ms", type=int, default=None, help="default: now")
     parser.add_argument("--message-id", default=None, help="default: random (same id = redelivery)")
     parser.add_argument(
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         notification_type=args.notification_type,
         product=args.product,
         order_id=args.order_id,
+        product_type=args.product_type,
     )
     body, headers = envelope(
         note,

@@ -9,9 +9,11 @@ failed checks; every skip must carry a written reason.
 
 The functions are one resource with for_each over local.functions. python-hcl2 only parses, so a
 small evaluator below (instances / render) expands exactly the forms infra/ uses: for_each over a
-literal map in a locals block, each.key, each.value.<attr>, merge() of literal maps, and
-local.x["key"] lookups. Anything else that mentions each.key / each.value makes it fail loudly
-(EvaluationError) instead of guessing; negative self-checks show each function check can fail.
+literal map in a locals block, each.key, each.value.<attr>, merge() of literal maps,
+local.x["key"] lookups, and a conditional one of whose branches is {} (``cond ? {} :
+each.value.x``, rendered as the map it gives when on: the secret variables a function may get).
+Anything else that mentions each.key / each.value makes it fail loudly (EvaluationError) instead
+of guessing; negative self-checks show each function check can fail.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ LOCAL_OR_VAR_RE = re.compile(
 EACH_RE = re.compile(r"\beach\.(?:key|value)\b")
 EACH_VALUE_RE = re.compile(r"\$\{each\.value((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
 MERGE_RE = re.compile(r"\$\{merge\(([^()]*)\)\}")
+OPTIONAL_EACH_RE = re.compile(r"\$\{[^?{}]+\? \{\} : each\.value((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\}")
+SECRET_BLOCK = "secret_environment_variables"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,7 +211,7 @@ def render(tf: Terraform, node: Any, key: str, entry: Any, where: str) -> Any:
         return node
     if node == "${each.key}":
         return key
-    match = EACH_VALUE_RE.fullmatch(node)
+    match = EACH_VALUE_RE.fullmatch(node) or OPTIONAL_EACH_RE.fullmatch(node)
     if match:
         return _each_value(entry, match.group(1), where)
     match = MERGE_RE.fullmatch(node)
@@ -268,6 +272,23 @@ def function_name_for(tf: Terraform, entry_point: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def function_env(tf: Terraform, body: dict[str, Any]) -> Any:
+    """An evaluated function's variables: environment_variables, and the names its dynamic
+    secret_environment_variables block may mount (each bound to "secret:<secret id>")."""
+    service = block(body, "service_config")
+    env = tf.resolve(service.get("environment_variables"))
+    secrets: dict[str, Any] = {}
+    for dynamic in service.get("dynamic", []):
+        if SECRET_BLOCK in dynamic:
+            mounted = dynamic[SECRET_BLOCK]["for_each"]
+            if not isinstance(mounted, dict):
+                return f"secret_environment_variables for_each is not a map: {mounted!r}"
+            secrets.update({name: f"secret:{value}" for name, value in mounted.items()})
+    if not isinstance(env, dict) or not secrets:
+        return env
+    return {**env, **secrets}
+
+
 def env_mismatch(tf_env: Any, expected: tuple[str, ...]) -> list[str]:
     """Problems with a function's environment_variables against the names the code reads."""
     if not isinstance(tf_env, dict):
@@ -310,7 +331,7 @@ def function_problems(tf: Terraform) -> list[str]:
         if entry_point not in expected:
             problems.append(f"{address}: entry point {entry_point} unknown to config.FUNCTION_ENV")
             continue
-        env = tf.resolve(block(body, "service_config").get("environment_variables"))
+        env = function_env(tf, body)
         problems += [
             f"{entry_point}: {p}" for p in env_mismatch(env, config.env_vars_for(entry_point))
         ]
@@ -434,8 +455,13 @@ def test_environment_variables_are_exactly_what_the_code_reads(
     tf: Terraform, entry_point: str
 ) -> None:
     _, body = functions_by_entry_point(tf)[entry_point]
-    env = tf.resolve(block(body, "service_config").get("environment_variables"))
+    env = function_env(tf, body)
     assert env_mismatch(env, config.env_vars_for(entry_point)) == []
+    # Secrets come from Secret Manager only, and nothing else does.
+    plain = tf.resolve(block(body, "service_config")["environment_variables"])
+    assert not set(plain) & config.SECRET_ENV, "a secret setting as a plain variable"
+    mounted = {k for k, v in env.items() if str(v).startswith("secret:")}
+    assert mounted == set(config.env_vars_for(entry_point)) & config.SECRET_ENV
     assert env["GOOGLE_CLOUD_PROJECT"] == ref("var.project_id")
     assert env["FIRESTORE_DATABASE"] == ref("google_firestore_database.ledger.name")
     assert "var.firestore_deadline_seconds" in env["FIRESTORE_DEADLINE_SECONDS"]
@@ -576,6 +602,11 @@ def test_function_checks_fail_on_a_broken_map(tf: Terraform) -> None:
 
     assert problems_after(missing_env) == ["apple_notifications: missing APPLE_ROOT_CERTS"]
 
+    def drop_secret(m: Terraform) -> None:
+        m.locals["functions"]["admin"]["secret_env"] = {}
+
+    assert problems_after(drop_secret) == ["admin: missing APPLE_API_PRIVATE_KEY"]
+
     def extra_common_env(m: Terraform) -> None:
         m.locals["common_env"]["DEBUG"] = "1"
 
@@ -627,11 +658,13 @@ def test_evaluator_refuses_what_it_does_not_understand(tf: Terraform) -> None:
     assert render(tf, "${each.value.env}", "k", entry, "t") == {"A": "1"}
     assert render(tf, "${f.g[each.key].h}", "k", entry, "t") == '${f.g["k"].h}'
     assert render(tf, "${merge(local.common_env, each.value.env)}", "k", entry, "t")["A"] == "1"
+    assert render(tf, '${var.x == "" ? {} : each.value.env}', "k", entry, "t") == {"A": "1"}
     for expression in (
         "${upper(each.value.name)}",
         "${each.value.missing}",
         "${merge(each.value.name, each.value.env)}",
         '${lookup(each.value, "x", 1)}',
+        '${var.x == "" ? each.value.env : {}}',
     ):
         with pytest.raises(EvaluationError):
             render(tf, expression, "k", entry, "t")
@@ -663,16 +696,54 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
     assert grant["for_each"] == ref("local.function_account_roles")
     assert "local.function_roles" in tf.locals["function_account_roles"]
     assert grant["member"] == ref("google_service_account.function[each.value.function].member")
+    allowed = {
+        ("google_project_iam_member", "function_datastore_user"),
+        # Read access to the one Apple key secret, for the functions that mount it (below).
+        ("google_secret_manager_secret_iam_member", "apple_api_key_accessor"),
+    }
     for (rtype, name), body in tf.resources.items():
         if not rtype.endswith(IAM_SUFFIXES):
             continue
         text = json.dumps(body)
         if "google_service_account.function" in text:
-            assert (rtype, name) == ("google_project_iam_member", "function_datastore_user"), (
+            assert (rtype, name) in allowed, (
                 f"{rtype}.{name} grants something more to a function service account"
             )
     for name, body in tf.of_type("google_project_iam_member").items():
         assert name == "function_datastore_user", f"unexpected project-level grant {name}: {body}"
+
+
+def test_apple_key_secret_is_read_only_by_the_functions_that_mount_it(tf: Terraform) -> None:
+    """The secret has no version in Terraform (its value never reaches state), and only the
+    functions whose code reads APPLE_API_PRIVATE_KEY may access it, on that secret alone."""
+    assert not tf.of_type("google_secret_manager_secret_version"), "a secret value in state"
+    secret = tf.resources[("google_secret_manager_secret", "apple_api_key")]
+    assert secret["secret_id"] == "${var.name_prefix}-apple-api-key"
+    grant = tf.resources[("google_secret_manager_secret_iam_member", "apple_api_key_accessor")]
+    assert grant["role"] == "roles/secretmanager.secretAccessor"
+    assert grant["secret_id"] == ref("google_secret_manager_secret.apple_api_key.secret_id")
+    assert grant["member"] == ref("google_service_account.function[each.key].member")
+    assert grant["for_each"] == ref("local.apple_api_key_readers")
+    readers_expr = tf.locals["apple_api_key_readers"]
+    assert "local.functions" in readers_expr and "APPLE_API_PRIVATE_KEY" in readers_expr
+    mounting = {
+        key
+        for key, entry in tf.locals["functions"].items()
+        if "APPLE_API_PRIVATE_KEY" in entry.get("secret_env", {})
+    }
+    reading = {k for k, names in config.FUNCTION_ENV.items() if "APPLE_API_PRIVATE_KEY" in names}
+    assert mounting == reading == {"admin"}
+    for entry in tf.locals["functions"].values():
+        for value in entry.get("secret_env", {}).values():
+            assert value == ref("google_secret_manager_secret.apple_api_key.secret_id")
+    # Mounted only once the key is configured (a first apply needs no secret version).
+    function = tf.resources[(FUNCTION_TYPE, "function")]
+    dynamic = block(function, "service_config")["dynamic"][0][SECRET_BLOCK]
+    assert dynamic["for_each"] == ref('var.apple_api_key_id == "" ? {} : each.value.secret_env')
+    content = dynamic["content"][0]
+    assert content["key"] == ref(f"{SECRET_BLOCK}.key")
+    assert content["secret"] == ref(f"{SECRET_BLOCK}.value")
+    assert content["version"] == "latest"
 
 
 def test_play_publisher_grant_on_the_rtdn_topic(tf: Terraform) -> None:
@@ -927,6 +998,14 @@ def test_outputs_for_the_store_consoles(tf: Terraform) -> None:
     )
     assert tf.outputs["admin_url"]["value"] == ref(f"google_cloudfunctions2_function.{admin}.url")
     assert tf.outputs["play_rtdn_topic"]["value"] == ref("google_pubsub_topic.rtdn.id")
+    invite = tf.outputs["play_console_service_accounts"]
+    assert "View financial data" in invite["description"]
+    assert "google_service_account.function[name].email" in invite["value"]
+    callers = {k for k, names in config.FUNCTION_ENV.items() if "PLAY_DEVELOPER_API" in names}
+    assert set(re.findall(r'"([a-z_]+)"', invite["value"])) == callers
+    assert tf.outputs["apple_api_key_secret"]["value"] == ref(
+        "google_secret_manager_secret.apple_api_key.id"
+    )
 
 
 def test_every_variable_is_documented_and_required_ones_are_in_the_example(tf: Terraform) -> None:

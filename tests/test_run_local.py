@@ -158,12 +158,43 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             check=False,
         )
         assert again.returncode == 0 and "by support@example.com" in again.stdout, again.stderr
+        # The printed order recipes: both store APIs' stand-ins, seeded, answer the admin function.
+        from refundguard_dev.local_stores import APPLE_ORDER, DEMO_ORDER, DEMO_TOKEN, UNSEEN_ORDER
+
+        bought = script(
+            "scripts/send_play_notification.py", "one-time", "--notification-type", "1",
+            "--token", DEMO_TOKEN,
+        )  # fmt: skip
+        assert '"status":"active"' in bought
+        for order_id, found_by in (
+            (DEMO_ORDER, "found by firestore"),
+            (UNSEEN_ORDER, "found by store_api"),
+            (APPLE_ORDER, "found by store_api"),
+            (APPLE_ORDER, "found by firestore"),
+        ):
+            looked = subprocess.run(
+                [*cli, "order", order_id], capture_output=True, text=True, check=False
+            )
+            assert looked.returncode == 0 and found_by in looked.stdout, looked.stderr
+        revoked = subprocess.run(
+            [*cli, "revoke", "--order", DEMO_ORDER, "--reason", "chargeback"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert revoked.returncode == 0 and "Revoked: now revoked" in revoked.stdout, revoked.stderr
     finally:
         os.killpg(run.pid, signal.SIGINT)
         output = run.communicate(timeout=60)[0].decode()
     assert "Stopping..." in output
     assert not STACK_FILE.exists()
-    for variable in ("FIRESTORE_PORT", "PLAY_PORT", "ADMIN_PORT"):
+    for variable in (
+        "FIRESTORE_PORT",
+        "PLAY_PORT",
+        "ADMIN_PORT",
+        "PLAY_API_PORT",
+        "APPLE_API_PORT",
+    ):
         from refundguard_dev.stack import port_is_free
 
         assert port_is_free(int(ports[variable])), f"{variable} still held after Ctrl-C"

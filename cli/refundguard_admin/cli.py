@@ -1,8 +1,13 @@
-"""Admin CLI for the ``admin`` function: ``show``, ``regrant``, ``revoke``.
+"""Admin CLI for the ``admin`` function: ``show``, ``order``, ``regrant``, ``revoke``.
 
     refundguard-admin --url URL show google PURCHASE_TOKEN
+    refundguard-admin --url URL order GPA.3372-4150-9088-12345
     refundguard-admin --url URL regrant apple 2000000123456789 --reason "paid by invoice"
+    refundguard-admin --url URL revoke --order GPA.3372-4150-9088-12345 --reason "chargeback"
     refundguard-admin --url URL revoke google PURCHASE_TOKEN --reason "chargeback" --json
+
+``--order`` resolves the order through ``GET /orders/{order_id}`` and acts on its one
+entitlement (refused when the order has several: name the store and purchase id then).
 
 (install with ``pip install ./cli``; ``python -m refundguard_admin`` works as well).
 ``--url`` defaults to ``$REFUNDGUARD_ADMIN_URL``. The ID token comes from, in order:
@@ -33,11 +38,15 @@ import shutil
 import subprocess
 import sys
 import time
-import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
+from urllib.parse import quote
+
+from .render import render, render_entitlement, render_event, render_order, safe
+
+__all__ = ["main", "render", "render_entitlement", "render_event", "render_order", "safe"]
 
 EXIT_OK = 0
 EXIT_API_ERROR = 1
@@ -195,97 +204,15 @@ def call(
     raise CliError(EXIT_UNREACHABLE, f"could not reach {url}: {last_error}")
 
 
+def order_url(base: str, order_id: str) -> str:
+    """``.../orders/{order_id}``, the id quoted whole (it never adds a path segment)."""
+    return f"{base.rstrip('/')}/orders/{quote(order_id, safe='')}"
+
+
 def entitlements_url(base: str, method: str) -> str:
     """``.../entitlements:lookup`` and friends: the purchase id travels in the body, so it never
     reaches a URL (and Cloud Run's request logs)."""
     return f"{base.rstrip('/')}/entitlements:{method}"
-
-
-# Characters that can rewrite a terminal or reorder what it shows: C0 and C1 controls, DEL, and
-# Unicode format characters (bidi overrides and isolates, zero-width, line/paragraph separators).
-def safe(value: Any) -> str:
-    """Store-supplied text made harmless for a terminal: every control or format character is
-    shown as an escape (``\\x1b``, ``\\u202e``), never sent raw."""
-    text = str(value)
-    if text.isprintable() and text.isascii():
-        return text
-    out = []
-    for char in text:
-        if char.isprintable() and unicodedata.category(char) != "Cf":
-            out.append(char)
-        elif ord(char) < 0x100:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) < 0x10000:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    return "".join(out)
-
-
-# ---------------------------------------------------------------------------------------- output
-
-
-def _short(purchase_id: str, width: int = 48) -> str:
-    text = safe(purchase_id)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def render_entitlement(ent: dict[str, Any]) -> list[str]:
-    access = "yes" if ent.get("access") else "NO"
-    rows = [
-        ("purchase", f"{ent.get('store')} {_short(str(ent.get('purchase_id')))}"),
-        ("status", f"{ent.get('status')} (access: {access})"),
-        ("environment", ent.get("environment")),
-        ("product", ent.get("product_id") or "-"),
-        ("user", ent.get("user_id") or "-"),
-        ("updated", ent.get("updated_at")),
-        (
-            "last event",
-            f"{ent.get('last_source') or '-'} {ent.get('last_event_type') or ''} "
-            f"at {ent.get('last_event_time_at') or '-'}",
-        ),
-    ]
-    return [f"  {name:<12} {safe(value)}" for name, value in rows]
-
-
-def render_event(entry: dict[str, Any]) -> str:
-    line = (
-        f"  {safe(entry.get('event_time_at'))}  {safe(entry.get('source')):<6} "
-        f"{safe(entry.get('type')):<28} {safe(entry.get('effect')):<8} "
-        f"{safe(entry.get('status_before') or '-')} -> {safe(entry.get('status_after'))}"
-    )
-    if entry.get("actor"):
-        line += f"  by {safe(entry['actor'])}"
-    if entry.get("reason"):
-        line += f": {safe(json.dumps(entry['reason'], ensure_ascii=False))}"
-    return line
-
-
-def render(command: str, body: dict[str, Any], replayed: bool) -> str:
-    ent = body.get("entitlement") or {}
-    lines: list[str] = []
-    if command == "show":
-        lines.append("Entitlement")
-        lines += render_entitlement(ent)
-        history = body.get("history") or []
-        total = ent.get("history_count", len(history))
-        lines.append(f"History (newest first, {len(history)} of {total}):")
-        lines += [render_event(e) for e in history] or ["  (none)"]
-    else:
-        done = {"regrant": "Re-granted", "revoke": "Revoked"}[command]
-        suffix = (
-            " (replayed: this Idempotency-Key was already used; nothing new written)"
-            if replayed
-            else ""
-        )
-        lines.append(
-            f"{done}: now {safe(ent.get('status'))} (effect: {safe(body.get('effect'))}){suffix}"
-        )
-        lines += render_entitlement(ent)
-        if body.get("event"):
-            lines.append("Event:")
-            lines.append(render_event(body["event"]))
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -330,17 +257,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
         ("show", "the entitlement and its history"),
+        ("order", "the entitlement(s) of a store order id (Google GPA.*, Apple's)"),
         ("regrant", "give access back (with --reason)"),
         ("revoke", "take access away (with --reason)"),
     ):
         sub = commands.add_parser(name, help=help_text)
         # SUPPRESS: an option given before the command is not overwritten by the sub-parser
         add_common(sub, argparse.SUPPRESS)
-        sub.add_argument("store", help="google, apple or apple-sandbox")
+        if name == "order":
+            sub.add_argument("order_id", help="Google GPA.… or Apple order id")
+            continue
+        optional = {"nargs": "?"} if name != "show" else {}
+        sub.add_argument("store", help="google, apple or apple-sandbox", **optional)
         sub.add_argument(
-            "purchase_id", help="Google purchase token or Apple original transaction id"
+            "purchase_id", help="Google purchase token or Apple original transaction id", **optional
         )
         if name != "show":
+            sub.add_argument(
+                "--order",
+                metavar="ORDER_ID",
+                help="act on the entitlement of this order id instead of STORE PURCHASE_ID",
+            )
             sub.add_argument("--reason", required=True, help="why (kept in the history)")
             sub.add_argument(
                 "--idempotency-key",
@@ -359,9 +296,11 @@ def main(
     if not url:
         print("error: --url (or REFUNDGUARD_ADMIN_URL) is required", file=err)
         return EXIT_USAGE
-    if args.command != "show" and not args.reason.strip():
-        print("error: --reason must not be blank", file=err)
+    problem = _usage_problem(args)
+    if problem:
+        print(f"error: {problem}", file=err)
         return EXIT_USAGE
+    timeout = args.timeout or 30.0
     try:
         token = get_id_token(
             args.audience or url.rstrip("/"),
@@ -369,33 +308,86 @@ def main(
             impersonate=args.impersonate or os.environ.get("REFUNDGUARD_IMPERSONATE"),
             err=err,
         )
-        target = {"store": args.store, "purchase_id": args.purchase_id}
-        if args.command == "show":
+        if args.command == "order":
+            reply = call("GET", order_url(url, args.order_id), token, timeout_s=timeout)
+        elif args.command == "show":
+            target = {"store": args.store, "purchase_id": args.purchase_id}
             reply = call(
-                "POST",
-                entitlements_url(url, "lookup"),
-                token,
-                body=target,
-                timeout_s=args.timeout or 30.0,
+                "POST", entitlements_url(url, "lookup"), token, body=target, timeout_s=timeout
             )
         else:
+            target = {"store": args.store, "purchase_id": args.purchase_id}
+            if args.order:
+                found = call("GET", order_url(url, args.order), token, timeout_s=timeout)
+                if found.status != 200:
+                    return _failed(found, out, err, args.json)
+                target = one_target(found.body, args.order)
+                print(
+                    f"order {safe(args.order)}: {safe(target['store'])} "
+                    f"{safe(target['purchase_id'])}",
+                    file=err,
+                )
             reply = call(
                 "POST",
                 entitlements_url(url, args.command),
                 token,
                 body={**target, "reason": args.reason},
                 idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4()}",
-                timeout_s=args.timeout or 30.0,
+                timeout_s=timeout,
             )
     except CliError as exc:
         print(f"error: {safe(exc.message)}", file=err)
         return exc.exit_code
+    if reply.status != 200:
+        return _failed(reply, out, err, args.json)
     if args.json:  # ASCII JSON: every control or format character arrives escaped
         print(json.dumps(reply.body, indent=2, ensure_ascii=True), file=out)
-    if reply.status != 200:
-        code, message = safe(reply.body.get("error")), safe(reply.body.get("message"))
-        print(f"error: HTTP {reply.status} {code}: {message}", file=err)
-        return EXIT_API_ERROR
-    if not args.json:
+    elif args.command == "order":
+        print(render_order(reply.body), file=out)
+    else:
         print(render(args.command, reply.body, reply.replayed), file=out)
     return EXIT_OK
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    if args.command in ("show", "order"):
+        return None
+    if not args.reason.strip():
+        return "--reason must not be blank"
+    named = args.store is not None and args.purchase_id is not None
+    if args.order and (args.store is not None or args.purchase_id is not None):
+        return "give either --order ORDER_ID or STORE PURCHASE_ID, not both"
+    if not args.order and not named:
+        return "give STORE PURCHASE_ID, or --order ORDER_ID"
+    return None
+
+
+def _failed(reply: Reply, out: TextIO, err: TextIO, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(reply.body, indent=2, ensure_ascii=True), file=out)
+    code, message = safe(reply.body.get("error")), safe(reply.body.get("message"))
+    print(f"error: HTTP {reply.status} {code}: {message}", file=err)
+    return EXIT_API_ERROR
+
+
+def one_target(body: dict[str, Any], order_id: str) -> dict[str, str]:
+    """The one entitlement of an order look-up, as an action's target; CliError when the order
+    has none or several (then the caller names the store and purchase id)."""
+    targets = []
+    for result in body.get("results") or []:
+        ent = result.get("entitlement") if isinstance(result, dict) else None
+        if not isinstance(ent, dict):
+            continue
+        store, environment = str(ent.get("store")), str(ent.get("environment"))
+        namespace = store if environment == "Production" else f"{store}-{environment.lower()}"
+        targets.append({"store": namespace, "purchase_id": str(ent.get("purchase_id"))})
+    if len(targets) == 1:
+        return targets[0]
+    if not targets:
+        raise CliError(EXIT_API_ERROR, f"order {order_id} has no entitlement")
+    listed = "; ".join(f"{t['store']} {t['purchase_id']}" for t in targets)
+    raise CliError(
+        EXIT_USAGE,
+        f"order {order_id} has {len(targets)} entitlements ({listed}): name one as "
+        "STORE PURCHASE_ID instead of --order",
+    )

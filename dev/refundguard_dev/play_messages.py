@@ -22,7 +22,10 @@ def developer_notification(
     notification_type: int | None,
     product: str,
     order_id: str,
+    product_type: int = 2,
 ) -> dict[str, Any]:
+    """``product_type`` of a void: 1 subscription, 2 one-time. A ``refund-review`` names the
+    order, and the purchase token unless ``token`` is empty."""
     note: dict[str, Any] = {
         "version": "1.0",
         "packageName": package,
@@ -46,9 +49,14 @@ def developer_notification(
         note["voidedPurchaseNotification"] = {
             "purchaseToken": token,
             "orderId": order_id,
-            "productType": 2,
+            "productType": product_type,
             "refundType": 2 if kind == "voided-partial" else 1,
         }
+    elif kind == "refund-review":
+        review = {"orderId": order_id, "pendingRefundToken": f"prt-{order_id}"}
+        if token:
+            review["purchaseToken"] = token
+        note["pendingRefundReviewNotification"] = review
     elif kind == "test":
         note["testNotification"] = {"version": "1.0"}
     else:
@@ -101,6 +109,8 @@ def play_request(
     message_id: str | None = None,
     delivery: str = "push",
     package: str = DEFAULT_PACKAGE,
+    order_id: str = "GPA.1234-5678-9012-34567",
+    product_type: int = 2,
 ) -> tuple[bytes, dict[str, str]]:
     note = developer_notification(
         kind,
@@ -109,7 +119,8 @@ def play_request(
         event_time_ms=time_ms,
         notification_type=notification_type,
         product="course.premium",
-        order_id="GPA.1234-5678-9012-34567",
+        order_id=order_id,
+        product_type=product_type,
     )
     return envelope(
         note,

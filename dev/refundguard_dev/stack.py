@@ -23,6 +23,8 @@ PORTS: dict[str, tuple[str, int]] = {
     "apple_notifications": ("APPLE_PORT", 8082),
     "admin": ("ADMIN_PORT", 8083),
     "issuer": ("ADMIN_CERTS_PORT", 8084),
+    "play_api": ("PLAY_API_PORT", 8085),  # the Play Developer API's stand-in
+    "apple_api": ("APPLE_API_PORT", 8086),  # the App Store Server API's stand-in
 }
 
 

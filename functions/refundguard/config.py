@@ -13,13 +13,30 @@ T = TypeVar("T")
 #: Read by every function.
 COMMON_ENV = ("GOOGLE_CLOUD_PROJECT", "FIRESTORE_DATABASE", "FIRESTORE_DEADLINE_SECONDS")
 
-#: Read by each function, by entry point name (beside COMMON_ENV).
+#: The Play Developer API's settings (``play.api.PLAY_API_ENV``).
+PLAY_API_ENV = ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL")
+#: The App Store Server API's settings (``apple.api_credentials.APPLE_API_ENV``);
+#: APPLE_API_PRIVATE_KEY comes from Secret Manager (``SECRET_ENV``).
+APPLE_API_ENV = (
+    "APPLE_API_KEY_ID",
+    "APPLE_API_ISSUER_ID",
+    "APPLE_API_PRIVATE_KEY",
+    "APPLE_API_BASE_URL",
+    "APPLE_API_SANDBOX_BASE_URL",
+)
+
+#: Read by each function, by entry point name (beside COMMON_ENV). Which store API each reads:
+#: play_notifications verifies purchases and judges voids with the Play API; admin looks orders
+#: up with both APIs (and needs what verifying Apple's signed answers takes: bundle ids, the app's
+#: Apple ID, the pinned roots); apple_notifications needs neither (notifications are signed and
+#: self-contained).
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {
     "play_notifications": (
         "PLAY_PACKAGE_NAMES",
         "PLAY_PUSH_SERVICE_ACCOUNTS",
         "PLAY_PUSH_AUDIENCE",
         "PLAY_PUSH_CERTS_URL",
+        *PLAY_API_ENV,
     ),
     "apple_notifications": (
         "APPLE_BUNDLE_IDS",
@@ -27,8 +44,22 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "APPLE_APP_APPLE_ID",
         "APPLE_ROOT_CERTS",
     ),
-    "admin": ("ADMIN_AUDIENCES", "ADMIN_EMAILS", "ADMIN_CERTS_URL"),
+    "admin": (
+        "ADMIN_AUDIENCES",
+        "ADMIN_EMAILS",
+        "ADMIN_CERTS_URL",
+        *PLAY_API_ENV,
+        "PLAY_PACKAGE_NAMES",
+        *APPLE_API_ENV,
+        "APPLE_BUNDLE_IDS",
+        "APPLE_APP_APPLE_ID",
+        "APPLE_ROOT_CERTS",
+    ),
 }
+
+#: Settings that come from Secret Manager (Terraform's secret_environment_variables), not from
+#: plain environment variables: never in Terraform state or the code.
+SECRET_ENV = frozenset({"APPLE_API_PRIVATE_KEY"})
 
 DEFAULT_DATABASE = "(default)"
 #: How long one event may spend on Firestore (all retries included) before the request answers 503.

@@ -13,13 +13,14 @@ MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 
 # Ties between state-setting events with equal event times: the more restrictive status wins.
 _TIE_RANK = {
-    Status.ACTIVE: 1,
     Status.UNKNOWN: 0,
-    Status.CANCELED: 2,
-    Status.PAUSED: 3,
-    Status.ON_HOLD: 3,
-    Status.EXPIRED: 4,
-    Status.REVOKED: 5,
+    Status.ACTIVE: 1,
+    Status.PENDING: 2,
+    Status.CANCELED: 3,
+    Status.PAUSED: 4,
+    Status.ON_HOLD: 4,
+    Status.EXPIRED: 5,
+    Status.REVOKED: 6,
 }
 
 

@@ -37,6 +37,7 @@ class Status(enum.StrEnum):
     ON_HOLD = "on_hold"  # Google account hold: no access while on hold
     PAUSED = "paused"  # Google subscription paused: no access while paused
     CANCELED = "canceled"  # a pending purchase was cancelled: access never granted
+    PENDING = "pending"  # the store says payment is pending: no access until it completes
     UNKNOWN = "unknown"  # only informational events seen so far
 
     @property

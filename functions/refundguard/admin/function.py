@@ -1,5 +1,6 @@
-"""``admin``: allow-listed admins look up, re-grant and revoke entitlements. Every call is
-authenticated before anything else is looked at, and its one log line is the audit entry."""
+"""``admin``: allow-listed admins look up (by purchase or by store order id), re-grant and revoke
+entitlements. Every call is authenticated before anything else is looked at, and its one log line
+is the audit entry. Look-ups by order id may ask the stores' APIs (``orders``)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from ..model import Effect, check_purchase_id, parse_namespace
 from ..oidc import Caller
 from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
-from . import routes
+from ..storeapi import CallPolicy
+from . import orders, routes
 from .actions import ACTIONS, Action, Target, action_event, parse_body, parse_idempotency_key
 from .settings import AdminSettings
 
 FUNCTION = "admin"
 MAX_BODY_BYTES = 16 * 1024
-HISTORY_LIMIT = 500
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
+#: Timeouts and retries of the store APIs' calls (look-up by order id).
+API_POLICY = CallPolicy(deadline_s=15.0)
 
 
 def create_handler(
@@ -34,6 +37,7 @@ def create_handler(
 ) -> App:
     settings = AdminSettings.from_env(env)  # refuse to start if wrong
     entitlements = store or EntitlementStore.connect(settings.firestore)
+    finder = order_finder(settings)
 
     def handle(request: flask.Request) -> Reply:
         logs.bind(audit=True)
@@ -41,6 +45,14 @@ def create_handler(
         logs.bind(actor=caller.email, actor_sub=caller.subject)
         route = routes.match(request.method, request.path)
         logs.bind(action=route.name)
+        if route.name == "order":
+            order_id = orders.parse_order_id(route.params["order_id"])
+            logs.bind(order_id=order_id)
+            answer = orders.lookup(
+                order_id, store=entitlements, finder=finder, actor=caller.email, now_ms=clock_ms()
+            )
+            logs.bind(found_by=answer["found_by"], results=len(answer["results"]))
+            return Reply(answer, "admin action")
         action = ACTIONS.get(route.name)
         path_target = None
         if not route.in_body:
@@ -106,6 +118,25 @@ def create_handler(
     return serve(FUNCTION, handle)
 
 
+def order_finder(settings: AdminSettings) -> orders.OrderFinder:
+    """The store APIs that look orders up, as configured (each may be off)."""
+    play = apple = None
+    if settings.play_api is not None:
+        from ..play.api import PlayApiClient
+
+        play = PlayApiClient(
+            settings.play_api, credentials=settings.play_credentials, policy=API_POLICY
+        )
+    if settings.apple is not None:
+        from ..apple.api import AppStoreApiClient
+
+        apple = AppStoreApiClient(settings.apple.api, settings.apple.verifier, policy=API_POLICY)
+    bundle_ids = settings.apple.bundle_ids if settings.apple else ()
+    return orders.OrderFinder(
+        play=play, packages=settings.play_packages, apple=apple, bundle_ids=bundle_ids
+    )
+
+
 def _bind_target(target: Target) -> None:
     logs.bind(store=target.store[:40], purchase_token_hash=logs.token_hash(target.purchase_id))
 
@@ -116,14 +147,5 @@ def _show(store: EntitlementStore, target: Target) -> Reply:
     entitlement = store.get(store_name, target.purchase_id, environment)
     if entitlement is None:
         raise not_found("not_found", f"no entitlement for this {target.store} purchase id")
-    history = store.history(store_name, target.purchase_id, environment, limit=HISTORY_LIMIT)
     logs.bind(status=entitlement.status.value)
-    return Reply(
-        {
-            "status": entitlement.status.value,
-            "entitlement": to_json(entitlement),
-            "history": [to_json(entry) for entry in history],
-            "history_truncated": entitlement.history_count > len(history),
-        },
-        "admin action",
-    )
+    return Reply(orders.entitlement_view(store, entitlement), "admin action")

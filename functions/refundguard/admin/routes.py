@@ -18,10 +18,12 @@ TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("show", "POST", ("entitlements:lookup",)),
     ("regrant", "POST", ("entitlements:regrant",)),
     ("revoke", "POST", ("entitlements:revoke",)),
+    # The entitlement(s) of a store order id (Google GPA.*, Apple's), from Firestore or the store.
+    ("order", "GET", ("orders", "{order_id}")),
 )
 HELP = (
-    "POST /entitlements:lookup|:regrant|:revoke with a JSON body, or "
-    "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke"
+    "POST /entitlements:lookup|:regrant|:revoke with a JSON body, "
+    "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke, or GET /orders/{order_id}"
 )
 
 
@@ -33,7 +35,7 @@ class Route:
     @property
     def in_body(self) -> bool:
         """Whether the store and purchase id come in the body rather than the path."""
-        return "purchase_id" not in self.params
+        return "purchase_id" not in self.params and "order_id" not in self.params
 
 
 def _bind(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:

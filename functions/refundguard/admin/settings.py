@@ -1,18 +1,40 @@
-"""The admin function's settings, read once at start-up."""
+"""The admin function's settings, read once at start-up: Firestore, who may call it, and the two
+store APIs that look orders up (each optional): the Play Developer API (``PLAY_DEVELOPER_API``,
+``PLAY_PACKAGE_NAMES`` for ``orders.get``) and the App Store Server API (key settings, plus what
+verifying its signed answers needs: bundle ids, the app's Apple ID, the pinned roots)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from ..apple.api_credentials import AppleApiSettings, read_apple_api_settings
+from ..apple.settings import TRUSTED_PRODUCTION_FINGERPRINTS, read_app_apple_id, read_roots
+from ..apple.verifier import PRODUCTION, AppleVerifier
 from ..config import FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
+from ..play.api import PlayApiSettings, read_play_api_settings
+from ..play.credentials import is_local, read_play_credentials
+
+
+@dataclass(frozen=True)
+class AppleLookup:
+    """What Look Up Order ID needs: the API key, the apps to ask for, the answers' verifier."""
+
+    api: AppleApiSettings
+    bundle_ids: tuple[str, ...]
+    verifier: AppleVerifier
 
 
 @dataclass(frozen=True)
 class AdminSettings:
     firestore: FirestoreSettings
     auth: Authenticator
+    play_api: PlayApiSettings | None = None  # None: orders.get off
+    play_credentials: Any = None  # None: the runtime's service account
+    play_packages: tuple[str, ...] = ()
+    apple: AppleLookup | None = None  # None: Look Up Order ID off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AdminSettings:
@@ -28,6 +50,42 @@ class AdminSettings:
         )
         if auth is None and not settings.csv("ADMIN_EMAILS"):
             settings.problem("ADMIN_EMAILS must list at least one email or *@domain")
+        play_api = read_play_api_settings(settings)
+        packages: tuple[str, ...] = ()
+        credentials = None
+        if play_api is not None:
+            credentials = read_play_credentials(settings, play_api)
+            packages = settings.csv("PLAY_PACKAGE_NAMES")
+            if not packages:
+                settings.problem(
+                    "PLAY_PACKAGE_NAMES must list the apps whose orders to look up "
+                    "(PLAY_DEVELOPER_API is on)"
+                )
+        apple = read_apple_lookup(settings)
         settings.done()
         assert auth is not None
-        return cls(firestore, auth)
+        return cls(firestore, auth, play_api, credentials, packages, apple)
+
+
+def read_apple_lookup(settings: Settings) -> AppleLookup | None:
+    """The App Store Server API when its key is configured, else None. Look Up Order ID answers
+    from Production only, so its signed transactions must chain to Apple Root CA - G3, unless the
+    API is a local stand-in (an http:// base URL: ``make run``), whose test root is trusted."""
+    api = read_apple_api_settings(settings)
+    if api is None:
+        return None
+    bundle_ids = settings.csv("APPLE_BUNDLE_IDS")
+    if not bundle_ids:
+        settings.problem(
+            "APPLE_BUNDLE_IDS must list the apps whose orders to look up (the App Store Server "
+            "API key is set)"
+        )
+    app_apple_id = read_app_apple_id(settings, required=True)
+    local = is_local(api.base_url)
+    roots, _ = read_roots(settings, production=not local, trusted=TRUSTED_PRODUCTION_FINGERPRINTS)
+    if not (bundle_ids and roots and app_apple_id is not None):
+        return None
+    verifier = AppleVerifier(
+        roots, bundle_ids=bundle_ids, environments=(PRODUCTION,), app_apple_id=app_apple_id
+    )
+    return AppleLookup(api, bundle_ids, verifier)

@@ -5,7 +5,7 @@ V2), verified to a pinned root, then applied to the ledger. A JWS that fails ver
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import flask
 
@@ -65,6 +65,7 @@ def create_handler(
         event = mapped.event
         if event is None:
             logs.bind(effect="acknowledged", reason=mapped.acknowledge_reason)
+            logs.bind(**app_transaction_facts(verifier, payload))
             return Reply(
                 {"effect": "acknowledged", "status": None, "reason": mapped.acknowledge_reason},
                 "apple notification acknowledged",
@@ -98,3 +99,19 @@ def create_handler(
         status=422,  # verified, kept for a person, and never acceptable as it is
     )
     return serve(FUNCTION, handle, on_rejected=on_rejected)
+
+
+def app_transaction_facts(verifier: AppleVerifier, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a notification's ``appData`` (RESCIND_CONSENT) says, for its log line: the app
+    transaction is a JWS of its own, verified like every other (a failure is a 400)."""
+    app_data = payload.get("appData")
+    signed = app_data.get("signedAppTransactionInfo") if isinstance(app_data, dict) else None
+    if not isinstance(signed, str):
+        return {}
+    app_transaction = verifier.verify_jws(signed)
+    names = ("appTransactionId", "originalPlatform", "originalPurchaseDate", "bundleId")
+    return {
+        f"app_transaction.{name}": app_transaction[name]
+        for name in names
+        if isinstance(app_transaction.get(name), (str, int))
+    }

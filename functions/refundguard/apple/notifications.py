@@ -12,7 +12,10 @@ The entitlement is the transaction's ``originalTransactionId`` in the notificati
 - every other type (REFUND_DECLINED, CONSUMPTION_REQUEST, DID_CHANGE_RENEWAL_STATUS, PRICE_INCREASE,
   ... and types Apple adds later) -> recorded in history, access unchanged;
 - TEST, and notifications without a signed transaction (renewal-extension summaries, external
-  purchase tokens, app data) -> acknowledged, nothing written (there is no purchase to key them by).
+  purchase tokens, RESCIND_CONSENT's app data) -> acknowledged, nothing written (there is no
+  purchase to key them by; the function's log line keeps what they say).
+
+METADATA_UPDATE, MIGRATION and PRICE_CHANGE (Advanced Commerce) carry a transaction: recorded.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ INFORMATIONAL = frozenset(
     }
 )
 ACKNOWLEDGED_ONLY = frozenset({"TEST"})
+#: Why a notification without a transaction is only acknowledged, by type.
+ACKNOWLEDGE_REASONS = {
+    "RESCIND_CONSENT": "consent rescinded for the app (appData): not a purchase, nothing to key by",
+}
 
 # Transaction / renewal / data fields kept in history when present (all JSON scalars).
 _TRANSACTION_DETAILS = (
@@ -144,7 +151,8 @@ def map_notification(verified: VerifiedNotification) -> Mapped:
         return Mapped(notification_type, subtype, uuid, None, "test notification")
     transaction = verified.transaction
     if transaction is None:
-        return Mapped(notification_type, subtype, uuid, None, "no signed transaction to key by")
+        reason = ACKNOWLEDGE_REASONS.get(notification_type, "no signed transaction to key by")
+        return Mapped(notification_type, subtype, uuid, None, reason)
 
     signed_date = payload.get("signedDate")
     if isinstance(signed_date, bool) or not isinstance(signed_date, int) or signed_date <= 0:
@@ -168,6 +176,8 @@ def map_notification(verified: VerifiedNotification) -> Mapped:
         reason = f"{notification_type}: revocationReason={transaction.get('revocationReason')}"
         if transaction.get("revocationType"):
             reason += f", revocationType={transaction['revocationType']}"
+        if transaction.get("revocationPercentage") is not None:
+            reason += f", revocationPercentage={transaction['revocationPercentage']}"
     try:
         event = LedgerEvent(
             store=StoreName.APPLE,

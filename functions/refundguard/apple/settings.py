@@ -76,6 +76,48 @@ def _resolve(raw: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
+def read_app_apple_id(settings: Settings, *, required: bool) -> int | None:
+    """``APPLE_APP_APPLE_ID``: the app's numeric Apple ID; ``required`` when Production is on."""
+    raw_id = settings.raw("APPLE_APP_APPLE_ID")
+    if raw_id:
+        if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 18:
+            return int(raw_id)
+        settings.problem(
+            f"APPLE_APP_APPLE_ID must be the app's numeric Apple ID, not {raw_id[:40]!r}"
+        )
+    elif required:
+        settings.problem(
+            "APPLE_APP_APPLE_ID must be set (App Store Connect > App Information > Apple ID) when"
+            " APPLE_ENVIRONMENTS includes Production"
+        )
+    return None
+
+
+def read_roots(
+    settings: Settings,
+    *,
+    production: bool,
+    base_dir: Path = SOURCE_ROOT,
+    trusted: Collection[str] = TRUSTED_PRODUCTION_FINGERPRINTS,
+) -> tuple[tuple[x509.Certificate, ...], list[str]]:
+    """``APPLE_ROOT_CERTS``: the pinned roots, and the fingerprints of those that are not Apple's.
+    With ``production``, Apple Root CA - G3 must be among them (problems recorded)."""
+    roots: list[x509.Certificate] = []
+    for raw in settings.csv("APPLE_ROOT_CERTS", required=True):
+        roots.extend(
+            settings.check(lambda raw=raw: load_certificates(_resolve(raw, base_dir))) or []
+        )
+    trusted_prints = {f.lower().replace(":", "") for f in trusted}
+    prints = [fingerprint(root) for root in roots]
+    if production and roots and not trusted_prints.intersection(prints):
+        settings.problem(
+            "APPLE_ROOT_CERTS must include Apple Root CA - G3 (SHA-256 "
+            f"{APPLE_ROOT_CA_G3_SHA256}) when APPLE_ENVIRONMENTS includes Production; "
+            f"found {', '.join(prints)}"
+        )
+    return tuple(roots), [p for p in prints if p not in trusted_prints]
+
+
 def load_settings(
     env: Mapping[str, str],
     *,
@@ -95,41 +137,15 @@ def load_settings(
             "never accepted"
         )
     production = PRODUCTION in environments
-
-    raw_id = settings.raw("APPLE_APP_APPLE_ID")
-    app_apple_id: int | None = None
-    if raw_id:
-        if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 18:
-            app_apple_id = int(raw_id)
-        else:
-            settings.problem(
-                f"APPLE_APP_APPLE_ID must be the app's numeric Apple ID, not {raw_id[:40]!r}"
-            )
-    elif production:
-        settings.problem(
-            "APPLE_APP_APPLE_ID must be set (App Store Connect > App Information > Apple ID) when"
-            " APPLE_ENVIRONMENTS includes Production"
-        )
-
-    roots: list[x509.Certificate] = []
-    for raw in settings.csv("APPLE_ROOT_CERTS", required=True):
-        roots.extend(
-            settings.check(lambda raw=raw: load_certificates(_resolve(raw, base_dir))) or []
-        )
-    trusted = {f.lower().replace(":", "") for f in trusted_production_fingerprints}
-    prints = [fingerprint(root) for root in roots]
-    if production and roots and not trusted.intersection(prints):
-        settings.problem(
-            "APPLE_ROOT_CERTS must include Apple Root CA - G3 (SHA-256 "
-            f"{APPLE_ROOT_CA_G3_SHA256}) when APPLE_ENVIRONMENTS includes Production; "
-            f"found {', '.join(prints)}"
-        )
+    app_apple_id = read_app_apple_id(settings, required=production)
+    roots, others = read_roots(
+        settings, production=production, base_dir=base_dir, trusted=trusted_production_fingerprints
+    )
     settings.done()
-    others = [p for p in prints if p not in trusted]
     if production and others:
         logs.warning(
             "APPLE_ROOT_CERTS trusts roots other than Apple Root CA - G3",
             function="apple_notifications",
             fingerprints=others,
         )
-    return AppleSettings(firestore, bundle_ids, tuple(environments), app_apple_id, tuple(roots))
+    return AppleSettings(firestore, bundle_ids, tuple(environments), app_apple_id, roots)

@@ -5,11 +5,16 @@ Types and their effect on access follow Google's RTDN reference (see
 a full voided purchase (refund) and SUBSCRIPTION_REVOKED revoke; purchases, renewals, recoveries
 and restarts grant; expiry expires; on hold / paused suspend; a quantity-based partial refund is
 recorded and access kept; informational types are recorded; a test notification is acknowledged.
+A pending refund review is recorded with its fields as data; one that names an order but no
+purchase token comes back ``unkeyed`` (the function finds the token; ``keyed`` builds the event).
+What the Play Developer API adds is in ``verify``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
+import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,13 +58,47 @@ PRODUCT_TYPES = {1: "subscription", 2: "one_time"}
 MAX_PRODUCT_ID = 300
 
 
+MAX_REVIEW_FIELDS = 24
+MAX_REVIEW_TEXT = 500
+
+
+@dataclass(frozen=True)
+class Unkeyed:
+    """An event whose purchase token is not in the notification (a refund review naming only an
+    order): everything but the token."""
+
+    order_id: str
+    event_id: str
+    type: str
+    event_time_ms: int
+    details: Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class PlayNotification:
-    """A decoded notification: either a ledger event or a test notification (``event is None``)."""
+    """A decoded notification: a ledger event, a test notification (``event`` and ``unkeyed``
+    None), or an event still to be keyed by its purchase token (``unkeyed``)."""
 
     package_name: str
     type: str
     event: LedgerEvent | None
+    kind: str = "testNotification"  # the notification's object, e.g. subscriptionNotification
+    unkeyed: Unkeyed | None = None
+
+
+def keyed(unkeyed: Unkeyed, purchase_token: str) -> LedgerEvent:
+    """The event of an unkeyed notification, once its purchase token is known."""
+    return LedgerEvent(
+        store=StoreName.GOOGLE,
+        purchase_id=check_purchase_id(purchase_token),
+        event_id=unkeyed.event_id,
+        source=Source.GOOGLE,
+        type=unkeyed.type,
+        event_time_ms=unkeyed.event_time_ms,
+        effect=None,
+        order_id=unkeyed.order_id,
+        details=dict(unkeyed.details),
+    )
 
 
 def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNotification:
@@ -99,8 +138,6 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
         "publishTime": message.publish_time,
         "delivery": message.delivery,
     }
-    token = _token(body.get("purchaseToken"), mid)
-
     name, effect, product, facts = _DECODERS[key](body, mid)
     details = {**base_details, **facts}
 
@@ -110,6 +147,12 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
     event_id = replay_of if replay_of and len(replay_of) <= 200 else mid
     if event_id != mid:
         details["replayedAs"] = mid
+    details = {k: v for k, v in details.items() if v is not None}
+    order_id = str_or_none(details.get("orderId"))
+    if key == "pendingRefundReviewNotification" and not body.get("purchaseToken") and order_id:
+        unkeyed = Unkeyed(order_id[:MAX_PRODUCT_ID], event_id, name, event_time, details)
+        return PlayNotification(package, name, None, key, unkeyed)
+    token = _token(body.get("purchaseToken"), mid)
     try:
         event = LedgerEvent(
             store=StoreName.GOOGLE,
@@ -120,12 +163,12 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
             event_time_ms=event_time,
             effect=effect,
             product_id=product,
-            order_id=str_or_none(details.get("orderId")),
-            details={k: v for k, v in details.items() if v is not None},
+            order_id=order_id,
+            details=details,
         )
     except RefundGuardError as err:  # e.g. text Firestore cannot store
         raise rejected(err.code, err.message, message_id=mid, package=package) from None
-    return PlayNotification(package, name, event)
+    return PlayNotification(package, name, event, key)
 
 
 _Decoded = tuple[str, Status | None, str | None, dict[str, Any]]
@@ -166,9 +209,27 @@ def _voided(body: dict[str, Any], mid: str) -> _Decoded:
 
 def _pending_refund_review(body: dict[str, Any], mid: str) -> _Decoded:
     # Google asks whether to approve a refund (answer within 24 h with orders.reviewrefund):
-    # recorded so that it is visible; access does not change until a refund is decided.
-    facts = {"pendingRefundToken": str_or_none(body.get("pendingRefundToken"))}
+    # recorded so that it is visible; access does not change until a refund is decided. Its
+    # fields (pendingRefundToken, orderId, refundReason, obfuscated ids... and any newer one) are
+    # kept as data: scalars as they are, anything else as cut JSON text.
+    facts: dict[str, Any] = {}
+    for name, value in list(body.items())[:MAX_REVIEW_FIELDS]:
+        if name != "purchaseToken" and isinstance(name, str) and len(name) <= 100:
+            facts[name] = _as_data(value)
     return "PENDING_REFUND_REVIEW", None, None, facts
+
+
+def _as_data(value: Any) -> Any:
+    """A field of unknown meaning as storable data: a scalar as it is (text cut), else JSON."""
+    if isinstance(value, str):
+        return value[:MAX_REVIEW_TEXT]
+    if value is None or isinstance(value, bool):
+        return value
+    if (isinstance(value, int) and abs(value) < 2**63) or (
+        isinstance(value, float) and math.isfinite(value)
+    ):
+        return value
+    return json.dumps(value, ensure_ascii=True, default=str)[:MAX_REVIEW_TEXT]
 
 
 _DECODERS = {

@@ -1,12 +1,16 @@
-"""The Play function's settings, read once at start-up."""
+"""The Play function's settings, read once at start-up: Firestore, the accepted packages, the push
+identity's token check, and the Play Developer API (``PLAY_DEVELOPER_API``, default off)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
+from .api import PlayApiSettings, read_play_api_settings
+from .credentials import read_play_credentials
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,11 @@ class PlaySettings:
     package_names: tuple[str, ...]
     #: The Pub/Sub push identity's token check; None: off (local runs only, with a WARNING).
     push_auth: Authenticator | None
+    #: The Play Developer API; None: off (notifications are applied as they come).
+    api: PlayApiSettings | None = None
+    #: The API's credentials: None is the runtime's service account (application default
+    #: credentials); a local stand-in's key file otherwise.
+    api_credentials: Any = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PlaySettings:
@@ -31,5 +40,7 @@ class PlaySettings:
         )
         if push_auth is not None and push_auth.allow_list.domains:
             settings.problem("PLAY_PUSH_SERVICE_ACCOUNTS takes service account emails only")
+        api = read_play_api_settings(settings)
+        credentials = read_play_credentials(settings, api) if api else None
         settings.done()
-        return cls(firestore, packages, push_auth)
+        return cls(firestore, packages, push_auth, api, credentials)

@@ -1,0 +1,99 @@
+"""``make run``'s stand-ins of the two store APIs, seeded with demo data, and the settings
+that point the local functions at them: the Play Developer API (a service-account key file under
+``.run/`` whose ``token_uri`` is the stand-in's, never application default credentials) and the
+App Store Server API (an In-App Purchase key generated under ``.run/``, answers signed with the
+local test PKI). Nothing here reaches Google or Apple."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import play_api_data as data
+from .apple_pki import APP_APPLE_ID
+from .fake_appstore_api import FakeAppStoreApi, new_api_key
+from .fake_play_api import FakePlayApi
+from .local import APPLE_BUNDLE_ID, APPLE_ROOT_DER, RUN_DIR, local_apple_pki
+
+PLAY_KEY_FILE = RUN_DIR / "play-api-service-account.json"
+APPLE_KEY_FILE = RUN_DIR / "apple-api-key.p8"
+#: The demo purchase the banner's recipes use, and its order.
+DEMO_TOKEN = "demo-purchase-token-0001"
+DEMO_ORDER = "GPA.3301-0000-0000-00001"
+#: A purchase no notification has mentioned: found through orders.get.
+UNSEEN_TOKEN = "demo-purchase-token-0002"
+UNSEEN_ORDER = "GPA.3301-0000-0000-00002"
+#: A subscription whose first renewal is the latest order: void the original order to see it kept.
+DEMO_SUBSCRIPTION = "demo-subscription-token-0001"
+SUBSCRIPTION_FIRST_ORDER = "GPA.3302-0000-0000-00003"
+SUBSCRIPTION_LATEST_ORDER = "GPA.3302-0000-0000-00003..0"
+#: An Apple order (Look Up Order ID answers Production only) and its transaction.
+APPLE_ORDER = "MQ3ZRTV4X1"
+APPLE_TRANSACTION = "2000000000000001"
+#: google-auth must never look anything up at Google from a local function.
+NO_GOOGLE_LOOKUPS = {
+    "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED": "false"
+}
+
+
+@dataclass
+class LocalStores:
+    play: FakePlayApi
+    apple: FakeAppStoreApi
+    play_env: dict[str, str]  # the Play function's and the admin function's Play API settings
+    apple_env: dict[str, str]  # the admin function's App Store Server API settings
+
+    def stop(self) -> None:
+        self.play.stop()
+        self.apple.stop()
+
+
+def seed_play(api: FakePlayApi, package: str = data.PACKAGE) -> None:
+    for token, order_id in ((DEMO_TOKEN, DEMO_ORDER), (UNSEEN_TOKEN, UNSEEN_ORDER)):
+        api.add_product_purchase(package, token, data.product_purchase(order_id=order_id))
+        api.add_order(package, data.order(order_id, token))
+    latest = data.subscription(latest_order_id=SUBSCRIPTION_LATEST_ORDER)
+    api.add_subscription(package, DEMO_SUBSCRIPTION, latest)
+    api.add_order(
+        package,
+        data.order(
+            SUBSCRIPTION_FIRST_ORDER, DEMO_SUBSCRIPTION, product_id=data.MONTHLY, subscription=True
+        ),
+    )
+
+
+def seed_apple(api: FakeAppStoreApi) -> None:
+    api.add_transaction(original_transaction_id=APPLE_TRANSACTION, bundle_id=APPLE_BUNDLE_ID)
+    api.add_order(APPLE_ORDER, APPLE_TRANSACTION)
+
+
+def start_local_stores(play_port: int, apple_port: int, package: str = data.PACKAGE) -> LocalStores:
+    """Both stand-ins on their ports, seeded, with the settings that reach them."""
+    RUN_DIR.mkdir(exist_ok=True)
+    play = FakePlayApi(play_port, packages=[package])
+    play.write_service_account_key(PLAY_KEY_FILE)
+    seed_play(play, package)
+    apple = FakeAppStoreApi(
+        apple_port, environment="Production", bundle_ids=[APPLE_BUNDLE_ID], pki=local_apple_pki()
+    )
+    key = apple.register_key(new_api_key("RGLOCAL001"))
+    key.write_p8(APPLE_KEY_FILE)
+    seed_apple(apple)
+    play.start()
+    apple.start()
+    play_env = {
+        "PLAY_DEVELOPER_API": "on",
+        "PLAY_API_BASE_URL": play.url,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(PLAY_KEY_FILE),
+        **NO_GOOGLE_LOOKUPS,
+    }
+    apple_env = {
+        "APPLE_API_KEY_ID": key.key_id,
+        "APPLE_API_ISSUER_ID": key.issuer_id,
+        "APPLE_API_PRIVATE_KEY": APPLE_KEY_FILE.read_text(),
+        "APPLE_API_BASE_URL": apple.url,
+        "APPLE_API_SANDBOX_BASE_URL": apple.url,
+        "APPLE_BUNDLE_IDS": APPLE_BUNDLE_ID,
+        "APPLE_APP_APPLE_ID": str(APP_APPLE_ID),
+        "APPLE_ROOT_CERTS": str(APPLE_ROOT_DER),
+    }
+    return LocalStores(play, apple, play_env, apple_env)

@@ -1,0 +1,243 @@
+"""Look-up by order id (``GET /orders/{order_id}``): from Firestore when the order is known (one
+query on ``order_ids``), else through the store's API (Google ``orders.get`` -> purchase token;
+Apple Look Up Order ID -> verified transactions -> original transaction ids). A purchase found
+through an API gets an informational ``ORDER_LOOKUP`` event carrying the order id, so the next
+look-up is one Firestore query. ``link_event`` is pure; ``OrderFinder`` asks the APIs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..apple.api import AppStoreApiClient
+from ..errors import Kind, RefundGuardError, not_found, rejected, transient
+from ..model import PRODUCTION, Entitlement, LedgerEvent, Source, StoreName, check_purchase_id
+from ..play.api import PlayApiClient
+from ..serializer import to_json
+from ..store import EntitlementStore
+from ..storeapi import StoreApiError, StoreAuthError
+
+HISTORY_LIMIT = 500
+MAX_RESULTS = 20
+_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+GOOGLE_PREFIX = "GPA."
+#: A store's answer that means "not this app's order": try the next app, then 404.
+_NOT_HERE = (Kind.NOT_FOUND, Kind.REJECTED)
+
+
+def parse_order_id(raw: str) -> str:
+    if not _ORDER_ID.fullmatch(raw):
+        raise rejected(
+            "bad_order_id", "order id must be 1-200 characters of letters, digits and . _ : -"
+        )
+    return raw
+
+
+def store_of(order_id: str) -> StoreName:
+    """Google order ids start with ``GPA.``; anything else is taken for an Apple order id."""
+    return StoreName.GOOGLE if order_id.startswith(GOOGLE_PREFIX) else StoreName.APPLE
+
+
+@dataclass(frozen=True)
+class Found:
+    """A purchase a store's API named for an order."""
+
+    store: StoreName
+    purchase_id: str
+    environment: str = PRODUCTION
+    product_id: str | None = None
+    user_id: str | None = None
+    purchase_time_ms: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def link_event(order_id: str, found: Found, *, actor: str, via: str, now_ms: int) -> LedgerEvent:
+    """The informational event that records the link order -> purchase (pure). Its id derives
+    from the order id, so a second look-up through the API is a ledger duplicate."""
+    digest = hashlib.sha256(order_id.encode()).hexdigest()[:40]
+    return LedgerEvent(
+        store=found.store,
+        purchase_id=found.purchase_id,
+        event_id=f"order-lookup-{digest}",
+        source=Source.ADMIN,
+        type="ORDER_LOOKUP",
+        event_time_ms=now_ms,
+        effect=None,
+        environment=found.environment,
+        product_id=found.product_id,
+        user_id=found.user_id,
+        order_id=order_id,
+        purchase_time_ms=found.purchase_time_ms,
+        actor=actor,
+        reason=f"order {order_id} found through {via}",
+        details=dict(found.details),
+    )
+
+
+def entitlement_view(store: EntitlementStore, entitlement: Entitlement) -> dict[str, Any]:
+    """An entitlement as ``POST /entitlements:lookup`` answers it."""
+    history = store.history(
+        entitlement.store, entitlement.purchase_id, entitlement.environment, limit=HISTORY_LIMIT
+    )
+    return {
+        "status": entitlement.status.value,
+        "entitlement": to_json(entitlement),
+        "history": [to_json(entry) for entry in history],
+        "history_truncated": entitlement.history_count > len(history),
+    }
+
+
+class OrderFinder:
+    """Asks the stores' APIs which purchases an order is (None: that store's API is off)."""
+
+    def __init__(
+        self,
+        *,
+        play: PlayApiClient | None = None,
+        packages: tuple[str, ...] = (),
+        apple: AppStoreApiClient | None = None,
+        bundle_ids: tuple[str, ...] = (),
+    ) -> None:
+        self.play, self.packages = play, packages
+        self.apple, self.bundle_ids = apple, bundle_ids
+
+    def via(self, store: StoreName) -> str:
+        if store is StoreName.GOOGLE:
+            return "the Play Developer API (orders.get)"
+        return "the App Store Server API (Look Up Order ID)"
+
+    def enabled(self, store: StoreName) -> bool:
+        return (self.play if store is StoreName.GOOGLE else self.apple) is not None
+
+    def find(self, order_id: str, store: StoreName) -> list[Found]:
+        """The purchases of ``order_id``, asking each app in turn. An app whose API refuses our
+        credentials is skipped; when no app knows the order and one refused, that refusal is the
+        answer (503 naming the fix: the order may be that app's)."""
+        refused: list[StoreAuthError] = []
+        found = self._google(order_id, refused) if store is StoreName.GOOGLE else None
+        if store is StoreName.APPLE:
+            found = self._apple(order_id, refused)
+        if found or not refused:
+            return found or []
+        err = refused[0]
+        raise transient(
+            "store_permission",
+            f"the {err.store} API refused refundguard's credentials: {err.message}",
+            **err.details,
+        ) from err
+
+    def _google(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
+        assert self.play is not None
+        for package in self.packages:
+            try:
+                order = self.play.get_order(package, order_id)
+            except StoreAuthError as err:
+                refused.append(err)
+                continue
+            except StoreApiError as err:
+                if err.kind in _NOT_HERE:
+                    continue
+                raise
+            item = order.line_items[0] if order.line_items else None
+            details = {"package": package, "orderState": order.state}
+            if order.refund_time_ms:
+                details["refundTimeMs"] = order.refund_time_ms
+            return [
+                Found(
+                    StoreName.GOOGLE,
+                    _purchase_id(order.purchase_token, "google"),
+                    product_id=item.product_id if item else None,
+                    purchase_time_ms=order.create_time_ms,
+                    details=details,
+                )
+            ]
+        return []
+
+    def _apple(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
+        assert self.apple is not None
+        for bundle_id in self.bundle_ids:
+            try:
+                lookup = self.apple.look_up_order(order_id, bundle_id=bundle_id)
+            except StoreAuthError as err:
+                refused.append(err)
+                continue
+            except StoreApiError as err:
+                if err.kind in _NOT_HERE:
+                    continue
+                raise
+            if not lookup.valid:
+                continue
+            found: dict[str, Found] = {}
+            for tx in lookup.transactions:
+                found.setdefault(
+                    tx.original_transaction_id,
+                    Found(
+                        StoreName.APPLE,
+                        _purchase_id(tx.original_transaction_id, "apple"),
+                        environment=tx.environment,
+                        product_id=tx.product_id,
+                        user_id=tx.app_account_token,
+                        purchase_time_ms=tx.purchase_date_ms,
+                        details={"bundleId": bundle_id, "transactionId": tx.transaction_id},
+                    ),
+                )
+            return list(found.values())[:MAX_RESULTS]
+        return []
+
+
+def _purchase_id(value: str, store: str) -> str:
+    """A purchase id from a store's answer; one we could never key by is a bad answer."""
+    try:
+        return check_purchase_id(value)
+    except RefundGuardError:
+        raise transient(
+            "store_bad_answer", f"the {store} API answered a purchase id refundguard cannot use"
+        ) from None
+
+
+def lookup(
+    order_id: str,
+    *,
+    store: EntitlementStore,
+    finder: OrderFinder,
+    actor: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer."""
+    known = store.find_by_order(order_id, limit=MAX_RESULTS)
+    if known:
+        return {
+            "order_id": order_id,
+            "store": known[0].store.value,
+            "found_by": "firestore",
+            "results": [entitlement_view(store, e) for e in known],
+        }
+    guess = store_of(order_id)
+    if not finder.enabled(guess):
+        raise not_found(
+            "order_not_found",
+            f"no entitlement has seen order {order_id}, and the {guess.value} store's API is "
+            "off here, so it was not asked",
+            store=guess.value,
+        )
+    found = finder.find(order_id, guess)
+    if not found:
+        raise not_found(
+            "order_not_found",
+            f"order {order_id} is not in Firestore and {finder.via(guess)} does not know it",
+            store=guess.value,
+        )
+    results = []
+    for item in found:
+        try:
+            event = link_event(order_id, item, actor=actor, via=finder.via(guess), now_ms=now_ms)
+        except RefundGuardError:  # the store's text cannot be stored: link the ids alone
+            bare = replace(item, product_id=None, user_id=None, details={"api": "not storable"})
+            event = link_event(order_id, bare, actor=actor, via=finder.via(guess), now_ms=now_ms)
+        applied = store.apply(event)
+        assert applied.entitlement is not None
+        results.append(entitlement_view(store, applied.entitlement))
+    return {"order_id": order_id, "store": guess.value, "found_by": "store_api", "results": results}

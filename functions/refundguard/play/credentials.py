@@ -1,0 +1,52 @@
+"""Which credentials the Play Developer API client uses. Deployed (the API's real URL): the
+function's own service account (application default credentials). Against a local stand-in (an
+http:// base URL): only a service-account key file (``GOOGLE_APPLICATION_CREDENTIALS``) whose
+``token_uri`` is on this machine too, so a local run never reaches Google with real credentials."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import Settings
+from .api import SCOPE, PlayApiSettings
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
+
+
+def read_play_credentials(settings: Settings, api: PlayApiSettings) -> Any:
+    """None (application default credentials) for the real API; for a local stand-in, the
+    credentials of the key file named by ``GOOGLE_APPLICATION_CREDENTIALS`` (problems recorded)."""
+    if not is_local(api.base_url):
+        return None
+    path = settings.raw("GOOGLE_APPLICATION_CREDENTIALS")
+    why = (
+        "PLAY_API_BASE_URL is a local stand-in, so GOOGLE_APPLICATION_CREDENTIALS must name a "
+        "service-account key file whose token_uri is local too (make run writes one under .run/)"
+    )
+    if not path:
+        settings.problem(why)
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+        token_uri = document.get("token_uri", "") if isinstance(document, dict) else ""
+    except (OSError, ValueError) as exc:
+        settings.problem(f"GOOGLE_APPLICATION_CREDENTIALS: cannot read {path}: {exc}")
+        return None
+    if not is_local(str(token_uri)):
+        settings.problem(f"{why}; its token_uri is not local")
+        return None
+    from google.oauth2 import service_account
+
+    try:
+        return service_account.Credentials.from_service_account_info(document, scopes=[SCOPE])
+    except (ValueError, KeyError) as exc:
+        settings.problem(f"GOOGLE_APPLICATION_CREDENTIALS: {path} is not a key file: {exc}")
+        return None
