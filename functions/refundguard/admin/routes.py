@@ -18,10 +18,13 @@ TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("show", "POST", ("entitlements:lookup",)),
     ("regrant", "POST", ("entitlements:regrant",)),
     ("revoke", "POST", ("entitlements:revoke",)),
+    # Access-change events committed but not yet published (docs/integrating.md).
+    ("unpublished_events", "GET", ("events", "unpublished")),
 )
 HELP = (
     "POST /entitlements:lookup|:regrant|:revoke with a JSON body, or "
-    "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke"
+    "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke; "
+    "GET /events/unpublished"
 )
 
 

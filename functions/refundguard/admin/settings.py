@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..config import FirestoreSettings, Settings
+from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 
 
@@ -13,11 +13,14 @@ from ..oidc import Authenticator, read_authenticator
 class AdminSettings:
     firestore: FirestoreSettings
     auth: Authenticator
+    #: Where changes of access are published; None: events off (a WARNING at start-up).
+    events: EventsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AdminSettings:
         settings = Settings(env)
         firestore = FirestoreSettings.read(settings)
+        events = EventsSettings.read(settings)
         auth = read_authenticator(
             settings,
             emails="ADMIN_EMAILS",
@@ -30,4 +33,4 @@ class AdminSettings:
             settings.problem("ADMIN_EMAILS must list at least one email or *@domain")
         settings.done()
         assert auth is not None
-        return cls(firestore, auth)
+        return cls(firestore, auth, events)

@@ -28,7 +28,9 @@ def create_handler(env: Mapping[str, str], *, store: EntitlementStore | None = N
             "and this function (fine locally, not in production)",
             function=FUNCTION,
         )
-    entitlements = store or EntitlementStore.connect(settings.firestore)
+    entitlements = store or EntitlementStore.connect(
+        settings.firestore, settings.events, function=FUNCTION
+    )
 
     def handle(request: flask.Request) -> Reply:
         if settings.push_auth is not None:  # before the body is read

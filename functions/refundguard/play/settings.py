@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..config import FirestoreSettings, Settings
+from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 
 
@@ -15,11 +15,14 @@ class PlaySettings:
     package_names: tuple[str, ...]
     #: The Pub/Sub push identity's token check; None: off (local runs only, with a WARNING).
     push_auth: Authenticator | None
+    #: Where changes of access are published; None: events off (a WARNING at start-up).
+    events: EventsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PlaySettings:
         settings = Settings(env)
         firestore = FirestoreSettings.read(settings)
+        events = EventsSettings.read(settings)
         packages = settings.csv("PLAY_PACKAGE_NAMES", required=True)
         push_auth = read_authenticator(
             settings,
@@ -32,4 +35,4 @@ class PlaySettings:
         if push_auth is not None and push_auth.allow_list.domains:
             settings.problem("PLAY_PUSH_SERVICE_ACCOUNTS takes service account emails only")
         settings.done()
-        return cls(firestore, packages, push_auth)
+        return cls(firestore, packages, push_auth, events)
