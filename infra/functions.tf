@@ -14,6 +14,7 @@ locals {
     play_notifications  = "${var.name_prefix}-play"
     apple_notifications = "${var.name_prefix}-apple"
     admin               = "${var.name_prefix}-admin"
+    events_sweep        = "${var.name_prefix}-events-sweep"
   }
 
   # Read by every function (config.COMMON_ENV).
@@ -21,6 +22,8 @@ locals {
     GOOGLE_CLOUD_PROJECT       = var.project_id
     FIRESTORE_DATABASE         = google_firestore_database.ledger.name
     FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
+    # Every function changes entitlements (the sweep publishes their events): events.tf.
+    EVENTS_TOPIC = google_pubsub_topic.events.id
   }
 
   # What differs per function, keyed by entry point.
@@ -63,6 +66,16 @@ locals {
         ADMIN_AUDIENCES = join(",", local.admin_audiences)
         ADMIN_EMAILS    = join(",", var.admin_emails)
         ADMIN_CERTS_URL = var.id_token_certs_url
+      }
+    }
+
+    events_sweep = {
+      title       = "events sweep function"
+      description = "Publishes the access-change events left in the Firestore outbox (called by Cloud Scheduler, events.tf)."
+      # Cloud Scheduler in the same project counts as internal traffic for Cloud Run ingress.
+      ingress = "ALLOW_INTERNAL_ONLY"
+      env = {
+        EVENTS_SWEEP_GRACE_SECONDS = tostring(var.events_sweep_grace_seconds)
       }
     }
   }
