@@ -24,7 +24,7 @@ class SweepSettings:
         firestore = FirestoreSettings.read(settings)
         events = EventsSettings.read(settings, required=True)
         grace_s = settings.number(
-            "EVENTS_SWEEP_GRACE_SECONDS", default=DEFAULT_GRACE_SECONDS, low=10, high=3600
+            "EVENTS_SWEEP_GRACE_SECONDS", default=DEFAULT_GRACE_SECONDS, low=1, high=3600
         )
         settings.done()
         assert events is not None
