@@ -98,7 +98,7 @@ def _describe(data: Mapping[str, Any]) -> str:
     by = f" by {cause['actor']}" if cause.get("actor") else ""
     why = f" ({cause['reason']})" if cause.get("reason") else ""
     return (
-        f"{data.get('entitlement_id')}: {data.get('previous_status')} -> {data.get('status')}"
+        f"{data.get('entitlement_id')}: {data.get('previous_status') or 'new'} -> {data['status']}"
         f" (version {data.get('version')}; {cause.get('source')} {cause.get('type')}{by}{why})"
     )
 
