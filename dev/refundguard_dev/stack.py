@@ -23,6 +23,11 @@ PORTS: dict[str, tuple[str, int]] = {
     "apple_notifications": ("APPLE_PORT", 8082),
     "admin": ("ADMIN_PORT", 8083),
     "issuer": ("ADMIN_CERTS_PORT", 8084),
+    # Access-change events: the Pub/Sub emulator, the sample platform consumer it pushes to, and
+    # the events sweep (8085/8086 are left to the store-API stand-ins).
+    "pubsub": ("PUBSUB_PORT", 8087),
+    "consumer": ("CONSUMER_PORT", 8088),
+    "events_sweep": ("EVENTS_SWEEP_PORT", 8089),
 }
 
 
