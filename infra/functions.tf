@@ -72,8 +72,8 @@ locals {
     events_sweep = {
       title       = "events sweep function"
       description = "Publishes the access-change events left in the Firestore outbox (called by Cloud Scheduler, events.tf)."
-      # Cloud Scheduler in the same project counts as internal traffic for Cloud Run ingress.
-      ingress = "ALLOW_INTERNAL_ONLY"
+      # Called by Cloud Scheduler in this project only (IAM: its own identity, iam.tf).
+      ingress = var.events_sweep_ingress_settings
       env = {
         EVENTS_SWEEP_GRACE_SECONDS = tostring(var.events_sweep_grace_seconds)
       }

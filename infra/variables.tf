@@ -308,6 +308,17 @@ variable "events_sweep_schedule" {
   default     = "*/5 * * * *"
 }
 
+variable "events_sweep_ingress_settings" {
+  description = "Ingress of the events sweep function. ALLOW_INTERNAL_ONLY admits Cloud Scheduler in the same project (Cloud Run counts it as internal) and nothing from the internet; if the job's runs fail without reaching the function, set ALLOW_ALL (only the scheduler's identity may invoke it either way)."
+  type        = string
+  default     = "ALLOW_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["ALLOW_INTERNAL_ONLY", "ALLOW_ALL"], var.events_sweep_ingress_settings)
+    error_message = "events_sweep_ingress_settings must be ALLOW_INTERNAL_ONLY or ALLOW_ALL."
+  }
+}
+
 variable "events_sweep_grace_seconds" {
   description = "EVENTS_SWEEP_GRACE_SECONDS: the sweep publishes outbox entries older than this; younger ones are left to the request that committed them."
   type        = number

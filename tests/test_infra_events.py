@@ -188,7 +188,9 @@ def test_the_sweep_runs_on_a_schedule_as_its_own_identity(tf: Terraform) -> None
         ref("google_service_account.events_scheduler.member")
     ]
     _, body = functions_by_entry_point(tf)["events_sweep"]
-    assert block(body, "service_config")["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    ingress = block(body, "service_config")["ingress_settings"]
+    assert ingress == ref("var.events_sweep_ingress_settings")
+    assert tf.resolve(ingress) == "ALLOW_INTERNAL_ONLY"
     env = block(body, "service_config")["environment_variables"]
     assert env["EVENTS_SWEEP_GRACE_SECONDS"] == ref("tostring(var.events_sweep_grace_seconds)")
     assert "cloudscheduler.googleapis.com" in tf.locals["required_apis"]

@@ -110,7 +110,7 @@ def now_ms() -> int:
 
 
 class EntitlementStore:
-    """The only code that talks to Firestore."""
+    """The only code that talks to Firestore (with its outbox, ``refundguard.outbox``)."""
 
     def __init__(
         self,
