@@ -317,3 +317,20 @@ def test_sweep_order_groups_each_entitlement_in_one_request() -> None:
         [entry("b", 2, 10), entry("a", 7, 30), entry("b", 1, 20), entry("a", 3, 5)]
     )
     assert [[e.event_id for e in g] for g in groups] == [["a-3", "a-7"], ["b-1", "b-2"]]
+
+
+def test_a_missing_topic_is_named_in_the_warning_and_the_change_commits(
+    emulator_env: dict[str, str], pubsub_emulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = f"projects/{emulator_env['GOOGLE_CLOUD_PROJECT']}/topics/never-created"
+    store = EntitlementStore(
+        firestore.Client(project=emulator_env["GOOGLE_CLOUD_PROJECT"]),
+        publisher=Publisher(EventsSettings(topic, pubsub_emulator.host)),
+    )
+    result = store.apply(event("m-1", 1_000, Status.ACTIVE))
+    assert result.effect is Effect.APPLIED and result.published is False
+    [warning] = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"WARNING"' in line
+    ]
+    assert warning["error"] == f"Pub/Sub answered HTTP 404 (NOT_FOUND) for {topic}"
+    assert outbox_ids(store) == [result.event.event_id]

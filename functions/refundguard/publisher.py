@@ -77,8 +77,10 @@ class Publisher:
         except Exception as exc:  # network, credentials, anything: the entries stay in the outbox
             raise PublishError(f"Pub/Sub unreachable ({type(exc).__name__})") from exc
         if response.status_code != 200:
+            # Only the status: an error's text might quote a message (purchase tokens are secret).
             raise PublishError(
-                f"Pub/Sub answered HTTP {response.status_code}: {response.text[:200]}"
+                f"Pub/Sub answered HTTP {response.status_code} ({_error_status(response)}) "
+                f"for {self.topic}"
             )
         try:
             ids = response.json()["messageIds"]
@@ -87,3 +89,12 @@ class Publisher:
         if not isinstance(ids, list) or len(ids) != len(body["messages"]):
             raise PublishError("Pub/Sub did not answer one message id per message")
         return [str(i) for i in ids]
+
+
+def _error_status(response: requests.Response) -> str:
+    """Google's error status name (``NOT_FOUND``, ``PERMISSION_DENIED``...), or ``?``."""
+    try:
+        status = response.json()["error"]["status"]
+    except (ValueError, KeyError, TypeError):
+        return "?"
+    return status if isinstance(status, str) and status.isupper() and len(status) < 40 else "?"
