@@ -35,11 +35,11 @@ run: setup
 	$(PY) scripts/run_local.py
 
 lint: setup
-	$(VENV)/bin/ruff check functions dev cli tests bench scripts
-	$(VENV)/bin/ruff format --check functions dev cli tests bench scripts
+	$(VENV)/bin/ruff check functions dev cli tests bench scripts examples
+	$(VENV)/bin/ruff format --check functions dev cli tests bench scripts examples
 
 format: setup
-	$(VENV)/bin/ruff format functions dev cli tests bench scripts
+	$(VENV)/bin/ruff format functions dev cli tests bench scripts examples
 
 test: setup $(CHECKOV_VENV)/.installed lint
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)

@@ -103,8 +103,19 @@ def timed(counter: RpcCounter, items: list[Any], work: Callable[[Any], Any]) -> 
     }
 
 
+def _model() -> Any:
+    """Where the model lives in the tree a worker runs: ``refundguard.model`` now, ``ledger`` in
+    the BEFORE tree (the split came later)."""
+    try:
+        from refundguard import model
+    except ImportError:
+        from refundguard import ledger as model
+    return model
+
+
 def _event(prefix: str, token: str, event_id: str, time_ms: int, **kw: Any) -> Any:
-    from refundguard.model import LedgerEvent, Source, Status, StoreName
+    m = _model()
+    LedgerEvent, Source, Status, StoreName = m.LedgerEvent, m.Source, m.Status, m.StoreName
 
     fields: dict[str, Any] = {
         "store": StoreName.GOOGLE,
@@ -140,7 +151,7 @@ class StoreWorker:
         self.hot_time = 1_000
 
     def run(self, phase: str, round_: int, n: int) -> dict[str, Any]:
-        from refundguard.model import Status
+        Status = _model().Status
 
         if phase == "new":
             self.fresh[round_] = [
@@ -173,7 +184,8 @@ class StoreWorker:
     def burst(self, round_: int) -> dict[str, Any]:
         """A dozen admin-style events at once on one purchase, from a few instances (clients)."""
         from refundguard.errors import RefundGuardError
-        from refundguard.model import Source, Status
+
+        Source, Status = _model().Source, _model().Status
 
         barrier = threading.Barrier(HOT_WRITERS)
         outcomes: list[tuple[str, int, float]] = []

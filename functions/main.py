@@ -1,6 +1,7 @@
-"""Cloud Functions entry points. Each loads only its own source's modules, once; the one that
-``FUNCTION_TARGET`` names is built at import, so a misconfigured function refuses to start, naming
-every problem on its own log line, instead of failing its first request."""
+"""Cloud Functions entry points: three request handlers and the scheduled events sweep. Each
+loads only its own source's modules, once; the one that ``FUNCTION_TARGET`` names is built at
+import, so a misconfigured function refuses to start, naming every problem on its own log line,
+instead of failing its first request."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ _MODULES = {
     "play_notifications": "refundguard.play.function",
     "apple_notifications": "refundguard.apple.function",
     "admin": "refundguard.admin.function",
+    "events_sweep": "refundguard.sweep.function",
 }
 _handlers: dict[str, Callable[[Any], Any]] = {}
 
@@ -38,6 +40,11 @@ def apple_notifications(request: Any) -> Any:
 def admin(request: Any) -> Any:
     """Authenticated admin API: look up (by purchase or store order id), re-grant and revoke."""
     return _handler("admin")(request)
+
+
+def events_sweep(request: Any) -> Any:
+    """Scheduled: publishes the access-change events still in the outbox."""
+    return _handler("events_sweep")(request)
 
 
 def _start(name: str) -> None:

@@ -7,12 +7,13 @@ locals {
     "cloudbuild.googleapis.com",           # Cloud Functions builds the source with Cloud Build
     "cloudfunctions.googleapis.com",       # the three functions
     "cloudresourcemanager.googleapis.com", # data.google_project (project number)
+    "cloudscheduler.googleapis.com",       # the events sweep's schedule
     "firestore.googleapis.com",            # the entitlement ledger
     "iam.googleapis.com",                  # service accounts
     "iamcredentials.googleapis.com",       # OIDC tokens minted for the Pub/Sub push identity
     "logging.googleapis.com",              # function logs
     "monitoring.googleapis.com",           # the dead-letter alert policy
-    "pubsub.googleapis.com",               # Google Play RTDN topic, push and dead-letter subscriptions
+    "pubsub.googleapis.com",               # RTDN and access-events topics, their subscriptions
     "run.googleapis.com",                  # Cloud Functions gen2 runs on Cloud Run
     "secretmanager.googleapis.com",        # the App Store Server API key (secrets.tf)
     "storage.googleapis.com",              # the function source bucket

@@ -15,6 +15,7 @@ locals {
     play_notifications  = "${var.name_prefix}-play"
     apple_notifications = "${var.name_prefix}-apple"
     admin               = "${var.name_prefix}-admin"
+    events_sweep        = "${var.name_prefix}-events-sweep"
   }
 
   # Read by every function (config.COMMON_ENV).
@@ -22,6 +23,8 @@ locals {
     GOOGLE_CLOUD_PROJECT       = var.project_id
     FIRESTORE_DATABASE         = google_firestore_database.ledger.name
     FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
+    # Every function changes entitlements (the sweep publishes their events): events.tf.
+    EVENTS_TOPIC = google_pubsub_topic.events.id
   }
 
   # What differs per function, keyed by entry point.
@@ -89,6 +92,17 @@ locals {
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
       }
+    }
+
+    events_sweep = {
+      title       = "events sweep function"
+      description = "Publishes the access-change events left in the Firestore outbox (called by Cloud Scheduler, events.tf)."
+      # Called by Cloud Scheduler in this project only (IAM: its own identity, iam.tf).
+      ingress = var.events_sweep_ingress_settings
+      env = {
+        EVENTS_SWEEP_GRACE_SECONDS = tostring(var.events_sweep_grace_seconds)
+      }
+      secret_env = {}
     }
   }
 

@@ -1,7 +1,10 @@
 # Least privilege:
-#   - one runtime service account per function, each with roles/datastore.user only;
+#   - one runtime service account per function, each with roles/datastore.user on the project and
+#     roles/pubsub.publisher on the access-events topic only (every function changes entitlements,
+#     the sweep publishes their events);
 #   - one push identity for Pub/Sub, allowed to invoke the Play function only;
-#   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = var.admin_members.
+#   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = var.admin_members,
+#     events sweep = its Cloud Scheduler identity (events.tf).
 
 locals {
   function_roles = toset(["roles/datastore.user"])
@@ -32,6 +35,17 @@ resource "google_project_iam_member" "function_datastore_user" {
   project = var.project_id
   role    = each.value.role
   member  = google_service_account.function[each.value.function].member
+}
+
+# Every function publishes its access-change events (the outbox, docs/integrating.md): on this one
+# topic only.
+resource "google_pubsub_topic_iam_member" "events_publisher" {
+  for_each = local.function_names
+
+  project = var.project_id
+  topic   = google_pubsub_topic.events.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.function[each.key].member
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -93,4 +107,16 @@ resource "google_cloud_run_service_iam_member" "admin_invoker" {
   service  = google_cloudfunctions2_function.function["admin"].service_config[0].service
   role     = "roles/run.invoker"
   member   = each.value
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Events sweep: only its Cloud Scheduler job's identity (events.tf) may invoke it.
+# ---------------------------------------------------------------------------------------------------
+
+resource "google_cloud_run_service_iam_member" "events_sweep_invoker" {
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.function["events_sweep"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.events_scheduler.member
 }

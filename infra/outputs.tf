@@ -62,3 +62,33 @@ output "apple_api_key_secret" {
   description = "The Secret Manager secret that holds the App Store Server API key: add the .p8 text with gcloud secrets versions add <this> --data-file=KEY.p8, then set apple_api_key_id and apple_api_issuer_id."
   value       = google_secret_manager_secret.apple_api_key.id
 }
+
+output "events_topic" {
+  description = "The access-change events topic (EVENTS_TOPIC of every function)."
+  value       = google_pubsub_topic.events.id
+}
+
+output "platform_push_subscription" {
+  description = "The push subscription delivering events to platform_webhook_url (null without a webhook)."
+  value       = local.platform_push ? google_pubsub_subscription.platform_push[0].id : null
+}
+
+output "platform_push_service_account" {
+  description = "The email in the OIDC token of every push to the platform's webhook: the webhook accepts this email only (null without a webhook)."
+  value       = local.platform_push ? google_service_account.events_push[0].email : null
+}
+
+output "platform_pull_subscription" {
+  description = "The pull subscription for the platform (null unless platform_pull_subscription)."
+  value       = var.platform_pull_subscription ? google_pubsub_subscription.platform_pull[0].id : null
+}
+
+output "events_dead_letter_subscription" {
+  description = "Events the webhook refused every time wait here for 7 days (null without a webhook)."
+  value       = local.platform_push ? google_pubsub_subscription.events_dead_letter[0].id : null
+}
+
+output "events_sweep_job" {
+  description = "The Cloud Scheduler job that runs the events sweep."
+  value       = google_cloud_scheduler_job.events_sweep.id
+}

@@ -293,6 +293,95 @@ variable "id_token_certs_url" {
 }
 
 # ---------------------------------------------------------------------------------------------------
+# Access-change events for the platform (events.tf, docs/integrating.md)
+# ---------------------------------------------------------------------------------------------------
+
+variable "platform_webhook_url" {
+  description = "Optional: the platform's HTTPS webhook. Set, a push subscription delivers every access-change event there, signed with an OIDC token of a dedicated service account (audience = this URL), retried with backoff, dead-lettered after platform_push_max_delivery_attempts. Empty: no push."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.platform_webhook_url == "" || can(regex("^https://[^\\s/]+(/\\S*)?$", var.platform_webhook_url))
+    error_message = "platform_webhook_url must be empty or an https:// URL."
+  }
+}
+
+variable "platform_pull_subscription" {
+  description = "Create a pull subscription on the access-events topic for the platform (pulled by platform_subscriber_members)."
+  type        = bool
+  default     = false
+}
+
+variable "platform_subscriber_members" {
+  description = "IAM principals granted roles/pubsub.subscriber on the platform pull subscription, e.g. serviceAccount:consumer@platform-project.iam.gserviceaccount.com. Needs platform_pull_subscription = true."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.platform_subscriber_members : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+", m))])
+    error_message = "platform_subscriber_members entries must be IAM principals such as serviceAccount:consumer@project.iam.gserviceaccount.com (allUsers / allAuthenticatedUsers are not allowed)."
+  }
+}
+
+variable "platform_push_max_delivery_attempts" {
+  description = "Deliveries of one event to the platform's webhook before it goes to the events dead-letter topic (5-100)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.platform_push_max_delivery_attempts >= 5 && var.platform_push_max_delivery_attempts <= 100
+    error_message = "platform_push_max_delivery_attempts must be between 5 and 100 (Pub/Sub's limits)."
+  }
+}
+
+variable "platform_push_minimum_backoff" {
+  description = "Shortest wait before Pub/Sub pushes a refused event to the platform again (exponential backoff)."
+  type        = string
+  default     = "10s"
+}
+
+variable "platform_push_maximum_backoff" {
+  description = "Longest wait before Pub/Sub pushes a refused event to the platform again (at most 600s)."
+  type        = string
+  default     = "600s"
+}
+
+variable "events_message_retention" {
+  description = "How long the access-events topic keeps published events (10m to 31 days), so that a subscription can be seeked back in time to replay them."
+  type        = string
+  default     = "604800s"
+}
+
+variable "events_sweep_schedule" {
+  description = "Cloud Scheduler cron (UTC) of the events sweep, which publishes what the outbox still holds."
+  type        = string
+  default     = "*/5 * * * *"
+}
+
+variable "events_sweep_ingress_settings" {
+  description = "Ingress of the events sweep function. ALLOW_INTERNAL_ONLY admits Cloud Scheduler in the same project (Cloud Run counts it as internal) and nothing from the internet; if the job's runs fail without reaching the function, set ALLOW_ALL (only the scheduler's identity may invoke it either way)."
+  type        = string
+  default     = "ALLOW_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["ALLOW_INTERNAL_ONLY", "ALLOW_ALL"], var.events_sweep_ingress_settings)
+    error_message = "events_sweep_ingress_settings must be ALLOW_INTERNAL_ONLY or ALLOW_ALL."
+  }
+}
+
+variable "events_sweep_grace_seconds" {
+  description = "EVENTS_SWEEP_GRACE_SECONDS: the sweep publishes outbox entries older than this; younger ones are left to the request that committed them."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.events_sweep_grace_seconds >= 1 && var.events_sweep_grace_seconds <= 3600
+    error_message = "events_sweep_grace_seconds must be between 1 and 3600."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
 # Monitoring
 # ---------------------------------------------------------------------------------------------------
 

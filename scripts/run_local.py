@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""``make run``: the Firestore emulator, the store APIs' stand-ins and every function, locally,
-until Ctrl-C.
+"""``make run``: the Firestore and Pub/Sub emulators, the store APIs' stand-ins, every function and
+a sample platform consumer, locally, until Ctrl-C.
 
 Ports come from environment variables (see ``refundguard_dev.stack.PORTS``; e.g.
 ``ADMIN_PORT=9083 make run``); each is checked before anything starts. Each function runs in its own
 ``functions-framework`` process, as Cloud Functions runs it. The stack is described in
 ``.run/stack.json``, which the helper scripts read, so they always talk to this stack. Nothing here
-reaches Google Cloud, Google Play or Apple: every client points at the emulator or a local
-stand-in (the Play Developer API's and the App Store Server API's, seeded with demo orders).
-Ctrl-C (or SIGTERM) stops everything this script started.
+reaches Google Cloud, Google Play or Apple: every client points at an emulator or a local stand-in
+(the Play Developer API's and the App Store Server API's, seeded with demo orders). Ctrl-C (or
+SIGTERM) stops everything this script started.
+
+Access-change events: the functions publish to a topic on the Pub/Sub emulator, which pushes each
+event to the sample platform consumer (examples/platform_consumer, token checks off: the emulator
+signs nothing), which prints it here; the events sweep runs every minute, as Cloud Scheduler would.
+Without the Pub/Sub emulator installed, everything else runs with events off.
 """
 
 from __future__ import annotations
@@ -18,13 +23,24 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
+from pathlib import Path
 
-from refundguard_dev.emulator import find_emulator_jar, start_emulator
+from refundguard_dev.emulator import (
+    find_emulator_jar,
+    find_pubsub_jar,
+    start_emulator,
+    start_pubsub_emulator,
+)
 from refundguard_dev.local import (
+    EVENTS_TOPIC_NAME,
     PROJECT,
     RUN_DIR,
     common_env,
+    consumer_env,
+    events_env,
     local_admin_env,
     local_apple_env,
     serve_dev_certs,
@@ -38,10 +54,13 @@ from refundguard_dev.local_stores import (
     UNSEEN_ORDER,
     start_local_stores,
 )
-from refundguard_dev.processes import start_function, stop
+from refundguard_dev.processes import ROOT, start_function, stop
+from refundguard_dev.pubsub import EmulatorPubSub
 from refundguard_dev.stack import STACK_FILE, Stack, StackError, read_ports
 
 FUNCTIONS = ("play_notifications", "apple_notifications", "admin")
+CONSUMER = ROOT / "examples" / "platform_consumer" / "main.py"
+SWEEP_EVERY_S = 60
 
 
 def preflight() -> dict[str, int]:
@@ -67,6 +86,9 @@ def main() -> int:
     urls = {service: f"http://127.0.0.1:{number}" for service, number in ports.items()}
     env = common_env(ports["firestore"])
     admin_env = local_admin_env(ports["admin"], ports["issuer"])
+    pubsub_jar = find_pubsub_jar()
+    if pubsub_jar is not None:
+        env.update(events_env(ports["pubsub"]))
     processes: list[subprocess.Popen[bytes]] = []
     stores = None
 
@@ -83,6 +105,14 @@ def main() -> int:
         assert jar is not None
         emulator = start_emulator(jar, log, project=PROJECT, port=ports["firestore"])
         processes.append(emulator.process)
+        if pubsub_jar is not None:
+            processes += start_events(pubsub_jar, ports, urls)
+        else:
+            print(
+                "\nNOTE: the Pub/Sub emulator is not installed (apt install "
+                "google-cloud-cli-pubsub-emulator): access-change EVENTS ARE OFF in this run.\n",
+                flush=True,
+            )
         print(
             f"Starting the Play Developer API stand-in on {urls['play_api']} and the App Store "
             f"Server API stand-in on {urls['apple_api']} (Production)",
@@ -97,9 +127,13 @@ def main() -> int:
         for target in FUNCTIONS:
             print(f"Starting {target} on {urls[target]}/", flush=True)
             processes.append(start_function(target, ports[target], {**env, **own_env[target]}))
+        if pubsub_jar is not None:
+            print(f"Starting events_sweep on {urls['events_sweep']}/", flush=True)
+            processes.append(start_function("events_sweep", ports["events_sweep"], env))
+            sweep_every(urls["events_sweep"], SWEEP_EVERY_S)
         emails = [e.strip() for e in admin_env["ADMIN_EMAILS"].split(",") if "@" in e]
         Stack(urls=urls, project=PROJECT, admin_emails=emails, pid=os.getpid()).write()
-        print(banner(urls, emails), flush=True)
+        print(banner(urls, emails, events=pubsub_jar is not None), flush=True)
         return watch(processes)
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
@@ -109,6 +143,38 @@ def main() -> int:
         stop(processes, ignore_signals=True)
         if stores is not None:
             stores.stop()
+
+
+def start_events(
+    jar: Path, ports: dict[str, int], urls: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
+    """The Pub/Sub emulator, the events topic, the sample consumer and its push subscription."""
+    log = RUN_DIR / "pubsub.log"
+    print(f"Starting the Pub/Sub emulator on {urls['pubsub']} (log: {log})", flush=True)
+    emulator = start_pubsub_emulator(jar, log, port=ports["pubsub"])
+    pubsub = EmulatorPubSub(emulator.host, PROJECT)
+    pubsub.topic(EVENTS_TOPIC_NAME)
+    print(f"Starting the sample platform consumer on {urls['consumer']}/", flush=True)
+    consumer = start_function("receive", ports["consumer"], consumer_env(), source=CONSUMER)
+    pubsub.subscription(
+        "platform-consumer-push", EVENTS_TOPIC_NAME, push_endpoint=f"{urls['consumer']}/"
+    )
+    return [emulator.process, consumer]
+
+
+def sweep_every(url: str, seconds: float) -> None:
+    """What Cloud Scheduler does in Google Cloud: POST to the events sweep, now and then."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(seconds)
+            try:
+                request = urllib.request.Request(f"{url}/", data=b"", method="POST")
+                urllib.request.urlopen(request, timeout=60).read()
+            except OSError:
+                pass  # the sweep logs its own failure; the next run tries again
+
+    threading.Thread(target=loop, daemon=True).start()
 
 
 def watch(processes: list[subprocess.Popen[bytes]]) -> int:
@@ -125,11 +191,19 @@ def watch(processes: list[subprocess.Popen[bytes]]) -> int:
     return 1
 
 
-def banner(urls: dict[str, str], emails: list[str]) -> str:
+def banner(urls: dict[str, str], emails: list[str], *, events: bool = True) -> str:
     py = ".venv/bin/python"
     send = f"{py} scripts/send_play_notification.py"
     who = emails[0] if emails else "nobody"
     cli = f".venv/bin/refundguard-admin --url {urls['admin']}"
+    events_lines = (
+        f"""  Pub/Sub emulator     {urls["pubsub"]}   (topic {EVENTS_TOPIC_NAME})
+  platform consumer    {urls["consumer"]}/   (examples/platform_consumer; prints [platform] lines)
+  events_sweep         {urls["events_sweep"]}/   (run every {SWEEP_EVERY_S} s)
+"""
+        if events
+        else "  (access-change events are OFF: no Pub/Sub emulator)\n"
+    )
     return f"""
 refundguard is running locally (Ctrl-C stops everything). Functions log to this terminal.
 
@@ -139,7 +213,7 @@ refundguard is running locally (Ctrl-C stops everything). Functions log to this 
   admin                {urls["admin"]}/   (local ID tokens; admins: {", ".join(emails) or "none"})
   Play Developer API   {urls["play_api"]}/   (stand-in; PLAY_DEVELOPER_API=on, key in .run/)
   App Store Server API {urls["apple_api"]}/   (stand-in, Production; key in .run/)
-
+{events_lines}
 A purchase, granted once the Play API stand-in says PURCHASED (it records order {DEMO_ORDER}):
 
   {send} one-time --notification-type 1 --token {DEMO_TOKEN}
@@ -149,6 +223,13 @@ Look it up by order id, then refund it (a voided-purchase notification), as {who
   export REFUNDGUARD_ID_TOKEN=$({py} scripts/dev_admin_token.py)
   {cli} order {DEMO_ORDER}
   {send} voided --token {DEMO_TOKEN}
+
+and the platform consumer prints, within a second, the event it received:
+
+  [platform] REVOKE google:{DEMO_TOKEN}: active -> revoked (version 2; google VOIDED_PURCHASE)
+
+Give the access back (the consumer then prints a GRANT with the admin's email and reason):
+
   {cli} show google {DEMO_TOKEN}
   {cli} regrant --order {DEMO_ORDER} --reason "refund was a mistake"
 
@@ -162,6 +243,9 @@ A void of an older subscription order is recorded, access kept (the latest order
   {send} subscription --notification-type 4 --token {DEMO_SUBSCRIPTION}
   {send} voided --product-type 1 --token {DEMO_SUBSCRIPTION} \\
       --order-id {SUBSCRIPTION_FIRST_ORDER}
+
+What waits unpublished:
+  curl -s -H "Authorization: Bearer $REFUNDGUARD_ID_TOKEN" {urls["admin"]}/events/unpublished
 
 Apple (signed with the local test PKI):  {py} scripts/send_apple_notification.py REFUND
 Any Play notification type:              {send} --help

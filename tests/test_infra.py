@@ -57,6 +57,7 @@ FUNCTION_NAMES = {
     "play_notifications": "${var.name_prefix}-play",
     "apple_notifications": "${var.name_prefix}-apple",
     "admin": "${var.name_prefix}-admin",
+    "events_sweep": "${var.name_prefix}-events-sweep",
 }
 
 SKIP_RE = re.compile(r"checkov:skip=([A-Za-z0-9_]+)(.*)$")
@@ -696,10 +697,12 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
     assert grant["for_each"] == ref("local.function_account_roles")
     assert "local.function_roles" in tf.locals["function_account_roles"]
     assert grant["member"] == ref("google_service_account.function[each.value.function].member")
+    # Beside it: read access to the one Apple key secret (for the functions that mount it, below)
+    # and publishing access-change events, on the events topic alone.
     allowed = {
         ("google_project_iam_member", "function_datastore_user"),
-        # Read access to the one Apple key secret, for the functions that mount it (below).
         ("google_secret_manager_secret_iam_member", "apple_api_key_accessor"),
+        ("google_pubsub_topic_iam_member", "events_publisher"),
     }
     for (rtype, name), body in tf.resources.items():
         if not rtype.endswith(IAM_SUFFIXES):
@@ -709,6 +712,10 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
             assert (rtype, name) in allowed, (
                 f"{rtype}.{name} grants something more to a function service account"
             )
+    publisher = tf.resources[("google_pubsub_topic_iam_member", "events_publisher")]
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert publisher["topic"] == ref("google_pubsub_topic.events.name")
+    assert publisher["member"] == ref("google_service_account.function[each.key].member")
     for name, body in tf.of_type("google_project_iam_member").items():
         assert name == "function_datastore_user", f"unexpected project-level grant {name}: {body}"
 
@@ -880,14 +887,19 @@ def test_pubsub_service_agent_can_dead_letter(tf: Terraform) -> None:
         for b in tf.of_type("google_pubsub_topic_iam_member").values()
         if b["member"] == agent_ref and b["role"] == "roles/pubsub.publisher"
     ]
-    assert [b["topic"] for b in publishers] == [ref("google_pubsub_topic.dead_letter.name")]
+    # The RTDN dead-letter topic, and the access-events one (events.tf, only with a webhook).
+    assert sorted(b["topic"] for b in publishers) == [
+        ref("google_pubsub_topic.dead_letter.name"),
+        ref("google_pubsub_topic.events_dead_letter[0].name"),
+    ]
     subscribers = [
         b
         for b in tf.of_type("google_pubsub_subscription_iam_member").values()
         if b["member"] == agent_ref and b["role"] == "roles/pubsub.subscriber"
     ]
-    assert [b["subscription"] for b in subscribers] == [
-        ref("google_pubsub_subscription.play_push.name")
+    assert sorted(b["subscription"] for b in subscribers) == [
+        ref("google_pubsub_subscription.platform_push[0].name"),
+        ref("google_pubsub_subscription.play_push.name"),
     ]
 
 

@@ -98,12 +98,14 @@ def _free_ports() -> dict[str, str]:
 @pytest.mark.slow
 def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None:
     """The stack starts on the ports it is given; the printed recipes (send a refund, mint a
-    token, show and regrant with the CLI) reach that stack; Ctrl-C leaves no process behind."""
+    token, show and regrant with the CLI) reach that stack, and the sample platform consumer prints
+    the refund's and the re-grant's events; Ctrl-C leaves no process behind."""
     import json
     import os
     import signal
     import subprocess
     import sys
+    import threading
     import time
     from pathlib import Path
 
@@ -121,10 +123,29 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    lines: list[tuple[float, str]] = []
+
+    def read() -> None:
+        assert run.stdout is not None
+        for raw in run.stdout:
+            lines.append((time.monotonic(), raw.decode(errors="replace")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def printed(needle: str, timeout_s: float = 10) -> float:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for at, line in list(lines):
+                if needle in line:
+                    return at
+            time.sleep(0.05)
+        raise AssertionError(f"make run never printed {needle!r}")
+
     try:
         deadline = time.monotonic() + 120
         while not STACK_FILE.exists():
-            assert run.poll() is None, run.stdout.read().decode() if run.stdout else ""
+            assert run.poll() is None, "".join(line for _, line in lines)
             assert time.monotonic() < deadline, "make run did not start within 120 s"
             time.sleep(0.5)
         stack = json.loads(STACK_FILE.read_text())
@@ -143,7 +164,10 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             return done.stdout
 
         sent = script("scripts/send_play_notification.py", "voided", "--token", "tok-custom")
+        answered = time.monotonic()
         assert '"status":"revoked"' in sent
+        seen = printed("[platform] REVOKE google:tok-custom: new -> revoked (version 1;")
+        assert seen - answered < 5, "the refund's event took more than 5 s to reach the consumer"
         token = script("scripts/dev_admin_token.py").strip()
         cli = [str(Path(sys.executable).parent / "refundguard-admin"), "--url"]
         cli += [stack["urls"]["admin"], "--token", token]
@@ -158,6 +182,8 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             check=False,
         )
         assert again.returncode == 0 and "by support@example.com" in again.stdout, again.stderr
+        printed("[platform] GRANT  google:tok-custom: revoked -> active (version 2; admin ")
+        printed("by support@example.com (test))")
         # The printed order recipes: both store APIs' stand-ins, seeded, answer the admin function.
         from refundguard_dev.local_stores import APPLE_ORDER, DEMO_ORDER, DEMO_TOKEN, UNSEEN_ORDER
 
@@ -185,7 +211,10 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
         assert revoked.returncode == 0 and "Revoked: now revoked" in revoked.stdout, revoked.stderr
     finally:
         os.killpg(run.pid, signal.SIGINT)
-        output = run.communicate(timeout=60)[0].decode()
+        run.wait(timeout=60)
+        reader.join(timeout=10)
+    output = "".join(line for _, line in lines)
+    assert "pushes are NOT authenticated" in output  # the local consumer says so
     assert "Stopping..." in output
     assert not STACK_FILE.exists()
     for variable in (
@@ -194,6 +223,8 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
         "ADMIN_PORT",
         "PLAY_API_PORT",
         "APPLE_API_PORT",
+        "PUBSUB_PORT",
+        "CONSUMER_PORT",
     ):
         from refundguard_dev.stack import port_is_free
 

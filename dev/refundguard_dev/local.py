@@ -38,6 +38,28 @@ def common_env(firestore_port: int) -> dict[str, str]:
     }
 
 
+# ---------------------------------------------------------------------------------------- events
+
+EVENTS_TOPIC_NAME = "refundguard-access-events"
+CONSUMER_DB = RUN_DIR / "platform-consumer.sqlite3"
+
+
+def events_env(pubsub_port: int) -> dict[str, str]:
+    """Events on, to the local Pub/Sub emulator (never a real Pub/Sub: the project is a demo)."""
+    return {
+        "EVENTS_TOPIC": f"projects/{PROJECT}/topics/{EVENTS_TOPIC_NAME}",
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{pubsub_port}",
+        "EVENTS_SWEEP_GRACE_SECONDS": "30",
+    }
+
+
+def consumer_env() -> dict[str, str]:
+    """The sample platform consumer, locally: the emulator signs nothing, so no token checks (the
+    consumer says so in capitals at start-up); a fresh SQLite file per run."""
+    CONSUMER_DB.unlink(missing_ok=True)
+    return {"CONSUMER_VERIFY_TOKENS": "false", "CONSUMER_DB": str(CONSUMER_DB)}
+
+
 # ---------------------------------------------------------------------------------------- admin
 
 

@@ -55,14 +55,20 @@ def wait_port(port_number: int, *, timeout_s: float, process: subprocess.Popen[b
 
 
 def start_function(
-    target: str, function_port: int, env: Mapping[str, str], log_path: Path | None = None
+    target: str,
+    function_port: int,
+    env: Mapping[str, str],
+    log_path: Path | None = None,
+    *,
+    source: Path = FUNCTIONS / "main.py",
 ) -> subprocess.Popen[bytes]:
-    """One ``functions-framework`` process serving ``target`` from functions/main.py."""
+    """One ``functions-framework`` process serving ``target`` from ``source`` (refundguard's
+    functions/main.py unless told otherwise, e.g. the sample platform consumer)."""
     binary = Path(sys.executable).parent / "functions-framework"
     command = [
         str(binary) if binary.exists() else "functions-framework",
         "--source",
-        str(FUNCTIONS / "main.py"),
+        str(source),
         "--target",
         target,
         "--host",
@@ -74,7 +80,7 @@ def start_function(
     process = subprocess.Popen(
         command,
         env={**os.environ, **env, "FUNCTION_TARGET": target},
-        cwd=FUNCTIONS,
+        cwd=source.parent,
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
         start_new_session=True,

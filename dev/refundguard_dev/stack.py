@@ -25,6 +25,11 @@ PORTS: dict[str, tuple[str, int]] = {
     "issuer": ("ADMIN_CERTS_PORT", 8084),
     "play_api": ("PLAY_API_PORT", 8085),  # the Play Developer API's stand-in
     "apple_api": ("APPLE_API_PORT", 8086),  # the App Store Server API's stand-in
+    # Access-change events: the Pub/Sub emulator, the sample platform consumer it pushes to, and
+    # the events sweep.
+    "pubsub": ("PUBSUB_PORT", 8087),
+    "consumer": ("CONSUMER_PORT", 8088),
+    "events_sweep": ("EVENTS_SWEEP_PORT", 8089),
 }
 
 

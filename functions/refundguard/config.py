@@ -4,14 +4,21 @@ every problem so a misconfigured function names them all, one line each, and doe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
 
-#: Read by every function.
-COMMON_ENV = ("GOOGLE_CLOUD_PROJECT", "FIRESTORE_DATABASE", "FIRESTORE_DEADLINE_SECONDS")
+#: Read by every function. Every function changes entitlements (or, the sweep, publishes their
+#: events), so every one reads EVENTS_TOPIC.
+COMMON_ENV = (
+    "GOOGLE_CLOUD_PROJECT",
+    "FIRESTORE_DATABASE",
+    "FIRESTORE_DEADLINE_SECONDS",
+    "EVENTS_TOPIC",
+)
 
 #: The Play Developer API's settings (``play.api.PLAY_API_ENV``).
 PLAY_API_ENV = ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL")
@@ -55,6 +62,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "APPLE_APP_APPLE_ID",
         "APPLE_ROOT_CERTS",
     ),
+    "events_sweep": ("EVENTS_SWEEP_GRACE_SECONDS",),
 }
 
 #: Settings that come from Secret Manager (Terraform's secret_environment_variables), not from
@@ -165,3 +173,48 @@ class FirestoreSettings:
                 "FIRESTORE_EMULATOR_HOST is not set: refusing to talk to a real Firestore"
             )
         return cls(project, settings.firestore_database(), settings.firestore_deadline())
+
+
+_TOPIC = re.compile(
+    r"projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/topics/([A-Za-z][A-Za-z0-9._~%+-]{2,254})"
+)
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """Where access-change events are published (``EVENTS_TOPIC``), and whether to a local
+    Pub/Sub emulator (``PUBSUB_EMULATOR_HOST``)."""
+
+    topic: str  # projects/P/topics/T
+    emulator_host: str | None
+
+    @property
+    def project(self) -> str:
+        return self.topic.split("/")[1]
+
+    @property
+    def source(self) -> str:
+        """The CloudEvents ``source`` of every event: this deployment of refundguard."""
+        return f"//refundguard/projects/{self.project}"
+
+    @classmethod
+    def read(cls, settings: Settings, *, required: bool = False) -> EventsSettings | None:
+        """None when ``EVENTS_TOPIC`` is unset (events off), unless ``required``."""
+        topic = settings.text("EVENTS_TOPIC", required=required)
+        if not topic:
+            return None
+        if not _TOPIC.fullmatch(topic):
+            settings.problem(
+                f"EVENTS_TOPIC must be a topic's full name, projects/PROJECT/topics/TOPIC, "
+                f"not {topic[:80]!r}"
+            )
+            return None
+        emulator = settings.raw("PUBSUB_EMULATOR_HOST") or None
+        events = cls(topic, emulator)
+        if events.project.startswith("demo-") and emulator is None:
+            settings.problem(
+                f"EVENTS_TOPIC is in {events.project}, a local demo project, but "
+                "PUBSUB_EMULATOR_HOST is not set: refusing to publish to a real Pub/Sub"
+            )
+            return None
+        return events

@@ -6,7 +6,8 @@ Layout (see README, "Firestore data layout"; fields: ``refundguard.serializer``)
   ``apple`` or ``apple-sandbox``;
 - ``entitlements/{id}/history/{source}:{event_id}``: one document per event ever received for it,
   keyed by event id, which is how duplicates are found;
-- ``quarantine/{key}``: requests that can never be processed, stored whole with the reason.
+- ``quarantine/{key}``: requests that can never be processed, stored whole with the reason;
+- ``outbox/{event id}``: access-change events not yet published (``refundguard.outbox``).
 
 An event is two round trips, optimistic, never a lock: one ``get_all`` reads the entitlement and
 the event's history entry; ``ledger.decide``; one atomic ``WriteBatch`` creates the history entry
@@ -14,6 +15,11 @@ the event's history entry; ``ledger.decide``; one atomic ``WriteBatch`` creates 
 that it is unchanged since the read (its ``update_time``; ``create`` when it did not exist). When
 another writer won (``ALREADY_EXISTS``, ``FAILED_PRECONDITION``, ``ABORTED``) the event is read and
 decided again. A duplicate costs the read and no write, and its answer carries the stored entry.
+
+With events on (a ``Publisher``), the same read also gets the event's outbox entry and the same
+batch creates it when the change sends one (``events.sends``); after the commit the entry is
+published and deleted (``Outbox.deliver``: one Pub/Sub request and one Firestore delete, and only
+for changes of access). A duplicate whose entry is still there publishes it.
 
 Every attempt shares one deadline (``FIRESTORE_DEADLINE_SECONDS``); no call is retried by the client
 library (whose loops last 60-300 s). Unreachable or too slow: ``TRANSIENT`` (503, the sender
@@ -29,16 +35,17 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import config
+from . import config, logs
 from .errors import RefundGuardError, rejected, transient
+from .events import OutboxEntry, access_event, event_id
 from .ledger import decide
 from .model import (
     PRODUCTION,
@@ -49,7 +56,11 @@ from .model import (
     StoreName,
     document_id,
 )
+from .outbox import Outbox
 from .serializer import load, ms_to_datetime, to_firestore
+
+if TYPE_CHECKING:
+    from .publisher import Publisher
 
 ENTITLEMENTS = "entitlements"
 HISTORY = "history"
@@ -81,12 +92,16 @@ _ENCODING_ERRORS = (ValueError, TypeError, OverflowError)
 @dataclass(frozen=True)
 class ApplyResult:
     """What ``apply`` did: ``history`` is the entry written or, for a ``DUPLICATE``, the one stored
-    (read in the same round trip as the entitlement); ``attempts``: read-decide-commit rounds."""
+    (read in the same round trip as the entitlement); ``attempts``: read-decide-commit rounds;
+    ``event``: the access-change event committed now, or found unpublished by a duplicate, and
+    ``published`` whether it reached Pub/Sub (None: no event)."""
 
     effect: Effect
     entitlement: Entitlement | None
     history: HistoryEntry | None
     attempts: int = 1
+    event: OutboxEntry | None = None
+    published: bool | None = None
 
 
 def now_ms() -> int:
@@ -95,7 +110,7 @@ def now_ms() -> int:
 
 
 class EntitlementStore:
-    """The only code that talks to Firestore."""
+    """The only code that talks to Firestore (with its outbox, ``refundguard.outbox``)."""
 
     def __init__(
         self,
@@ -103,22 +118,47 @@ class EntitlementStore:
         *,
         deadline_s: float = config.DEFAULT_DEADLINE_SECONDS,
         clock_ms: Callable[[], int] = now_ms,
+        publisher: Publisher | None = None,
+        function: str | None = None,
     ) -> None:
+        """``publisher`` None: events off, no outbox read or written."""
         self._client = client
         self._deadline_s = deadline_s
         self._clock_ms = clock_ms
+        self.outbox = Outbox(client, publisher, deadline_s=deadline_s, function=function)
+        self.events_on = publisher is not None
 
     @classmethod
-    def connect(cls, settings: config.FirestoreSettings) -> EntitlementStore:
+    def connect(
+        cls,
+        settings: config.FirestoreSettings,
+        events: config.EventsSettings | None = None,
+        *,
+        function: str | None = None,
+    ) -> EntitlementStore:
+        """The store of a function (``function`` named: a WARNING at start-up when events are
+        off)."""
         client = firestore.Client(project=settings.project, database=settings.database)
-        return cls(client, deadline_s=settings.deadline_s)
+        publisher = None
+        if events is not None:
+            from .publisher import Publisher
+
+            publisher = Publisher(events)
+        elif function is not None:
+            logs.warning(
+                "EVENTS_TOPIC is not set: changes of access are NOT sent to the platform "
+                "(events off; set it to projects/PROJECT/topics/TOPIC)",
+                function=function,
+            )
+        return cls(client, deadline_s=settings.deadline_s, publisher=publisher, function=function)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EntitlementStore:
         settings = config.Settings(env)
         firestore_settings = config.FirestoreSettings.read(settings)
+        events = config.EventsSettings.read(settings)
         settings.done()
-        return cls.connect(firestore_settings)
+        return cls.connect(firestore_settings, events)
 
     # ---------------------------------------------------------------- events
 
@@ -127,6 +167,9 @@ class EntitlementStore:
         (``unstorable``) if it holds a value Firestore cannot store."""
         ent_ref = self._client.collection(ENTITLEMENTS).document(event.document_id)
         hist_ref = ent_ref.collection(HISTORY).document(event.history_id)
+        out_ref = None
+        if self.events_on:
+            out_ref = self.outbox.ref(event_id(event.document_id, event.history_id))
         deadline = time.monotonic() + self._deadline_s
         attempt = conflicts = failures = 0
         cause: Exception | None
@@ -134,7 +177,7 @@ class EntitlementStore:
         while True:
             attempt += 1
             try:
-                return self._attempt(event, ent_ref, hist_ref, deadline, attempt)
+                result = self._attempt(event, ent_ref, hist_ref, deadline, attempt, out_ref=out_ref)
             except _DeadlinePassed as exc:  # before a call: the previous attempt's failure stands
                 raise self._transient(code) from cause or exc
             except _CONFLICTS as exc:
@@ -153,6 +196,10 @@ class EntitlementStore:
                 # Permission denied, database missing...: ours to fix, never the sender's; 503 keeps
                 # the notification coming back until it is fixed.
                 raise self._transient("firestore_error") from exc
+            else:  # committed (or a duplicate): the event, if any, goes out now
+                if result.event is None:
+                    return result
+                return replace(result, published=self.outbox.deliver(result.event))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._transient(code) from cause
@@ -165,27 +212,38 @@ class EntitlementStore:
         hist_ref: firestore.DocumentReference,
         deadline: float,
         attempt: int,
+        *,
+        out_ref: firestore.DocumentReference | None,
     ) -> ApplyResult:
+        refs = [ent_ref, hist_ref] if out_ref is None else [ent_ref, hist_ref, out_ref]
         snapshots = {
             snapshot.reference.path: snapshot
             for snapshot in self._client.get_all(
-                [ent_ref, hist_ref], retry=None, timeout=self._remaining(deadline)
+                refs, retry=None, timeout=self._remaining(deadline)
             )
         }
         ent_snap = snapshots.get(ent_ref.path)
         hist_snap = snapshots.get(hist_ref.path)
+        out_snap = snapshots.get(out_ref.path) if out_ref is not None else None
         current = load(Entitlement, ent_snap.to_dict() or {}) if _exists(ent_snap) else None
         seen = _exists(hist_snap)
         decision = decide(current, event, already_seen=seen, now_ms=self._clock_ms())
         if not decision.writes:
             assert hist_snap is not None
             stored = load(HistoryEntry, hist_snap.to_dict() or {})
-            return ApplyResult(decision.effect, decision.entitlement, stored, attempt)
+            unpublished = load(OutboxEntry, out_snap.to_dict() or {}) if _exists(out_snap) else None
+            return ApplyResult(decision.effect, decision.entitlement, stored, attempt, unpublished)
         assert decision.entitlement is not None and decision.history is not None
+        entry = None
+        if out_ref is not None:
+            entry = access_event(decision.entitlement, decision.history, source=self.outbox.source)
 
         batch = self._client.batch()
         try:
             batch.create(hist_ref, to_firestore(decision.history))
+            if entry is not None and out_ref is not None:
+                assert entry.event_id == out_ref.id, "the outbox id read must be the one written"
+                batch.create(out_ref, to_firestore(entry))
             fields = to_firestore(decision.entitlement)
             if ent_snap is not None and current is not None:
                 condition = self._client.write_option(last_update_time=ent_snap.update_time)
@@ -196,7 +254,7 @@ class EntitlementStore:
             raise _unstorable() from exc
         # Never retried blindly: a new attempt reads again (and finds a landed commit a duplicate).
         batch.commit(retry=None, timeout=self._remaining(deadline))
-        return ApplyResult(decision.effect, decision.entitlement, decision.history, attempt)
+        return ApplyResult(decision.effect, decision.entitlement, decision.history, attempt, entry)
 
     # ---------------------------------------------------------------- reads
 

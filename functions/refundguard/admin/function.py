@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 import flask
 
 from .. import logs
-from ..errors import Kind, RefundGuardError, not_found
+from ..errors import Kind, RefundGuardError, not_found, rejected
+from ..events import unpublished_json
 from ..http import App, Reply, parse_json_object, read_body, serve
 from ..model import Effect, check_purchase_id, parse_namespace
 from ..oidc import Caller
@@ -26,6 +27,7 @@ MAX_BODY_BYTES = 16 * 1024
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 #: Timeouts and retries of the store APIs' calls (look-up by order id).
 API_POLICY = CallPolicy(deadline_s=15.0)
+DEFAULT_UNPUBLISHED = 100
 
 
 def create_handler(
@@ -36,7 +38,9 @@ def create_handler(
     new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> App:
     settings = AdminSettings.from_env(env)  # refuse to start if wrong
-    entitlements = store or EntitlementStore.connect(settings.firestore)
+    entitlements = store or EntitlementStore.connect(
+        settings.firestore, settings.events, function=FUNCTION
+    )
     finder = order_finder(settings)
 
     def handle(request: flask.Request) -> Reply:
@@ -53,6 +57,8 @@ def create_handler(
             )
             logs.bind(found_by=answer["found_by"], results=len(answer["results"]))
             return Reply(answer, "admin action")
+        if route.name == "unpublished_events":
+            return _unpublished(entitlements, request.args.get("limit"), clock_ms())
         action = ACTIONS.get(route.name)
         path_target = None
         if not route.in_body:
@@ -134,6 +140,28 @@ def order_finder(settings: AdminSettings) -> orders.OrderFinder:
     bundle_ids = settings.apple.bundle_ids if settings.apple else ()
     return orders.OrderFinder(
         play=play, packages=settings.play_packages, apple=apple, bundle_ids=bundle_ids
+    )
+
+
+def _unpublished(store: EntitlementStore, raw_limit: str | None, now: int) -> Reply:
+    """What the outbox holds: events committed but not (yet) published, oldest first."""
+    limit = DEFAULT_UNPUBLISHED
+    if raw_limit is not None:
+        if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 500):
+            raise rejected("bad_limit", "limit must be a whole number from 1 to 500")
+        limit = int(raw_limit)
+    entries = store.outbox.pending(limit=limit + 1)
+    shown = entries[:limit]
+    logs.bind(unpublished=len(shown), truncated=len(entries) > limit)
+    return Reply(
+        {
+            "events_on": store.events_on,
+            "count": len(shown),
+            "truncated": len(entries) > limit,
+            "oldest_age_s": round((now - shown[0].created_ms) / 1000, 1) if shown else None,
+            "events": [unpublished_json(entry, now) for entry in shown],
+        },
+        "admin action",
     )
 
 

@@ -20,10 +20,13 @@ TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("revoke", "POST", ("entitlements:revoke",)),
     # The entitlement(s) of a store order id (Google GPA.*, Apple's), from Firestore or the store.
     ("order", "GET", ("orders", "{order_id}")),
+    # Access-change events committed but not yet published (docs/integrating.md).
+    ("unpublished_events", "GET", ("events", "unpublished")),
 )
 HELP = (
     "POST /entitlements:lookup|:regrant|:revoke with a JSON body, "
-    "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke, or GET /orders/{order_id}"
+    "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke, "
+    "GET /orders/{order_id}, GET /events/unpublished"
 )
 
 

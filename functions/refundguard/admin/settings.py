@@ -12,7 +12,7 @@ from typing import Any
 from ..apple.api_credentials import AppleApiSettings, read_apple_api_settings
 from ..apple.settings import TRUSTED_PRODUCTION_FINGERPRINTS, read_app_apple_id, read_roots
 from ..apple.verifier import PRODUCTION, AppleVerifier
-from ..config import FirestoreSettings, Settings
+from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 from ..play.api import PlayApiSettings, read_play_api_settings
 from ..play.credentials import is_local, read_play_credentials
@@ -35,11 +35,14 @@ class AdminSettings:
     play_credentials: Any = None  # None: the runtime's service account
     play_packages: tuple[str, ...] = ()
     apple: AppleLookup | None = None  # None: Look Up Order ID off
+    #: Where changes of access are published; None: events off (a WARNING at start-up).
+    events: EventsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AdminSettings:
         settings = Settings(env)
         firestore = FirestoreSettings.read(settings)
+        events = EventsSettings.read(settings)
         auth = read_authenticator(
             settings,
             emails="ADMIN_EMAILS",
@@ -64,7 +67,7 @@ class AdminSettings:
         apple = read_apple_lookup(settings)
         settings.done()
         assert auth is not None
-        return cls(firestore, auth, play_api, credentials, packages, apple)
+        return cls(firestore, auth, play_api, credentials, packages, apple, events)
 
 
 def read_apple_lookup(settings: Settings) -> AppleLookup | None:

@@ -35,7 +35,7 @@ def create_handler(
     if store is None:
         from ..store import EntitlementStore  # google-cloud-firestore: imported once, at start-up
 
-        store = EntitlementStore.connect(settings.firestore)
+        store = EntitlementStore.connect(settings.firestore, settings.events, function=FUNCTION)
     from ..quarantine import quarantiner
 
     logs.info(

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 
 from .. import logs
-from ..config import ConfigError, FirestoreSettings, Settings
+from ..config import ConfigError, EventsSettings, FirestoreSettings, Settings
 from .verifier import ENVIRONMENTS, PRODUCTION, AppleVerifier
 
 #: SHA-256 of Apple Root CA - G3's DER (https://www.apple.com/certificateauthority/AppleRootCA-G3.cer).
@@ -28,6 +28,8 @@ class AppleSettings:
     environments: tuple[str, ...]
     app_apple_id: int | None
     roots: tuple[x509.Certificate, ...]
+    #: Where changes of access are published; None: events off (a WARNING at start-up).
+    events: EventsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AppleSettings:
@@ -127,6 +129,7 @@ def load_settings(
     """Read and validate the settings. ``trusted_production_fingerprints`` is for tests only."""
     settings = Settings(env)
     firestore = FirestoreSettings.read(settings)
+    events = EventsSettings.read(settings)
     bundle_ids = settings.csv("APPLE_BUNDLE_IDS", required=True)
     environments = settings.csv("APPLE_ENVIRONMENTS", default=PRODUCTION) or (PRODUCTION,)
     unknown = [e for e in environments if e not in ENVIRONMENTS]
@@ -148,4 +151,4 @@ def load_settings(
             function="apple_notifications",
             fingerprints=others,
         )
-    return AppleSettings(firestore, bundle_ids, tuple(environments), app_apple_id, roots)
+    return AppleSettings(firestore, bundle_ids, tuple(environments), app_apple_id, roots, events)

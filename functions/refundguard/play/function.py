@@ -56,7 +56,9 @@ def create_handler(
             "and this function (fine locally, not in production)",
             function=FUNCTION,
         )
-    entitlements = store or EntitlementStore.connect(settings.firestore)
+    entitlements = store or EntitlementStore.connect(
+        settings.firestore, settings.events, function=FUNCTION
+    )
     api = play_api
     if api is None and settings.api is not None:
         api = PlayApiClient(settings.api, credentials=settings.api_credentials, policy=API_POLICY)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import FirestoreSettings, Settings
+from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 from .api import PlayApiSettings, read_play_api_settings
 from .credentials import read_play_credentials
@@ -24,11 +24,14 @@ class PlaySettings:
     #: The API's credentials: None is the runtime's service account (application default
     #: credentials); a local stand-in's key file otherwise.
     api_credentials: Any = None
+    #: Where changes of access are published; None: events off (a WARNING at start-up).
+    events: EventsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PlaySettings:
         settings = Settings(env)
         firestore = FirestoreSettings.read(settings)
+        events = EventsSettings.read(settings)
         packages = settings.csv("PLAY_PACKAGE_NAMES", required=True)
         push_auth = read_authenticator(
             settings,
@@ -43,4 +46,4 @@ class PlaySettings:
         api = read_play_api_settings(settings)
         credentials = read_play_credentials(settings, api) if api else None
         settings.done()
-        return cls(firestore, packages, push_auth, api, credentials)
+        return cls(firestore, packages, push_auth, api, credentials, events)

@@ -1,0 +1,1 @@
+"""The events sweep: ``settings`` and ``function`` (publishes what the outbox still holds)."""
