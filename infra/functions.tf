@@ -70,12 +70,12 @@ locals {
 
     admin = {
       title       = "admin function"
-      description = "Admin API (look up, re-grant, revoke). Cloud Run IAM admits var.admin_members; the code then checks the ID token against ADMIN_EMAILS."
+      description = "Admin API (look up, re-grant, revoke). Cloud Run IAM admits the admins' service accounts and var.admin_members; the code then checks the ID token against ADMIN_EMAILS."
       # Admins call from their own machines; see the CKV_GCP_124 skip below.
       ingress = "ALLOW_ALL"
       env = {
         ADMIN_AUDIENCES = join(",", local.admin_audiences)
-        ADMIN_EMAILS    = join(",", var.admin_emails)
+        ADMIN_EMAILS    = join(",", local.admin_allow_list)
         ADMIN_CERTS_URL = var.id_token_certs_url
         # Look-up by order id: orders.get per package, Look Up Order ID per bundle (verified).
         PLAY_DEVELOPER_API         = local.play_developer_api

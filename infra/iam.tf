@@ -96,11 +96,49 @@ resource "google_cloud_run_service_iam_member" "apple_public_invoker" {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# Admin: only var.admin_members (then ADMIN_EMAILS in the code).
+# Admin: the admins' own service accounts and var.admin_members (then ADMIN_EMAILS in the code).
+# Each person in var.admins gets a service account only they may impersonate: the admin CLI asks
+# IAM Credentials for its ID token (audience: the function's URL), so the history names someone.
 # ---------------------------------------------------------------------------------------------------
 
+locals {
+  # a-<local part>-<6 hex>: 6-30 characters, starts with a letter, one account per person.
+  admin_account_ids = {
+    for email in var.admins : email => format(
+      "a-%s-%s",
+      trim(substr(replace(lower(split("@", email)[0]), "/[^a-z0-9]+/", "-"), 0, 18), "-"),
+      substr(sha256(lower(email)), 0, 6),
+    )
+  }
+  admin_invokers = distinct(concat(
+    [for email in var.admins : "serviceAccount:${google_service_account.admin[email].email}"],
+    var.admin_members,
+  ))
+  admin_allow_list = distinct(concat(
+    [for email in var.admins : google_service_account.admin[email].email],
+    var.admin_emails,
+  ))
+}
+
+resource "google_service_account" "admin" {
+  for_each = local.admin_account_ids
+
+  project      = var.project_id
+  account_id   = each.value
+  display_name = "refundguard admin: ${each.key}"
+  description  = "Acts for ${each.key} through the refundguard admin CLI; only they may impersonate it."
+}
+
+resource "google_service_account_iam_member" "admin_impersonation" {
+  for_each = local.admin_account_ids
+
+  service_account_id = google_service_account.admin[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "user:${each.key}"
+}
+
 resource "google_cloud_run_service_iam_member" "admin_invoker" {
-  for_each = toset(var.admin_members)
+  for_each = toset(local.admin_invokers)
 
   project  = var.project_id
   location = var.region

@@ -8,6 +8,11 @@ output "admin_url" {
   value       = google_cloudfunctions2_function.function["admin"].url
 }
 
+output "admin_service_accounts" {
+  description = "Each admin's own service account: refundguard-admin --url <admin_url> --impersonate-service-account <this> (after gcloud auth application-default login as that admin)."
+  value       = { for email in var.admins : email => google_service_account.admin[email].email }
+}
+
 output "admin_audiences" {
   description = "ADMIN_AUDIENCES given to the admin function."
   value       = local.admin_audiences

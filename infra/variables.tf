@@ -258,8 +258,19 @@ variable "apple_api_sandbox_base_url" {
 # Admin
 # ---------------------------------------------------------------------------------------------------
 
+variable "admins" {
+  description = "The people who act on refunds, by Google account email. Each gets a personal admin service account that only they can impersonate (the admin CLI's recommended path: docs/admin.md); the service account may invoke the admin function and is on ADMIN_EMAILS, so the history names it."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.admins : can(regex("^[^@\\s,*]+@[^@\\s,]+\\.[^@\\s,]+$", e))])
+    error_message = "admins entries must be email addresses of Google accounts, e.g. alice@example.com."
+  }
+}
+
 variable "admin_members" {
-  description = "IAM principals allowed to invoke the admin function (Cloud Run invoker), e.g. user:alice@example.com, group:support@example.com."
+  description = "More IAM principals allowed to invoke the admin function (Cloud Run invoker) beside the admins' service accounts, e.g. an automation service account: serviceAccount:ops@PROJECT.iam.gserviceaccount.com."
   type        = list(string)
   default     = []
 
@@ -270,7 +281,7 @@ variable "admin_members" {
 }
 
 variable "admin_emails" {
-  description = "ADMIN_EMAILS: e-mail addresses (or *@domain) the admin function accepts in the caller's verified ID token. The second gate after IAM."
+  description = "More entries of ADMIN_EMAILS beside the admins' service accounts (added automatically): emails or *@domain the admin function accepts in the caller's verified ID token, e.g. an automation service account. The second gate after IAM."
   type        = list(string)
   default     = []
 

@@ -177,52 +177,32 @@ def test_usage_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     assert info.value.code == 2
 
 
-def test_unreachable_function(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_function() -> None:
     from refundguard_dev.emulator import free_port
 
-    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
-    code, _, err = run(
-        "--url",
-        f"http://127.0.0.1:{free_port()}",
-        "--token",
-        "t",
-        "regrant",
-        "google",
-        "x",
-        "--reason",
-        "r",
-    )
-    assert code == cli.EXIT_UNREACHABLE and "could not reach" in err
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(cli.CliError) as info:
+        cli.call("POST", url, "t", body={}, idempotency_key="k", backoff_s=0.01)
+    assert info.value.exit_code == cli.EXIT_UNREACHABLE and "could not reach" in info.value.message
 
 
-def test_retries_reuse_one_idempotency_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    import requests
+def test_retries_reuse_one_idempotency_key() -> None:
+    """A dropped connection, then a 503, then the answer: three requests with one key."""
+    from refundguard_dev.fake_http import FakeServer, Fault, Reply, Request
 
-    seen: list[dict[str, str]] = []
+    class Admin(FakeServer):
+        def handle(self, request: Request) -> Reply:
+            return Reply(200, {"entitlement": {"status": "active"}, "effect": "applied"})
 
-    class Fake:
-        def __init__(self, status: int) -> None:
-            self.status_code = status
-            self.headers: dict[str, str] = {}
-            self.text = "{}"
-
-        def json(self) -> dict[str, Any]:
-            return {"entitlement": {"status": "active"}, "effect": "applied"}
-
-    def fake_request(method: str, url: str, headers: dict[str, str], **kw: Any) -> Fake:
-        seen.append(headers)
-        if len(seen) == 1:
-            raise requests.ConnectionError("reset")
-        return Fake(503 if len(seen) == 2 else 200)
-
-    monkeypatch.setattr(requests, "request", fake_request)
-    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
-    code, _, err = run(
-        "--url", "http://fn", "--token", "t", "regrant", "google", "x", "--reason", "r"
-    )
-    assert code == 0, err
-    keys = {h["Idempotency-Key"] for h in seen}
-    assert len(seen) == 3 and len(keys) == 1 and next(iter(keys)).startswith("cli-")
+    with Admin() as server:
+        server.fail_next(Fault(drop=True), Fault(status=503))
+        reply = cli.call(
+            "POST", f"{server.url}/entitlements:regrant", "t", body={}, idempotency_key="cli-1",
+            backoff_s=0.01,
+        )  # fmt: skip
+        keys = [r.headers.get("idempotency-key") for r in server.requests]
+    assert reply.status == 200 and reply.body["effect"] == "applied"
+    assert keys == ["cli-1", "cli-1", "cli-1"]
 
 
 def test_purchase_ids_never_reach_a_url() -> None:
@@ -259,46 +239,111 @@ def test_store_supplied_markup_and_escapes_are_shown_escaped() -> None:
 # ------------------------------------------------------------------------------- token sources
 
 
-def test_token_sources_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
+@pytest.fixture
+def identity() -> Iterator[Any]:
+    from refundguard_dev.fake_google_identity import FakeGoogleIdentity
 
-    def env_fails(audience: str) -> str:
-        calls.append(f"env:{audience}")
-        raise RuntimeError("no service account here")
-
-    def gcloud_works() -> str:
-        calls.append("gcloud")
-        return "user-token"
-
-    monkeypatch.setattr(cli, "_token_from_environment", env_fails)
-    monkeypatch.setattr(cli, "_token_from_gcloud", gcloud_works)
-    assert cli.get_id_token("https://fn", token=" given ") == "given"
-    assert calls == []
-    err = io.StringIO()
-    assert cli.get_id_token("https://fn", err=err) == "user-token"
-    assert calls == ["env:https://fn", "gcloud"]
-    assert "gcloud" in err.getvalue()
+    with FakeGoogleIdentity() as server:
+        yield server
 
 
-def test_no_token_source_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fails(*args: Any) -> str:
-        raise OSError("nope")
+@pytest.fixture
+def identity_admin(
+    emulator_env: dict[str, str], identity: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The admin function over HTTP, trusting the identity stand-in's keys, its admins a person's
+    own admin service account and an automation account; returns its URL."""
+    import functions_framework
+    from refundguard_dev.emulator import free_port
+    from werkzeug.serving import make_server
 
-    monkeypatch.setattr(cli, "_token_from_environment", fails)
-    monkeypatch.setattr(cli, "_token_from_gcloud", fails)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"  # the audience of the ID tokens
+    monkeypatch.setenv("ADMIN_AUDIENCES", url)
+    monkeypatch.setenv("ADMIN_EMAILS", f"{PERSONAL_SA},{AUTOMATION_SA}")
+    monkeypatch.setenv("ADMIN_CERTS_URL", identity.certs_url)
+    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
+    app = functions_framework.create_app(target="admin", source=str(MAIN_PY))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+PERSON = "alice@example.com"
+PERSONAL_SA = "a-alice-1a2b3c@demo-refundguard.iam.gserviceaccount.com"
+AUTOMATION_SA = "automation@demo-refundguard.iam.gserviceaccount.com"
+
+
+def test_a_person_acts_through_their_own_admin_service_account(
+    identity: Any, identity_admin: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recommended path, end to end: the person's own credentials (here a key file standing
+    in for their ADC) impersonate their admin service account through IAM Credentials; the ID
+    token's audience is the function's URL; the history names that account."""
+    person_key = identity.write_service_account_key(tmp_path / "adc.json", PERSON)
+    identity.allow_impersonation(PERSONAL_SA, PERSON)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(person_key))
+    monkeypatch.setenv("REFUNDGUARD_IAM_CREDENTIALS_URL", identity.url)
+    monkeypatch.delenv("REFUNDGUARD_ID_TOKEN", raising=False)
+    code, out, err = run(
+        "--url", identity_admin, "--impersonate-service-account", PERSONAL_SA,
+        "regrant", "google", PURCHASE, "--reason", "goodwill",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"by {PERSONAL_SA}" in out
+    assert identity.count(":generateIdToken") == 1
+
+
+def test_impersonating_someone_elses_account_is_refused_before_any_call(
+    identity: Any, identity_admin: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_key = identity.write_service_account_key(tmp_path / "adc.json", "mallory@example.com")
+    identity.allow_impersonation(PERSONAL_SA, PERSON)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(person_key))
+    monkeypatch.setenv("REFUNDGUARD_IAM_CREDENTIALS_URL", identity.url)
+    monkeypatch.delenv("REFUNDGUARD_ID_TOKEN", raising=False)
+    code, _, err = run(
+        "--url", identity_admin, "--impersonate-service-account", PERSONAL_SA,
+        "show", "google", PURCHASE,
+    )  # fmt: skip
+    assert code == cli.EXIT_NO_TOKEN
+    assert "roles/iam.serviceAccountTokenCreator" in err
+
+
+def test_automation_uses_its_own_service_account_credentials(
+    identity: Any, identity_admin: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = identity.write_service_account_key(tmp_path / "sa.json", AUTOMATION_SA)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
     monkeypatch.delenv("REFUNDGUARD_ID_TOKEN", raising=False)
     monkeypatch.delenv("REFUNDGUARD_IMPERSONATE", raising=False)
-    code, _, err = run("--url", "http://fn", "show", "google", "x")
-    assert code == cli.EXIT_NO_TOKEN and "could not obtain an ID token" in err
+    code, out, err = run(
+        "--url", identity_admin, "revoke", "google", PURCHASE, "--reason", "fraud ring",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"by {AUTOMATION_SA}" in out
 
 
-def test_impersonation_uses_audience(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[str, str]] = []
-    monkeypatch.setattr(
-        cli, "_token_by_impersonation", lambda sa, aud: seen.append((sa, aud)) or "sa-token"
-    )
-    assert cli.get_id_token("https://fn", impersonate="ops@p.iam.gserviceaccount.com") == "sa-token"
-    assert seen == [("ops@p.iam.gserviceaccount.com", "https://fn")]
+def test_without_any_credentials_it_says_how_to_get_a_token(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    for name in ("REFUNDGUARD_ID_TOKEN", "REFUNDGUARD_IMPERSONATE"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = run("--url", "http://127.0.0.1:9/", "show", "google", "x")
+    assert code == cli.EXIT_NO_TOKEN
+    assert "--impersonate-service-account" in err and "gcloud auth application-default" in err
+
+
+def test_a_given_token_is_used_as_it_is() -> None:
+    from refundguard_admin.tokens import get_id_token
+
+    assert get_id_token("https://fn", token=" given ") == "given"
 
 
 def test_runs_as_a_module() -> None:

@@ -490,7 +490,7 @@ def test_environment_values_per_function(tf: Terraform) -> None:
     shipped = [s["filename"] for s in archive.get("source", [])]
     assert apple["APPLE_ROOT_CERTS"] in shipped
     admin = env("admin")
-    assert admin["ADMIN_EMAILS"] == ref('join(",", var.admin_emails)')
+    assert admin["ADMIN_EMAILS"] == ref('join(",", local.admin_allow_list)')
     assert tf.resolve(admin["ADMIN_CERTS_URL"]) == "https://www.googleapis.com/oauth2/v3/certs"
     assert admin["ADMIN_AUDIENCES"] == ref('join(",", local.admin_audiences)')
     audiences = tf.locals["admin_audiences"]
@@ -790,12 +790,16 @@ def test_only_the_push_identity_may_invoke_the_play_function(tf: Terraform) -> N
         assert not tf.of_type(rtype), "gen2 invocation is Cloud Run IAM; keep it in one place"
 
 
-def test_admin_invokers_come_from_admin_members(tf: Terraform) -> None:
+def test_admin_invokers_are_the_admins_accounts_and_admin_members(tf: Terraform) -> None:
     admin = function_name_for(tf, "admin")
     invokers = run_invokers(tf, admin)
     assert len(invokers) == 1
-    assert invokers[0]["for_each"] == ref("toset(var.admin_members)")
+    assert invokers[0]["for_each"] == ref("toset(local.admin_invokers)")
     assert invokers[0]["member"] == ref("each.value")
+    members = tf.locals["admin_invokers"]
+    assert "google_service_account.admin[email].email" in members and "var.admin_members" in members
+    allowed = tf.locals["admin_allow_list"]
+    assert "google_service_account.admin[email].email" in allowed and "var.admin_emails" in allowed
     condition = block(tf.variables["admin_members"], "validation")["condition"]
     pattern = re.search(r'regex\("(.+?)", m\)', condition)
     assert pattern, condition
@@ -804,6 +808,20 @@ def test_admin_invokers_come_from_admin_members(tf: Terraform) -> None:
     assert re.match(regex, "group:support@example.com")
     for bad in PUBLIC_MEMBERS:
         assert not re.match(regex, bad)
+
+
+def test_each_admin_has_an_account_only_they_may_impersonate(tf: Terraform) -> None:
+    """The admin CLI's recommended path: a person impersonates their own service account, so
+    every action in the history names one person's account, never a shared one."""
+    account = tf.resources[("google_service_account", "admin")]
+    assert account["for_each"] == ref("local.admin_account_ids")
+    grant = tf.resources[("google_service_account_iam_member", "admin_impersonation")]
+    assert grant["for_each"] == ref("local.admin_account_ids")
+    assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert grant["member"] == "user:${each.key}"
+    assert grant["service_account_id"] == ref("google_service_account.admin[each.key].name")
+    ids = tf.locals["admin_account_ids"]
+    assert "for email in var.admins" in ids and "sha256(lower(email))" in ids
 
 
 def test_public_access_only_on_the_apple_function(tf: Terraform) -> None:

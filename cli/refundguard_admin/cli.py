@@ -10,17 +10,8 @@
 entitlement (refused when the order has several: name the store and purchase id then).
 
 (install with ``pip install ./cli``; ``python -m refundguard_admin`` works as well).
-``--url`` defaults to ``$REFUNDGUARD_ADMIN_URL``. The ID token comes from, in order:
-
-1. ``--token`` / ``$REFUNDGUARD_ID_TOKEN`` (a token you already have);
-2. ``--impersonate-service-account SA`` / ``$REFUNDGUARD_IMPERSONATE``: your Google credentials
-   (Application Default Credentials) impersonate SA for an ID token whose audience is ``--audience``
-   (default: the URL) and which carries SA's email (you need roles/iam.serviceAccountTokenCreator);
-3. ``google.oauth2.id_token.fetch_id_token``: a service-account key in
-   ``$GOOGLE_APPLICATION_CREDENTIALS``, an impersonated-service-account ADC file, or the metadata
-   server when running on Google Cloud;
-4. ``gcloud auth print-identity-token``: the active gcloud *user* account; such a token's audience
-   is gcloud's own OAuth client id, which ``ADMIN_AUDIENCES`` must then list (see docs/admin.md).
+``--url`` defaults to ``$REFUNDGUARD_ADMIN_URL``. The ID token: see ``tokens`` (recommended: your
+own admin service account, ``--impersonate-service-account``).
 
 A POST always carries an ``Idempotency-Key`` (``--idempotency-key``, default: a new one per
 invocation), so the CLI's own retries after a network error or a 5xx never act twice.
@@ -34,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -45,6 +34,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from .render import render, render_entitlement, render_event, render_order, safe
+from .tokens import TokenError, get_id_token
 
 __all__ = ["main", "render", "render_entitlement", "render_event", "render_order", "safe"]
 
@@ -55,7 +45,6 @@ EXIT_NO_TOKEN = 3
 EXIT_UNREACHABLE = 4
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 class CliError(Exception):
@@ -63,94 +52,6 @@ class CliError(Exception):
         super().__init__(message)
         self.exit_code = exit_code
         self.message = message
-
-
-# ---------------------------------------------------------------------------------------- tokens
-
-
-def _token_by_impersonation(service_account: str, audience: str) -> str:
-    import google.auth
-    from google.auth import impersonated_credentials
-    from google.auth.transport.requests import Request
-
-    source, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-    target = impersonated_credentials.Credentials(
-        source_credentials=source,
-        target_principal=service_account,
-        target_scopes=[CLOUD_PLATFORM_SCOPE],
-        lifetime=300,
-    )
-    credentials = impersonated_credentials.IDTokenCredentials(
-        target, target_audience=audience, include_email=True
-    )
-    credentials.refresh(Request())
-    return str(credentials.token)
-
-
-def _token_from_environment(audience: str) -> str:
-    import google.oauth2.id_token
-    from google.auth.transport.requests import Request
-
-    return str(google.oauth2.id_token.fetch_id_token(Request(), audience))
-
-
-def _token_from_gcloud() -> str:
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        raise OSError("gcloud is not installed")
-    completed = subprocess.run(  # noqa: S603 - fixed arguments, no shell
-        [gcloud, "auth", "print-identity-token"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    token = completed.stdout.strip()
-    if completed.returncode != 0 or not token:
-        raise OSError(completed.stderr.strip()[-300:] or "gcloud printed no token")
-    return token
-
-
-def get_id_token(
-    audience: str,
-    *,
-    token: str | None = None,
-    impersonate: str | None = None,
-    err: TextIO = sys.stderr,
-) -> str:
-    """An ID token for ``audience`` from the first source that works (see the module docstring)."""
-    if token:
-        return token.strip()
-    if impersonate:
-        try:
-            return _token_by_impersonation(impersonate, audience)
-        except Exception as exc:
-            raise CliError(
-                EXIT_NO_TOKEN,
-                f"could not impersonate {impersonate}: {type(exc).__name__}: {str(exc)[:300]}",
-            ) from exc
-    failures: list[str] = []
-    try:
-        return _token_from_environment(audience)
-    except Exception as exc:
-        failures.append(f"google-auth: {type(exc).__name__}: {str(exc)[:200]}")
-    try:
-        found = _token_from_gcloud()
-    except (OSError, subprocess.SubprocessError) as exc:
-        failures.append(f"gcloud: {str(exc)[:300]}")
-    else:
-        print(
-            "note: using the active gcloud user account's ID token (its audience is gcloud's "
-            "client id; ADMIN_AUDIENCES must list it)",
-            file=err,
-        )
-        return found
-    raise CliError(
-        EXIT_NO_TOKEN,
-        "could not obtain an ID token; use --token, --impersonate-service-account, a "
-        "service-account key in GOOGLE_APPLICATION_CREDENTIALS, or 'gcloud auth login'. "
-        + "; ".join(failures),
-    )
 
 
 # ---------------------------------------------------------------------------------------- HTTP
@@ -300,41 +201,8 @@ def main(
     if problem:
         print(f"error: {problem}", file=err)
         return EXIT_USAGE
-    timeout = args.timeout or 30.0
     try:
-        token = get_id_token(
-            args.audience or url.rstrip("/"),
-            token=args.token or os.environ.get("REFUNDGUARD_ID_TOKEN"),
-            impersonate=args.impersonate or os.environ.get("REFUNDGUARD_IMPERSONATE"),
-            err=err,
-        )
-        if args.command == "order":
-            reply = call("GET", order_url(url, args.order_id), token, timeout_s=timeout)
-        elif args.command == "show":
-            target = {"store": args.store, "purchase_id": args.purchase_id}
-            reply = call(
-                "POST", entitlements_url(url, "lookup"), token, body=target, timeout_s=timeout
-            )
-        else:
-            target = {"store": args.store, "purchase_id": args.purchase_id}
-            if args.order:
-                found = call("GET", order_url(url, args.order), token, timeout_s=timeout)
-                if found.status != 200:
-                    return _failed(found, out, err, args.json)
-                target = one_target(found.body, args.order)
-                print(
-                    f"order {safe(args.order)}: {safe(target['store'])} "
-                    f"{safe(target['purchase_id'])}",
-                    file=err,
-                )
-            reply = call(
-                "POST",
-                entitlements_url(url, args.command),
-                token,
-                body={**target, "reason": args.reason},
-                idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4()}",
-                timeout_s=timeout,
-            )
+        reply = _call(args, url, err)
     except CliError as exc:
         print(f"error: {safe(exc.message)}", file=err)
         return exc.exit_code
@@ -347,6 +215,41 @@ def main(
     else:
         print(render(args.command, reply.body, reply.replayed), file=out)
     return EXIT_OK
+
+
+def _call(args: argparse.Namespace, url: str, err: TextIO) -> Reply:
+    """The command's request(s); CliError when no token can be had or nothing answers."""
+    timeout = args.timeout or 30.0
+    try:
+        token = get_id_token(
+            args.audience or url.rstrip("/"),
+            token=args.token or os.environ.get("REFUNDGUARD_ID_TOKEN"),
+            impersonate=args.impersonate or os.environ.get("REFUNDGUARD_IMPERSONATE"),
+        )
+    except TokenError as exc:
+        raise CliError(EXIT_NO_TOKEN, str(exc)) from exc
+    if args.command == "order":
+        return call("GET", order_url(url, args.order_id), token, timeout_s=timeout)
+    target = {"store": args.store, "purchase_id": args.purchase_id}
+    if args.command == "show":
+        return call("POST", entitlements_url(url, "lookup"), token, body=target, timeout_s=timeout)
+    if args.order:
+        found = call("GET", order_url(url, args.order), token, timeout_s=timeout)
+        if found.status != 200:
+            return found
+        target = one_target(found.body, args.order)
+        print(
+            f"order {safe(args.order)}: {safe(target['store'])} {safe(target['purchase_id'])}",
+            file=err,
+        )
+    return call(
+        "POST",
+        entitlements_url(url, args.command),
+        token,
+        body={**target, "reason": args.reason},
+        idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4()}",
+        timeout_s=timeout,
+    )
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
