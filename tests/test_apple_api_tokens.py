@@ -13,9 +13,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from refundguard import config
 from refundguard.apple.api import AppStoreApiClient
 from refundguard.apple.api_credentials import (
-    APPLE_API_ENV,
     DEFAULT_BASE_URL,
     DEFAULT_SANDBOX_BASE_URL,
     ApiTokens,
@@ -204,7 +204,7 @@ def read(**env: str) -> tuple[AppleApiSettings | None, list[str]]:
 
 
 def test_settings_all_three_or_none(key: ApiKey) -> None:
-    assert APPLE_API_ENV == (
+    assert config.APPLE_API_ENV == (
         "APPLE_API_KEY_ID",
         "APPLE_API_ISSUER_ID",
         "APPLE_API_PRIVATE_KEY",

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from google.auth import _helpers
 from google.oauth2 import service_account
+from refundguard import config
 from refundguard.config import Settings
 from refundguard.errors import Kind
 from refundguard.play.api import (
-    PLAY_API_ENV,
     SCOPE,
     PlayApiClient,
     PlayApiSettings,
@@ -279,7 +279,7 @@ def read(**env: str) -> tuple[PlayApiSettings | None, list[str]]:
 
 
 def test_settings() -> None:
-    assert PLAY_API_ENV == ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL")
+    assert config.PLAY_API_ENV == ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL")
     assert read() == (None, [])
     assert read(PLAY_DEVELOPER_API="on") == (PlayApiSettings(), [])
     assert read(PLAY_DEVELOPER_API="ON", PLAY_API_BASE_URL="http://127.0.0.1:8085/")[0] == (

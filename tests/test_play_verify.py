@@ -9,11 +9,9 @@ from typing import Any
 import pytest
 from refundguard import config
 from refundguard.admin.settings import AdminSettings
-from refundguard.apple.api_credentials import APPLE_API_ENV
 from refundguard.errors import Kind, RefundGuardError
 from refundguard.model import LedgerEvent, Source, Status, StoreName
 from refundguard.play import verify
-from refundguard.play.api import PLAY_API_ENV
 from refundguard.play.resources import parse_product_purchase, parse_subscription_purchase
 from refundguard_dev import play_api_data as data
 from refundguard_dev.apple_pki import default_pki
@@ -164,8 +162,7 @@ def test_an_unstorable_answer_is_left_out_but_its_decision_kept(state: str) -> N
 
 
 def test_function_env_names_the_clients_settings() -> None:
-    assert config.PLAY_API_ENV == PLAY_API_ENV
-    assert config.APPLE_API_ENV == APPLE_API_ENV
+    PLAY_API_ENV, APPLE_API_ENV = config.PLAY_API_ENV, config.APPLE_API_ENV
     assert set(PLAY_API_ENV) <= set(config.FUNCTION_ENV["play_notifications"])
     assert set(PLAY_API_ENV + APPLE_API_ENV) <= set(config.FUNCTION_ENV["admin"])
     assert not set(PLAY_API_ENV + APPLE_API_ENV) & set(config.FUNCTION_ENV["apple_notifications"])

@@ -22,7 +22,7 @@ from ..storeapi import (
 )
 from ..storehttp import Transport
 from . import resources
-from .api_credentials import APPLE_API_ENV, ApiTokens, AppleApiSettings, read_apple_api_settings
+from .api_credentials import ApiTokens, AppleApiSettings, read_apple_api_settings
 from .resources import (
     NotificationHistoryItem,
     NotificationHistoryPage,
@@ -33,7 +33,6 @@ from .resources import (
 from .verifier import PRODUCTION, SANDBOX, AppleVerificationError, AppleVerifier
 
 __all__ = [
-    "APPLE_API_ENV",
     "ApiTokens",
     "AppStoreApiClient",
     "AppleApiSettings",

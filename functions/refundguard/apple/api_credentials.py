@@ -19,14 +19,6 @@ from .verifier import PRODUCTION
 
 DEFAULT_BASE_URL = "https://api.storekit.apple.com"
 DEFAULT_SANDBOX_BASE_URL = "https://api.storekit-sandbox.apple.com"
-#: The settings this module reads (the integrator adds them to ``config.FUNCTION_ENV``).
-APPLE_API_ENV = (
-    "APPLE_API_KEY_ID",
-    "APPLE_API_ISSUER_ID",
-    "APPLE_API_PRIVATE_KEY",
-    "APPLE_API_BASE_URL",
-    "APPLE_API_SANDBOX_BASE_URL",
-)
 AUDIENCE = "appstoreconnect-v1"
 MAX_TOKEN_LIFETIME_S = 3600  # Apple refuses an exp more than 60 minutes after iat
 DEFAULT_TOKEN_LIFETIME_S = 1200

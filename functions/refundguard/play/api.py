@@ -30,7 +30,6 @@ SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 DEFAULT_BASE_URL = "https://androidpublisher.googleapis.com"
 API_ROOT = "/androidpublisher/v3/applications"
 #: The settings this module reads (the integrator adds them to ``config.FUNCTION_ENV``).
-PLAY_API_ENV = ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL")
 MAX_BATCH = 1000  # orders.batchGet: 1 to 1,000 distinct order ids
 MAX_VOIDED_RESULTS = 1000
 REFUND_PREFERENCES = frozenset({"APPROVE", "DECLINE", "NEUTRAL"})
