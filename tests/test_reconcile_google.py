@@ -105,7 +105,11 @@ def test_a_sweep_applies_missed_voids_and_a_second_finds_nothing_new(
 
 
 def test_a_void_seen_both_ways_is_one_revocation(
-    reconciler: Any, make_client: Any, reconcile_env: dict[str, str], play_api: FakePlayApi, store: Any
+    reconciler: Any,
+    make_client: Any,
+    reconcile_env: dict[str, str],
+    play_api: FakePlayApi,
+    store: Any,
 ) -> None:
     order = "GPA.2000-0000-0000-00001"
     void(play_api, "tok-both", order)
