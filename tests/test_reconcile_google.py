@@ -258,3 +258,29 @@ def test_the_quota_window_keeps_a_package_inside_its_limit() -> None:
         quota.wait()
         clock[0] += 1.0
     assert slept == [27.0, 27.0]  # never more than 3 queries in any 30 s
+
+
+def test_both_paths_derive_a_void_event_id_from_the_order() -> None:
+    from refundguard.play import envelope, rtdn
+    from refundguard.play.resources import VoidedPurchase
+    from refundguard.reconcile.plan import void_event
+
+    def note(kind: str, message_id: str, time_ms: int, **attributes: str) -> Any:
+        body, headers = play_request(kind, "tok-id", message_id=message_id, time_ms=time_ms)
+        message = envelope.parse(headers, body)
+        message = envelope.PubSubMessage(**{**message.__dict__, "attributes": attributes})
+        return rtdn.parse(message, [PACKAGE]).event
+
+    order = "GPA.1234-5678-9012-34567"
+    first, redelivered = note("voided", "m-1", 5_000), note("voided", "m-2", 5_000)
+    replayed = note("voided", "m-3", 5_000, refundguard_replay_of="m-1")
+    assert first.event_id == redelivered.event_id == replayed.event_id == f"void:{order}"
+    row = VoidedPurchase("tok-id", order, 1_000, 4_999, "user", "remorse", None)
+    assert void_event(PACKAGE, row, subscription=None).history_id == first.history_id
+    partial = [note("voided-partial", f"p-{t}", t) for t in (6_000, 7_000)]
+    assert [p.event_id for p in partial] == [
+        f"void-partial:{order}:6000",
+        f"void-partial:{order}:7000",
+    ]
+    other = note("subscription", "m-sub", 5_000)
+    assert other.event_id == "m-sub"  # every other notification keeps its message id

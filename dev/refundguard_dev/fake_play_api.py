@@ -158,6 +158,8 @@ class FakePlayApi(FakeServer):
     def handle(self, request: Request) -> Reply:
         if request.path == "/token":
             return self._token(request)
+        if request.path == "/_dev/voided" and request.method == "POST":
+            return self._dev_voided(request)
         if not request.raw_path.startswith(API):
             return self.error_reply(404, "no such method", "notFound")
         token = bearer(request)
@@ -201,6 +203,28 @@ class FakePlayApi(FakeServer):
         if method == "GET" and parts == ["purchases", "voidedpurchases"]:
             return self._voided(package, request)
         return self.error_reply(404, "Method not found.", "notFound")
+
+    def _dev_voided(self, request: Request) -> Reply:
+        """``make run`` only (``scripts/add_play_void.py``): a void Google recorded just now,
+        ``{"package", "purchaseToken", "orderId"}``, that no notification announces."""
+        body = request.json() if request.body else None
+        if not isinstance(body, dict) or not all(
+            isinstance(body.get(k), str) and body.get(k) for k in ("purchaseToken", "orderId")
+        ):
+            return self.error_reply(400, "purchaseToken and orderId are required")
+        package = body.get("package") or next(iter(sorted(self.packages or {"com.example.app"})))
+        now_ms = int(time.time() * 1000)
+        row = {
+            "kind": "androidpublisher#voidedPurchase",
+            "purchaseToken": body["purchaseToken"],
+            "orderId": body["orderId"],
+            "purchaseTimeMillis": str(now_ms - DAY_MS),
+            "voidedTimeMillis": str(now_ms),
+            "voidedSource": 0,
+            "voidedReason": 1,
+        }
+        self.add_voided(str(package), row)
+        return Reply(200, {"added": row})
 
     def _token(self, request: Request) -> Reply:
         form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
