@@ -1,4 +1,5 @@
-"""Cloud Functions entry points: three request handlers and the scheduled events sweep. Each
+"""Cloud Functions entry points: three request handlers, the scheduled events sweep and the
+scheduled reconciler. Each
 loads only its own source's modules, once; the one that ``FUNCTION_TARGET`` names is built at
 import, so a misconfigured function refuses to start, naming every problem on its own log line,
 instead of failing its first request."""
@@ -15,6 +16,7 @@ _MODULES = {
     "apple_notifications": "refundguard.apple.function",
     "admin": "refundguard.admin.function",
     "events_sweep": "refundguard.sweep.function",
+    "reconcile": "refundguard.reconcile.function",
 }
 _handlers: dict[str, Callable[[Any], Any]] = {}
 
@@ -45,6 +47,11 @@ def admin(request: Any) -> Any:
 def events_sweep(request: Any) -> Any:
     """Scheduled: publishes the access-change events still in the outbox."""
     return _handler("events_sweep")(request)
+
+
+def reconcile(request: Any) -> Any:
+    """Scheduled (and admin-triggered): catches missed refunds, answers refund requests."""
+    return _handler("reconcile")(request)
 
 
 def _start(name: str) -> None:

@@ -16,6 +16,7 @@ locals {
     apple_notifications = "${var.name_prefix}-apple"
     admin               = "${var.name_prefix}-admin"
     events_sweep        = "${var.name_prefix}-events-sweep"
+    reconcile           = "${var.name_prefix}-reconcile"
   }
 
   # Read by every function (config.COMMON_ENV).
@@ -88,6 +89,8 @@ locals {
         APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
         APPLE_APP_APPLE_ID         = var.apple_app_apple_id
         APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
+        # POST /reconciliation:run calls the reconciler with an ID token for this URL (reconcile.tf).
+        RECONCILE_URL = local.reconcile_url
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
@@ -104,6 +107,35 @@ locals {
       }
       secret_env = {}
     }
+
+    reconcile = {
+      title       = "reconciler function"
+      description = "Catches refunds notifications missed (Play voided purchases, Apple notification history) and answers the stores' refund requests by policy (called by Cloud Scheduler and the admin function, reconcile.tf)."
+      # Cloud Scheduler and the admin function call it; only their identities may invoke (iam.tf).
+      ingress = var.reconcile_ingress_settings
+      env = {
+        PLAY_DEVELOPER_API         = local.play_developer_api
+        PLAY_API_BASE_URL          = var.play_api_base_url
+        PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
+        APPLE_API_KEY_ID           = var.apple_api_key_id
+        APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
+        APPLE_API_BASE_URL         = var.apple_api_base_url
+        APPLE_API_SANDBOX_BASE_URL = var.apple_api_sandbox_base_url
+        APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
+        APPLE_ENVIRONMENTS         = join(",", var.apple_environments)
+        APPLE_APP_APPLE_ID         = var.apple_app_apple_id
+        APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
+        RECONCILE_OVERLAP_MINUTES  = tostring(var.reconcile_overlap_minutes)
+        # The run stops starting pages this long before the function's timeout; the next resumes.
+        RECONCILE_BUDGET_SECONDS    = tostring(var.function_timeout_seconds - 15)
+        REFUND_REQUESTS             = var.refund_requests
+        REFUND_GRANT_BELOW_PERCENT  = tostring(var.refund_grant_below_percent)
+        REFUND_DECLINE_FROM_PERCENT = tostring(var.refund_decline_from_percent)
+      }
+      secret_env = {
+        APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
+      }
+    }
   }
 
   # Deterministic URLs of the admin function, computed without referring to the function itself
@@ -114,6 +146,9 @@ locals {
   admin_run_app_url  = "https://${local.function_names.admin}-${data.google_project.this.number}.${var.region}.run.app"
   admin_audiences    = distinct(concat([local.admin_function_url, local.admin_run_app_url], var.admin_extra_audiences))
   play_push_audience = "https://${local.function_names.play_notifications}-${data.google_project.this.number}.${var.region}.run.app"
+  # The reconciler's deterministic run.app URL: the admin function's RECONCILE_URL and the audience
+  # of its ID token (a function cannot read another instance of the same resource: a cycle).
+  reconcile_url = "https://${local.function_names.reconcile}-${data.google_project.this.number}.${var.region}.run.app"
 
   apple_production   = contains(var.apple_environments, "Production")
   play_developer_api = var.play_developer_api ? "on" : "off"

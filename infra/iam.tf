@@ -4,7 +4,8 @@
 #     the sweep publishes their events);
 #   - one push identity for Pub/Sub, allowed to invoke the Play function only;
 #   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = var.admin_members,
-#     events sweep = its Cloud Scheduler identity (events.tf).
+#     events sweep = its Cloud Scheduler identity (events.tf), reconciler = its Cloud Scheduler
+#     identity and the admin function's account (POST /reconciliation:run; reconcile.tf).
 
 locals {
   function_roles = toset(["roles/datastore.user"])

@@ -59,8 +59,8 @@ output "apple_root_ca_g3_sha256" {
 }
 
 output "play_console_service_accounts" {
-  description = "Invite these in the Play Console (Users and permissions > Invite new users) with 'View financial data' (and, for answering refund reviews later, 'Manage orders and subscriptions'): the functions that call the Play Developer API."
-  value       = [for name in ["play_notifications", "admin"] : google_service_account.function[name].email]
+  description = "Invite these in the Play Console (Users and permissions > Invite new users) with 'View financial data' (the reconciler also with 'Manage orders and subscriptions', to answer refund reviews): the functions that call the Play Developer API."
+  value       = [for name in ["play_notifications", "admin", "reconcile"] : google_service_account.function[name].email]
 }
 
 output "apple_api_key_secret" {
@@ -96,4 +96,14 @@ output "events_dead_letter_subscription" {
 output "events_sweep_job" {
   description = "The Cloud Scheduler job that runs the events sweep."
   value       = google_cloud_scheduler_job.events_sweep.id
+}
+
+output "reconcile_job" {
+  description = "The Cloud Scheduler job that runs the reconciler."
+  value       = google_cloud_scheduler_job.reconcile.id
+}
+
+output "reconcile_url" {
+  description = "The reconciler's URL (the admin function's RECONCILE_URL)."
+  value       = local.reconcile_url
 }

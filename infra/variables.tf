@@ -393,6 +393,71 @@ variable "events_sweep_grace_seconds" {
 }
 
 # ---------------------------------------------------------------------------------------------------
+# The reconciler and refund requests (reconcile.tf, docs/reconcile.md, docs/refunds.md)
+# ---------------------------------------------------------------------------------------------------
+
+variable "reconcile_schedule" {
+  description = "Cloud Scheduler cron (UTC) of the reconciler, which catches refunds notifications missed and answers pending refund requests."
+  type        = string
+  default     = "*/30 * * * *"
+}
+
+variable "reconcile_ingress_settings" {
+  description = "Ingress of the reconciler. ALLOW_ALL (default) lets the admin function's POST /reconciliation:run reach it (a call between functions is not internal traffic without VPC egress); only the scheduler's identity and the admin function's account may invoke it either way. ALLOW_INTERNAL_ONLY keeps it to Cloud Scheduler (manual runs then answer 503)."
+  type        = string
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_INTERNAL_ONLY", "ALLOW_ALL"], var.reconcile_ingress_settings)
+    error_message = "reconcile_ingress_settings must be ALLOW_INTERNAL_ONLY or ALLOW_ALL."
+  }
+}
+
+variable "reconcile_overlap_minutes" {
+  description = "RECONCILE_OVERLAP_MINUTES: each run asks the stores again for this much before where the previous run finished (what is known costs one read per page)."
+  type        = number
+  default     = 360
+
+  validation {
+    condition     = var.reconcile_overlap_minutes >= 0 && var.reconcile_overlap_minutes <= 10080
+    error_message = "reconcile_overlap_minutes must be between 0 and 10080 (7 days)."
+  }
+}
+
+variable "refund_requests" {
+  description = "REFUND_REQUESTS: answer (send the consumption the platform reported, by the thresholds below) or off (record the stores' refund requests, answer none). docs/refunds.md."
+  type        = string
+  default     = "off"
+
+  validation {
+    condition     = contains(["off", "answer"], var.refund_requests)
+    error_message = "refund_requests must be off or answer."
+  }
+}
+
+variable "refund_grant_below_percent" {
+  description = "REFUND_GRANT_BELOW_PERCENT: below this share consumed, the answer prefers a refund (Apple GRANT_FULL, Google APPROVE)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.refund_grant_below_percent >= 0 && var.refund_grant_below_percent <= 100
+    error_message = "refund_grant_below_percent must be between 0 and 100."
+  }
+}
+
+variable "refund_decline_from_percent" {
+  description = "REFUND_DECLINE_FROM_PERCENT: from this share consumed on, the answer prefers a decline (in between: Apple GRANT_PRORATED, Google NEUTRAL)."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.refund_decline_from_percent >= 0 && var.refund_decline_from_percent <= 100
+    error_message = "refund_decline_from_percent must be between 0 and 100."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
 # Monitoring
 # ---------------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ SIGTERM) stops everything this script started.
 Access-change events: the functions publish to a topic on the Pub/Sub emulator, which pushes each
 event to the sample platform consumer (examples/platform_consumer, token checks off: the emulator
 signs nothing), which prints it here; the events sweep runs every minute, as Cloud Scheduler would.
+The reconciler runs every five minutes against the stand-ins (a missed refund is seeded).
 Without the Pub/Sub emulator installed, everything else runs with events off.
 """
 
@@ -27,6 +28,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from refundguard_dev.emulator import (
     find_emulator_jar,
@@ -50,6 +52,8 @@ from refundguard_dev.local_stores import (
     DEMO_ORDER,
     DEMO_SUBSCRIPTION,
     DEMO_TOKEN,
+    MISSED_ORDER,
+    MISSED_TOKEN,
     SUBSCRIPTION_FIRST_ORDER,
     UNSEEN_ORDER,
     start_local_stores,
@@ -61,6 +65,7 @@ from refundguard_dev.stack import STACK_FILE, Stack, StackError, read_ports
 FUNCTIONS = ("play_notifications", "apple_notifications", "admin")
 CONSUMER = ROOT / "examples" / "platform_consumer" / "main.py"
 SWEEP_EVERY_S = 60
+RECONCILE_EVERY_S = 300
 
 
 def preflight() -> dict[str, int]:
@@ -122,11 +127,22 @@ def main() -> int:
         own_env = {
             "play_notifications": stores.play_env,
             "apple_notifications": local_apple_env(),
-            "admin": {**admin_env, **stores.play_env, **stores.apple_env},
+            "admin": {
+                **admin_env,
+                **stores.play_env,
+                **stores.apple_env,
+                "RECONCILE_URL": urls["reconcile"],
+            },
+            "reconcile": reconcile_env(stores),
         }
         for target in FUNCTIONS:
             print(f"Starting {target} on {urls[target]}/", flush=True)
             processes.append(start_function(target, ports[target], {**env, **own_env[target]}))
+        print(f"Starting reconcile on {urls['reconcile']}/", flush=True)
+        processes.append(
+            start_function("reconcile", ports["reconcile"], {**env, **own_env["reconcile"]})
+        )
+        sweep_every(urls["reconcile"], RECONCILE_EVERY_S)
         if pubsub_jar is not None:
             print(f"Starting events_sweep on {urls['events_sweep']}/", flush=True)
             processes.append(start_function("events_sweep", ports["events_sweep"], env))
@@ -143,6 +159,18 @@ def main() -> int:
         stop(processes, ignore_signals=True)
         if stores is not None:
             stores.stop()
+
+
+def reconcile_env(stores: Any) -> dict[str, str]:
+    """The reconciler against both stand-ins: voids of the demo package, the App Store's
+    notification history (Production, trusting the local test root), refund requests answered."""
+    return {
+        **stores.play_env,
+        **stores.apple_env,
+        "APPLE_ENVIRONMENTS": "Production",
+        "REFUND_REQUESTS": os.environ.get("REFUND_REQUESTS", "answer"),
+        "RECONCILE_BUDGET_SECONDS": "45",
+    }
 
 
 def start_events(
@@ -213,6 +241,7 @@ refundguard is running locally (Ctrl-C stops everything). Functions log to this 
   admin                {urls["admin"]}/   (local ID tokens; admins: {", ".join(emails) or "none"})
   Play Developer API   {urls["play_api"]}/   (stand-in; PLAY_DEVELOPER_API=on, key in .run/)
   App Store Server API {urls["apple_api"]}/   (stand-in, Production; key in .run/)
+  reconcile            {urls["reconcile"]}/   (every {RECONCILE_EVERY_S // 60} min)
 {events_lines}
 A purchase, granted once the Play API stand-in says PURCHASED (it records order {DEMO_ORDER}):
 
@@ -243,6 +272,20 @@ A void of an older subscription order is recorded, access kept (the latest order
   {send} subscription --notification-type 4 --token {DEMO_SUBSCRIPTION}
   {send} voided --product-type 1 --token {DEMO_SUBSCRIPTION} \\
       --order-id {SUBSCRIPTION_FIRST_ORDER}
+
+A refund whose notification never arrived (seeded: {MISSED_ORDER}, refunded an hour ago): the
+reconciler (every {RECONCILE_EVERY_S // 60} minutes here, {urls["reconcile"]}/) catches it; or now:
+
+  {cli} show google {MISSED_TOKEN}      # active? not yet known
+  {cli} run
+  {cli} runs
+  {cli} show google {MISSED_TOKEN}      # revoked, by VOIDED_PURCHASE via the reconciler
+
+Another one, then `run` again (the second finds only it; what is known costs one read a page):
+
+  {py} scripts/add_play_void.py --token {DEMO_TOKEN} --order {DEMO_ORDER}
+  {cli} run
+  {cli} refund-requests
 
 What waits unpublished:
   curl -s -H "Authorization: Bearer $REFUNDGUARD_ID_TOKEN" {urls["admin"]}/events/unpublished

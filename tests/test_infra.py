@@ -58,6 +58,14 @@ FUNCTION_NAMES = {
     "apple_notifications": "${var.name_prefix}-apple",
     "admin": "${var.name_prefix}-admin",
     "events_sweep": "${var.name_prefix}-events-sweep",
+    "reconcile": "${var.name_prefix}-reconcile",
+}
+# Functions whose ingress is a variable (internal or public with IAM), and the variable's default.
+VARIABLE_INGRESS = {
+    "play_notifications": ("play_ingress_settings", "ALLOW_INTERNAL_ONLY"),
+    "events_sweep": ("events_sweep_ingress_settings", "ALLOW_INTERNAL_ONLY"),
+    # The admin function calls it (POST /reconciliation:run); IAM admits two identities only.
+    "reconcile": ("reconcile_ingress_settings", "ALLOW_ALL"),
 }
 
 SKIP_RE = re.compile(r"checkov:skip=([A-Za-z0-9_]+)(.*)$")
@@ -528,6 +536,10 @@ def test_ingress_is_internal_except_for_the_public_functions(tf: Terraform) -> N
         ingress = block(body, "service_config")["ingress_settings"]
         if entry_point in PUBLIC_INGRESS:
             assert ingress == "ALLOW_ALL", entry_point
+        elif entry_point in VARIABLE_INGRESS:
+            variable, default = VARIABLE_INGRESS[entry_point]
+            assert ingress == ref(f"var.{variable}"), entry_point
+            assert tf.variables[variable]["default"] == default, entry_point
         else:
             assert tf.resolve(ingress) == "ALLOW_INTERNAL_ONLY", entry_point
     play = functions_by_entry_point(tf)["play_notifications"][1]
@@ -703,6 +715,8 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
         ("google_project_iam_member", "function_datastore_user"),
         ("google_secret_manager_secret_iam_member", "apple_api_key_accessor"),
         ("google_pubsub_topic_iam_member", "events_publisher"),
+        # The admin function may invoke the reconciler (POST /reconciliation:run), nothing else.
+        ("google_cloud_run_service_iam_member", "reconcile_admin_invoker"),
     }
     for (rtype, name), body in tf.resources.items():
         if not rtype.endswith(IAM_SUFFIXES):
@@ -739,7 +753,7 @@ def test_apple_key_secret_is_read_only_by_the_functions_that_mount_it(tf: Terraf
         if "APPLE_API_PRIVATE_KEY" in entry.get("secret_env", {})
     }
     reading = {k for k, names in config.FUNCTION_ENV.items() if "APPLE_API_PRIVATE_KEY" in names}
-    assert mounting == reading == {"admin"}
+    assert mounting == reading == {"admin", "reconcile"}
     for entry in tf.locals["functions"].values():
         for value in entry.get("secret_env", {}).values():
             assert value == ref("google_secret_manager_secret.apple_api_key.secret_id")

@@ -163,7 +163,7 @@ def test_concurrent_deliveries_for_one_token_all_land(client: Any, store: Any) -
     assert status_of(store, "tok-race") is Status.REVOKED  # the newest event, whatever the order
     history = store.history(StoreName.GOOGLE, "tok-race")
     assert sorted(h.event_id for h in history) == sorted(
-        ["race-0", "race-1", "race-2", "race-void"]
+        ["race-0", "race-1", "race-2", "void:GPA.1234-5678-9012-34567"]
     )
 
 

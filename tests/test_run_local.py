@@ -209,6 +209,18 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             check=False,
         )
         assert revoked.returncode == 0 and "Revoked: now revoked" in revoked.stdout, revoked.stderr
+        # The reconciler recipe: the seeded refund no notification announced is caught by a run.
+        from refundguard_dev.local_stores import MISSED_TOKEN
+
+        def cli_ok(*argv: str) -> str:
+            done = subprocess.run([*cli, *argv], capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        started = cli_ok("run")
+        assert "Production: seen 1, applied 1" in started, started
+        assert "Reconciliation runs (newest first" in cli_ok("runs")
+        assert "status       revoked" in cli_ok("show", "google", MISSED_TOKEN)
     finally:
         os.killpg(run.pid, signal.SIGINT)
         run.wait(timeout=60)

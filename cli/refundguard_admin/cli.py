@@ -1,10 +1,13 @@
-"""Admin CLI for the ``admin`` function: ``show``, ``order``, ``regrant``, ``revoke``.
+"""Admin CLI for the ``admin`` function: ``show``, ``order``, ``regrant``, ``revoke``, and (``ops``)
+``runs``, ``run``, ``refund-requests``.
 
     refundguard-admin --url URL show google PURCHASE_TOKEN
     refundguard-admin --url URL order GPA.3372-4150-9088-12345
     refundguard-admin --url URL regrant apple 2000000123456789 --reason "paid by invoice"
     refundguard-admin --url URL revoke --order GPA.3372-4150-9088-12345 --reason "chargeback"
     refundguard-admin --url URL revoke google PURCHASE_TOKEN --reason "chargeback" --json
+    refundguard-admin --url URL run && refundguard-admin --url URL runs --limit 5
+    refundguard-admin --url URL refund-requests --state pending
 
 ``--order`` resolves the order through ``GET /orders/{order_id}`` and acts on its one
 entitlement (refused when the order has several: name the store and purchase id then).
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from . import ops
 from .render import render, render_entitlement, render_event, render_order, safe
 from .tokens import TokenError, get_id_token
 
@@ -152,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="refundguard-admin",
-        description="Look up, re-grant or revoke an entitlement through the admin function.",
+        description="Look up, re-grant or revoke an entitlement, see and start reconciliation "
+        "runs and list refund requests through the admin function.",
     )
     add_common(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -161,12 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
         ("order", "the entitlement(s) of a store order id (Google GPA.*, Apple's)"),
         ("regrant", "give access back (with --reason)"),
         ("revoke", "take access away (with --reason)"),
+        *ops.COMMANDS.items(),
     ):
         sub = commands.add_parser(name, help=help_text)
         # SUPPRESS: an option given before the command is not overwritten by the sub-parser
         add_common(sub, argparse.SUPPRESS)
         if name == "order":
             sub.add_argument("order_id", help="Google GPA.… or Apple order id")
+            continue
+        if name in ops.COMMANDS:
+            ops.add_arguments(name, sub)
             continue
         optional = {"nargs": "?"} if name != "show" else {}
         sub.add_argument("store", help="google, apple or apple-sandbox", **optional)
@@ -206,14 +215,9 @@ def main(
     except CliError as exc:
         print(f"error: {safe(exc.message)}", file=err)
         return exc.exit_code
-    if reply.status != 200:
+    if reply.status not in (200, 202):
         return _failed(reply, out, err, args.json)
-    if args.json:  # ASCII JSON: every control or format character arrives escaped
-        print(json.dumps(reply.body, indent=2, ensure_ascii=True), file=out)
-    elif args.command == "order":
-        print(render_order(reply.body), file=out)
-    else:
-        print(render(args.command, reply.body, reply.replayed), file=out)
+    print(_text(args, reply), file=out)
     return EXIT_OK
 
 
@@ -228,6 +232,9 @@ def _call(args: argparse.Namespace, url: str, err: TextIO) -> Reply:
         )
     except TokenError as exc:
         raise CliError(EXIT_NO_TOKEN, str(exc)) from exc
+    if args.command in ops.COMMANDS:
+        method, path = ops.request_of(args)
+        return call(method, url.rstrip("/") + path, token, timeout_s=timeout)
     if args.command == "order":
         return call("GET", order_url(url, args.order_id), token, timeout_s=timeout)
     target = {"store": args.store, "purchase_id": args.purchase_id}
@@ -252,8 +259,18 @@ def _call(args: argparse.Namespace, url: str, err: TextIO) -> Reply:
     )
 
 
+def _text(args: argparse.Namespace, reply: Reply) -> str:
+    if args.json:  # ASCII JSON: every control or format character arrives escaped
+        return json.dumps(reply.body, indent=2, ensure_ascii=True)
+    if args.command in ops.COMMANDS:
+        return ops.render(args.command, reply.body)
+    if args.command == "order":
+        return render_order(reply.body)
+    return render(args.command, reply.body, reply.replayed)
+
+
 def _usage_problem(args: argparse.Namespace) -> str | None:
-    if args.command in ("show", "order"):
+    if args.command in ("show", "order", *ops.COMMANDS):
         return None
     if not args.reason.strip():
         return "--reason must not be blank"

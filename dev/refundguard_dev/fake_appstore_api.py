@@ -6,7 +6,8 @@ Every request's API token is checked as Apple does: ES256 signature with a regis
 (``new_api_key`` makes one and its .p8), header ``kid`` and ``typ``, ``iss``, ``aud``
 (``appstoreconnect-v1``), ``bid`` (a known app), ``iat``/``exp`` at most 60 minutes apart; 401
 otherwise. Endpoints: Look Up Order ID (Production only), Get Transaction Info, Get Transaction
-History v2 (``revision`` paging, 20 a page), Get Notification History (``paginationToken``),
+History v2 (``revision`` paging, 20 a page), Get Notification History (``paginationToken``;
+``onlyFailures``; tampered notifications on request),
 Send Consumption Information v2 (202); errors as ``{"errorCode", "errorMessage"}``. Faults
 (``fail_next``) come from ``fake_http``. Run alone: ``python -m refundguard_dev.fake_appstore_api``.
 """
@@ -143,8 +144,13 @@ class FakeAppStoreApi(FakeServer):
         transaction_id: str | None = None,
         signed_date: int | None = None,
         results: Iterable[str] = ("SUCCESS",),
-    ) -> None:
-        """A notification Apple tried to send, ``results`` the outcome of each attempt."""
+        tampered: bool = False,
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        """A notification Apple tried to send, ``results`` the outcome of each attempt;
+        ``tampered``: its payload is altered after signing (its signature no longer verifies);
+        ``data``: extra fields of its ``data`` (e.g. ``consumptionRequestReason``). Returns its
+        notificationUUID."""
         signed_date = signed_date or int(time.time() * 1000) - 60_000
         entry = {
             "type": notification_type,
@@ -153,9 +159,12 @@ class FakeAppStoreApi(FakeServer):
             "signed_date": signed_date,
             "uuid": str(uuid.uuid4()),
             "results": list(results),
+            "tampered": tampered,
+            "data": dict(data or {}),
         }
         with self.lock:
             self.notifications.append(entry)
+        return str(entry["uuid"])
 
     # ------------------------------------------------------------------ serving
 
@@ -324,11 +333,18 @@ class FakeAppStoreApi(FakeServer):
             signed_date=n["signed_date"],
             notification_uuid=n["uuid"],
         )
+        payload["data"].update(n.get("data") or {})
+        signed = self.pki.sign(payload)
+        if n.get("tampered"):  # another payload under the same header and signature
+            header, _, signature = signed.split(".")
+            payload["notificationType"] = "REFUND_REVERSED"
+            body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+            signed = f"{header}.{body}.{signature}"
         attempts = [
             {"attemptDate": n["signed_date"] + 1000 * i, "sendAttemptResult": result}
             for i, result in enumerate(n["results"])
         ]
-        return {"signedPayload": self.pki.sign(payload), "sendAttempts": attempts}
+        return {"signedPayload": signed, "sendAttempts": attempts}
 
     def _consumption(self, bid: str, tx: str, request: Request) -> Reply:
         found = self._transaction(bid, tx)

@@ -6,7 +6,8 @@ v3), for tests and ``make run``: a real HTTP server on 127.0.0.1 with in-memory 
   ``iat``/``exp``), answering an access token; API requests without a live token get 401.
 - ``orders.get``, ``orders.batchGet``, ``orders.reviewrefund``, ``purchases.productsv2``,
   ``purchases.subscriptionsv2``, ``purchases.voidedpurchases.list`` (time window, ``type``,
-  partial refunds, token paging), with Google's error body ``{"error": {code, message, status}}``.
+  partial refunds, token paging, tokens that expire, an optional per-package quota answering 429
+  with ``Retry-After``), with Google's error body ``{"error": {code, message, status}}``.
 
 Faults (``fail_next``) come from ``fake_http``.
 Run alone: ``python -m refundguard_dev.fake_play_api``.
@@ -72,6 +73,9 @@ class FakePlayApi(FakeServer):
         self.voided: dict[str, list[dict[str, Any]]] = {}
         self.pending_reviews: dict[tuple[str, str], str] = {}  # (pkg, order id) -> token
         self.reviews: dict[tuple[str, str], dict[str, Any]] = {}
+        self.token_epoch = 0  # page tokens of an older epoch are refused (expired)
+        self.quota: tuple[int, float] | None = None  # (queries, seconds) per package, else none
+        self.voided_queries: dict[str, list[float]] = {}  # package -> times of voided queries
 
     @property
     def token_requests(self) -> int:
@@ -132,6 +136,11 @@ class FakePlayApi(FakeServer):
         with self.lock:
             self.voided.setdefault(package, []).append(entry)
 
+    def expire_page_tokens(self) -> None:
+        """Every page token given so far is refused from now on (400), as a stale one would be."""
+        with self.lock:
+            self.token_epoch += 1
+
     def add_pending_refund_review(self, package: str, order_id: str, token: str) -> None:
         with self.lock:
             self.pending_reviews[(package, order_id)] = token
@@ -149,6 +158,8 @@ class FakePlayApi(FakeServer):
     def handle(self, request: Request) -> Reply:
         if request.path == "/token":
             return self._token(request)
+        if request.path == "/_dev/voided" and request.method == "POST":
+            return self._dev_voided(request)
         if not request.raw_path.startswith(API):
             return self.error_reply(404, "no such method", "notFound")
         token = bearer(request)
@@ -192,6 +203,28 @@ class FakePlayApi(FakeServer):
         if method == "GET" and parts == ["purchases", "voidedpurchases"]:
             return self._voided(package, request)
         return self.error_reply(404, "Method not found.", "notFound")
+
+    def _dev_voided(self, request: Request) -> Reply:
+        """``make run`` only (``scripts/add_play_void.py``): a void Google recorded just now,
+        ``{"package", "purchaseToken", "orderId"}``, that no notification announces."""
+        body = request.json() if request.body else None
+        if not isinstance(body, dict) or not all(
+            isinstance(body.get(k), str) and body.get(k) for k in ("purchaseToken", "orderId")
+        ):
+            return self.error_reply(400, "purchaseToken and orderId are required")
+        package = body.get("package") or next(iter(sorted(self.packages or {"com.example.app"})))
+        now_ms = int(time.time() * 1000)
+        row = {
+            "kind": "androidpublisher#voidedPurchase",
+            "purchaseToken": body["purchaseToken"],
+            "orderId": body["orderId"],
+            "purchaseTimeMillis": str(now_ms - DAY_MS),
+            "voidedTimeMillis": str(now_ms),
+            "voidedSource": 0,
+            "voidedReason": 1,
+        }
+        self.add_voided(str(package), row)
+        return Reply(200, {"added": row})
 
     def _token(self, request: Request) -> Reply:
         form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
@@ -263,10 +296,21 @@ class FakePlayApi(FakeServer):
 
     def _voided(self, package: str, request: Request) -> Reply:
         now_ms = int(time.time() * 1000)
+        if self.quota is not None:  # Google: 30 queries per 30 seconds per package
+            limit, window_s = self.quota
+            sent = self.voided_queries.setdefault(package, [])
+            sent[:] = [t for t in sent if t > time.monotonic() - window_s]
+            if len(sent) >= limit:
+                reply = self.error_reply(429, "Quota exceeded", "rateLimitExceeded")
+                reply.headers["Retry-After"] = str(int(window_s))
+                return reply
+            sent.append(time.monotonic())
         try:
             page_token = request.arg("token")
             if page_token:
                 state = json.loads(base64.urlsafe_b64decode(page_token.encode()))
+                if state.get("epoch", 0) != self.token_epoch:
+                    return self.error_reply(400, "Invalid pagination token")
                 start, end, kind = state["start"], state["end"], state["type"]
                 partial, offset, size = state["partial"], state["offset"], state["size"]
             else:
@@ -292,7 +336,7 @@ class FakePlayApi(FakeServer):
         body["pageInfo"] = {"totalResults": len(rows), "resultPerPage": size, "startIndex": offset}
         if offset + size < len(rows):
             state = {"start": start, "end": end, "type": kind, "partial": partial}
-            state.update(offset=offset + size, size=size)
+            state.update(offset=offset + size, size=size, epoch=self.token_epoch)
             token = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
             body["tokenPagination"] = {"nextPageToken": token}
         if not rows[offset : offset + size]:

@@ -6,6 +6,7 @@ local test PKI). Nothing here reaches Google or Apple."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from . import play_api_data as data
@@ -26,6 +27,9 @@ UNSEEN_ORDER = "GPA.3301-0000-0000-00002"
 DEMO_SUBSCRIPTION = "demo-subscription-token-0001"
 SUBSCRIPTION_FIRST_ORDER = "GPA.3302-0000-0000-00003"
 SUBSCRIPTION_LATEST_ORDER = "GPA.3302-0000-0000-00003..0"
+#: A purchase refunded an hour ago whose voided-purchase notification never arrived.
+MISSED_TOKEN = "demo-purchase-token-0003"
+MISSED_ORDER = "GPA.3301-0000-0000-00004"
 #: An Apple order (Look Up Order ID answers Production only) and its transaction.
 APPLE_ORDER = "MQ3ZRTV4X1"
 APPLE_TRANSACTION = "2000000000000001"
@@ -51,6 +55,11 @@ def seed_play(api: FakePlayApi, package: str = data.PACKAGE) -> None:
     for token, order_id in ((DEMO_TOKEN, DEMO_ORDER), (UNSEEN_TOKEN, UNSEEN_ORDER)):
         api.add_product_purchase(package, token, data.product_purchase(order_id=order_id))
         api.add_order(package, data.order(order_id, token))
+    # A refund no notification announced: the reconciler's first run catches it.
+    for token, order_id in ((MISSED_TOKEN, MISSED_ORDER),):
+        api.add_product_purchase(package, token, data.product_purchase(order_id=order_id))
+        voided_ms = int(time.time() * 1000) - 3_600_000
+        api.add_voided(package, data.voided(token, order_id, voided_ms=voided_ms))
     latest = data.subscription(latest_order_id=SUBSCRIPTION_LATEST_ORDER)
     api.add_subscription(package, DEMO_SUBSCRIPTION, latest)
     api.add_order(

@@ -30,6 +30,7 @@ PORTS: dict[str, tuple[str, int]] = {
     "pubsub": ("PUBSUB_PORT", 8087),
     "consumer": ("CONSUMER_PORT", 8088),
     "events_sweep": ("EVENTS_SWEEP_PORT", 8089),
+    "reconcile": ("RECONCILE_PORT", 8091),  # the reconciler (8090 is Firestore's)
 }
 
 

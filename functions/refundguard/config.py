@@ -32,11 +32,19 @@ APPLE_API_ENV = (
     "APPLE_API_SANDBOX_BASE_URL",
 )
 
+#: The refund-request policy (``reconcile.settings.read_policy``, docs/refunds.md).
+REFUND_POLICY_ENV = (
+    "REFUND_REQUESTS",
+    "REFUND_GRANT_BELOW_PERCENT",
+    "REFUND_DECLINE_FROM_PERCENT",
+)
+
 #: Read by each function, by entry point name (beside COMMON_ENV). Which store API each reads:
 #: play_notifications verifies purchases and judges voids with the Play API; admin looks orders
 #: up with both APIs (and needs what verifying Apple's signed answers takes: bundle ids, the app's
-#: Apple ID, the pinned roots); apple_notifications needs neither (notifications are signed and
-#: self-contained).
+#: Apple ID, the pinned roots) and triggers the reconciler (RECONCILE_URL); apple_notifications
+#: needs neither (notifications are signed and self-contained); the reconciler lists voids and
+#: Apple's notification history and answers refund requests with both.
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {
     "play_notifications": (
         "PLAY_PACKAGE_NAMES",
@@ -61,8 +69,21 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "APPLE_BUNDLE_IDS",
         "APPLE_APP_APPLE_ID",
         "APPLE_ROOT_CERTS",
+        "RECONCILE_URL",
     ),
     "events_sweep": ("EVENTS_SWEEP_GRACE_SECONDS",),
+    "reconcile": (
+        *PLAY_API_ENV,
+        "PLAY_PACKAGE_NAMES",
+        *APPLE_API_ENV,
+        "APPLE_BUNDLE_IDS",
+        "APPLE_ENVIRONMENTS",
+        "APPLE_APP_APPLE_ID",
+        "APPLE_ROOT_CERTS",
+        "RECONCILE_OVERLAP_MINUTES",
+        "RECONCILE_BUDGET_SECONDS",
+        *REFUND_POLICY_ENV,
+    ),
 }
 
 #: Settings that come from Secret Manager (Terraform's secret_environment_variables), not from

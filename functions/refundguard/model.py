@@ -23,11 +23,14 @@ class StoreName(enum.StrEnum):
 
 
 class Source(enum.StrEnum):
-    """Who produced an event: a store's notification or a person through the admin function."""
+    """Who produced an event: a store (its notification, or its API read by the reconciler), a
+    person through the admin function, or refundguard itself (answers to the stores' refund
+    requests: informational entries)."""
 
     GOOGLE = "google"
     APPLE = "apple"
     ADMIN = "admin"
+    REFUNDGUARD = "refundguard"
 
 
 class Status(enum.StrEnum):

@@ -258,6 +258,29 @@ class EntitlementStore:
 
     # ---------------------------------------------------------------- reads
 
+    @property
+    def client(self) -> firestore.Client:
+        """The Firestore client, for the reconciler's and refund requests' own collections."""
+        return self._client
+
+    def seen(self, events: list[LedgerEvent]) -> set[str]:
+        """The history ids (``source:event id``) of ``events`` already in their entitlements'
+        history: one ``get_all`` for them all (the reconciler skips what is known)."""
+        refs = [
+            self._client.collection(ENTITLEMENTS)
+            .document(e.document_id)
+            .collection(HISTORY)
+            .document(e.history_id)
+            for e in events
+        ]
+        if not refs:
+            return set()
+        try:
+            snaps = self._client.get_all(refs, retry=self._read_retry(), timeout=self._deadline_s)
+            return {f"{s.reference.parent.parent.id}/{s.id}" for s in snaps if s.exists}
+        except _CALL_ERRORS as exc:
+            raise self._transient("firestore_unavailable") from exc
+
     def get(
         self, store: StoreName, purchase_id: str, environment: str = PRODUCTION
     ) -> Entitlement | None:

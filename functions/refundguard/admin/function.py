@@ -1,6 +1,7 @@
 """``admin``: allow-listed admins look up (by purchase or by store order id), re-grant and revoke
-entitlements. Every call is authenticated before anything else is looked at, and its one log line
-is the audit entry. Look-ups by order id may ask the stores' APIs (``orders``)."""
+entitlements, list and start reconciliation runs, list refund requests and report consumption.
+Every call is authenticated before anything else is looked at, and its one log line is the audit
+entry. Look-ups by order id may ask the stores' APIs (``orders``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..oidc import Caller
 from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
-from . import orders, routes
+from . import orders, reconciliation, routes
 from .actions import ACTIONS, Action, Target, action_event, parse_body, parse_idempotency_key
 from .settings import AdminSettings
 
@@ -59,6 +60,15 @@ def create_handler(
             return Reply(answer, "admin action")
         if route.name == "unpublished_events":
             return _unpublished(entitlements, request.args.get("limit"), clock_ms())
+        if route.name in reconciliation.ROUTES:
+            return reconciliation.dispatch(
+                route.name,
+                request,
+                entitlements,
+                url=settings.reconcile_url,
+                actor=caller.email,
+                now_ms=clock_ms(),
+            )
         action = ACTIONS.get(route.name)
         path_target = None
         if not route.in_body:

@@ -22,11 +22,17 @@ TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("order", "GET", ("orders", "{order_id}")),
     # Access-change events committed but not yet published (docs/integrating.md).
     ("unpublished_events", "GET", ("events", "unpublished")),
+    # The reconciler (docs/reconcile.md) and the stores' refund requests (docs/refunds.md).
+    ("runs", "GET", ("reconciliation", "runs")),
+    ("run", "POST", ("reconciliation:run",)),
+    ("refund_requests", "GET", ("refund-requests",)),
+    ("consumption", "POST", ("entitlements:consumption",)),
 )
 HELP = (
     "POST /entitlements:lookup|:regrant|:revoke with a JSON body, "
     "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke, "
-    "GET /orders/{order_id}, GET /events/unpublished"
+    "GET /orders/{order_id}, GET /events/unpublished, GET /reconciliation/runs, "
+    "POST /reconciliation:run, GET /refund-requests, POST /entitlements:consumption"
 )
 
 

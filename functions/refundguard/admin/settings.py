@@ -16,6 +16,7 @@ from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 from ..play.api import PlayApiSettings, read_play_api_settings
 from ..play.credentials import is_local, read_play_credentials
+from ..storeapi import check_base_url
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class AdminSettings:
     apple: AppleLookup | None = None  # None: Look Up Order ID off
     #: Where changes of access are published; None: events off (a WARNING at start-up).
     events: EventsSettings | None = None
+    #: The reconciler's URL (``POST /reconciliation:run``); None: runs cannot be started here.
+    reconcile_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AdminSettings:
@@ -65,9 +68,14 @@ class AdminSettings:
                     "(PLAY_DEVELOPER_API is on)"
                 )
         apple = read_apple_lookup(settings)
+        reconcile_url = None
+        if settings.raw("RECONCILE_URL"):
+            reconcile_url = settings.check(
+                lambda: check_base_url(settings.raw("RECONCILE_URL"), setting="RECONCILE_URL")
+            )
         settings.done()
         assert auth is not None
-        return cls(firestore, auth, play_api, credentials, packages, apple, events)
+        return cls(firestore, auth, play_api, credentials, packages, apple, events, reconcile_url)
 
 
 def read_apple_lookup(settings: Settings) -> AppleLookup | None:

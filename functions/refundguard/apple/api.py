@@ -299,7 +299,48 @@ class AppStoreApiClient:
         deadline_s: float | None = None,
     ) -> NotificationHistoryPage:
         """Get Notification History: ``POST /inApps/v1/notifications/history`` (20 a page; 180
-        days back in Production, 30 in Sandbox). Each signedPayload is verified."""
+        days back in Production, 30 in Sandbox). Each signedPayload is verified; one that fails
+        fails the page (``get_signed_notification_history`` leaves that to the caller)."""
+        op = "notifications.history"
+        page = self.get_signed_notification_history(
+            bundle_id=bundle_id,
+            environment=environment,
+            start_date_ms=start_date_ms,
+            end_date_ms=end_date_ms,
+            pagination_token=pagination_token,
+            only_failures=only_failures,
+            transaction_id=transaction_id,
+            notification_type=notification_type,
+            notification_subtype=notification_subtype,
+            deadline_s=deadline_s,
+        )
+        items = []
+        for item in page.items:
+            try:
+                verified = self.verifier.verify_notification(item.signed_payload)
+            except AppleVerificationError as err:
+                raise _untrusted(op, err.status.code) from None
+            if verified.bundle_id != bundle_id or verified.environment != environment:
+                raise _untrusted(op, "inconsistent_payload")
+            items.append(NotificationHistoryItem(verified, item.send_attempts))
+        return NotificationHistoryPage(tuple(items), page.pagination_token, page.has_more)
+
+    def get_signed_notification_history(
+        self,
+        *,
+        bundle_id: str,
+        environment: str,
+        start_date_ms: int,
+        end_date_ms: int,
+        pagination_token: str | None = None,
+        only_failures: bool = False,
+        transaction_id: str | None = None,
+        notification_type: str | None = None,
+        notification_subtype: str | None = None,
+        deadline_s: float | None = None,
+    ) -> resources.SignedNotificationPage:
+        """One page of Get Notification History, each ``signedPayload`` still to verify (the
+        reconciler verifies each as the notification endpoint does, skipping one that fails)."""
         op = "notifications.history"
         request: dict[str, Any] = {"startDate": int(start_date_ms), "endDate": int(end_date_ms)}
         for name, value in (
@@ -322,17 +363,7 @@ class AppStoreApiClient:
             params=params,
             json_body=request,
         )
-        page = _parse(op, resources.parse_notification_history, body)
-        items = []
-        for item in page.items:
-            try:
-                verified = self.verifier.verify_notification(item.signed_payload)
-            except AppleVerificationError as err:
-                raise _untrusted(op, err.status.code) from None
-            if verified.bundle_id != bundle_id or verified.environment != environment:
-                raise _untrusted(op, "inconsistent_payload")
-            items.append(NotificationHistoryItem(verified, item.send_attempts))
-        return NotificationHistoryPage(tuple(items), page.pagination_token, page.has_more)
+        return _parse(op, resources.parse_notification_history, body)
 
     def send_consumption_information(
         self,

@@ -12,6 +12,7 @@ import flask
 from .. import logs
 from ..errors import RefundGuardError, method_not_allowed, rejected
 from ..http import App, Reply, parse_json_object, read_body, serve
+from ..refund_store import record_refund_request
 from .notifications import UnmappableNotification, map_notification
 from .settings import AppleSettings
 from .verifier import AppleVerifier
@@ -82,6 +83,7 @@ def create_handler(
             raise
         status = result.entitlement.status.value if result.entitlement else None
         logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
+        record_refund_request(entitlements, event, verified.bundle_id or "")
         return Reply(
             {"effect": result.effect.value, "status": status, "entitlement": event.document_id},
             "apple notification processed",

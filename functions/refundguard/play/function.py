@@ -17,6 +17,7 @@ from ..errors import Kind, RefundGuardError, method_not_allowed, rejected, trans
 from ..http import App, Reply, read_body, serve
 from ..model import LedgerEvent, StoreName
 from ..quarantine import quarantiner
+from ..refund_store import record_refund_request
 from ..store import EntitlementStore
 from ..storeapi import CallPolicy, StoreApiError, StoreAuthError
 from . import envelope, rtdn, verify
@@ -94,6 +95,7 @@ def create_handler(
             raise
         status = result.entitlement.status.value if result.entitlement else None
         logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
+        record_refund_request(entitlements, event, notification.package_name)
         if consulted.alarm:
             logs.bind(api_problem=consulted.alarm)
         return Reply(

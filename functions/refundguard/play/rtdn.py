@@ -2,9 +2,11 @@
 
 Types and their effect on access follow Google's RTDN reference (see
 ``../shared/docs/store-notifications.md`` in the project's docs and the README's table):
-a full voided purchase (refund) and SUBSCRIPTION_REVOKED revoke; purchases, renewals, recoveries
-and restarts grant; expiry expires; on hold / paused suspend; a quantity-based partial refund is
-recorded and access kept; informational types are recorded; a test notification is acknowledged.
+a full voided purchase (refund) and SUBSCRIPTION_REVOKED revoke (a void's event id derives from
+its order id, ``void_event_id``, so the reconciler's copy of it is a duplicate); purchases,
+renewals, recoveries and restarts grant; expiry expires; on hold / paused suspend; a
+quantity-based partial refund is recorded and access kept; informational types are recorded; a
+test notification is acknowledged.
 A pending refund review is recorded with its fields as data; one that names an order but no
 purchase token comes back ``unkeyed`` (the function finds the token; ``keyed`` builds the event).
 What the Play Developer API adds is in ``verify``.
@@ -86,6 +88,16 @@ class PlayNotification:
     unkeyed: Unkeyed | None = None
 
 
+def void_event_id(order_id: str, *, partial: bool, time_ms: int) -> str:
+    """The ledger event id of a voided order, the same from a notification and from
+    ``voidedpurchases.list``: ``void:<order id>`` for a full refund (an order is fully voided
+    once). A quantity-based partial refund can happen several times to one order, so its id adds
+    the void's time (the notification's ``eventTimeMillis``, the row's ``voidedTimeMillis``)."""
+    if partial:
+        return f"void-partial:{order_id}:{time_ms}"
+    return f"void:{order_id}"
+
+
 def keyed(unkeyed: Unkeyed, purchase_token: str) -> LedgerEvent:
     """The event of an unkeyed notification, once its purchase token is known."""
     return LedgerEvent(
@@ -149,6 +161,12 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
         details["replayedAs"] = mid
     details = {k: v for k, v in details.items() if v is not None}
     order_id = str_or_none(details.get("orderId"))
+    if key == "voidedPurchaseNotification" and order_id:
+        # Keyed by the order, as the reconciler keys the same void read from voidedpurchases.list:
+        # a void seen both ways (and every redelivery or replay) is one ledger event.
+        details["messageId"] = mid
+        partial = details.get("refundType") == "quantity_based_partial"
+        event_id = void_event_id(order_id, partial=partial, time_ms=event_time)
     if key == "pendingRefundReviewNotification" and not body.get("purchaseToken") and order_id:
         unkeyed = Unkeyed(order_id[:MAX_PRODUCT_ID], event_id, name, event_time, details)
         return PlayNotification(package, name, None, key, unkeyed)

@@ -1,0 +1,230 @@
+"""The admin routes of the reconciler and the refund requests: ``GET /reconciliation/runs``,
+``POST /reconciliation:run`` (the admin function calls the reconciler's URL, with an ID token for
+it when deployed; none to a local ``http://`` reconciler), ``GET /refund-requests`` and
+``POST /entitlements:consumption`` (what the platform reports for the refund-request policy).
+Shapes: docs/admin.md."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import flask
+
+from .. import logs
+from ..errors import Kind, RefundGuardError, not_found, rejected, transient
+from ..http import Reply, parse_json_object, read_body
+from ..model import check_purchase_id, document_id, parse_namespace
+from ..play.credentials import is_local
+from ..reconcile.function import new_run_id
+from ..reconcile.state import ReconcileState, run_json
+from ..refund_store import RefundStore
+from ..refunds import DELIVERY_STATUSES, FINAL, PENDING, Consumption
+from ..store import EntitlementStore
+
+DEFAULT_RUNS, MAX_RUNS = 20, 100
+DEFAULT_REQUESTS, MAX_REQUESTS = 100, 500
+#: How long ``POST /reconciliation:run`` waits for the run to finish before answering 202 with
+#: the run still running (it goes on: the reconciler answers Cloud Run, not us).
+TRIGGER_WAIT_S = 10.0
+CONSUMPTION_FIELDS = {
+    "store",
+    "purchase_id",
+    "customer_consented",
+    "consumption_percentage",
+    "delivery_status",
+    "sample_content_provided",
+}
+
+
+ROUTES = frozenset({"runs", "run", "refund_requests", "consumption"})
+MAX_BODY_BYTES = 16 * 1024
+
+
+def dispatch(
+    name: str,
+    request: flask.Request,
+    store: EntitlementStore,
+    *,
+    url: str | None,
+    actor: str,
+    now_ms: int,
+) -> Reply:
+    """One of ``ROUTES``, for an authenticated admin."""
+    if name == "runs":
+        return runs(store, request.args)
+    if name == "refund_requests":
+        return refund_requests(store, request.args)
+    if name == "run":
+        return trigger(store, url, actor=actor, now_ms=now_ms)
+    body = parse_json_object(read_body(request, max_bytes=MAX_BODY_BYTES))
+    return report_consumption(store, body, actor=actor, now_ms=now_ms)
+
+
+def _limit(raw: str | None, default: int, high: int) -> int:
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= high):
+        raise rejected("bad_limit", f"limit must be a whole number from 1 to {high}")
+    return int(raw)
+
+
+def runs(store: EntitlementStore, args: Mapping[str, str]) -> Reply:
+    limit = _limit(args.get("limit"), DEFAULT_RUNS, MAX_RUNS)
+    records = ReconcileState(store.client).recent_runs(limit)
+    logs.bind(runs=len(records))
+    return Reply({"runs": [run_json(r) for r in records]}, "admin action")
+
+
+def refund_requests(store: EntitlementStore, args: Mapping[str, str]) -> Reply:
+    limit = _limit(args.get("limit"), DEFAULT_REQUESTS, MAX_REQUESTS)
+    state = args.get("state")
+    if state is not None and state not in FINAL | {PENDING}:
+        raise rejected("bad_state", "state must be pending, answered, unanswerable or expired")
+    found = RefundStore(store.client).recent(limit=limit)
+    if state is not None:
+        found = [r for r in found if r.state == state]
+    logs.bind(refund_requests=len(found))
+    return Reply({"requests": [r.public() for r in found]}, "admin action")
+
+
+def report_consumption(
+    store: EntitlementStore, body: Mapping[str, Any], *, actor: str, now_ms: int
+) -> Reply:
+    """What the platform knows about a purchase's use, for the refund-request policy."""
+    unknown = sorted(set(body) - CONSUMPTION_FIELDS)
+    if unknown:
+        raise rejected("unknown_field", f"unknown field(s): {', '.join(unknown)[:200]}")
+    store_ns, purchase_id = body.get("store"), body.get("purchase_id")
+    if not isinstance(store_ns, str) or not isinstance(purchase_id, str):
+        raise rejected("missing_target", '"store" and "purchase_id" are required strings')
+    store_name, environment = parse_namespace(store_ns)
+    check_purchase_id(purchase_id)
+    logs.bind(store=store_ns[:40], purchase_token_hash=logs.token_hash(purchase_id))
+    consented, sample = body.get("customer_consented"), body.get("sample_content_provided")
+    if not isinstance(consented, bool) or not isinstance(sample, bool):
+        raise rejected(
+            "bad_consumption",
+            '"customer_consented" and "sample_content_provided" are required booleans',
+        )
+    percent = body.get("consumption_percentage")
+    if (
+        isinstance(percent, bool)
+        or not isinstance(percent, (int, float))
+        or not 0 <= percent <= 100
+    ):
+        raise rejected("bad_consumption", '"consumption_percentage" must be a number 0-100')
+    delivery = body.get("delivery_status", "DELIVERED")
+    if delivery not in DELIVERY_STATUSES:
+        raise rejected(
+            "bad_consumption", f'"delivery_status" must be one of {sorted(DELIVERY_STATUSES)}'
+        )
+    if store.get(store_name, purchase_id, environment) is None:
+        raise not_found("not_found", f"no entitlement for this {store_ns} purchase id")
+    consumption = Consumption(
+        entitlement_id=document_id(store_name, purchase_id, environment),
+        customer_consented=consented,
+        delivery_status=str(delivery),
+        sample_content_provided=sample,
+        percentage_milliunits=round(percent * 1000),
+        actor=actor,
+        updated_ms=now_ms,
+    )
+    RefundStore(store.client).report(consumption)
+    logs.bind(
+        customer_consented=consented, consumption_milliunits=consumption.percentage_milliunits
+    )
+    return Reply(
+        {
+            "entitlement_id": consumption.entitlement_id,
+            "customer_consented": consented,
+            "consumption_percentage": percent,
+            "delivery_status": delivery,
+            "sample_content_provided": sample,
+        },
+        "admin action",
+    )
+
+
+def trigger(store: EntitlementStore, url: str | None, *, actor: str, now_ms: int) -> Reply:
+    """Start a run now: POST to the reconciler (an ID token whose audience is its URL, deployed).
+    202 with the run id (and the run, when it finished within ``TRIGGER_WAIT_S``); 409 when one
+    is running; 503 when the reconciler cannot be reached or is not configured."""
+    import requests
+
+    if not url:
+        raise transient(
+            "reconciler_not_configured", "RECONCILE_URL is not set: the admin cannot start a run"
+        )
+    run_id = new_run_id(now_ms)
+    logs.bind(run_id=run_id)
+    headers = {"Content-Type": "application/json"}
+    if not is_local(url):
+        headers["Authorization"] = f"Bearer {_id_token(url)}"
+    body = {"run_id": run_id, "trigger": "admin", "actor": actor}
+    try:
+        response = requests.post(
+            f"{url}/", json=body, headers=headers, timeout=(3.05, TRIGGER_WAIT_S)
+        )
+    except requests.Timeout:
+        return _still_running(store, run_id)
+    except requests.RequestException as exc:
+        raise transient("reconciler_unreachable", "the reconciler could not be reached") from exc
+    answer = _json(response)
+    if response.status_code == 409:
+        running = (answer.get("details") or {}).get("running_run_id")
+        raise RefundGuardError(
+            Kind.CONFLICT,
+            "reconcile_running",
+            "a reconciliation run is in progress; try again when it has finished",
+            details={"running_run_id": running},
+        )
+    if response.status_code != 200:
+        raise transient(
+            "reconciler_failed",
+            f"the reconciler answered HTTP {response.status_code} ({answer.get('error', '?')})",
+            run_id=run_id,
+        )
+    logs.bind(run_state=answer.get("state"))
+    return Reply(
+        {"run_id": run_id, "state": answer.get("state"), "run": answer}, "admin action", 202
+    )
+
+
+def _still_running(store: EntitlementStore, run_id: str) -> Reply:
+    """The reconciler took longer than we wait: its run record says whether it runs."""
+    state = ReconcileState(store.client)
+    for _ in range(10):
+        record = state.get_run(run_id)
+        if record is not None:
+            logs.bind(run_state=record.get("state"))
+            return Reply(
+                {"run_id": run_id, "state": record.get("state"), "run": run_json(record)},
+                "admin action",
+                202,
+            )
+        time.sleep(0.5)
+    raise transient("reconciler_failed", "the reconciler did not start the run", run_id=run_id)
+
+
+def _id_token(audience: str) -> str:
+    """An ID token of the admin function's service account for the reconciler (Terraform grants
+    it run.invoker there)."""
+    try:
+        import google.oauth2.id_token
+        from google.auth.transport.requests import Request
+
+        return str(google.oauth2.id_token.fetch_id_token(Request(), audience))
+    except Exception as exc:
+        raise transient(
+            "reconciler_token", "no ID token for the reconciler could be obtained"
+        ) from exc
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,3 @@
+"""The reconciler: catches what notifications missed (Google's voided purchases, Apple's failed
+notifications) and answers the stores' refund requests by the operator's policy.
+docs/reconcile.md."""

@@ -1,0 +1,162 @@
+"""Answering the stores' refund questions (every run): each pending ``refund_requests`` document
+is judged by the policy (``refunds.judge``) with what the platform reported, then answered once
+(Apple Send Consumption Information, Google ``orders.reviewrefund``; Google's 409 means it was
+answered already), left pending with its reason, refused, or expired at its deadline. What became
+of it is recorded in the entitlement's history (an informational entry)."""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+
+from .. import logs
+from ..apple.api import AppStoreApiClient, ConsumptionInfo
+from ..errors import RefundGuardError
+from ..play.api import PlayApiClient, RefundReview
+from ..refund_store import RefundStore
+from ..refunds import (
+    ANSWERED,
+    APPLE_CONSUMPTION,
+    EXPIRED,
+    UNANSWERABLE,
+    Policy,
+    RefundRequest,
+    history_event,
+    judge,
+)
+from ..store import EntitlementStore
+from ..storeapi import StoreApiError, StoreConflictError
+
+MAX_CALL_S = 15.0
+
+
+class Answerer:
+    def __init__(
+        self,
+        refunds: RefundStore,
+        store: EntitlementStore,
+        policy: Policy,
+        *,
+        play: PlayApiClient | None,
+        apple: AppStoreApiClient | None,
+        clock_ms: Callable[[], int],
+        ends_at: float,
+    ) -> None:
+        self.refunds, self.store, self.policy = refunds, store, policy
+        self.play, self.apple = play, apple
+        self.clock_ms, self.ends_at = clock_ms, ends_at
+
+    def run(self) -> dict[str, int]:
+        """Handle every pending request; counts by outcome (``pending`` = still waiting)."""
+        counts: collections.Counter[str] = collections.Counter()
+        for request in self.refunds.pending():
+            if time.monotonic() >= self.ends_at:
+                counts["pending"] += 1
+                continue
+            counts[self.handle(request)] += 1
+        return dict(counts)
+
+    def handle(self, request: RefundRequest) -> str:
+        now = self.clock_ms()
+        api_on = (self.apple if request.kind == APPLE_CONSUMPTION else self.play) is not None
+        consumption = self.refunds.consumption(request.entitlement_id)
+        verdict = judge(request, consumption, self.policy, api_on=api_on, now_ms=now)
+        if verdict.action == "wait":
+            if request.reason != verdict.reason:
+                self.refunds.update(request, reason=verdict.reason, updated_ms=now)
+            return "pending"
+        if verdict.action in ("refuse", "expire"):
+            state = EXPIRED if verdict.action == "expire" else UNANSWERABLE
+            done = self.refunds.update(request, state=state, reason=verdict.reason, updated_ms=now)
+            self._history(done, f"REFUND_REQUEST_{state.upper()}", now)
+            return state
+        try:
+            self._send(request, dict(verdict.body), now)
+        except StoreConflictError:
+            # Google keeps only the first answer: a 409 says one was given (by an earlier attempt
+            # whose answer was lost, or by hand in the Play Console).
+            done = self.refunds.update(
+                request,
+                state=ANSWERED,
+                reason="already answered (Google answered 409: it keeps the first answer)",
+                attempts=request.attempts + 1,
+                updated_ms=now,
+                answered_ms=now,
+            )
+            self._history(done, "REFUND_REQUEST_ANSWERED", now, conflict=True)
+            return ANSWERED
+        except StoreApiError as err:
+            if err.retryable:
+                self.refunds.update(
+                    request,
+                    reason=f"retrying: {err.code}",
+                    attempts=request.attempts + 1,
+                    updated_ms=now,
+                )
+                return "pending"
+            done = self.refunds.update(
+                request,
+                state=UNANSWERABLE,
+                reason=f"store_refused: {err.code}: {err.message[:200]}",
+                attempts=request.attempts + 1,
+                updated_ms=now,
+            )
+            self._history(done, "REFUND_REQUEST_UNANSWERABLE", now)
+            return UNANSWERABLE
+        done = self.refunds.update(
+            request,
+            state=ANSWERED,
+            reason=None,
+            answer=verdict.body,
+            attempts=request.attempts + 1,
+            updated_ms=now,
+            answered_ms=now,
+        )
+        self._history(done, "REFUND_REQUEST_ANSWERED", now, **dict(verdict.body))
+        return ANSWERED
+
+    def _send(self, request: RefundRequest, body: dict[str, object], now: int) -> None:
+        deadline = max(1.0, min(MAX_CALL_S, (request.deadline_ms - now) / 1000))
+        logs.info(
+            "answering a refund request",
+            request_id=request.id,
+            kind=request.kind,
+            refund_preference=body.get("refundPreference"),
+        )
+        if request.kind == APPLE_CONSUMPTION:
+            assert self.apple is not None and request.transaction_id
+            info = ConsumptionInfo(
+                customer_consented=True,
+                delivery_status=str(body["deliveryStatus"]),
+                sample_content_provided=bool(body["sampleContentProvided"]),
+                consumption_percentage=_int(body.get("consumptionPercentage")),
+                refund_preference=str(body["refundPreference"]),
+            )
+            self.apple.send_consumption_information(
+                request.transaction_id,
+                info,
+                bundle_id=request.app,
+                environment=request.environment,
+                deadline_s=deadline,
+            )
+            return
+        assert self.play is not None and request.order_id and request.pending_refund_token
+        review = RefundReview(
+            pending_refund_token=request.pending_refund_token,
+            refund_preference=str(body["refundPreference"]),
+            sample_content_provided=bool(body["sampleContentProvided"]),
+            consumption_percentage_milliunits=_int(body.get("consumptionPercentageMilliunits")),
+        )
+        self.play.review_refund(request.app, request.order_id, review, deadline_s=deadline)
+
+    def _history(self, request: RefundRequest, type_: str, now: int, **details: object) -> None:
+        """Best effort: the request's own document already says what happened."""
+        try:
+            self.store.apply(history_event(request, type_=type_, now_ms=now, **details))
+        except RefundGuardError as err:
+            logs.warning("refund request outcome not added to history", code=err.code)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

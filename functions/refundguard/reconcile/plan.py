@@ -1,0 +1,165 @@
+"""The reconciler's decisions, pure (no I/O; clocks passed in): the window a source asks for
+(``window``: from its cursor less an overlap, never beyond what the store keeps), a voided-purchase
+row as the ledger event the notification path would have made (``void_event``: the same event id),
+the quota window that keeps a package inside 30 queries per 30 seconds (``QuotaWindow``), and the
+state a run ends in."""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import LedgerEvent, Source, Status, StoreName
+from ..play.resources import VoidedPurchase
+from ..play.rtdn import void_event_id
+
+DAY_MS = 86_400_000
+#: voidedpurchases.list looks back 30 days; ask a minute less so the clocks may differ a little.
+GOOGLE_LOOKBACK_MS = 30 * DAY_MS - 60_000
+#: Get Notification History: 180 days in Production, 30 in Sandbox; a first run asks 30 days.
+APPLE_LOOKBACK_MS = 30 * DAY_MS - 60_000
+#: Google: 30 queries per 30 seconds per package; keep a margin.
+QUOTA_QUERIES, QUOTA_WINDOW_S = 25, 30.0
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """``reconcile_cursors/{source}``: everything the store recorded before ``complete_ms`` was
+    processed; ``resume`` (window start, end, page token) names the first page not yet processed
+    of a window a run left unfinished."""
+
+    source: str  # e.g. google:com.example.app, apple:com.example.app:Production
+    complete_ms: int | None = None
+    resume_start_ms: int | None = None
+    resume_end_ms: int | None = None
+    resume_token: str | None = None
+    updated_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Window:
+    start_ms: int
+    end_ms: int
+    page_token: str | None = None
+    gap: bool = False  # the cursor is older than the store keeps: what lies between is lost
+
+
+def window(cursor: Cursor | None, *, now_ms: int, overlap_ms: int, lookback_ms: int) -> Window:
+    """The window a run asks for: a resumed one as it was left, else from the cursor less the
+    overlap (a first run: as far back as the store keeps), up to now."""
+    oldest = now_ms - lookback_ms
+    if cursor is not None and cursor.resume_token and cursor.resume_start_ms is not None:
+        end = cursor.resume_end_ms or now_ms
+        return Window(max(cursor.resume_start_ms, oldest), end, cursor.resume_token)
+    if cursor is None or cursor.complete_ms is None:
+        return Window(oldest, now_ms)
+    start = cursor.complete_ms - overlap_ms
+    return Window(max(start, oldest), now_ms, gap=start < oldest)
+
+
+def void_event(package: str, row: VoidedPurchase, *, subscription: bool | None) -> LedgerEvent:
+    """A voided-purchase row as the voided-purchase notification's event: a full refund revokes,
+    a quantity-based partial refund is recorded (access kept). ``subscription``: the row's product
+    type when known (the API's rows do not say; ``google.judge`` finds out)."""
+    partial = row.voided_quantity is not None
+    order = row.order_id
+    event_id = (
+        void_event_id(order, partial=partial, time_ms=row.voided_time_ms)
+        if order
+        else f"void-token:{row.voided_time_ms}"
+    )
+    details: dict[str, Any] = {
+        "packageName": package,
+        "orderId": order,
+        "refundType": "quantity_based_partial" if partial else "full",
+        "voidedSource": row.voided_source,
+        "voidedReason": row.voided_reason,
+        "voidedQuantity": row.voided_quantity,
+        "voidedTimeMillis": row.voided_time_ms,
+        "via": "reconciler (voidedpurchases.list)",
+    }
+    if subscription is not None:
+        details["productType"] = "subscription" if subscription else "one_time"
+    return LedgerEvent(
+        store=StoreName.GOOGLE,
+        purchase_id=row.purchase_token,
+        event_id=event_id,
+        source=Source.GOOGLE,
+        type="VOIDED_PURCHASE_PARTIAL_REFUND" if partial else "VOIDED_PURCHASE",
+        event_time_ms=row.voided_time_ms,
+        effect=None if partial else Status.REVOKED,
+        order_id=order,
+        purchase_time_ms=row.purchase_time_ms if row.purchase_time_ms else None,
+        details={k: v for k, v in details.items() if v is not None},
+    )
+
+
+def is_renewal(order_id: str | None) -> bool:
+    """Google's renewal orders are the first order's id plus ``..N``: a subscription's."""
+    return order_id is not None and ".." in order_id
+
+
+class QuotaWindow:
+    """At most ``limit`` queries in any ``window_s`` seconds: ``wait()`` before each query sleeps
+    as long as the oldest of the last ``limit`` is inside the window."""
+
+    def __init__(
+        self,
+        limit: int = QUOTA_QUERIES,
+        window_s: float = QUOTA_WINDOW_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._clock, self._sleep = clock, sleep
+        self._sent: collections.deque[float] = collections.deque()
+        self.waited_s = 0.0
+
+    def wait(self) -> None:
+        now = self._clock()
+        while self._sent and now - self._sent[0] >= self.window_s:
+            self._sent.popleft()
+        if len(self._sent) >= self.limit:
+            pause = self.window_s - (now - self._sent[0])
+            self.waited_s += pause
+            self._sleep(pause)
+            self._sent.popleft()
+            now = self._clock()
+        self._sent.append(now)
+
+
+@dataclass
+class SourceTally:
+    """What one source did in a run (a row of the run record)."""
+
+    source: str  # google | apple
+    app: str
+    environment: str
+    window_start_ms: int | None = None
+    window_end_ms: int | None = None
+    pages: int = 0
+    seen: int = 0
+    applied: int = 0
+    already_known: int = 0
+    rejected: int = 0  # rows or notifications that can never be applied (quarantined)
+    errors: list[str] | None = None
+    cursor_ms: int | None = None  # complete up to here after the run
+    more: bool = False  # stopped early (time budget or a failure): the next run resumes
+    gap: bool = False
+
+    def error(self, message: str) -> None:
+        self.errors = [*(self.errors or []), message[:300]]
+
+
+def run_state(tallies: list[SourceTally], *, failure: str | None) -> str:
+    """``succeeded`` when every source finished its window, ``partial`` when one failed or ran out
+    of time (the next run resumes), ``failed`` when the run itself could not go on."""
+    if failure:
+        return "failed"
+    if any(t.errors or t.more for t in tallies):
+        return "partial"
+    return "succeeded"

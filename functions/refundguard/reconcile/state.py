@@ -1,0 +1,193 @@
+"""The reconciler's own Firestore documents: the lease that keeps two runs from overlapping
+(``reconcile_lease/reconciler``, taken with a precondition on its update time), one cursor per
+source (``reconcile_cursors/{source}``) and one record per run (``reconcile_runs/{run id}``),
+which admins list (``GET /reconciliation/runs``). TRANSIENT when Firestore cannot be reached."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.cloud import firestore
+
+from ..errors import transient
+from ..serializer import load, ms_to_iso, to_firestore
+from .plan import Cursor, SourceTally
+
+LEASE = "reconcile_lease"
+CURSORS = "reconcile_cursors"
+RUNS = "reconcile_runs"
+LEASE_ID = "reconciler"
+_CALL_ERRORS = (gexc.GoogleAPICallError, gexc.RetryError)
+_LOST = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound)
+_RETRY = gretry.Retry(
+    predicate=gretry.if_exception_type(
+        gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError
+    ),
+    initial=0.1,
+    maximum=2.0,
+    timeout=15.0,
+)
+
+
+def _unavailable() -> Exception:
+    return transient("firestore_unavailable", "the reconciler's state is unavailable; retry later")
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """The lease as read: who holds it and until when."""
+
+    run_id: str
+    expires_ms: int
+
+
+class ReconcileState:
+    def __init__(self, client: firestore.Client, *, timeout_s: float = 15.0) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+
+    # ------------------------------------------------------------------------ the lease
+
+    def acquire(self, run_id: str, *, now_ms: int, ttl_ms: int) -> tuple[bool, Held | None]:
+        """Take the lease for ``run_id`` unless another run holds it unexpired. Returns whether
+        it was taken, and the holder read (the live holder when refused; an expired holder, a run
+        that never finished, when taken)."""
+        ref = self._client.collection(LEASE).document(LEASE_ID)
+        try:
+            snap = ref.get(retry=_RETRY, timeout=self._timeout_s)
+            held = None
+            if snap.exists:
+                data = snap.to_dict() or {}
+                held = Held(str(data.get("run_id")), int(data.get("expires_ms") or 0))
+                if held.expires_ms > now_ms and held.run_id != run_id:
+                    return False, held
+            lease = {"run_id": run_id, "acquired_ms": now_ms, "expires_ms": now_ms + ttl_ms}
+            if snap.exists:
+                option = self._client.write_option(last_update_time=snap.update_time)
+                ref.update(lease, option=option, timeout=self._timeout_s)
+            else:
+                ref.create(lease, timeout=self._timeout_s)
+        except _LOST:  # another run took it between our read and our write
+            return False, None
+        except _CALL_ERRORS as exc:
+            raise _unavailable() from exc
+        return True, held
+
+    def release(self, run_id: str) -> None:
+        """Give the lease back if this run still holds it (best effort: it expires anyway)."""
+        ref = self._client.collection(LEASE).document(LEASE_ID)
+        try:
+            snap = ref.get(retry=_RETRY, timeout=self._timeout_s)
+            if snap.exists and (snap.to_dict() or {}).get("run_id") == run_id:
+                option = self._client.write_option(last_update_time=snap.update_time)
+                ref.delete(option=option, timeout=self._timeout_s)
+        except (*_LOST, *_CALL_ERRORS):
+            pass
+
+    # ------------------------------------------------------------------------ cursors
+
+    def cursor(self, source: str) -> Cursor | None:
+        ref = self._client.collection(CURSORS).document(source.replace("/", "_"))
+        try:
+            snap = ref.get(retry=_RETRY, timeout=self._timeout_s)
+        except _CALL_ERRORS as exc:
+            raise _unavailable() from exc
+        return load(Cursor, snap.to_dict() or {}) if snap.exists else None
+
+    def save_cursor(self, cursor: Cursor) -> None:
+        ref = self._client.collection(CURSORS).document(cursor.source.replace("/", "_"))
+        try:
+            ref.set(to_firestore(cursor), retry=_RETRY, timeout=self._timeout_s)
+        except _CALL_ERRORS as exc:
+            raise _unavailable() from exc
+
+    # ------------------------------------------------------------------------ run records
+
+    def save_run(self, record: dict[str, Any]) -> None:
+        ref = self._client.collection(RUNS).document(record["run_id"])
+        try:
+            ref.set(record, retry=_RETRY, timeout=self._timeout_s)
+        except _CALL_ERRORS as exc:
+            raise _unavailable() from exc
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            snap = (
+                self._client.collection(RUNS)
+                .document(run_id)
+                .get(retry=_RETRY, timeout=self._timeout_s)
+            )
+        except _CALL_ERRORS as exc:
+            raise _unavailable() from exc
+        return snap.to_dict() if snap.exists else None
+
+    def mark_abandoned(self, run_id: str, *, now_ms: int) -> None:
+        """A run whose lease expired without finishing (its function was stopped)."""
+        record = self.get_run(run_id)
+        if record is not None and record.get("state") == "running":
+            record.update(state="abandoned", finished_ms=now_ms, error="the run never finished")
+            self.save_run(record)
+
+    def recent_runs(self, limit: int) -> list[dict[str, Any]]:
+        query = (
+            self._client.collection(RUNS)
+            .order_by("started_ms", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        try:
+            return [s.to_dict() or {} for s in query.stream(retry=_RETRY)]
+        except _CALL_ERRORS as exc:
+            raise _unavailable() from exc
+
+
+def tally_record(tally: SourceTally) -> dict[str, Any]:
+    return dataclasses.asdict(tally)
+
+
+def _iso(ms: Any) -> str | None:
+    return ms_to_iso(ms) if isinstance(ms, int) and ms > 0 else None
+
+
+def run_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A run record as ``GET /reconciliation/runs`` shows it (docs/admin.md)."""
+    sources = []
+    for tally in record.get("sources") or []:
+        sources.append(
+            {
+                "source": tally.get("source"),
+                "app": tally.get("app"),
+                "environment": tally.get("environment"),
+                "seen": tally.get("seen", 0),
+                "applied": tally.get("applied", 0),
+                "already_known": tally.get("already_known", 0),
+                "rejected": tally.get("rejected", 0),
+                "errors": tally.get("errors") or [],
+                "cursor": _iso(tally.get("cursor_ms")),
+                "window": {
+                    "start_at": _iso(tally.get("window_start_ms")),
+                    "end_at": _iso(tally.get("window_end_ms")),
+                },
+                "more": bool(tally.get("more")),
+                "gap": bool(tally.get("gap")),
+            }
+        )
+    starts = [t["window_start_ms"] for t in record.get("sources") or [] if t.get("window_start_ms")]
+    ends = [t["window_end_ms"] for t in record.get("sources") or [] if t.get("window_end_ms")]
+    return {
+        "run_id": record.get("run_id"),
+        "trigger": record.get("trigger"),
+        "actor": record.get("actor"),
+        "started_at": _iso(record.get("started_ms")),
+        "finished_at": _iso(record.get("finished_ms")),
+        "state": record.get("state"),
+        "window": {
+            "start_at": _iso(min(starts)) if starts else None,
+            "end_at": _iso(max(ends)) if ends else None,
+        },
+        "sources": sources,
+        "refund_requests": record.get("refund_requests") or {},
+        "error": record.get("error"),
+    }

@@ -1,0 +1,133 @@
+"""Refund requests and consumption reports on Firestore: ``refund_requests/{id}`` (one per question
+a store asked, written by the notification functions and the reconciler, answered by the
+reconciler) and ``consumption/{entitlement id}`` (what the platform reported through the admin
+API). Fields come from ``refunds`` through the serializer; TRANSIENT when Firestore fails."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from . import logs
+from .errors import transient
+from .model import LedgerEvent
+from .refunds import PENDING, Consumption, RefundRequest, request_for
+from .serializer import load, to_firestore
+
+if TYPE_CHECKING:
+    from .store import EntitlementStore
+
+REFUND_REQUESTS = "refund_requests"
+CONSUMPTION = "consumption"
+_CALL_ERRORS = (gexc.GoogleAPICallError, gexc.RetryError)
+_RETRY = gretry.Retry(
+    predicate=gretry.if_exception_type(
+        gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted
+    ),
+    initial=0.1,
+    maximum=2.0,
+    timeout=15.0,
+)
+
+
+def _unavailable(exc: Exception) -> Exception:
+    return transient("firestore_unavailable", "the refund requests are unavailable; retry later")
+
+
+class RefundStore:
+    def __init__(self, client: firestore.Client, *, timeout_s: float = 15.0) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+
+    def _ref(self, request_id: str) -> firestore.DocumentReference:
+        return self._client.collection(REFUND_REQUESTS).document(request_id.replace("/", "_"))
+
+    def record(self, request: RefundRequest) -> bool:
+        """Create the request unless it exists (a redelivered notification, or the reconciler
+        finding a notification the endpoint had); whether it was new."""
+        try:
+            self._ref(request.id).create(
+                to_firestore(request), retry=_RETRY, timeout=self._timeout_s
+            )
+        except gexc.AlreadyExists:
+            return False
+        except _CALL_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return True
+
+    def get(self, request_id: str) -> RefundRequest | None:
+        try:
+            snap = self._ref(request_id).get(retry=_RETRY, timeout=self._timeout_s)
+        except _CALL_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return load(RefundRequest, snap.to_dict() or {}) if snap.exists else None
+
+    def pending(self, *, limit: int = 200) -> list[RefundRequest]:
+        """Pending requests, the nearest deadline first."""
+        query = (
+            self._client.collection(REFUND_REQUESTS)
+            .where(filter=FieldFilter("state", "==", PENDING))
+            .limit(limit)
+        )
+        try:
+            found = [load(RefundRequest, s.to_dict() or {}) for s in query.stream(retry=_RETRY)]
+        except _CALL_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return sorted(found, key=lambda r: r.deadline_ms)
+
+    def recent(self, *, limit: int) -> list[RefundRequest]:
+        """The newest requests (admins' list), pending first, then by time received."""
+        query = (
+            self._client.collection(REFUND_REQUESTS)
+            .order_by("received_ms", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        try:
+            found = [load(RefundRequest, s.to_dict() or {}) for s in query.stream(retry=_RETRY)]
+        except _CALL_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        pending = self.pending(limit=limit)
+        seen = {r.id for r in pending}
+        return (pending + [r for r in found if r.id not in seen])[:limit]
+
+    def update(self, request: RefundRequest, **changes: Any) -> RefundRequest:
+        """Write the request with ``changes``."""
+        updated = replace(request, **changes)
+        try:
+            self._ref(request.id).set(to_firestore(updated), retry=_RETRY, timeout=self._timeout_s)
+        except _CALL_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return updated
+
+    # ------------------------------------------------------------------------ consumption
+
+    def consumption(self, entitlement_id: str) -> Consumption | None:
+        ref = self._client.collection(CONSUMPTION).document(entitlement_id)
+        try:
+            snap = ref.get(retry=_RETRY, timeout=self._timeout_s)
+        except _CALL_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return load(Consumption, snap.to_dict() or {}) if snap.exists else None
+
+    def report(self, consumption: Consumption) -> None:
+        ref = self._client.collection(CONSUMPTION).document(consumption.entitlement_id)
+        try:
+            ref.set(to_firestore(consumption), retry=_RETRY, timeout=self._timeout_s)
+        except _CALL_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+
+def record_refund_request(store: EntitlementStore, event: LedgerEvent, app: str) -> None:
+    """A refund review (Google) or consumption request (Apple) just applied to the ledger becomes
+    a ``refund_requests`` document, answered by the reconciler by the operator's policy
+    (docs/refunds.md). Also on duplicates: a redelivery completes what a crash between the two
+    writes left undone."""
+    request = request_for(event, app)
+    if request is not None:
+        new = RefundStore(store.client).record(request)
+        logs.bind(refund_request=request.id, refund_request_new=new)

@@ -1,0 +1,288 @@
+"""The admin routes of the reconciler and the refund requests, through functions-framework's apps
+against the Firestore emulator: ``POST /reconciliation:run`` starting a real reconciler served over
+HTTP (202 with the run id; 409 while one runs; 503 when none is configured), ``GET
+/reconciliation/runs`` and ``GET /refund-requests`` in the documented shapes, ``POST
+/entitlements:consumption`` (validated, audited), and the CLI's ``runs``, ``run`` and
+``refund-requests``."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MAIN_PY, STORE_API_POLICY
+from refundguard.model import LedgerEvent, Source, Status, StoreName
+from refundguard.reconcile import function as reconcile_function
+from refundguard.refund_store import RefundStore
+from refundguard.refunds import RefundRequest
+from refundguard_admin import cli
+from refundguard_dev import play_api_data as data
+from refundguard_dev.fake_play_api import FakePlayApi, Fault
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
+from refundguard_dev.play_messages import PACKAGE
+
+pytestmark = pytest.mark.emulator
+
+ADMIN = "admin@example.com"
+NOW_MS = int(time.time() * 1000)
+
+
+@pytest.fixture(scope="module")
+def signer() -> TestSigner:
+    return TestSigner("key-reconcile")
+
+
+@pytest.fixture(scope="module")
+def certs(signer: TestSigner) -> Iterator[CertServer]:
+    with cert_server(signer) as server:
+        yield server
+
+
+@pytest.fixture
+def auth(signer: TestSigner) -> dict[str, str]:
+    return bearer(signer.token(ADMIN))
+
+
+def serve(target: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    import functions_framework
+    from werkzeug.serving import make_server
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
+    app = functions_framework.create_app(target=target, source=str(MAIN_PY))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def reconciler_url(
+    emulator_env: dict[str, str],
+    play_api: FakePlayApi,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    monkeypatch.setattr(reconcile_function, "API_POLICY", STORE_API_POLICY)
+    env = {
+        "PLAY_DEVELOPER_API": "on",
+        "PLAY_API_BASE_URL": play_api.url,
+        "PLAY_PACKAGE_NAMES": PACKAGE,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(
+            play_api.write_service_account_key(tmp_path / "sa.json")
+        ),
+    }
+    server = serve("reconcile", env, monkeypatch)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def admin_env(certs: CertServer, reconciler_url: str) -> dict[str, str]:
+    return {
+        "ADMIN_AUDIENCES": AUDIENCE,
+        "ADMIN_EMAILS": ADMIN,
+        "ADMIN_CERTS_URL": certs.url,
+        "RECONCILE_URL": reconciler_url,
+    }
+
+
+@pytest.fixture
+def client(make_client: Any, admin_env: dict[str, str]) -> Any:
+    return make_client("admin", **admin_env)
+
+
+def missed_void(play_api: FakePlayApi, token: str = "tok-adm", order: str = "GPA.1100-1") -> None:
+    play_api.add_product_purchase(PACKAGE, token, data.product_purchase(order_id=order))
+    play_api.add_voided(PACKAGE, data.voided(token, order, voided_ms=NOW_MS - 3_600_000))
+
+
+def test_an_admin_starts_a_run_and_lists_it(
+    client: Any, auth: dict[str, str], play_api: FakePlayApi, store: Any, capsys: Any
+) -> None:
+    missed_void(play_api)
+    capsys.readouterr()
+    started = client.post("/reconciliation:run", headers=auth)
+    assert started.status_code == 202, started.get_data(as_text=True)
+    body = started.get_json()
+    assert body["state"] == "succeeded" and body["run"]["run_id"] == body["run_id"]
+    assert store.get(StoreName.GOOGLE, "tok-adm").status is Status.REVOKED
+    audit = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "audit" in line]
+    assert audit[-1]["action"] == "run" and audit[-1]["actor"] == ADMIN
+    runs = client.get("/reconciliation/runs?limit=5", headers=auth).get_json()["runs"]
+    (run,) = runs
+    assert set(run) >= {
+        "run_id", "started_at", "finished_at", "state", "window", "sources", "error"
+    }  # fmt: skip
+    assert run["run_id"] == body["run_id"] and run["trigger"] == "admin" and run["actor"] == ADMIN
+    (source,) = run["sources"]
+    assert set(source) >= {
+        "source", "app", "environment", "seen", "applied", "already_known", "errors", "cursor"
+    }  # fmt: skip
+    assert (source["source"], source["app"], source["applied"]) == ("google", PACKAGE, 1)
+    assert source["cursor"] == run["window"]["end_at"]
+
+
+def test_a_run_started_while_one_runs_is_409(
+    client: Any, auth: dict[str, str], play_api: FakePlayApi
+) -> None:
+    play_api.fail_next(Fault(delay_s=2.0, path="voidedpurchases"))
+    first: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: first.append(client.post("/reconciliation:run", headers=auth))
+    )
+    thread.start()
+    time.sleep(0.7)
+    second = client.post("/reconciliation:run", headers=auth)
+    thread.join()
+    assert second.status_code == 409 and second.get_json()["error"] == "reconcile_running"
+    assert first[0].status_code == 202
+
+
+def test_a_long_run_answers_202_running(
+    client: Any, auth: dict[str, str], play_api: FakePlayApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refundguard.admin import reconciliation
+
+    monkeypatch.setattr(reconciliation, "TRIGGER_WAIT_S", 0.5)
+    play_api.fail_next(Fault(delay_s=2.0, path="voidedpurchases"))
+    started = client.post("/reconciliation:run", headers=auth)
+    assert started.status_code == 202
+    assert started.get_json()["state"] == "running"
+    time.sleep(2.5)
+    (run,) = client.get("/reconciliation/runs", headers=auth).get_json()["runs"]
+    assert run["state"] == "succeeded" and run["run_id"] == started.get_json()["run_id"]
+
+
+def test_without_a_reconciler_a_run_is_503(
+    make_client: Any, certs: CertServer, emulator_env: dict[str, str], auth: dict[str, str]
+) -> None:
+    client = make_client(
+        "admin", ADMIN_AUDIENCES=AUDIENCE, ADMIN_EMAILS=ADMIN, ADMIN_CERTS_URL=certs.url
+    )
+    answer = client.post("/reconciliation:run", headers=auth)
+    assert answer.status_code == 503 and answer.get_json()["error"] == "reconciler_not_configured"
+    assert client.get("/reconciliation/runs", headers=auth).get_json() == {"runs": []}
+    assert client.post("/reconciliation:run").status_code == 401
+
+
+def seed_requests(store: Any) -> None:
+    refunds = RefundStore(store.client)
+    common = {"store": "google", "environment": "Production", "app": PACKAGE, "purchase_id": "t"}
+    refunds.record(
+        RefundRequest(
+            "google:done", "google_refund_review", entitlement_id="google:t", received_ms=NOW_MS,
+            deadline_ms=NOW_MS + 1, state="answered", order_id="GPA.1", **common,
+            answer={"refundPreference": "DECLINE"}, pending_refund_token="secret-token",
+        )
+    )  # fmt: skip
+    refunds.record(
+        RefundRequest(
+            "google:open", "google_refund_review", entitlement_id="google:t",
+            received_ms=NOW_MS - 5, deadline_ms=NOW_MS + 9, order_id="GPA.2", **common,
+            reason="no_usage_data: the platform has not reported consumption",
+        )
+    )  # fmt: skip
+
+
+def test_refund_requests_pending_first_without_tokens(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
+    seed_requests(store)
+    answer = client.get("/refund-requests", headers=auth)
+    assert answer.status_code == 200
+    requests = answer.get_json()["requests"]
+    assert [r["id"] for r in requests] == ["google:open", "google:done"]
+    assert set(requests[0]) >= {
+        "id", "kind", "store", "entitlement_id", "order_id", "received_at", "deadline_at",
+        "state", "reason", "answer",
+    }  # fmt: skip
+    assert "secret-token" not in answer.get_data(as_text=True)
+    only = client.get("/refund-requests?state=answered", headers=auth).get_json()["requests"]
+    assert [r["id"] for r in only] == ["google:done"]
+    assert client.get("/refund-requests?state=x", headers=auth).status_code == 400
+
+
+def test_consumption_reports_are_validated_and_stored(
+    client: Any, auth: dict[str, str], store: Any
+) -> None:
+    store.apply(
+        LedgerEvent(
+            store=StoreName.GOOGLE, purchase_id="tok-c", event_id="e1", source=Source.GOOGLE,
+            type="ONE_TIME_PRODUCT_PURCHASED", event_time_ms=NOW_MS, effect=Status.ACTIVE,
+        )
+    )  # fmt: skip
+    good = {
+        "store": "google",
+        "purchase_id": "tok-c",
+        "customer_consented": True,
+        "consumption_percentage": 45.2,
+        "delivery_status": "DELIVERED",
+        "sample_content_provided": False,
+    }
+    answer = client.post("/entitlements:consumption", json=good, headers=auth)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    stored = RefundStore(store.client).consumption("google:tok-c")
+    assert stored.percentage_milliunits == 45_200 and stored.actor == ADMIN
+    for bad in ({"consumption_percentage": 101}, {"customer_consented": "yes"}, {"x": 1}):
+        assert (
+            client.post("/entitlements:consumption", json={**good, **bad}, headers=auth).status_code
+            == 400
+        )
+    unknown = client.post(
+        "/entitlements:consumption", json={**good, "purchase_id": "nope"}, headers=auth
+    )
+    assert unknown.status_code == 404
+
+
+# ---------------------------------------------------------------------------------------- the CLI
+
+
+def cli_run(url: str, token: str, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["--url", url, "--token", token, *argv], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_run_runs_and_refund_requests(
+    admin_env: dict[str, str],
+    signer: TestSigner,
+    play_api: FakePlayApi,
+    store: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = serve("admin", admin_env, monkeypatch)
+    url = f"http://127.0.0.1:{server.server_port}"
+    token = signer.token(ADMIN)
+    try:
+        missed_void(play_api, "tok-cli", "GPA.1200-1")
+        code, out, err = cli_run(url, token, "run")
+        assert code == 0, err
+        assert out.startswith("Run ") and "succeeded" in out
+        assert f"google {PACKAGE} Production: seen 1, applied 1" in out
+        code, out, err = cli_run(url, token, "runs", "--limit", "3")
+        assert code == 0 and "Reconciliation runs (newest first, 1):" in out, err
+        seed_requests(store)
+        code, out, err = cli_run(url, token, "refund-requests", "--state", "pending")
+        assert code == 0, err
+        assert "pending      google_refund_review" in out and "google:done" not in out
+        assert "no_usage_data" in out
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_prints_run_text_through_safe() -> None:
+    from refundguard_admin import ops
+
+    text = ops.render("runs", {"runs": [{"run_id": "r\x1b[2J", "state": "ok", "sources": []}]})
+    assert "\x1b" not in text and "\\x1b" in text

@@ -1,0 +1,262 @@
+"""The reconciler's Apple side and the refund requests, through functions-framework's apps, against
+the Firestore emulator and both store APIs' stand-ins: Apple's missed notifications applied through
+the verifier (a tampered one quarantined, never applied), consumption requests answered with the
+right fields once and only with consent, Google refund reviews answered once (a 409 means
+answered), requests without data left pending then expired at their deadline, policy off."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import STORE_API_POLICY
+from refundguard.model import Status, StoreName
+from refundguard.reconcile import function as reconcile_function
+from refundguard.refund_store import RefundStore
+from refundguard.refunds import Consumption
+from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
+from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi
+from refundguard_dev.fake_play_api import FakePlayApi
+from refundguard_dev.play_messages import PACKAGE, play_request, post
+
+pytestmark = pytest.mark.emulator
+
+NOW_MS = int(time.time() * 1000)
+HOUR = 3_600_000
+TX = "2000000000000101"
+
+
+@pytest.fixture
+def env(
+    emulator_env: dict[str, str],
+    play_api: FakePlayApi,
+    appstore_sandbox: FakeAppStoreApi,
+    appstore_production: FakeAppStoreApi,
+    apple_api_key: ApiKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    monkeypatch.setattr(reconcile_function, "API_POLICY", STORE_API_POLICY)
+    root = tmp_path / "root.der"
+    root.write_bytes(default_pki().root_der)
+    return {
+        "PLAY_DEVELOPER_API": "on",
+        "PLAY_API_BASE_URL": play_api.url,
+        "PLAY_PACKAGE_NAMES": PACKAGE,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(
+            play_api.write_service_account_key(tmp_path / "sa.json")
+        ),
+        "APPLE_API_KEY_ID": apple_api_key.key_id,
+        "APPLE_API_ISSUER_ID": apple_api_key.issuer_id,
+        "APPLE_API_PRIVATE_KEY": apple_api_key.pem,
+        "APPLE_API_BASE_URL": appstore_production.url,
+        "APPLE_API_SANDBOX_BASE_URL": appstore_sandbox.url,
+        "APPLE_BUNDLE_IDS": BUNDLE_ID,
+        "APPLE_ENVIRONMENTS": "Sandbox",
+        "APPLE_APP_APPLE_ID": str(APP_APPLE_ID),
+        "APPLE_ROOT_CERTS": str(root),
+        "REFUND_REQUESTS": "answer",
+    }
+
+
+def reconciler(make_client: Any, env: dict[str, str], **extra: str) -> Any:
+    return make_client("reconcile", **{**env, **extra})
+
+
+def run(client: Any) -> dict[str, Any]:
+    response = client.post("/")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def apple_source(body: dict[str, Any]) -> dict[str, Any]:
+    (source,) = [s for s in body["sources"] if s["source"] == "apple"]
+    return source
+
+
+def report(store: Any, entitlement_id: str, **kw: Any) -> None:
+    fields = {
+        "customer_consented": True,
+        "delivery_status": "DELIVERED",
+        "sample_content_provided": False,
+        "percentage_milliunits": 80_000,
+    }
+    RefundStore(store.client).report(Consumption(entitlement_id, **{**fields, **kw}))
+
+
+def requests_of(store: Any) -> list[Any]:
+    return RefundStore(store.client).recent(limit=50)
+
+
+# ---------------------------------------------------------------------------------------- Apple
+
+
+def test_missed_apple_notifications_go_through_the_verifier(
+    make_client: Any, env: dict[str, str], appstore_sandbox: FakeAppStoreApi, store: Any
+) -> None:
+    appstore_sandbox.add_transaction(original_transaction_id=TX)
+    appstore_sandbox.add_transaction(original_transaction_id="2000000000000102")
+    appstore_sandbox.add_notification("REFUND", transaction_id=TX, results=("TIMED_OUT",) * 3)
+    appstore_sandbox.add_notification(
+        "REFUND", transaction_id="2000000000000102", results=("TIMED_OUT",), tampered=True
+    )
+    appstore_sandbox.add_notification("DID_RENEW", transaction_id=TX)  # reached us: not asked
+    client = reconciler(make_client, env)
+    source = apple_source(run(client))
+    assert (source["seen"], source["applied"], source["rejected"]) == (2, 1, 1)
+    assert source["environment"] == "Sandbox" and source["app"] == BUNDLE_ID
+    ent = store.get(StoreName.APPLE, TX, "Sandbox")
+    assert ent.status is Status.REVOKED
+    assert store.get(StoreName.APPLE, "2000000000000102", "Sandbox") is None  # tampered: not
+    quarantined = list(store.client.collection("quarantine").stream())
+    assert [q.to_dict()["source"] for q in quarantined] == ["apple-history"]
+    history = next(r for r in appstore_sandbox.requests if "notifications/history" in r.path)
+    assert history.json()["onlyFailures"] is True
+    again = apple_source(run(client))
+    assert (again["applied"], again["already_known"]) == (0, 1)
+
+
+def test_a_consumption_request_is_answered_once_with_the_policy_fields(
+    make_client: Any, env: dict[str, str], appstore_sandbox: FakeAppStoreApi, store: Any
+) -> None:
+    appstore_sandbox.add_transaction(original_transaction_id=TX)
+    appstore_sandbox.add_notification(
+        "CONSUMPTION_REQUEST",
+        transaction_id=TX,
+        results=("TIMED_OUT",),
+        data={"consumptionRequestReason": "UNINTENDED_PURCHASE"},
+    )
+    client = reconciler(make_client, env)
+    first = run(client)
+    assert first["refund_requests"] == {"pending": 1}  # recorded; no usage data yet
+    (request,) = requests_of(store)
+    assert (request.state, request.reason) == (
+        "pending",
+        "no_usage_data: the platform has not reported consumption",
+    )
+    report(store, f"apple-sandbox:{TX}", percentage_milliunits=80_000)
+    assert run(client)["refund_requests"] == {"answered": 1}
+    assert appstore_sandbox.consumption[TX] == [
+        {
+            "customerConsented": True,
+            "deliveryStatus": "DELIVERED",
+            "sampleContentProvided": False,
+            "consumptionPercentage": 80_000,
+            "refundPreference": "DECLINE",
+        }
+    ]
+    run(client)
+    assert len(appstore_sandbox.consumption[TX]) == 1  # sent once
+    (request,) = requests_of(store)
+    assert request.state == "answered" and request.answer["refundPreference"] == "DECLINE"
+    types = [h.type for h in store.history(StoreName.APPLE, TX, "Sandbox")]
+    assert types == ["REFUND_REQUEST_ANSWERED", "CONSUMPTION_REQUEST"]
+
+
+def test_no_answer_without_consent(
+    make_client: Any, env: dict[str, str], appstore_sandbox: FakeAppStoreApi, store: Any
+) -> None:
+    appstore_sandbox.add_transaction(original_transaction_id=TX)
+    appstore_sandbox.add_notification("CONSUMPTION_REQUEST", transaction_id=TX, results=("x",))
+    client = reconciler(make_client, env)
+    run(client)
+    report(store, f"apple-sandbox:{TX}", customer_consented=False)
+    assert run(client)["refund_requests"] == {"unanswerable": 1}
+    assert TX not in appstore_sandbox.consumption
+    (request,) = requests_of(store)
+    assert request.state == "unanswerable" and request.reason.startswith("no_consent")
+
+
+# ---------------------------------------------------------------------------------------- Google
+
+
+def send_review(make_client: Any, env: dict[str, str], order: str, *, time_ms: int) -> None:
+    play = make_client("play_notifications", **env)
+    body = play_request("refund-review", "tok-review", order_id=order, time_ms=time_ms)
+    assert post(play, *body).status_code == 200
+
+
+def test_a_google_refund_review_is_answered_once(
+    make_client: Any, env: dict[str, str], play_api: FakePlayApi, store: Any
+) -> None:
+    order = "GPA.9000-0000-0000-00001"
+    play_api.add_pending_refund_review(PACKAGE, order, f"prt-{order}")
+    send_review(make_client, env, order, time_ms=NOW_MS - HOUR)
+    (request,) = requests_of(store)
+    assert (request.kind, request.order_id, request.state) == (
+        "google_refund_review",
+        order,
+        "pending",
+    )
+    assert request.deadline_ms == NOW_MS - HOUR + 24 * HOUR
+    report(store, "google:tok-review", percentage_milliunits=5_000, sample_content_provided=True)
+    client = reconciler(make_client, env)
+    assert run(client)["refund_requests"] == {"answered": 1}
+    assert play_api.reviews[(PACKAGE, order)] == {
+        "pendingRefundToken": f"prt-{order}",
+        "sampleContentProvided": True,
+        "refundPreference": "APPROVE",
+        "consumptionPercentageMilliunits": 5_000,
+    }
+    run(client)
+    assert play_api.count(":reviewrefund") == 1
+    public = requests_of(store)[0].public()
+    assert "pending_refund_token" not in public and public["state"] == "answered"
+
+
+def test_a_review_google_already_has_an_answer_for_is_marked_answered(
+    make_client: Any, env: dict[str, str], play_api: FakePlayApi, store: Any
+) -> None:
+    order = "GPA.9000-0000-0000-00002"
+    play_api.add_pending_refund_review(PACKAGE, order, f"prt-{order}")
+    play_api.reviews[(PACKAGE, order)] = {"refundPreference": "NEUTRAL"}  # answered elsewhere
+    send_review(make_client, env, order, time_ms=NOW_MS - HOUR)
+    report(store, "google:tok-review")
+    assert run(reconciler(make_client, env))["refund_requests"] == {"answered": 1}
+    (request,) = requests_of(store)
+    assert request.state == "answered" and "409" in request.reason
+
+
+def test_a_request_past_its_deadline_is_marked_not_answered(
+    make_client: Any, env: dict[str, str], play_api: FakePlayApi, store: Any
+) -> None:
+    order = "GPA.9000-0000-0000-00003"
+    play_api.add_pending_refund_review(PACKAGE, order, f"prt-{order}")
+    send_review(make_client, env, order, time_ms=NOW_MS - 25 * HOUR)
+    report(store, "google:tok-review")
+    assert run(reconciler(make_client, env))["refund_requests"] == {"expired": 1}
+    assert play_api.count(":reviewrefund") == 0
+    (request,) = requests_of(store)
+    assert request.state == "expired" and "deadline" in request.reason
+
+
+def test_with_the_policy_off_requests_are_recorded_and_never_answered(
+    make_client: Any, env: dict[str, str], play_api: FakePlayApi, store: Any
+) -> None:
+    order = "GPA.9000-0000-0000-00004"
+    play_api.add_pending_refund_review(PACKAGE, order, f"prt-{order}")
+    send_review(make_client, env, order, time_ms=NOW_MS - HOUR)
+    report(store, "google:tok-review")
+    client = reconciler(make_client, env, REFUND_REQUESTS="off")
+    assert run(client)["refund_requests"] == {"unanswerable": 1}
+    assert play_api.count(":reviewrefund") == 0
+    (request,) = requests_of(store)
+    assert request.reason.startswith("policy_off")
+
+
+def test_the_policy_thresholds() -> None:
+    from refundguard.refunds import Policy, preference
+
+    policy = Policy(True, 10, 50)
+
+    def pref(store: str, percent: float, delivery: str = "DELIVERED") -> str:
+        facts = Consumption("x", True, delivery, False, int(percent * 1000))
+        return preference(store, facts, policy)
+
+    assert [pref("apple", p) for p in (0, 9.9, 10, 49.9, 50, 100)] == [
+        "GRANT_FULL", "GRANT_FULL", "GRANT_PRORATED", "GRANT_PRORATED", "DECLINE", "DECLINE"
+    ]  # fmt: skip
+    assert [pref("google", p) for p in (5, 20, 80)] == ["APPROVE", "NEUTRAL", "DECLINE"]
+    assert pref("apple", 90, "UNDELIVERED_SERVER_OUTAGE") == "GRANT_FULL"
