@@ -13,6 +13,7 @@ _MODULES = {
     "play_notifications": "refundguard.play.function",
     "apple_notifications": "refundguard.apple.function",
     "admin": "refundguard.admin.function",
+    "admin_console": "refundguard.console.function",
 }
 _handlers: dict[str, Callable[[Any], Any]] = {}
 
@@ -38,6 +39,11 @@ def apple_notifications(request: Any) -> Any:
 def admin(request: Any) -> Any:
     """Authenticated admin API: look up (by purchase or store order id), re-grant and revoke."""
     return _handler("admin")(request)
+
+
+def admin_console(request: Any) -> Any:
+    """The admin console: its page, and the admin API for the console OAuth client's tokens."""
+    return _handler("admin_console")(request)
 
 
 def _start(name: str) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 from .local import RUN_DIR
 
-STACK_FILE = RUN_DIR / "stack.json"
+#: REFUNDGUARD_STACK_FILE moves it: the browser tests' stack must not replace a running make run's.
+STACK_FILE = Path(os.environ.get("REFUNDGUARD_STACK_FILE") or RUN_DIR / "stack.json")
 
 #: service -> (port variable, default port)
 PORTS: dict[str, tuple[str, int]] = {
@@ -25,6 +26,7 @@ PORTS: dict[str, tuple[str, int]] = {
     "issuer": ("ADMIN_CERTS_PORT", 8084),
     "play_api": ("PLAY_API_PORT", 8085),  # the Play Developer API's stand-in
     "apple_api": ("APPLE_API_PORT", 8086),  # the App Store Server API's stand-in
+    "admin_console": ("CONSOLE_PORT", 8093),  # the admin console (page + admin API)
 }
 
 
