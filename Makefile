@@ -5,13 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: help setup run test lint format bench clean
+.PHONY: help setup browser run test lint format bench screenshots clean
 
 help:
-	@echo "make run    - set up, start the Firestore emulator and the three functions locally"
-	@echo "make test   - set up, lint, run every test (Firestore emulator included)"
+	@echo "make run    - set up, start the Firestore emulator and the functions locally (admin console included)"
+	@echo "make test   - set up, lint, run every test (Firestore emulator and headless Chromium included)"
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make lint   - ruff"
+	@echo "make screenshots - the admin console's screenshots into docs/console/"
+	@echo "make browser - install chromium and chromium-driver when missing (root with apt)"
 	@echo "make clean  - remove virtualenvs and caches"
 
 setup: $(VENV)/.installed
@@ -31,6 +33,11 @@ $(CHECKOV_VENV)/.installed: .ci/checkov-requirements.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet -r .ci/checkov-requirements.txt
 	@touch $@
 
+# Debian's chromium and chromium-driver for the console's browser tests: installed when missing and
+# possible (root, apt-get), else the tests are skipped loudly (failed with REFUNDGUARD_REQUIRE_EMULATOR=1).
+browser:
+	@sh scripts/ensure_browser.sh
+
 run: setup
 	$(PY) scripts/run_local.py
 
@@ -41,8 +48,11 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff format functions dev cli tests bench scripts examples
 
-test: setup $(CHECKOV_VENV)/.installed lint
+test: setup $(CHECKOV_VENV)/.installed browser lint
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: setup browser
+	$(PY) scripts/console_screenshots.py
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

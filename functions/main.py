@@ -17,6 +17,7 @@ _MODULES = {
     "admin": "refundguard.admin.function",
     "events_sweep": "refundguard.sweep.function",
     "reconcile": "refundguard.reconcile.function",
+    "admin_console": "refundguard.console.function",
 }
 _handlers: dict[str, Callable[[Any], Any]] = {}
 
@@ -52,6 +53,11 @@ def events_sweep(request: Any) -> Any:
 def reconcile(request: Any) -> Any:
     """Scheduled (and admin-triggered): catches missed refunds, answers refund requests."""
     return _handler("reconcile")(request)
+
+
+def admin_console(request: Any) -> Any:
+    """The admin console: its page, and the admin API for the console OAuth client's tokens."""
+    return _handler("admin_console")(request)
 
 
 def _start(name: str) -> None:

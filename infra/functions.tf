@@ -6,6 +6,8 @@
 #
 # Adding a function: a name in local.function_names, an entry in local.functions (same key = its
 # entry point in functions/main.py and in config.FUNCTION_ENV), and its invoker grant in iam.tf.
+# An entry whose `enabled` is false (the console without var.console_oauth_client_id) is not
+# deployed: no function, no service account, no grants (local.enabled_functions).
 
 locals {
   # The one place function names are written. They are also the runtime service account ids
@@ -17,6 +19,7 @@ locals {
     admin               = "${var.name_prefix}-admin"
     events_sweep        = "${var.name_prefix}-events-sweep"
     reconcile           = "${var.name_prefix}-reconcile"
+    admin_console       = "${var.name_prefix}-console"
   }
 
   # Read by every function (config.COMMON_ENV).
@@ -29,6 +32,7 @@ locals {
   }
 
   # What differs per function, keyed by entry point.
+  #   enabled: whether it is deployed (only the console is optional);
   #   title:   how its runtime service account names it (iam.tf);
   #   ingress: Cloud Run ingress; the invoker grants are in iam.tf;
   #   env:     its own variables (config.FUNCTION_ENV), added to local.common_env;
@@ -36,6 +40,7 @@ locals {
   #            only once the secret can hold a value (var.apple_api_key_id set; secrets.tf).
   functions = {
     play_notifications = {
+      enabled     = true
       title       = "Google Play RTDN function"
       description = "Google Play Real-time Developer Notifications, pushed by Pub/Sub (OIDC)."
       ingress     = var.play_ingress_settings
@@ -55,6 +60,7 @@ locals {
     }
 
     apple_notifications = {
+      enabled     = true
       title       = "App Store notifications function"
       description = "App Store Server Notifications V2 (public endpoint; every payload is a JWS checked against Apple Root CA - G3)."
       # Apple's servers call from the internet; see the CKV_GCP_124 skip below.
@@ -70,6 +76,7 @@ locals {
     }
 
     admin = {
+      enabled     = true
       title       = "admin function"
       description = "Admin API (look up, re-grant, revoke). Cloud Run IAM admits the admins' service accounts and var.admin_members; the code then checks the ID token against ADMIN_EMAILS."
       # Admins call from their own machines; see the CKV_GCP_124 skip below.
@@ -98,6 +105,7 @@ locals {
     }
 
     events_sweep = {
+      enabled     = true
       title       = "events sweep function"
       description = "Publishes the access-change events left in the Firestore outbox (called by Cloud Scheduler, events.tf)."
       # Called by Cloud Scheduler in this project only (IAM: its own identity, iam.tf).
@@ -109,6 +117,7 @@ locals {
     }
 
     reconcile = {
+      enabled     = true
       title       = "reconciler function"
       description = "Catches refunds notifications missed (Play voided purchases, Apple notification history) and answers the stores' refund requests by policy (called by Cloud Scheduler and the admin function, reconcile.tf)."
       # Cloud Scheduler and the admin function call it; only their identities may invoke (iam.tf).
@@ -136,7 +145,48 @@ locals {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
       }
     }
+
+    # The admin API again, with its web page, for browsers (docs/console.md). Public at the Cloud
+    # Run layer (a browser cannot pass Cloud Run IAM; iam.tf), so the code checks everything: ID
+    # tokens issued to var.console_oauth_client_id only (Google Identity Services on the page),
+    # the same ADMIN_EMAILS, idempotency and audit line as the admin function.
+    admin_console = {
+      enabled     = var.console_oauth_client_id != ""
+      title       = "admin console function"
+      description = "Admin console: web page and admin API for browsers (Google sign-in). Public invoker; the code accepts only ID tokens for the console's OAuth client id whose email is on ADMIN_EMAILS."
+      # Support staff open it in their browsers; see the CKV_GCP_124 skip below.
+      ingress = "ALLOW_ALL"
+      env = {
+        CONSOLE_OAUTH_CLIENT_ID = var.console_oauth_client_id
+        CONSOLE_GIS_CLIENT_URL  = local.google_sign_in_library
+        # People sign in to the console as themselves (their own Google accounts).
+        ADMIN_EMAILS    = join(",", local.console_allow_list)
+        ADMIN_CERTS_URL = var.id_token_certs_url
+        # Look-up by order id, as in the admin function.
+        PLAY_DEVELOPER_API         = local.play_developer_api
+        PLAY_API_BASE_URL          = var.play_api_base_url
+        PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
+        APPLE_API_KEY_ID           = var.apple_api_key_id
+        APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
+        APPLE_API_BASE_URL         = var.apple_api_base_url
+        APPLE_API_SANDBOX_BASE_URL = var.apple_api_sandbox_base_url
+        APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
+        APPLE_APP_APPLE_ID         = var.apple_app_apple_id
+        APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
+      }
+      secret_env = {
+        APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
+      }
+    }
   }
+
+  # What is deployed: every function whose entry is enabled.
+  enabled_functions      = { for name, function in local.functions : name => function if function.enabled }
+  enabled_function_names = { for name, function_name in local.function_names : name => function_name if local.functions[name].enabled }
+
+  # Google Identity Services' client library, which the console's page loads (its
+  # Content-Security-Policy allows this URL and the /gsi/ paths beside it, nothing else of Google's).
+  google_sign_in_library = "https://accounts.google.com/gsi/client"
 
   # Deterministic URLs of the admin function, computed without referring to the function itself
   # (a function cannot read its own URL into its own environment: that is a dependency cycle).
@@ -155,8 +205,8 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "function" {
-  # checkov:skip=CKV_GCP_124: reason: checkov cannot tell the instances of this for_each apart, so the ingress rule is checked per function in tests/test_infra.py instead: the Play function uses var.play_ingress_settings (default ALLOW_INTERNAL_ONLY); Apple's servers reach the Apple function over the internet (every payload must be a JWS ending in the pinned Apple Root CA - G3); admins call the admin function from their own machines, gated by Cloud Run IAM (var.admin_members) and then ADMIN_EMAILS.
-  for_each = local.functions
+  # checkov:skip=CKV_GCP_124: reason: checkov cannot tell the instances of this for_each apart, so the ingress rule is checked per function in tests/test_infra.py instead: the Play function uses var.play_ingress_settings (default ALLOW_INTERNAL_ONLY); Apple's servers reach the Apple function over the internet (every payload must be a JWS ending in the pinned Apple Root CA - G3); admins call the admin function from their own machines, gated by Cloud Run IAM (var.admin_members) and then ADMIN_EMAILS; support staff open the optional console in their browsers, where the code checks the Google ID token (the console's OAuth client id as audience) and ADMIN_EMAILS.
+  for_each = local.enabled_functions
 
   name        = local.function_names[each.key]
   project     = var.project_id

@@ -1,26 +1,30 @@
 # Least privilege:
-#   - one runtime service account per function, each with roles/datastore.user on the project and
-#     roles/pubsub.publisher on the access-events topic only (every function changes entitlements,
-#     the sweep publishes their events);
+#   - one runtime service account per deployed function, each with roles/datastore.user on the
+#     project and roles/pubsub.publisher on the access-events topic only (every function changes
+#     entitlements, the sweep publishes their events);
 #   - one push identity for Pub/Sub, allowed to invoke the Play function only;
-#   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = var.admin_members,
-#     events sweep = its Cloud Scheduler identity (events.tf), reconciler = its Cloud Scheduler
-#     identity and the admin function's account (POST /reconciliation:run; reconcile.tf).
+#   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = the admins' own
+#     service accounts and var.admin_members, events sweep = its Cloud Scheduler identity
+#     (events.tf), reconciler = its Cloud Scheduler identity and the admin function's account
+#     (POST /reconciliation:run; reconcile.tf), the optional console = allUsers (a browser cannot
+#     pass Cloud Run IAM; the code checks the Google ID token's audience and ADMIN_EMAILS on every
+#     API call; docs/console.md).
 
 locals {
   function_roles = toset(["roles/datastore.user"])
 
   function_account_roles = {
-    for pair in setproduct(keys(local.function_names), local.function_roles) :
+    for pair in setproduct(keys(local.enabled_function_names), local.function_roles) :
     "${pair[0]}/${pair[1]}" => { function = pair[0], role = pair[1] }
   }
 
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
-# One per function (functions.tf), keyed by entry point; the account id is the function's name.
+# One per deployed function (functions.tf), keyed by entry point; the account id is the function's
+# name.
 resource "google_service_account" "function" {
-  for_each = local.function_names
+  for_each = local.enabled_function_names
 
   project      = var.project_id
   account_id   = each.value
@@ -119,6 +123,8 @@ locals {
     [for email in var.admins : google_service_account.admin[email].email],
     var.admin_emails,
   ))
+  # In the console people sign in as themselves, so there the admins' own emails are allowed.
+  console_allow_list = distinct(concat(var.admins, var.admin_emails))
 }
 
 resource "google_service_account" "admin" {
@@ -158,4 +164,24 @@ resource "google_cloud_run_service_iam_member" "events_sweep_invoker" {
   service  = google_cloudfunctions2_function.function["events_sweep"].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.events_scheduler.member
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Console (optional, var.console_oauth_client_id): public at the Cloud Run layer.
+# A browser can pass neither a page load nor a cross-origin call's CORS preflight through Cloud Run
+# IAM (neither carries an Authorization header), and IAP cannot be set on a Cloud Functions
+# resource. So the function checks every API request itself: a Google-signed ID token whose
+# audience is the console's OAuth client id (issued by Google Identity Services to the console's
+# origin only) and whose verified email is on ADMIN_EMAILS; its page and files hold no data.
+# ---------------------------------------------------------------------------------------------------
+
+resource "google_cloud_run_service_iam_member" "console_public_invoker" {
+  # checkov:skip=CKV_GCP_102: reason: the admin console is opened in browsers, which cannot present Cloud Run IAM credentials (a page load and a CORS preflight carry no Authorization header), so this optional endpoint must be public; the function authenticates every API request itself (Google-signed ID token for the console's OAuth client id only, verified email on ADMIN_EMAILS) and its page holds no data; see docs/console.md.
+  count = local.functions.admin_console.enabled ? 1 : 0
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.function["admin_console"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
 }

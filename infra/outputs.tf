@@ -13,6 +13,11 @@ output "admin_service_accounts" {
   value       = { for email in var.admins : email => google_service_account.admin[email].email }
 }
 
+output "console_url" {
+  description = "The admin console (null without console_oauth_client_id). Add this origin to the OAuth client's Authorized JavaScript origins, then open it in a browser (docs/console.md)."
+  value       = one([for name, function in google_cloudfunctions2_function.function : function.service_config[0].uri if name == "admin_console"])
+}
+
 output "admin_audiences" {
   description = "ADMIN_AUDIENCES given to the admin function."
   value       = local.admin_audiences
@@ -60,7 +65,7 @@ output "apple_root_ca_g3_sha256" {
 
 output "play_console_service_accounts" {
   description = "Invite these in the Play Console (Users and permissions > Invite new users) with 'View financial data' (the reconciler also with 'Manage orders and subscriptions', to answer refund reviews): the functions that call the Play Developer API."
-  value       = [for name in ["play_notifications", "admin", "reconcile"] : google_service_account.function[name].email]
+  value       = [for name in ["play_notifications", "admin", "admin_console", "reconcile"] : google_service_account.function[name].email if contains(keys(local.enabled_functions), name)]
 }
 
 output "apple_api_key_secret" {

@@ -8,10 +8,10 @@
 # only (roles/secretmanager.secretAccessor on it, nothing project-wide).
 
 locals {
-  # Entry points whose secret_env names the Apple key: the accessor grants below.
+  # Deployed entry points whose secret_env names the Apple key: the accessor grants below.
   apple_api_key_readers = toset([
     for name, function in local.functions : name
-    if contains(keys(function.secret_env), "APPLE_API_PRIVATE_KEY")
+    if function.enabled && contains(keys(function.secret_env), "APPLE_API_PRIVATE_KEY")
   ])
 }
 

@@ -5,9 +5,10 @@
 locals {
   functions_dir = "${path.module}/../functions"
 
-  # Runtime files only: no caches, no virtualenvs or other dot-directories.
+  # Runtime files only: no caches, no virtualenvs or other dot-directories. html, css, js and svg
+  # are the console's page and files (functions/refundguard/console/static/).
   function_source_files = sort([
-    for f in fileset(local.functions_dir, "**/*.{py,txt,json}") : f
+    for f in fileset(local.functions_dir, "**/*.{py,txt,json,html,css,js,svg}") : f
     if !strcontains(f, "__pycache__") && !startswith(f, ".") && !strcontains(f, "/.")
   ])
 }

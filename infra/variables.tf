@@ -297,6 +297,17 @@ variable "admin_extra_audiences" {
   default     = []
 }
 
+variable "console_oauth_client_id" {
+  description = "Optional: the OAuth client id (type Web application) of the admin console, created by hand (docs/console.md). Set: the admin_console function is deployed (public invoker; the code accepts only Google ID tokens for this client id, from ADMIN_EMAILS). Empty: no console."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.console_oauth_client_id == "" || can(regex("^[A-Za-z0-9][A-Za-z0-9-]*\\.apps\\.googleusercontent\\.com$", var.console_oauth_client_id))
+    error_message = "console_oauth_client_id must be an OAuth client id such as 1234567890-abc123.apps.googleusercontent.com, or empty."
+  }
+}
+
 variable "id_token_certs_url" {
   description = "ADMIN_CERTS_URL and PLAY_PUSH_CERTS_URL: Google's public keys for verifying ID tokens (admins' and the Pub/Sub push identity's)."
   type        = string

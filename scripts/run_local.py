@@ -41,10 +41,12 @@ from refundguard_dev.local import (
     PROJECT,
     RUN_DIR,
     common_env,
+    console_origins,
     consumer_env,
     events_env,
     local_admin_env,
     local_apple_env,
+    local_console_env,
     serve_dev_certs,
 )
 from refundguard_dev.local_stores import (
@@ -62,7 +64,7 @@ from refundguard_dev.processes import ROOT, start_function, stop
 from refundguard_dev.pubsub import EmulatorPubSub
 from refundguard_dev.stack import STACK_FILE, Stack, StackError, read_ports
 
-FUNCTIONS = ("play_notifications", "apple_notifications", "admin")
+FUNCTIONS = ("play_notifications", "apple_notifications", "admin", "admin_console")
 CONSUMER = ROOT / "examples" / "platform_consumer" / "main.py"
 SWEEP_EVERY_S = 60
 RECONCILE_EVERY_S = 300
@@ -91,6 +93,7 @@ def main() -> int:
     urls = {service: f"http://127.0.0.1:{number}" for service, number in ports.items()}
     env = common_env(ports["firestore"])
     admin_env = local_admin_env(ports["admin"], ports["issuer"])
+    console_env = local_console_env(ports["issuer"])
     pubsub_jar = find_pubsub_jar()
     if pubsub_jar is not None:
         env.update(events_env(ports["pubsub"]))
@@ -102,8 +105,14 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     try:
+        emails = [e.strip() for e in admin_env["ADMIN_EMAILS"].split(",") if "@" in e]
         if admin_env["ADMIN_CERTS_URL"].startswith("http://127.0.0.1:"):
-            serve_dev_certs(ports["issuer"])
+            serve_dev_certs(
+                ports["issuer"],
+                console_client_id=console_env["CONSOLE_OAUTH_CLIENT_ID"],
+                console_origins=console_origins(ports["admin_console"]),
+                hint_email=emails[0] if emails else "admin@example.com",
+            )
         log = RUN_DIR / "firestore.log"
         print(f"Starting the Firestore emulator on {urls['firestore']} (log: {log})", flush=True)
         jar = find_emulator_jar()
@@ -134,8 +143,16 @@ def main() -> int:
                 "RECONCILE_URL": urls["reconcile"],
             },
             "reconcile": reconcile_env(stores),
+            "admin_console": {**console_env, **stores.play_env, **stores.apple_env},
         }
         for target in FUNCTIONS:
+            if target == "admin_console" and not console_env["CONSOLE_OAUTH_CLIENT_ID"]:
+                print(
+                    "Not starting the admin console: with ADMIN_CERTS_URL set it needs a real "
+                    "CONSOLE_OAUTH_CLIENT_ID (docs/console.md)",
+                    flush=True,
+                )
+                continue
             print(f"Starting {target} on {urls[target]}/", flush=True)
             processes.append(start_function(target, ports[target], {**env, **own_env[target]}))
         print(f"Starting reconcile on {urls['reconcile']}/", flush=True)
@@ -147,7 +164,6 @@ def main() -> int:
             print(f"Starting events_sweep on {urls['events_sweep']}/", flush=True)
             processes.append(start_function("events_sweep", ports["events_sweep"], env))
             sweep_every(urls["events_sweep"], SWEEP_EVERY_S)
-        emails = [e.strip() for e in admin_env["ADMIN_EMAILS"].split(",") if "@" in e]
         Stack(urls=urls, project=PROJECT, admin_emails=emails, pid=os.getpid()).write()
         print(banner(urls, emails, events=pubsub_jar is not None), flush=True)
         return watch(processes)
@@ -239,6 +255,7 @@ refundguard is running locally (Ctrl-C stops everything). Functions log to this 
   play_notifications   {urls["play_notifications"]}/
   apple_notifications  {urls["apple_notifications"]}/   (Sandbox, trusting the local test root)
   admin                {urls["admin"]}/   (local ID tokens; admins: {", ".join(emails) or "none"})
+  admin console        {urls["admin_console"]}/   (open it in a browser; local sign-in as {who})
   Play Developer API   {urls["play_api"]}/   (stand-in; PLAY_DEVELOPER_API=on, key in .run/)
   App Store Server API {urls["apple_api"]}/   (stand-in, Production; key in .run/)
   reconcile            {urls["reconcile"]}/   (every {RECONCILE_EVERY_S // 60} min)
@@ -272,6 +289,9 @@ A void of an older subscription order is recorded, access kept (the latest order
   {send} subscription --notification-type 4 --token {DEMO_SUBSCRIPTION}
   {send} voided --product-type 1 --token {DEMO_SUBSCRIPTION} \\
       --order-id {SUBSCRIPTION_FIRST_ORDER}
+
+The same in a browser: open {urls["admin_console"]}/ , sign in as {who} with the local form,
+paste {DEMO_ORDER} (or the token), read the timeline, re-grant with a reason.
 
 A refund whose notification never arrived (seeded: {MISSED_ORDER}, refunded an hour ago): the
 reconciler (every {RECONCILE_EVERY_S // 60} minutes here, {urls["reconcile"]}/) catches it; or now:

@@ -1,10 +1,11 @@
 """Fixtures: the real Firestore emulator (started once per session, wiped between tests) and the
 functions-framework app of each entry point, exactly as production loads it.
 
-The emulator is the Google Cloud SDK's Java one. Where it cannot be found, the tests that need it
-are skipped with a loud reason and the summary says so in capitals; with
-REFUNDGUARD_REQUIRE_EMULATOR=1 (set by ``.ci/run``) a missing emulator is an error instead, so CI
-can never pass without it.
+The emulator is the Google Cloud SDK's Java one; the console's browser tests need Debian's
+chromium and chromium-driver too (``make browser`` installs them). Where either cannot be found,
+the tests that need it are skipped with a loud reason and the summary says so in capitals; with
+REFUNDGUARD_REQUIRE_EMULATOR=1 (set by ``.ci/run``) a missing emulator or browser is an error
+instead, so CI can never pass without them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from google.oauth2 import service_account
@@ -26,6 +27,7 @@ from refundguard.play.api import PlayApiClient, PlayApiSettings
 from refundguard.storeapi import CallPolicy
 from refundguard_dev import play_api_data
 from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
+from refundguard_dev.browser import find_browser
 from refundguard_dev.emulator import (
     DEFAULT_JAR,
     FirestoreEmulator,
@@ -50,11 +52,25 @@ def _require(found: Path | None, what: str, install: str) -> Path:
     """The emulator's jar, or skip loudly (fail with REFUNDGUARD_REQUIRE_EMULATOR=1, as in CI)."""
     if found is not None and shutil.which(os.environ.get("JAVA", "java")) is not None:
         return found
-    reason = f"{what} EMULATOR NOT FOUND: install {install} and Java"
+    _missing(f"{what} EMULATOR NOT FOUND: install {install} and Java")
+
+
+def _missing(reason: str) -> NoReturn:
     if os.environ.get("REFUNDGUARD_REQUIRE_EMULATOR") == "1":
         pytest.fail(reason + " (REFUNDGUARD_REQUIRE_EMULATOR=1)", pytrace=False)
     _emulator_missing.append(reason)
     pytest.skip(reason)
+
+
+def require_browser() -> tuple[str, str]:
+    """(chromium, chromedriver), or skip loudly (fail in CI, like a missing emulator)."""
+    found = find_browser()
+    if found is None:
+        _missing(
+            "BROWSER NOT FOUND: install Debian's chromium and chromium-driver (`make browser` "
+            "does, as root with apt), or set CHROMIUM_BIN and CHROMEDRIVER_BIN"
+        )
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -204,10 +220,11 @@ def events_store(emulator_env: dict[str, str], platform_events: PlatformEvents) 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _emulator_missing:
         skipped = len(terminalreporter.stats.get("skipped", []))
-        terminalreporter.write_sep("!", "EMULATOR MISSING", red=True, bold=True)
+        terminalreporter.write_sep("!", "EMULATOR OR BROWSER MISSING", red=True, bold=True)
         terminalreporter.write_line(
-            f"{skipped} test(s) were SKIPPED, the emulator-backed ones among them: this run does "
-            "NOT show that refundguard works against the Google Cloud emulators.",
+            f"{skipped} test(s) were SKIPPED, the emulator- or browser-backed ones among them: "
+            "this run does NOT show that refundguard works against the Google Cloud emulators, or "
+            "that the admin console works in a browser.",
             red=True,
             bold=True,
         )

@@ -7,13 +7,15 @@ subscription with OIDC + retry + dead letters, public access only on the Apple f
 Apple root fingerprint. checkov runs from its own virtualenv ($CHECKOV_BIN) and must report zero
 failed checks; every skip must carry a written reason.
 
-The functions are one resource with for_each over local.functions. python-hcl2 only parses, so a
+The functions are one resource with for_each over local.enabled_functions, local.functions
+filtered by each entry's ``enabled`` (the console is optional). python-hcl2 only parses, so a
 small evaluator below (instances / render) expands exactly the forms infra/ uses: for_each over a
-literal map in a locals block, each.key, each.value.<attr>, merge() of literal maps,
-local.x["key"] lookups, and a conditional one of whose branches is {} (``cond ? {} :
-each.value.x``, rendered as the map it gives when on: the secret variables a function may get).
-Anything else that mentions each.key / each.value makes it fail loudly (EvaluationError) instead
-of guessing; negative self-checks show each function check can fail.
+literal map in a locals block (or that map filtered by ``.enabled``, expanded as if every entry
+were on), each.key, each.value.<attr>, merge() of literal maps, local.x["key"] lookups, and a
+conditional one of whose branches is {} (``cond ? {} : each.value.x``, rendered as the map it gives
+when on: the secret variables a function may get). Anything else that mentions each.key /
+each.value makes it fail loudly (EvaluationError) instead of guessing; negative self-checks show
+each function check can fail.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 MIN_SKIP_REASON = 25  # characters of prose after "checkov:skip=ID:"
 FUNCTION_TYPE = "google_cloudfunctions2_function"
 # Ingress open to the internet, by entry point; every other function must stay internal.
-PUBLIC_INGRESS = {"apple_notifications", "admin"}
+PUBLIC_INGRESS = {"apple_notifications", "admin", "admin_console"}
 # Function names as the deployment has always had them (docs/deploy.md: PREFIX-play, ...).
 FUNCTION_NAMES = {
     "play_notifications": "${var.name_prefix}-play",
@@ -59,6 +61,7 @@ FUNCTION_NAMES = {
     "admin": "${var.name_prefix}-admin",
     "events_sweep": "${var.name_prefix}-events-sweep",
     "reconcile": "${var.name_prefix}-reconcile",
+    "admin_console": "${var.name_prefix}-console",
 }
 # Functions whose ingress is a variable (internal or public with IAM), and the variable's default.
 VARIABLE_INGRESS = {
@@ -67,6 +70,11 @@ VARIABLE_INGRESS = {
     # The admin function calls it (POST /reconciliation:run); IAM admits two identities only.
     "reconcile": ("reconcile_ingress_settings", "ALLOW_ALL"),
 }
+# The deployed subset of a map of functions: the entries whose `enabled` is true (functions.tf).
+ENABLED_RE = re.compile(
+    r"\$\{\{for (\w+), (\w+) in local\.(\w+) : \1 => \2 "
+    r"if (?:\2|local\.functions\[\1\])\.enabled\}\}"
+)
 
 SKIP_RE = re.compile(r"checkov:skip=([A-Za-z0-9_]+)(.*)$")
 LOCAL_OR_VAR_RE = re.compile(
@@ -238,11 +246,30 @@ def render(tf: Terraform, node: Any, key: str, entry: Any, where: str) -> Any:
     return text
 
 
+def enabled_source(tf: Terraform, local: str) -> str | None:
+    """The local a ``${local.<local>}`` filters by ``.enabled`` (e.g. enabled_functions ->
+    functions), or None when it is anything else."""
+    match = ENABLED_RE.fullmatch(str(tf.locals.get(local, "")))
+    return match.group(3) if match else None
+
+
+def for_each_map(tf: Terraform, expression: Any) -> Any:
+    """What a for_each iterates over: a literal map, or a literal map filtered by ``.enabled``
+    (every entry, as when each is enabled: what may be deployed is what must be right)."""
+    match = LOCAL_OR_VAR_RE.fullmatch(str(expression))
+    if match and match.group(1) == "local" and not match.group(3):
+        source = enabled_source(tf, match.group(2))
+        if source is not None:
+            return tf.resolve(ref(f"local.{source}"))
+    return tf.resolve(expression)
+
+
 def instances(tf: Terraform, rtype: str, name: str) -> dict[str, dict[str, Any]]:
     """Instance address (name or name["key"]) -> body of one resource, for_each expanded.
 
-    for_each must be a literal map in a locals block (${local.x}); a resource without for_each
-    must not mention each.key / each.value.
+    for_each must be a literal map in a locals block (${local.x}), or one filtered by
+    ``.enabled`` (``enabled_source``); a resource without for_each must not mention each.key /
+    each.value.
     """
     body = tf.resources[(rtype, name)]
     where = f"{rtype}.{name}"
@@ -250,7 +277,7 @@ def instances(tf: Terraform, rtype: str, name: str) -> dict[str, dict[str, Any]]
         if any(EACH_RE.search(s) for s in walk_strings(body)):
             raise EvaluationError(f"{where} uses each.key / each.value but has no for_each")
         return {name: body}
-    collection = tf.resolve(body["for_each"])
+    collection = for_each_map(tf, body["for_each"])
     if not isinstance(collection, dict):
         raise EvaluationError(
             f"{where}: for_each = {body['for_each']!r} is not a literal map in a locals block"
@@ -308,8 +335,9 @@ def env_mismatch(tf_env: Any, expected: tuple[str, ...]) -> list[str]:
 
 
 def function_problems(tf: Terraform) -> list[str]:
-    """The function wiring: one resource iterating over local.functions, one entry and one name
-    per entry point of config.FUNCTION_ENV, each function's environment exactly what it reads."""
+    """The function wiring: one resource iterating over local.enabled_functions (local.functions
+    filtered by `enabled`), one entry and one name per entry point of config.FUNCTION_ENV, each
+    function's environment exactly what it reads."""
     problems = []
     expected = set(config.FUNCTION_ENV)
     resources = tf.of_type(FUNCTION_TYPE)
@@ -318,8 +346,15 @@ def function_problems(tf: Terraform) -> list[str]:
             f"expected one {FUNCTION_TYPE} resource, function; found {sorted(resources)}"
         )
     for name, body in resources.items():
-        if body.get("for_each") != ref("local.functions"):
-            problems.append(f"{name} does not iterate over local.functions: {body.get('for_each')}")
+        if body.get("for_each") != ref("local.enabled_functions"):
+            problems.append(
+                f"{name} does not iterate over local.enabled_functions: {body.get('for_each')}"
+            )
+    if enabled_source(tf, "enabled_functions") != "functions":
+        problems.append("local.enabled_functions is not local.functions filtered by .enabled")
+    for key, entry in (tf.locals.get("functions") or {}).items():
+        if "enabled" not in entry:
+            problems.append(f"local.functions.{key} does not say whether it is enabled")
     for local in ("functions", "function_names"):
         found = set(tf.locals.get(local) or {})
         problems += [f"local.{local} lacks {k}" for k in sorted(expected - found)]
@@ -449,9 +484,11 @@ def test_each_function_has_its_own_service_account(tf: Terraform) -> None:
         assert email == ref(f'google_service_account.function["{entry_point}"].email')
         accounts[entry_point] = email
     assert len(set(accounts.values())) == len(accounts)
-    # One account per function name, its id the function's name.
+    # One account per deployed function name, its id the function's name.
     account = tf.resources[("google_service_account", "function")]
-    assert account["for_each"] == ref("local.function_names")
+    assert account["for_each"] == ref("local.enabled_function_names")
+    assert enabled_source(tf, "enabled_function_names") == "function_names"
+    assert "local.enabled_function_names" in tf.locals["function_account_roles"]
     assert account["account_id"] == ref("each.value")
     assert set(tf.locals["function_names"]) == set(config.FUNCTION_ENV)
     assert "local.functions[each.key].title" in account["display_name"]
@@ -646,15 +683,31 @@ def test_function_checks_fail_on_a_broken_map(tf: Terraform) -> None:
         del m.resources[(FUNCTION_TYPE, "function")]["for_each"]
 
     problems = problems_after(no_for_each)
-    assert problems[0] == "function does not iterate over local.functions: None"
+    assert problems[0] == "function does not iterate over local.enabled_functions: None"
     assert "has no for_each" in problems[-1]
 
     def for_each_over_names(m: Terraform) -> None:
         m.resources[(FUNCTION_TYPE, "function")]["for_each"] = ref("local.function_names")
 
     problems = problems_after(for_each_over_names)
-    assert problems[0].startswith("function does not iterate over local.functions")
+    assert problems[0].startswith("function does not iterate over local.enabled_functions")
     assert "each.value.description: the entry has no 'description'" in problems[-1]
+
+    def filter_by_something_else(m: Terraform) -> None:
+        m.locals["enabled_functions"] = (
+            "${{for name, function in local.functions : name => function if function.public}}"
+        )
+
+    problems = problems_after(filter_by_something_else)
+    assert problems[0] == "local.enabled_functions is not local.functions filtered by .enabled"
+    assert "is not a literal map in a locals block" in problems[-1]
+
+    def entry_without_enabled(m: Terraform) -> None:
+        del m.locals["functions"]["admin"]["enabled"]
+
+    assert problems_after(entry_without_enabled) == [
+        "local.functions.admin does not say whether it is enabled"
+    ]
 
     def three_resources_again(m: Terraform) -> None:
         for address, rendered in instances(m, FUNCTION_TYPE, "function").items():
@@ -747,13 +800,14 @@ def test_apple_key_secret_is_read_only_by_the_functions_that_mount_it(tf: Terraf
     assert grant["for_each"] == ref("local.apple_api_key_readers")
     readers_expr = tf.locals["apple_api_key_readers"]
     assert "local.functions" in readers_expr and "APPLE_API_PRIVATE_KEY" in readers_expr
+    assert "function.enabled &&" in readers_expr, "no grant for a function that is not deployed"
     mounting = {
         key
         for key, entry in tf.locals["functions"].items()
         if "APPLE_API_PRIVATE_KEY" in entry.get("secret_env", {})
     }
     reading = {k for k, names in config.FUNCTION_ENV.items() if "APPLE_API_PRIVATE_KEY" in names}
-    assert mounting == reading == {"admin", "reconcile"}
+    assert mounting == reading == {"admin", "admin_console", "reconcile"}
     for entry in tf.locals["functions"].values():
         for value in entry.get("secret_env", {}).values():
             assert value == ref("google_secret_manager_secret.apple_api_key.secret_id")
@@ -838,8 +892,11 @@ def test_each_admin_has_an_account_only_they_may_impersonate(tf: Terraform) -> N
     assert "for email in var.admins" in ids and "sha256(lower(email))" in ids
 
 
-def test_public_access_only_on_the_apple_function(tf: Terraform) -> None:
-    assert public_grants(tf) == [("google_cloud_run_service_iam_member", "apple_public_invoker")]
+def test_public_access_only_on_the_apple_function_and_the_console(tf: Terraform) -> None:
+    assert public_grants(tf) == [
+        ("google_cloud_run_service_iam_member", "apple_public_invoker"),
+        ("google_cloud_run_service_iam_member", "console_public_invoker"),
+    ]
     grant = tf.resources[("google_cloud_run_service_iam_member", "apple_public_invoker")]
     assert grant["member"] == "allUsers"
     assert grant["role"] == "roles/run.invoker"
@@ -851,6 +908,60 @@ def test_public_access_only_on_the_apple_function(tf: Terraform) -> None:
     block_text = text[text.index('"apple_public_invoker"') :].split("\n}\n", 1)[0]
     assert "checkov:skip=CKV_GCP_102" in block_text
     assert "JWS" in block_text, "the skip must say why public is safe"
+
+
+def test_the_console_is_public_only_when_deployed_and_says_why(tf: Terraform) -> None:
+    grant = tf.resources[("google_cloud_run_service_iam_member", "console_public_invoker")]
+    assert grant["member"] == "allUsers" and grant["role"] == "roles/run.invoker"
+    console = function_name_for(tf, "admin_console")
+    assert grant["service"] == ref(
+        f"google_cloudfunctions2_function.{console}.service_config[0].service"
+    )
+    assert grant["count"] == ref("local.functions.admin_console.enabled ? 1 : 0")
+    assert run_invokers(tf, console) == [grant], "the console's one invoker grant"
+    text = (INFRA / "iam.tf").read_text(encoding="utf-8")
+    block_text = text[text.index('"console_public_invoker"') :].split("\n}\n", 1)[0]
+    assert "checkov:skip=CKV_GCP_102" in block_text
+    assert "ID token" in block_text and "ADMIN_EMAILS" in block_text
+
+
+def test_the_console_is_deployed_only_with_its_oauth_client_id(tf: Terraform) -> None:
+    entry = tf.locals["functions"]["admin_console"]
+    assert entry["enabled"] == ref('var.console_oauth_client_id != ""')
+    assert all(
+        e["enabled"] is True for k, e in tf.locals["functions"].items() if k != "admin_console"
+    )
+    variable = tf.variables["console_oauth_client_id"]
+    assert variable["default"] == ""
+    condition = block(variable, "validation")["condition"]
+    pattern = re.search(r'regex\("(.+?)", var', condition)
+    assert pattern, condition
+    regex = pattern.group(1).replace("\\\\", "\\")
+    assert re.match(regex, "1234567890-abc123def456.apps.googleusercontent.com")
+    for bad in ("https://admin.example.run.app", "a.apps.googleusercontent.com.evil.test", "x y"):
+        assert not re.match(regex, bad), bad
+    output = tf.outputs["console_url"]["value"]
+    assert "google_cloudfunctions2_function.function" in output
+    assert 'if name == "admin_console"' in output and output.startswith("${one(")
+
+
+def test_the_console_reads_its_client_id_and_the_admin_allow_list(tf: Terraform) -> None:
+    functions = functions_by_entry_point(tf)
+    env = block(functions["admin_console"][1], "service_config")["environment_variables"]
+    admin = block(functions["admin"][1], "service_config")["environment_variables"]
+    assert env["CONSOLE_OAUTH_CLIENT_ID"] == ref("var.console_oauth_client_id")
+    assert tf.resolve(env["CONSOLE_GIS_CLIENT_URL"]) == "https://accounts.google.com/gsi/client"
+    assert "ADMIN_AUDIENCES" not in env, "the console's one audience is its client id"
+    for name in ("ADMIN_CERTS_URL", "PLAY_DEVELOPER_API", "APPLE_API_KEY_ID"):
+        assert env[name] == admin[name], name
+    # People sign in to the console as themselves; to the admin function (the CLI) through their
+    # own admin service accounts.
+    assert env["ADMIN_EMAILS"] == ref('join(",", local.console_allow_list)')
+    assert "var.admins" in tf.locals["console_allow_list"]
+    assert "var.admin_emails" in tf.locals["console_allow_list"]
+    assert block(functions["admin_console"][1], "service_config")["ingress_settings"] == (
+        "ALLOW_ALL"
+    )
 
 
 def test_public_grant_scan_catches_a_new_public_member(tf: Terraform) -> None:
@@ -1047,6 +1158,7 @@ def test_outputs_for_the_store_consoles(tf: Terraform) -> None:
     assert "google_service_account.function[name].email" in invite["value"]
     callers = {k for k, names in config.FUNCTION_ENV.items() if "PLAY_DEVELOPER_API" in names}
     assert set(re.findall(r'"([a-z_]+)"', invite["value"])) == callers
+    assert "if contains(keys(local.enabled_functions), name)" in invite["value"]
     assert tf.outputs["apple_api_key_secret"]["value"] == ref(
         "google_secret_manager_secret.apple_api_key.id"
     )

@@ -150,6 +150,13 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             time.sleep(0.5)
         stack = json.loads(STACK_FILE.read_text())
         assert stack["urls"]["admin"] == f"http://127.0.0.1:{ports['ADMIN_PORT']}"
+        # The admin console's page, on its port (tests/test_console_browser.py drives it).
+        import urllib.request
+
+        console = stack["urls"]["admin_console"]
+        assert console == f"http://127.0.0.1:{ports['CONSOLE_PORT']}"
+        with urllib.request.urlopen(console + "/", timeout=10) as page:
+            assert page.headers["Content-Type"].startswith("text/html")
 
         def script(*args: str) -> str:
             done = subprocess.run(
@@ -229,10 +236,12 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
     assert "pushes are NOT authenticated" in output  # the local consumer says so
     assert "Stopping..." in output
     assert not STACK_FILE.exists()
+    assert f"admin console        {console}/" in output
     for variable in (
         "FIRESTORE_PORT",
         "PLAY_PORT",
         "ADMIN_PORT",
+        "CONSOLE_PORT",
         "PLAY_API_PORT",
         "APPLE_API_PORT",
         "PUBSUB_PORT",

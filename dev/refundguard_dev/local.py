@@ -25,6 +25,9 @@ APPLE_BUNDLE_ID = "com.example.refundguard"
 GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
 NOBODY = "nobody@example.invalid"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
+#: The console's OAuth client id under ``make run``: made up; only the local issuer mints for it.
+LOCAL_CONSOLE_CLIENT_ID = "000000000000-refundguard-local.apps.googleusercontent.com"
+GOOGLE_SIGN_IN_URL = "https://accounts.google.com/gsi/client"
 
 
 def common_env(firestore_port: int) -> dict[str, str]:
@@ -86,19 +89,68 @@ def local_admin_env(admin_port: int, certs_port: int) -> dict[str, str]:
     return env
 
 
-def serve_dev_certs(certs_port: int) -> ThreadingHTTPServer:
-    """Serve the local issuer's key like https://www.googleapis.com/oauth2/v3/certs."""
+def local_console_env(certs_port: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The console's settings under ``make run``: the admins of ``local_admin_env``, signing in
+    through the local issuer's stand-in of Google's sign-in library. With ``ADMIN_CERTS_URL`` set
+    (real Google tokens, network needed), Google's library and ``CONSOLE_OAUTH_CLIENT_ID`` from the
+    environment instead (empty: the console is not started)."""
+    emails = environ.get("ADMIN_EMAILS", "").strip() or "admin@example.com"
+    certs = environ.get("ADMIN_CERTS_URL", "").strip()
+    if certs:
+        return {
+            "ADMIN_EMAILS": emails,
+            "ADMIN_CERTS_URL": certs,
+            "CONSOLE_OAUTH_CLIENT_ID": environ.get("CONSOLE_OAUTH_CLIENT_ID", "").strip(),
+            "CONSOLE_GIS_CLIENT_URL": GOOGLE_SIGN_IN_URL,
+        }
+    issuer = f"http://127.0.0.1:{certs_port}"
+    return {
+        "ADMIN_EMAILS": emails,
+        "ADMIN_CERTS_URL": f"{issuer}/oauth2/v3/certs",
+        "CONSOLE_OAUTH_CLIENT_ID": LOCAL_CONSOLE_CLIENT_ID,
+        "CONSOLE_GIS_CLIENT_URL": f"{issuer}/gsi/client",
+    }
+
+
+def console_origins(console_port: int) -> tuple[str, ...]:
+    """Where the local console's page is served from (the stand-in's token endpoint's CORS)."""
+    return (f"http://127.0.0.1:{console_port}", f"http://localhost:{console_port}")
+
+
+def serve_dev_certs(
+    certs_port: int,
+    *,
+    console_client_id: str | None = None,
+    console_origins: tuple[str, ...] = (),
+    hint_email: str = "admin@example.com",
+) -> ThreadingHTTPServer:
+    """Serve the local issuer's key like https://www.googleapis.com/oauth2/v3/certs and, for the
+    console (``console_client_id``), a stand-in of Google's sign-in library (``local_sign_in``)."""
     from .dev_issuer import certs_json
+    from .local_sign_in import SignIn
 
     body = certs_json()
+    sign_in = None
+    if console_client_id:
+        sign_in = SignIn(console_client_id, console_origins, hint_email)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if sign_in is not None and sign_in.get(self):
+                return
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Cache-Control", "public, max-age=3600")
             self.end_headers()
             self.wfile.write(body)
+
+        def do_OPTIONS(self) -> None:
+            if sign_in is None or not sign_in.preflight(self):
+                self.send_error(404)
+
+        def do_POST(self) -> None:
+            if sign_in is None or not sign_in.post(self):
+                self.send_error(404)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -14,7 +14,8 @@ from typing import Any
 
 from .local import RUN_DIR
 
-STACK_FILE = RUN_DIR / "stack.json"
+#: REFUNDGUARD_STACK_FILE moves it: the browser tests' stack must not replace a running make run's.
+STACK_FILE = Path(os.environ.get("REFUNDGUARD_STACK_FILE") or RUN_DIR / "stack.json")
 
 #: service -> (port variable, default port)
 PORTS: dict[str, tuple[str, int]] = {
@@ -31,6 +32,7 @@ PORTS: dict[str, tuple[str, int]] = {
     "consumer": ("CONSUMER_PORT", 8088),
     "events_sweep": ("EVENTS_SWEEP_PORT", 8089),
     "reconcile": ("RECONCILE_PORT", 8091),  # the reconciler (8090 is Firestore's)
+    "admin_console": ("CONSOLE_PORT", 8093),  # the admin console (page + admin API)
 }
 
 

@@ -84,6 +84,20 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "RECONCILE_BUDGET_SECONDS",
         *REFUND_POLICY_ENV,
     ),
+    # The admin API again, for browsers (docs/console.md): the console's OAuth client id is its
+    # one token audience (no ADMIN_AUDIENCES), and where its page loads the sign-in library from.
+    "admin_console": (
+        "CONSOLE_OAUTH_CLIENT_ID",
+        "CONSOLE_GIS_CLIENT_URL",
+        "ADMIN_EMAILS",
+        "ADMIN_CERTS_URL",
+        *PLAY_API_ENV,
+        "PLAY_PACKAGE_NAMES",
+        *APPLE_API_ENV,
+        "APPLE_BUNDLE_IDS",
+        "APPLE_APP_APPLE_ID",
+        "APPLE_ROOT_CERTS",
+    ),
 }
 
 #: Settings that come from Secret Manager (Terraform's secret_environment_variables), not from

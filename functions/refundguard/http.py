@@ -20,13 +20,16 @@ MAX_JSON_DEPTH = 32
 
 @dataclass(frozen=True)
 class Reply:
-    """A handled request: the JSON body, and the message of its log line."""
+    """A handled request: the JSON body (or, for a static file, ``content`` of ``content_type``),
+    and the message of its log line."""
 
     body: Mapping[str, Any]
     message: str
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     severity: str = "INFO"
+    content: bytes | None = None
+    content_type: str = "application/json"
 
 
 Handler = Callable[[flask.Request], Reply]
@@ -48,6 +51,17 @@ def json_response(
         response.headers[name] = value
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def reply_response(reply: Reply) -> flask.Response:
+    """A Reply as sent: its JSON body, or its static ``content`` (headers from the Reply)."""
+    if reply.content is None:
+        return json_response(reply.status, reply.body, reply.headers)
+    response = flask.Response(reply.content, status=reply.status, mimetype=reply.content_type)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    for name, value in reply.headers.items():
+        response.headers[name] = value
     return response
 
 
@@ -99,7 +113,7 @@ def serve(function: str, handler: Handler, *, on_rejected: OnRejected | None = N
         logs.log(
             reply.severity, reply.message, function=function, http_status=reply.status, **fields
         )
-        return json_response(reply.status, reply.body, reply.headers)
+        return reply_response(reply)
 
     return app
 

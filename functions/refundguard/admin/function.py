@@ -13,7 +13,7 @@ import flask
 from .. import logs
 from ..errors import Kind, RefundGuardError, not_found, rejected
 from ..events import unpublished_json
-from ..http import App, Reply, parse_json_object, read_body, serve
+from ..http import App, Handler, Reply, parse_json_object, read_body, serve
 from ..model import Effect, check_purchase_id, parse_namespace
 from ..oidc import Caller
 from ..serializer import to_json
@@ -39,8 +39,22 @@ def create_handler(
     new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> App:
     settings = AdminSettings.from_env(env)  # refuse to start if wrong
+    handle = admin_handler(settings, store=store, clock_ms=clock_ms, new_event_id=new_event_id)
+    return serve(FUNCTION, handle)
+
+
+def admin_handler(
+    settings: AdminSettings,
+    *,
+    function: str = FUNCTION,
+    store: EntitlementStore | None = None,
+    clock_ms: Callable[[], int] = now_ms,
+    new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> Handler:
+    """The admin API behind ``settings.auth``: the admin function's, and the console's (which
+    differs only in the token audience it accepts)."""
     entitlements = store or EntitlementStore.connect(
-        settings.firestore, settings.events, function=FUNCTION
+        settings.firestore, settings.events, function=function
     )
     finder = order_finder(settings)
 
@@ -131,7 +145,7 @@ def create_handler(
             headers={IDEMPOTENT_REPLAYED: "true"} if replayed else {},
         )
 
-    return serve(FUNCTION, handle)
+    return handle
 
 
 def order_finder(settings: AdminSettings) -> orders.OrderFinder:

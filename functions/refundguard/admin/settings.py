@@ -44,8 +44,6 @@ class AdminSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AdminSettings:
         settings = Settings(env)
-        firestore = FirestoreSettings.read(settings)
-        events = EventsSettings.read(settings)
         auth = read_authenticator(
             settings,
             emails="ADMIN_EMAILS",
@@ -54,6 +52,15 @@ class AdminSettings:
             who="the admin function",
             forbidden_code="not_an_admin",
         )
+        return cls.read(settings, auth)
+
+    @classmethod
+    def read(cls, settings: Settings, auth: Authenticator | None) -> AdminSettings:
+        """Everything but the token audiences, which the caller read into ``auth`` (the admin
+        function: ``ADMIN_AUDIENCES``; the console: its OAuth client id). Raises ConfigError
+        naming every problem recorded on ``settings``."""
+        firestore = FirestoreSettings.read(settings)
+        events = EventsSettings.read(settings)
         if auth is None and not settings.csv("ADMIN_EMAILS"):
             settings.problem("ADMIN_EMAILS must list at least one email or *@domain")
         play_api = read_play_api_settings(settings)

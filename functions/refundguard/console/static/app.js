@@ -1,0 +1,342 @@
+// The console: sign-in (Google Identity Services, or make run's local stand-in of it), search,
+// one purchase and its timeline, re-grant/revoke with a reason and a confirmation. Everything it
+// shows comes from the admin API as the signed-in person; the ID token stays in this module's
+// memory (never in storage, cookies or URLs) and is dropped on sign-out, expiry or a 401.
+
+import { ApiError, createApi, explain } from "./api.js";
+import { h, show, visible } from "./dom.js";
+import { classify, fragmentFor, KINDS, namespacesFor, namespaceOf, parseFragment } from "./ids.js";
+import { renderRefundRequests, renderRuns } from "./panels.js";
+import { renderChoice, renderPurchase } from "./render.js";
+import { statusWords, storeWords } from "./words.js";
+
+const $ = (id) => document.getElementById(id);
+const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content || "";
+
+const session = { token: null, email: "", timer: null };
+let current = null; // {namespace, purchaseId, view}
+const api = createApi(() => session.token);
+
+// ------------------------------------------------------------------------------------- notices
+
+function notice(text, kind = "error") {
+  $("notice").className = `notice notice--${kind}`;
+  $("notice-text").textContent = visible(text);
+  show($("notice"));
+}
+
+function clearNotice() {
+  show($("notice"), false);
+}
+
+function announce(text) {
+  $("announce").textContent = "";
+  setTimeout(() => ($("announce").textContent = visible(text)), 50);
+}
+
+// ------------------------------------------------------------------------------------- sign-in
+
+function loadScript(url) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = url;
+    script.async = true;
+    script.onload = resolve;
+    script.onerror = () => reject(new Error(`could not load ${url}`));
+    document.head.append(script);
+  });
+}
+
+function claims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+  } catch {
+    return {};
+  }
+}
+
+async function startSignIn() {
+  const clientId = meta("refundguard-client-id");
+  try {
+    await loadScript(meta("refundguard-sign-in"));
+    const id = window.google?.accounts?.id;
+    if (!id) throw new Error("the sign-in library did not start");
+    id.initialize({ client_id: clientId, callback: onCredential, auto_select: false });
+    id.renderButton($("sign-in-button"), { type: "standard", theme: "outline", size: "large", text: "signin_with" });
+    $("sign-in-state").textContent = "";
+  } catch (err) {
+    $("sign-in-state").textContent =
+      `Sign-in could not be loaded (${err.message}). Check your connection, then reload the page.`;
+  }
+}
+
+async function onCredential(response) {
+  clearNotice();
+  clearTimeout(session.timer);
+  const token = response?.credential;
+  const payload = token ? claims(token) : {};
+  const msLeft = (payload.exp || 0) * 1000 - Date.now();
+  if (!token || msLeft <= 0) {
+    notice("Your sign-in has expired. Sign in again.");
+    return;
+  }
+  session.token = token;
+  session.email = typeof payload.email === "string" ? payload.email : "";
+  session.timer = setTimeout(() => signOut("Your sign-in has expired. Sign in again."), msLeft);
+  $("sign-in-state").textContent = "Checking your access…";
+  if (await loadPanels()) enterWorkspace();
+}
+
+function enterWorkspace() {
+  $("who-email").textContent = visible(session.email);
+  show($("who"));
+  show($("sign-in"), false);
+  show($("workspace"));
+  $("sign-in-state").textContent = "";
+  announce(`Signed in as ${session.email}.`);
+  if (parseFragment(location.hash)) openFragment();
+  else $("query").focus();
+}
+
+function signOut(message) {
+  session.token = null;
+  session.email = "";
+  clearTimeout(session.timer);
+  current = null;
+  window.google?.accounts?.id?.disableAutoSelect?.();
+  $("results-body").replaceChildren();
+  show($("results"), false);
+  for (const id of ["workspace", "who", "refund-requests", "reconciliation"]) show($(id), false);
+  show($("sign-in"));
+  $("sign-in-state").textContent = "";
+  if (message) notice(message);
+  else announce("Signed out.");
+  $("sign-in-title").focus?.();
+}
+
+/** Any 401 signs out; a 403 is shown as it is and signs out too (nothing here would work). */
+function handle(err) {
+  if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+    signOut(explain(err));
+  } else {
+    notice(explain(err));
+  }
+}
+
+// ---------------------------------------------------------------------------- optional panels
+
+const PANELS = [
+  ["refund-requests", "./refund-requests", renderRefundRequests],
+  ["reconciliation", "./reconciliation/runs", renderRuns],
+];
+
+/** Load the panels whose routes exist (404 no_such_route: not deployed here, hidden). The first
+ * call is also the access check: 401/403 refuse the sign-in. False when refused. */
+async function loadPanels() {
+  for (const [id, path, render] of PANELS) {
+    const panel = $(id);
+    const body = panel.querySelector(".panel-body");
+    try {
+      const { data } = await api.list(path);
+      render(body, data);
+      show(panel);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+        signOut(explain(err));
+        return false;
+      }
+      const absent = err instanceof ApiError && err.status === 404 && err.code === "no_such_route";
+      if (!absent) body.replaceChildren(h("p", { class: "error" }, explain(err)));
+      show(panel, !absent);
+    }
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------- search
+
+async function busy(work) {
+  $("results").setAttribute("aria-busy", "true");
+  show($("results"));
+  $("results-body").replaceChildren(h("p", { class: "help" }, "Looking…"));
+  try {
+    await work();
+  } catch (err) {
+    $("results-body").replaceChildren();
+    show($("results"), false);
+    handle(err);
+  } finally {
+    $("results").setAttribute("aria-busy", "false");
+  }
+}
+
+function onSearch(event) {
+  event.preventDefault();
+  clearNotice();
+  const found = classify($("query").value, $("kind").value);
+  if (found.error) {
+    $("query").setAttribute("aria-invalid", "true");
+    notice(found.error);
+    $("query").focus();
+    return;
+  }
+  $("query").removeAttribute("aria-invalid");
+  busy(() => search(found.kind, found.id));
+}
+
+async function search(kind, id) {
+  if (kind.endsWith("-order")) return openOrder(id);
+  for (const namespace of namespacesFor(kind)) {
+    try {
+      const { data } = await api.lookup(namespace, id);
+      return showPurchase(namespace, id, data, `Found as a ${KINDS[kind]}.`);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === "not_found")) throw err;
+    }
+  }
+  const where = kind === "apple-transaction" ? " (App Store Production, then Sandbox)" : "";
+  throw new ApiError(404, "not_found_as", `No purchase with this ${KINDS[kind]}${where}.`);
+}
+
+async function openOrder(orderId) {
+  const { data } = await api.order(orderId);
+  const results = Array.isArray(data.results) ? data.results : [];
+  const via = data.found_by === "store_api" ? "asked the store's API" : "in refundguard's ledger";
+  const found = `Order ${orderId} (${via}).`;
+  const open = (index) => {
+    const view = results[index];
+    const ent = view.entitlement || {};
+    showPurchase(namespaceOf(ent), ent.purchase_id, view, found);
+  };
+  if (results.length === 1) return open(0);
+  $("results-body").replaceChildren(renderChoice(data, open));
+  $("choice-title").focus();
+}
+
+function showPurchase(namespace, purchaseId, view, found) {
+  current = { namespace, purchaseId, view };
+  $("results-body").replaceChildren(renderPurchase(view, { onAction, found }));
+  show($("results"));
+  const fragment = `#${fragmentFor(view.entitlement || {})}`;
+  if (location.hash !== fragment) history.replaceState(null, "", fragment);
+  $("purchase-title").focus();
+  announce($("purchase-title").textContent);
+}
+
+function openFragment() {
+  const target = parseFragment(location.hash);
+  if (!target || !session.token) return;
+  clearNotice();
+  if (target.order) {
+    $("query").value = target.order;
+    busy(() => openOrder(target.order));
+  } else {
+    $("query").value = target.purchaseId;
+    busy(async () => {
+      const { data } = await api.lookup(target.namespace, target.purchaseId);
+      showPurchase(target.namespace, target.purchaseId, data, "Opened from a link.");
+    });
+  }
+}
+
+// ------------------------------------------------------------------------- re-grant / revoke
+
+const ACTIONS = {
+  regrant: { title: "Re-grant access?", ok: "Re-grant access", done: "Access re-granted." },
+  revoke: { title: "Revoke access?", ok: "Revoke access", done: "Access revoked." },
+};
+
+function onAction(action, opener) {
+  const slot = $("action-slot");
+  const words = ACTIONS[action];
+  const reason = h("textarea", {
+    id: "reason",
+    name: "reason",
+    rows: 3,
+    maxlength: 500,
+    required: true,
+    "aria-describedby": "reason-help",
+  });
+  const error = h("p", { id: "reason-error", class: "error", hidden: true }, "A reason is required.");
+  const form = h(
+    "form",
+    { class: "action-form", novalidate: true },
+    h("label", { for: "reason" }, `Reason for the ${action === "regrant" ? "re-grant" : "revoke"} (required)`),
+    reason,
+    h("p", { id: "reason-help", class: "help" }, "Shown in the timeline and the audit log with your address, e.g. “refund was a mistake, ticket #4711”. At most 500 characters."),
+    error,
+    h(
+      "div",
+      { class: "row" },
+      h("button", { type: "submit", class: action === "revoke" ? "danger" : "primary" }, `Review ${words.ok.toLowerCase()}…`),
+      h("button", { type: "button", class: "quiet", onclick: () => { slot.replaceChildren(); opener.focus(); } }, "Cancel"),
+    ),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = reason.value.trim();
+    show(error, !text);
+    reason.setAttribute("aria-invalid", String(!text));
+    if (!text) {
+      reason.setAttribute("aria-describedby", "reason-error reason-help");
+      reason.focus();
+      return;
+    }
+    confirmAction(action, text, opener);
+  });
+  slot.replaceChildren(form);
+  reason.focus();
+}
+
+function confirmAction(action, reason, opener) {
+  const words = ACTIONS[action];
+  const ent = current.view.entitlement || {};
+  const dialog = $("confirm");
+  $("confirm-title").textContent = words.title;
+  $("confirm-ok").textContent = words.ok;
+  $("confirm-ok").className = action === "revoke" ? "danger" : "primary";
+  const rows = [
+    ["Purchase", `${storeWords(ent)} · ${ent.product_id || "unknown product"}`],
+    ["Purchase id", ent.purchase_id],
+    ["Now", statusWords(ent.status)],
+    ["After", action === "regrant" ? "Access granted" : "Access revoked"],
+    ["Reason", reason],
+    ["Recorded as", session.email],
+  ];
+  $("confirm-summary").replaceChildren(
+    h("dl", { class: "facts" }, rows.map(([k, v]) => h("div", { class: "fact" }, h("dt", {}, k), h("dd", {}, v)))),
+  );
+  dialog.returnValue = "";
+  dialog.addEventListener(
+    "close",
+    () => {
+      if (dialog.returnValue === "ok") perform(action, reason);
+      else opener.focus();
+    },
+    { once: true },
+  );
+  dialog.showModal();
+  $("confirm-cancel").focus();
+}
+
+async function perform(action, reason) {
+  const { namespace, purchaseId } = current;
+  const key = crypto.randomUUID();
+  clearNotice();
+  await busy(async () => {
+    const { replayed } = await api.act(action, namespace, purchaseId, reason, key);
+    const { data } = await api.lookup(namespace, purchaseId);
+    showPurchase(namespace, purchaseId, data, null);
+    const done = ACTIONS[action].done + (replayed ? " (already done: nothing new written)" : "");
+    notice(`${done} The timeline shows your entry.`, "success");
+  });
+}
+
+// ------------------------------------------------------------------------------------- start
+
+$("search").addEventListener("submit", onSearch);
+$("sign-out").addEventListener("click", () => signOut(null));
+$("notice-close").addEventListener("click", clearNotice);
+window.addEventListener("hashchange", openFragment);
+startSignIn();
