@@ -73,3 +73,47 @@ def test_fields_bound_to_a_request_join_its_one_line(captured: io.StringIO) -> N
     }
     logs.bind(outside="a request")  # no request: ignored, not an error
     assert captured.getvalue() == ""
+
+
+# ------------------------------------------------------------------------------- quarantine records
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    body=st.one_of(st.binary(max_size=2000), st.text(max_size=600).map(str.encode)),
+    key=st.one_of(st.none(), st.text(max_size=500)),
+    details=st.dictionaries(st.text(max_size=20), values, max_size=5),
+)
+def test_any_rejected_request_makes_a_storable_quarantine_record(
+    body: bytes, key: str | None, details: dict[str, Any]
+) -> None:
+    import hashlib
+
+    from refundguard import quarantine
+
+    doc_id, data = quarantine.record(
+        source="play", code="bad_json", reason="x\ud800", body=body, key=key,
+        details=details, now_ms=1_700_000_000_000,
+    )  # fmt: skip
+    doc_id.encode("utf-8")  # a valid document id: UTF-8, no slash, at most 400 bytes
+    assert "/" not in doc_id and len(doc_id.encode()) <= 400 and not doc_id.startswith("__")
+    assert data["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert data["body_size"] == len(body) and data["body_truncated"] is False
+    json.dumps(data, default=str).encode("utf-8")  # every text field is valid Unicode
+
+
+def test_a_large_body_is_cut_by_bytes_not_characters() -> None:
+    from refundguard import quarantine
+
+    body = ("é" * 400_000).encode() + b"\xff"  # not UTF-8 as a whole: kept as base64
+    _, data = quarantine.record(
+        source="play", code="c", reason="r", body=body, key=None, details=None, now_ms=1
+    )
+    assert data["body_encoding"] == "base64" and data["body_truncated"] is True
+    assert len(data["body"]) <= 4 * quarantine.MAX_BODY // 3 + 4
+    text_body = ("é" * 400_000).encode()  # 800,000 bytes of text
+    _, data = quarantine.record(
+        source="play", code="c", reason="r", body=text_body, key=None, details=None, now_ms=1
+    )
+    assert data["body_encoding"] == "utf-8"
+    assert len(data["body"].encode()) <= quarantine.MAX_BODY and data["body_size"] == 800_000

@@ -30,8 +30,6 @@ next one, because the event id is the history document's id. A value Firestore c
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -57,7 +55,7 @@ from .model import (
     document_id,
 )
 from .outbox import Outbox
-from .serializer import load, ms_to_datetime, to_firestore
+from .serializer import load, to_firestore
 
 if TYPE_CHECKING:
     from .publisher import Publisher
@@ -65,7 +63,6 @@ if TYPE_CHECKING:
 ENTITLEMENTS = "entitlements"
 HISTORY = "history"
 QUARANTINE = "quarantine"
-MAX_QUARANTINED_BODY = 512 * 1024  # bytes; base64 makes it 683 KiB, under the 1 MiB limit
 
 # Another writer committed between our read and our commit: read and decide again.
 _CONFLICTS = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted)
@@ -335,33 +332,18 @@ class EntitlementStore:
         key: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> str:
-        """Keep a request that can never be processed, whole, so that nothing is silently lost.
+        """Keep a request that can never be processed (``quarantine.record``); its document id."""
+        from .quarantine import record
 
-        ``key`` (e.g. ``play:<messageId>``) makes redeliveries overwrite one document rather than
-        pile up; without it the body's digest is the key. Returns the document id.
-        """
-        digest = hashlib.sha256(body).hexdigest()
-        doc_id = _safe_doc_id(key) if key else f"{source}:sha256:{digest}"
-        now = self._clock_ms()
-        kept = body[:MAX_QUARANTINED_BODY]  # cut by bytes: the document must fit in 1 MiB
-        try:
-            body.decode("utf-8")
-            text: str | None = kept.decode("utf-8", "ignore")  # a cut character is dropped
-        except UnicodeDecodeError:
-            text = None
-        data: dict[str, Any] = {
-            "source": source,
-            "code": code,
-            "reason": reason,
-            "received_ms": now,
-            "received_at": ms_to_datetime(now),
-            "body_sha256": digest,
-            "body_size": len(body),
-            "body_truncated": len(body) > MAX_QUARANTINED_BODY,
-            "body_encoding": "utf-8" if text is not None else "base64",
-            "body": text if text is not None else base64.b64encode(kept).decode(),
-            "details": dict(details or {}),
-        }
+        doc_id, data = record(
+            source=source,
+            code=code,
+            reason=reason,
+            body=body,
+            key=key,
+            details=details,
+            now_ms=self._clock_ms(),
+        )
         try:
             self._client.collection(QUARANTINE).document(doc_id).set(
                 data, retry=self._read_retry(), timeout=self._deadline_s
@@ -407,10 +389,3 @@ def _unstorable() -> RefundGuardError:
     """A value Firestore refuses (too large, too deep, out of range...): no retry can fix it. The
     cause (``raise ... from``) goes to the log line, never to the caller."""
     return rejected("unstorable", "the event holds a value Firestore cannot store")
-
-
-def _safe_doc_id(key: str) -> str:
-    cleaned = key.replace("/", "_")
-    if len(cleaned.encode()) > 400 or cleaned in (".", "..") or cleaned.startswith("__"):
-        return "k:" + hashlib.sha256(key.encode()).hexdigest()
-    return cleaned
