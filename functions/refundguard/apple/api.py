@@ -284,36 +284,12 @@ class AppStoreApiClient:
         transactions = self._verified(op, page.signed_transactions, bundle_id, environment)
         return TransactionHistoryPage(transactions, page.revision, page.has_more)
 
-    def get_notification_history(
-        self,
-        *,
-        bundle_id: str,
-        environment: str,
-        start_date_ms: int,
-        end_date_ms: int,
-        pagination_token: str | None = None,
-        only_failures: bool = False,
-        transaction_id: str | None = None,
-        notification_type: str | None = None,
-        notification_subtype: str | None = None,
-        deadline_s: float | None = None,
-    ) -> NotificationHistoryPage:
-        """Get Notification History: ``POST /inApps/v1/notifications/history`` (20 a page; 180
-        days back in Production, 30 in Sandbox). Each signedPayload is verified; one that fails
-        fails the page (``get_signed_notification_history`` leaves that to the caller)."""
+    def get_notification_history(self, **query: Any) -> NotificationHistoryPage:
+        """Get Notification History (``get_signed_notification_history``'s arguments), each
+        signedPayload verified; one that fails fails the page."""
         op = "notifications.history"
-        page = self.get_signed_notification_history(
-            bundle_id=bundle_id,
-            environment=environment,
-            start_date_ms=start_date_ms,
-            end_date_ms=end_date_ms,
-            pagination_token=pagination_token,
-            only_failures=only_failures,
-            transaction_id=transaction_id,
-            notification_type=notification_type,
-            notification_subtype=notification_subtype,
-            deadline_s=deadline_s,
-        )
+        page = self.get_signed_notification_history(**query)
+        bundle_id, environment = query["bundle_id"], query["environment"]
         items = []
         for item in page.items:
             try:
@@ -339,8 +315,9 @@ class AppStoreApiClient:
         notification_subtype: str | None = None,
         deadline_s: float | None = None,
     ) -> resources.SignedNotificationPage:
-        """One page of Get Notification History, each ``signedPayload`` still to verify (the
-        reconciler verifies each as the notification endpoint does, skipping one that fails)."""
+        """One page of Get Notification History: ``POST /inApps/v1/notifications/history`` (20 a
+        page; 180 days back in Production, 30 in Sandbox), each ``signedPayload`` still to verify
+        (the reconciler verifies each as the endpoint does, skipping one that fails)."""
         op = "notifications.history"
         request: dict[str, Any] = {"startDate": int(start_date_ms), "endDate": int(end_date_ms)}
         for name, value in (
