@@ -17,7 +17,9 @@ from refundguard.console import site
 from refundguard.console.settings import GOOGLE_SIGN_IN_URL
 from refundguard_dev.emulator import free_port
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
-from refundguard_dev.local import GCLOUD_CLIENT_ID, LOCAL_CONSOLE_CLIENT_ID, serve_dev_certs
+from refundguard_dev.local import LOCAL_CONSOLE_CLIENT_ID, serve_dev_certs
+
+GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"  # gcloud's own tokens' audience
 
 pytestmark = pytest.mark.emulator
 

@@ -21,8 +21,6 @@ PROJECT = "demo-refundguard"
 APPLE_PKI_DIR = RUN_DIR / "apple-test-pki"
 APPLE_ROOT_DER = RUN_DIR / "apple-test-root.der"
 APPLE_BUNDLE_ID = "com.example.refundguard"
-#: The audience of ``gcloud auth print-identity-token`` for a user account (gcloud's client id).
-GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
 NOBODY = "nobody@example.invalid"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 #: The console's OAuth client id under ``make run``: made up; only the local issuer mints for it.
@@ -69,7 +67,7 @@ def consumer_env() -> dict[str, str]:
 def admin_env(port: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The admin function's settings: local audiences, ``ADMIN_EMAILS`` from the caller's
     environment (unset: nobody), and Google's certificates unless ``ADMIN_CERTS_URL`` says else."""
-    audiences = [f"http://127.0.0.1:{port}", f"http://localhost:{port}", GCLOUD_CLIENT_ID]
+    audiences = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
     extra = environ.get("ADMIN_AUDIENCES", "").strip()
     return {
         "ADMIN_AUDIENCES": ",".join([*audiences, extra] if extra else audiences),
