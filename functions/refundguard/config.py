@@ -39,6 +39,17 @@ REFUND_POLICY_ENV = (
     "REFUND_DECLINE_FROM_PERCENT",
 )
 
+#: What looking orders up takes (the admin function and the console): both stores' APIs, and what
+#: verifying Apple's signed answers needs (bundle ids, the app's Apple ID, the pinned roots).
+ORDER_LOOKUP_ENV = (
+    *PLAY_API_ENV,
+    "PLAY_PACKAGE_NAMES",
+    *APPLE_API_ENV,
+    "APPLE_BUNDLE_IDS",
+    "APPLE_APP_APPLE_ID",
+    "APPLE_ROOT_CERTS",
+)
+
 #: Read by each function, by entry point name (beside COMMON_ENV). Which store API each reads:
 #: play_notifications verifies purchases and judges voids with the Play API; admin looks orders
 #: up with both APIs (and needs what verifying Apple's signed answers takes: bundle ids, the app's
@@ -63,12 +74,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "ADMIN_AUDIENCES",
         "ADMIN_EMAILS",
         "ADMIN_CERTS_URL",
-        *PLAY_API_ENV,
-        "PLAY_PACKAGE_NAMES",
-        *APPLE_API_ENV,
-        "APPLE_BUNDLE_IDS",
-        "APPLE_APP_APPLE_ID",
-        "APPLE_ROOT_CERTS",
+        *ORDER_LOOKUP_ENV,
         "RECONCILE_URL",
     ),
     "events_sweep": ("EVENTS_SWEEP_GRACE_SECONDS",),
@@ -91,12 +97,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "CONSOLE_GIS_CLIENT_URL",
         "ADMIN_EMAILS",
         "ADMIN_CERTS_URL",
-        *PLAY_API_ENV,
-        "PLAY_PACKAGE_NAMES",
-        *APPLE_API_ENV,
-        "APPLE_BUNDLE_IDS",
-        "APPLE_APP_APPLE_ID",
-        "APPLE_ROOT_CERTS",
+        *ORDER_LOOKUP_ENV,
     ),
 }
 

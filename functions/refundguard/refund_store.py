@@ -14,13 +14,13 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import logs
-from .errors import transient
+from .errors import RefundGuardError, transient
 from .model import LedgerEvent
 from .refunds import PENDING, Consumption, RefundRequest, request_for
 from .serializer import load, to_firestore
 
 if TYPE_CHECKING:
-    from .store import EntitlementStore
+    from .store import ApplyResult, EntitlementStore
 
 REFUND_REQUESTS = "refund_requests"
 CONSUMPTION = "consumption"
@@ -131,3 +131,21 @@ def record_refund_request(store: EntitlementStore, event: LedgerEvent, app: str)
     if request is not None:
         new = RefundStore(store.client).record(request)
         logs.bind(refund_request=request.id, refund_request_new=new)
+
+
+def apply_notification(
+    store: EntitlementStore, event: LedgerEvent, *, app: str, key: tuple[str, str]
+) -> tuple[ApplyResult, str | None]:
+    """What a notification function does with its ledger event: apply it (one the store cannot
+    keep is tagged with ``key``, e.g. ("message_id", id), so it is quarantined under it), bind the
+    outcome to the request's log line, and record a refund request the store asked. Returns the
+    result and the entitlement's status."""
+    try:
+        result = store.apply(event)
+    except RefundGuardError as err:
+        err.details.setdefault(*key)
+        raise
+    status = result.entitlement.status.value if result.entitlement else None
+    logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
+    record_refund_request(store, event, app)
+    return result, status

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -110,6 +111,59 @@ class StoreBadAnswerError(StoreApiError):
 
 class MalformedAnswer(ValueError):
     """Raised by the pure parsers; the clients turn it into ``StoreBadAnswerError``."""
+
+
+# -------------------------------------------------------------------- reading the stores' JSON
+
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def answer_object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedAnswer(f"{what} must be an object")
+    return value
+
+
+def answer_text(doc: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    """A string field; absent or empty: None (MalformedAnswer when ``required``)."""
+    value = doc.get(name)
+    if value is None or value == "":
+        if required:
+            raise MalformedAnswer(f"{name} is missing")
+        return None
+    if not isinstance(value, str):
+        raise MalformedAnswer(f"{name} must be a string")
+    return value
+
+
+def answer_int(
+    doc: Mapping[str, Any], name: str, *, required: bool = False, decimal_strings: bool = False
+) -> int | None:
+    """An int64 field; with ``decimal_strings``, also as proto3 JSON writes it (a string)."""
+    value = doc.get(name)
+    if value is None:
+        if required:
+            raise MalformedAnswer(f"{name} is missing")
+        return None
+    if isinstance(value, bool):
+        raise MalformedAnswer(f"{name} must be an integer")
+    if isinstance(value, int):
+        number = value
+    elif decimal_strings and isinstance(value, str) and _DECIMAL.fullmatch(value):
+        number = int(value)
+    else:
+        raise MalformedAnswer(f"{name} must be an integer")
+    if not -(2**63) <= number < 2**63:
+        raise MalformedAnswer(f"{name} is out of range")
+    return number
+
+
+def answer_flag(doc: Mapping[str, Any], name: str) -> bool:
+    """A boolean field; absent: False."""
+    value = doc.get(name, False)
+    if not isinstance(value, bool):
+        raise MalformedAnswer(f"{name} must be a boolean")
+    return value
 
 
 # ---------------------------------------------------------------------------------------- policy

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from ..refunds import DELIVERY_STATUSES
 from ..storeapi import (
     APPLE,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -39,15 +40,6 @@ __all__ = [
     "ConsumptionInfo",
     "read_apple_api_settings",
 ]
-DELIVERY_STATUSES = frozenset(
-    {
-        "DELIVERED",
-        "UNDELIVERED_QUALITY_ISSUE",
-        "UNDELIVERED_WRONG_ITEM",
-        "UNDELIVERED_SERVER_OUTAGE",
-        "UNDELIVERED_OTHER",
-    }
-)
 REFUND_PREFERENCES = frozenset({"DECLINE", "GRANT_FULL", "GRANT_PRORATED"})
 #: Apple's "not found yet, retry" 404s (ACCOUNT_, APP_, ORIGINAL_TRANSACTION_ID_...) and 5000001.
 RETRYABLE_ERROR_CODES = frozenset({4040002, 4040004, 4040006, 5000001})

@@ -12,7 +12,7 @@ import flask
 from .. import logs
 from ..errors import RefundGuardError, method_not_allowed, rejected
 from ..http import App, Reply, parse_json_object, read_body, serve
-from ..refund_store import record_refund_request
+from ..refund_store import apply_notification
 from .notifications import UnmappableNotification, map_notification
 from .settings import AppleSettings
 from .verifier import AppleVerifier
@@ -76,14 +76,12 @@ def create_handler(
             event_type=event.type,
             event_time_ms=event.event_time_ms,
         )
-        try:
-            result = entitlements.apply(event)
-        except RefundGuardError as err:  # unstorable: quarantined under this notification's key
-            err.details.setdefault("notification_uuid", event.event_id)
-            raise
-        status = result.entitlement.status.value if result.entitlement else None
-        logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
-        record_refund_request(entitlements, event, verified.bundle_id or "")
+        result, status = apply_notification(
+            entitlements,
+            event,
+            app=verified.bundle_id or "",
+            key=("notification_uuid", event.event_id),
+        )
         return Reply(
             {"effect": result.effect.value, "status": status, "entitlement": event.document_id},
             "apple notification processed",

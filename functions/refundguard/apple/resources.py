@@ -10,45 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..storeapi import MalformedAnswer
+from ..storeapi import answer_flag as _bool
+from ..storeapi import answer_int as _int
+from ..storeapi import answer_object as _obj
+from ..storeapi import answer_text as _str
 from .verifier import VerifiedNotification
 
 ORDER_VALID, ORDER_INVALID = 0, 1  # OrderLookupStatus
 MAX_SIGNED_ITEMS = 1000  # Apple pages hold 20; anything far larger is not an answer of theirs
-
-
-def _obj(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise MalformedAnswer(f"{what} must be an object")
-    return value
-
-
-def _str(doc: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = doc.get(name)
-    if value is None or value == "":
-        if required:
-            raise MalformedAnswer(f"{name} is missing")
-        return None
-    if not isinstance(value, str):
-        raise MalformedAnswer(f"{name} must be a string")
-    return value
-
-
-def _int(doc: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
-    value = doc.get(name)
-    if value is None:
-        if required:
-            raise MalformedAnswer(f"{name} is missing")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
-        raise MalformedAnswer(f"{name} must be an integer")
-    return value
-
-
-def _bool(doc: Mapping[str, Any], name: str) -> bool:
-    value = doc.get(name, False)
-    if not isinstance(value, bool):
-        raise MalformedAnswer(f"{name} must be a boolean")
-    return value
 
 
 def _signed_list(doc: Mapping[str, Any], name: str) -> tuple[str, ...]:

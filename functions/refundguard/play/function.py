@@ -17,7 +17,7 @@ from ..errors import Kind, RefundGuardError, method_not_allowed, rejected, trans
 from ..http import App, Reply, read_body, serve
 from ..model import LedgerEvent, StoreName
 from ..quarantine import quarantiner
-from ..refund_store import record_refund_request
+from ..refund_store import apply_notification
 from ..store import EntitlementStore
 from ..storeapi import CallPolicy, StoreApiError, StoreAuthError
 from . import envelope, rtdn, verify
@@ -88,14 +88,12 @@ def create_handler(
         if api is not None:
             consulted = consult(api, notification.package_name, notification.kind, event)
             event = consulted.event
-        try:
-            result = entitlements.apply(event)
-        except RefundGuardError as err:  # unstorable: quarantined under this message's key
-            err.details.setdefault("message_id", message.message_id)
-            raise
-        status = result.entitlement.status.value if result.entitlement else None
-        logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
-        record_refund_request(entitlements, event, notification.package_name)
+        result, status = apply_notification(
+            entitlements,
+            event,
+            app=notification.package_name,
+            key=("message_id", message.message_id),
+        )
         if consulted.alarm:
             logs.bind(api_problem=consulted.alarm)
         return Reply(

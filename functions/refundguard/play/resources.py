@@ -8,15 +8,14 @@ Field names follow the API reference (discovery revision 20261026): ``Order``,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..storeapi import MalformedAnswer
-
-_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+from ..storeapi import MalformedAnswer, answer_int
+from ..storeapi import answer_object as _obj
+from ..storeapi import answer_text as _str
 
 # Order.state
 ORDER_STATES = frozenset(
@@ -46,46 +45,14 @@ VOIDED_REASONS = {
 }
 
 
-def _obj(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise MalformedAnswer(f"{what} must be an object")
-    return value
-
-
 def _opt_obj(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     value = doc.get(name)
     return {} if value is None else _obj(value, name)
 
 
-def _str(doc: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = doc.get(name)
-    if value is None or value == "":
-        if required:
-            raise MalformedAnswer(f"{name} is missing")
-        return None
-    if not isinstance(value, str):
-        raise MalformedAnswer(f"{name} must be a string")
-    return value
-
-
 def _int(doc: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
     """An integer, or an int64 as proto3 JSON writes it (a decimal string)."""
-    value = doc.get(name)
-    if value is None:
-        if required:
-            raise MalformedAnswer(f"{name} is missing")
-        return None
-    if isinstance(value, bool):
-        raise MalformedAnswer(f"{name} must be an integer")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
-        number = int(value)
-    else:
-        raise MalformedAnswer(f"{name} must be an integer")
-    if not -(2**63) <= number < 2**63:
-        raise MalformedAnswer(f"{name} is out of range")
-    return number
+    return answer_int(doc, name, required=required, decimal_strings=True)
 
 
 def _time_ms(doc: Mapping[str, Any], name: str) -> int | None:

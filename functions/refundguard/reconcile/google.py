@@ -87,20 +87,13 @@ class GoogleVoids:
                 tally.more = True
                 break
             tally.pages += 1
-            if page.next_token:
-                token = page.next_token
-                self.state.save_cursor(
-                    plan.Cursor(
-                        source,
-                        complete_ms=cursor.complete_ms if cursor else None,
-                        resume_start_ms=win.start_ms,
-                        resume_end_ms=win.end_ms,
-                        resume_token=token,
-                        updated_ms=self.clock_ms(),
-                    )
-                )
+            next_token = page.next_token if page.next_token else None
+            self.state.save_cursor(
+                plan.after_page(source, cursor, win, next_token, self.clock_ms())
+            )
+            if next_token:
+                token = next_token
                 continue
-            self.state.save_cursor(plan.Cursor(source, win.end_ms, updated_ms=self.clock_ms()))
             tally.cursor_ms = win.end_ms
             break
         return tally

@@ -39,6 +39,23 @@ class Cursor:
     updated_ms: int = 0
 
 
+def after_page(
+    source: str, cursor: Cursor | None, win: Window, next_token: str | None, now_ms: int
+) -> Cursor:
+    """Where a source stands once a page is processed: at the next page of ``win`` when there is
+    one (the completed part unchanged), else past ``win`` entirely."""
+    if next_token:
+        return Cursor(
+            source,
+            complete_ms=cursor.complete_ms if cursor else None,
+            resume_start_ms=win.start_ms,
+            resume_end_ms=win.end_ms,
+            resume_token=next_token,
+            updated_ms=now_ms,
+        )
+    return Cursor(source, win.end_ms, updated_ms=now_ms)
+
+
 @dataclass(frozen=True)
 class Window:
     start_ms: int
