@@ -28,32 +28,13 @@ from refundguard.serializer import load, to_firestore
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore
 from refundguard_dev.emulator import bench_emulator as emulator
 from refundguard_dev.play_messages import PACKAGE, play_request
+from refundguard_dev.rpc_counter import RpcCounter
 from refundguard_dev.tcp_proxy import TcpProxy
 
 MAIN_PY = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 LATENCY_S = 0.005
 RPCS = ("batch_get_documents", "begin_transaction", "commit", "rollback")
-
-
-class RpcCounter:
-    """Counts the RPCs a Firestore client sends (wraps its generated API client's methods)."""
-
-    def __init__(self, client: firestore.Client) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        api = client._firestore_api
-        for name in RPCS:
-            original = getattr(api, name)
-
-            def counted(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
-                self.counts[_name] += 1
-                return _original(*args, **kw)
-
-            setattr(api, name, counted)
-
-    def take(self) -> collections.Counter[str]:
-        counts, self.counts = self.counts, collections.Counter()
-        return counts
 
 
 def per_message(counts: collections.Counter[str], n: int) -> str:

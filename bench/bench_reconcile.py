@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from refundguard import logs
 from refundguard.ledger import decide
@@ -30,29 +29,11 @@ from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore
 from refundguard_dev import play_api_data as data
 from refundguard_dev.emulator import bench_emulator, stop_process
 from refundguard_dev.fake_play_api import FakePlayApi
+from refundguard_dev.rpc_counter import RpcCounter
 
 TOTAL = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 NEW = int(sys.argv[2]) if len(sys.argv) > 2 else TOTAL // 100
 PACKAGE = data.PACKAGE
-RPCS = ("batch_get_documents", "commit", "run_query", "get_document", "begin_transaction")
-
-
-class Counter:
-    def __init__(self, client: Any) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        api = client._firestore_api
-        for name in RPCS:
-            original = getattr(api, name)
-
-            def counted(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
-                self.counts[_name] += 1
-                return _original(*args, **kw)
-
-            setattr(api, name, counted)
-
-    def take(self) -> collections.Counter[str]:
-        counts, self.counts = self.counts, collections.Counter()
-        return counts
 
 
 def seed(api: FakePlayApi, store: EntitlementStore, now_ms: int) -> None:
@@ -110,7 +91,7 @@ def main() -> None:
                 f"seeded {TOTAL} voids ({TOTAL - NEW} known) "
                 f"in {time.perf_counter() - started:.1f} s"
             )
-            counter = Counter(store.client)
+            counter = RpcCounter(store.client)
             app = create_handler(env, store=store)
             import flask
 

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from refundguard_dev.rpc_counter import RpcCounter
+
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "43c6dde"
 N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 50  # events per chunk
@@ -66,26 +68,6 @@ def minimal(request):
 
 
 # ------------------------------------------------------------------------------------ workers
-
-
-class RpcCounter:
-    """Counts the RPCs a Firestore client sends (wraps its generated API client's methods)."""
-
-    def __init__(self, client: Any) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        api = client._firestore_api
-        for name in RPCS:
-            original = getattr(api, name)
-
-            def counted(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
-                self.counts[_name] += 1
-                return _original(*args, **kw)
-
-            setattr(api, name, counted)
-
-    def take(self) -> dict[str, int]:
-        counts, self.counts = self.counts, collections.Counter()
-        return dict(counts)
 
 
 def timed(counter: RpcCounter, items: list[Any], work: Callable[[Any], Any]) -> dict[str, Any]:

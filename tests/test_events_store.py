@@ -8,7 +8,6 @@ in a test, never by the code under test)."""
 
 from __future__ import annotations
 
-import collections
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -23,30 +22,12 @@ from refundguard.model import Effect, LedgerEvent, Source, Status, StoreName
 from refundguard.outbox import OUTBOX
 from refundguard.publisher import Publisher
 from refundguard.store import EntitlementStore, now_ms
+from refundguard_dev.rpc_counter import RpcCounter
 from refundguard_dev.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.emulator
 
 TOKEN = "tok.events-1"
-RPCS = ("batch_get_documents", "commit", "rollback", "run_query")
-
-
-class RpcCounter:
-    def __init__(self, client: firestore.Client) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        api = client._firestore_api
-        for name in RPCS:
-            original = getattr(api, name)
-
-            def counted(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
-                self.counts[_name] += 1
-                return _original(*args, **kw)
-
-            setattr(api, name, counted)
-
-    def take(self) -> dict[str, int]:
-        counts, self.counts = self.counts, collections.Counter()
-        return dict(counts)
 
 
 def event(

@@ -9,7 +9,6 @@ in a test, and never by the code under test.
 from __future__ import annotations
 
 import ast
-import collections
 import dataclasses
 import threading
 import time
@@ -33,33 +32,13 @@ from refundguard.model import (
 )
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore, now_ms
 from refundguard_dev.emulator import FirestoreEmulator
+from refundguard_dev.rpc_counter import RpcCounter
 from refundguard_dev.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.emulator
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 TOKEN = "tok.store-1"
-RPCS = ("batch_get_documents", "begin_transaction", "commit", "rollback", "run_query")
-
-
-class RpcCounter:
-    """Counts the RPCs one Firestore client sends."""
-
-    def __init__(self, client: firestore.Client) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        api = client._firestore_api
-        for name in RPCS:
-            original = getattr(api, name)
-
-            def counted(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
-                self.counts[_name] += 1
-                return _original(*args, **kw)
-
-            setattr(api, name, counted)
-
-    def take(self) -> dict[str, int]:
-        counts, self.counts = self.counts, collections.Counter()
-        return dict(counts)
 
 
 def event(
