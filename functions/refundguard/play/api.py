@@ -29,7 +29,6 @@ from .resources import Order, ProductPurchase, SubscriptionPurchase, VoidedPage
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 DEFAULT_BASE_URL = "https://androidpublisher.googleapis.com"
 API_ROOT = "/androidpublisher/v3/applications"
-#: The settings this module reads (the integrator adds them to ``config.FUNCTION_ENV``).
 MAX_BATCH = 1000  # orders.batchGet: 1 to 1,000 distinct order ids
 MAX_VOIDED_RESULTS = 1000
 REFUND_PREFERENCES = frozenset({"APPROVE", "DECLINE", "NEUTRAL"})
