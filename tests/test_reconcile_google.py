@@ -15,6 +15,7 @@ from conftest import STORE_API_POLICY
 from refundguard.model import Status, StoreName
 from refundguard.reconcile import function as reconcile_function
 from refundguard.reconcile import google as reconcile_google
+from refundguard.reconcile import pages as reconcile_pages
 from refundguard_dev import play_api_data as data
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
 from refundguard_dev.play_messages import PACKAGE, play_request, post
@@ -33,7 +34,7 @@ def reconcile_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     monkeypatch.setattr(reconcile_function, "API_POLICY", STORE_API_POLICY)
-    monkeypatch.setattr(reconcile_google, "PAGE_BACKOFF_S", 0.01)
+    monkeypatch.setattr(reconcile_pages, "PAGE_BACKOFF_S", 0.01)
     key = play_api.write_service_account_key(tmp_path / "sa.json")
     return {
         "PLAY_DEVELOPER_API": "on",

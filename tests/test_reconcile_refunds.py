@@ -1,7 +1,8 @@
 """The reconciler's Apple side and the refund requests, through functions-framework's apps, against
 the Firestore emulator and both store APIs' stand-ins: Apple's missed notifications applied through
 the verifier (a tampered one quarantined, never applied), consumption requests answered with the
-right fields once and only with consent, Google refund reviews answered once (a 409 means
+right fields once and only with consent, Apple's history paged with retries and resumed where a
+run stopped, Google refund reviews answered once (a 409 means
 answered), requests without data left pending then expired at their deadline, policy off."""
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import pytest
 from conftest import STORE_API_POLICY
 from refundguard.model import Status, StoreName
 from refundguard.reconcile import function as reconcile_function
+from refundguard.reconcile import pages as reconcile_pages
 from refundguard.refund_store import RefundStore
 from refundguard.refunds import Consumption
 from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
-from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi
+from refundguard_dev.fake_appstore_api import PAGE_SIZE, ApiKey, FakeAppStoreApi, Fault
 from refundguard_dev.fake_play_api import FakePlayApi
 from refundguard_dev.play_messages import PACKAGE, play_request, post
 
@@ -116,6 +118,36 @@ def test_missed_apple_notifications_go_through_the_verifier(
     assert history.json()["onlyFailures"] is True
     again = apple_source(run(client))
     assert (again["applied"], again["already_known"]) == (0, 1)
+
+
+def test_apple_history_pages_are_retried_and_a_stopped_run_resumes(
+    make_client: Any,
+    env: dict[str, str],
+    appstore_sandbox: FakeAppStoreApi,
+    store: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reconcile_pages, "PAGE_BACKOFF_S", 0.01)
+    ids = [f"20000000000{n:05d}" for n in range(PAGE_SIZE + 5)]  # two pages
+    for n, tx in enumerate(ids):
+        appstore_sandbox.add_transaction(original_transaction_id=tx, transaction_id=tx)
+        appstore_sandbox.add_notification(
+            "REFUND", transaction_id=tx, signed_date=NOW_MS - HOUR + n, results=("TIMED_OUT",)
+        )
+    history = "notifications/history"
+    # The first page: a malformed answer, retried. The second: malformed past every retry.
+    broken = [Fault(body=b"{not json", path=history) for _ in range(4)]
+    appstore_sandbox.fail_next(broken[0], Fault(delay_s=0, path=history), *broken[1:])
+    client = reconciler(make_client, env)
+    first = run(client)
+    source = apple_source(first)
+    assert first["state"] == "partial" and source["more"] and source["errors"]
+    assert (source["seen"], source["applied"], source["cursor"]) == (PAGE_SIZE, PAGE_SIZE, None)
+    assert appstore_sandbox.count(history) == 5
+    resumed = apple_source(run(client))  # from the second page, not from the start
+    assert (resumed["seen"], resumed["applied"], resumed["more"]) == (5, 5, False)
+    assert resumed["cursor"] is not None
+    assert all(store.get(StoreName.APPLE, tx, "Sandbox").status is Status.REVOKED for tx in ids)
 
 
 def test_a_consumption_request_is_answered_once_with_the_policy_fields(

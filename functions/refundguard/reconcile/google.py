@@ -8,29 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from .. import logs
 from ..errors import Kind, RefundGuardError
-from ..model import Effect, LedgerEvent
+from ..model import LedgerEvent
 from ..play import verify
 from ..play.api import PlayApiClient
 from ..play.function import REVOCATION_API_DEADLINE_S, consult
 from ..play.resources import VoidedPage, VoidedPurchase
 from ..store import EntitlementStore
-from ..storeapi import StoreApiError, StoreAuthError, StoreRequestError
+from ..storeapi import StoreApiError
 from . import plan
+from .pages import PagedSource
 from .state import ReconcileState
 
 PAGE_SIZE = 1000
-PAGE_ATTEMPTS = 3  # each a Transport call with its own retries of 429 / 5xx
-PAGE_BACKOFF_S = 2.0
 _NOT_A_SUBSCRIPTION = (Kind.NOT_FOUND, Kind.REJECTED)
 
 
-class GoogleVoids:
+class GoogleVoids(PagedSource):
     """Reconciles one package's voided purchases per ``run``."""
 
     def __init__(
@@ -39,97 +38,37 @@ class GoogleVoids:
         store: EntitlementStore,
         state: ReconcileState,
         *,
-        overlap_ms: int,
-        ends_at: float,  # time.monotonic() after which no new page is started
-        clock_ms: Callable[[], int],
-        sleep: Callable[[float], None] = time.sleep,
         quota: Callable[[], plan.QuotaWindow] = plan.QuotaWindow,
+        **walk: Any,  # PagedSource's
     ) -> None:
-        self.api, self.store, self.state = api, store, state
-        self.overlap_ms, self.ends_at = overlap_ms, ends_at
-        self.clock_ms, self.sleep, self.quota = clock_ms, sleep, quota
+        super().__init__(store, state, **walk)
+        self.api, self.quota = api, quota
 
     def run(self, package: str) -> plan.SourceTally:
         tally = plan.SourceTally("google", package, "Production")
         source = f"google:{package}"
-        cursor = self.state.cursor(source)
-        now = self.clock_ms()
-        win = plan.window(
-            cursor, now_ms=now, overlap_ms=self.overlap_ms, lookback_ms=plan.GOOGLE_LOOKBACK_MS
-        )
-        tally.window_start_ms, tally.window_end_ms, tally.gap = win.start_ms, win.end_ms, win.gap
-        tally.cursor_ms = cursor.complete_ms if cursor else None
+        cursor, win = self.open(source, tally, plan.GOOGLE_LOOKBACK_MS)
         if win.gap:
             tally.error("the cursor is older than the 30 days Google keeps: voids between are lost")
-        quota, token = self.quota(), win.page_token
-        while True:
-            if time.monotonic() >= self.ends_at:
-                tally.more = True  # the time budget: the cursor says where the next run resumes
-                break
-            try:
-                page = self._page(package, win, token, quota)
-            except StoreRequestError as err:
-                if token is not None and token == win.page_token:  # an expired resume token
-                    logs.warning("resume token refused; the window restarts", source=source)
-                    win, token = plan.Window(win.start_ms, win.end_ms), None
-                    continue
-                tally.error(f"{err.code}: {err.message}")
-                tally.more = True
-                break
-            except StoreApiError as err:
-                tally.error(f"{err.code}: {err.message}")
-                tally.more = True
-                break
-            try:
-                self._apply(package, page, tally)
-            except RefundGuardError as err:  # Firestore: this page stays to be processed again
-                tally.error(f"{err.code}: {err.message}")
-                tally.more = True
-                break
-            tally.pages += 1
-            next_token = page.next_token if page.next_token else None
-            self.state.save_cursor(
-                plan.after_page(source, cursor, win, next_token, self.clock_ms())
-            )
-            if next_token:
-                token = next_token
-                continue
-            tally.cursor_ms = win.end_ms
-            break
-        return tally
+        quota = self.quota()
 
-    def _page(
-        self, package: str, win: plan.Window, token: str | None, quota: plan.QuotaWindow
-    ) -> VoidedPage:
-        """One page, retried with backoff (past the client's own retries); never skipped."""
-        for attempt in range(PAGE_ATTEMPTS):
+        def fetch(win: plan.Window, token: str | None) -> VoidedPage:
             quota.wait()
-            try:
-                return self.api.list_voided_purchases(
-                    package,
-                    start_time_ms=win.start_ms,
-                    end_time_ms=win.end_ms,
-                    max_results=PAGE_SIZE,
-                    page_token=token,
-                    include_subscriptions=True,
-                    include_partial_refunds=True,
-                )
-            except StoreAuthError:
-                raise
-            except StoreApiError as err:
-                last = attempt + 1 >= PAGE_ATTEMPTS
-                if not err.retryable or last or time.monotonic() >= self.ends_at:
-                    raise
-                wait = max(PAGE_BACKOFF_S * 2**attempt, err.retry_after_s or 0)
-                logs.warning(
-                    "voided purchases page failed; retrying",
-                    package=package,
-                    attempt=attempt + 1,
-                    error=err.code,
-                    wait_s=wait,
-                )
-                self.sleep(wait)
-        raise AssertionError("unreachable")
+            return self.api.list_voided_purchases(
+                package,
+                start_time_ms=win.start_ms,
+                end_time_ms=win.end_ms,
+                max_results=PAGE_SIZE,
+                page_token=token,
+                include_subscriptions=True,
+                include_partial_refunds=True,
+            )
+
+        def process(page: VoidedPage) -> str | None:
+            self._apply(package, page, tally)
+            return page.next_token or None
+
+        return self.walk(source, tally, cursor, win, fetch=fetch, process=process)
 
     def _apply(self, package: str, page: VoidedPage, tally: plan.SourceTally) -> None:
         tally.seen += len(page.rows)
@@ -140,22 +79,7 @@ class GoogleVoids:
                 events.append(plan.void_event(package, row, subscription=True if renewal else None))
             except RefundGuardError as err:
                 self._reject(package, row, err, tally)
-        known = self.store.seen(events)
-        for event in events:
-            if f"{event.document_id}/{event.history_id}" in known:
-                tally.already_known += 1
-                continue
-            try:
-                result = self.store.apply(self.judge(package, event))
-            except RefundGuardError as err:
-                if err.kind is not Kind.REJECTED:
-                    raise
-                tally.rejected += 1
-                continue
-            if result.effect is Effect.DUPLICATE:
-                tally.already_known += 1  # the notification landed since the read
-            else:
-                tally.applied += 1
+        self.apply_new(events, tally, judge=lambda event: self.judge(package, event))
 
     def judge(self, package: str, event: LedgerEvent) -> LedgerEvent:
         """The same judgement as a voided-purchase notification (``play.verify``). A row does not

@@ -1,0 +1,154 @@
+"""What every source of a run does alike (``google.GoogleVoids``, ``apple.AppleHistory``): walk a
+window page by page from the source's cursor, each page fetched with backoff and never skipped,
+the cursor saved past each page once it is processed; and apply a page's events that the ledger
+does not hold yet (one ``seen`` read per page, then ``apply`` each)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from .. import logs
+from ..errors import Kind, RefundGuardError
+from ..model import Effect, LedgerEvent
+from ..store import EntitlementStore
+from ..storeapi import StoreApiError, StoreAuthError, StoreRequestError
+from . import plan
+from .state import ReconcileState
+
+PAGE_ATTEMPTS = 3  # each a Transport call with its own retries of 429 / 5xx
+PAGE_BACKOFF_S = 2.0
+
+Page = TypeVar("Page")
+
+
+class PagedSource:
+    """A source of a run: ``open`` its window, ``walk`` it, ``apply_new`` each page's events."""
+
+    def __init__(
+        self,
+        store: EntitlementStore,
+        state: ReconcileState,
+        *,
+        overlap_ms: int,
+        ends_at: float,  # time.monotonic() after which no new page is started
+        clock_ms: Callable[[], int],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store, self.state = store, state
+        self.overlap_ms, self.ends_at = overlap_ms, ends_at
+        self.clock_ms, self.sleep = clock_ms, sleep
+
+    def open(
+        self, source: str, tally: plan.SourceTally, lookback_ms: int
+    ) -> tuple[plan.Cursor | None, plan.Window]:
+        """The source's cursor and the window this run asks for (noted in ``tally``)."""
+        cursor = self.state.cursor(source)
+        win = plan.window(
+            cursor, now_ms=self.clock_ms(), overlap_ms=self.overlap_ms, lookback_ms=lookback_ms
+        )
+        tally.window_start_ms, tally.window_end_ms, tally.gap = win.start_ms, win.end_ms, win.gap
+        tally.cursor_ms = cursor.complete_ms if cursor else None
+        return cursor, win
+
+    def walk(
+        self,
+        source: str,
+        tally: plan.SourceTally,
+        cursor: plan.Cursor | None,
+        win: plan.Window,
+        *,
+        fetch: Callable[[plan.Window, str | None], Page],
+        process: Callable[[Page], str | None],
+    ) -> plan.SourceTally:
+        """Every page of ``win`` from its resume token: ``fetch`` one (retried), ``process`` it
+        (answering the next page's token), save the cursor past it. Stops at the time budget or
+        a failure with ``tally.more`` set; the cursor says where the next run resumes."""
+        token = win.page_token
+        while True:
+            if time.monotonic() >= self.ends_at:
+                tally.more = True
+                return tally
+            try:
+                page = self._fetch(source, fetch, win, token)
+            except StoreApiError as err:
+                if isinstance(err, StoreRequestError) and token and token == win.page_token:
+                    logs.warning("resume token refused; the window restarts", source=source)
+                    win, token = plan.Window(win.start_ms, win.end_ms), None
+                    continue
+                tally.error(f"{err.code}: {err.message}")
+                tally.more = True
+                return tally
+            try:
+                next_token = process(page)
+            except RefundGuardError as err:  # Firestore: this page stays to be processed again
+                tally.error(f"{err.code}: {err.message}")
+                tally.more = True
+                return tally
+            tally.pages += 1
+            self.state.save_cursor(
+                plan.after_page(source, cursor, win, next_token, self.clock_ms())
+            )
+            if not next_token:
+                tally.cursor_ms = win.end_ms
+                return tally
+            token = next_token
+
+    def _fetch(
+        self,
+        source: str,
+        fetch: Callable[[plan.Window, str | None], Page],
+        win: plan.Window,
+        token: str | None,
+    ) -> Page:
+        """One page, retried with backoff (past the client's own retries); never skipped."""
+        for attempt in range(PAGE_ATTEMPTS):
+            try:
+                return fetch(win, token)
+            except StoreAuthError:
+                raise
+            except StoreApiError as err:
+                last = attempt + 1 >= PAGE_ATTEMPTS
+                if not err.retryable or last or time.monotonic() >= self.ends_at:
+                    raise
+                wait = max(PAGE_BACKOFF_S * 2**attempt, err.retry_after_s or 0)
+                logs.warning(
+                    "a page failed; retrying",
+                    source=source,
+                    attempt=attempt + 1,
+                    error=err.code,
+                    wait_s=wait,
+                )
+                self.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def apply_new(
+        self,
+        events: Iterable[LedgerEvent],
+        tally: plan.SourceTally,
+        judge: Callable[[LedgerEvent], LedgerEvent] = lambda event: event,
+    ) -> list[LedgerEvent]:
+        """Applies the events the ledger does not hold yet (each first through ``judge``); a
+        refused one is counted, never a reason to stop. Answers the events the ledger holds now."""
+        events = list(events)
+        known = self.store.seen(events)
+        held: list[LedgerEvent] = []
+        for event in events:
+            if f"{event.document_id}/{event.history_id}" in known:
+                tally.already_known += 1
+                held.append(event)
+                continue
+            try:
+                result = self.store.apply(judge(event))
+            except RefundGuardError as err:
+                if err.kind is not Kind.REJECTED:
+                    raise
+                tally.rejected += 1
+                continue
+            if result.effect is Effect.DUPLICATE:
+                tally.already_known += 1  # the notification landed since the read
+            else:
+                tally.applied += 1
+            held.append(event)
+        return held
