@@ -104,7 +104,7 @@ def test_a_key_the_token_endpoint_refuses_is_an_auth_error(
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    api.accounts[DEFAULT_ACCOUNT] = ("kid", other.public_key())
+    api.service_accounts.keys[DEFAULT_ACCOUNT] = ("kid", other.public_key())
     error = fails(lambda: client.get_order(PKG, "GPA.1"), StoreAuthError)
     assert "invalid_grant" in error.message and error.kind is Kind.FORBIDDEN
     assert api.count("/orders/") == 0

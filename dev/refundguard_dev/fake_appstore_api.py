@@ -383,11 +383,7 @@ def main() -> None:  # pragma: no cover - a manual tool
     print(f"fake App Store Server API ({args.environment}) on {api.url}")
     print(f"APPLE_API_KEY_ID={key.key_id} APPLE_API_ISSUER_ID={key.issuer_id}")
     print(f"APPLE_API_PRIVATE_KEY: the text of {args.p8}")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        api.stop()
+    api.serve_until_interrupted()
 
 
 if __name__ == "__main__":  # pragma: no cover

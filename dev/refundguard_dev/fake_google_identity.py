@@ -7,16 +7,13 @@ that signs those ID tokens (give its URL to the admin function as ``ADMIN_CERTS_
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
-
-import jwt
+from urllib.parse import unquote
 
 from .fake_http import FakeServer, Reply, Request, bearer
-from .fake_play_api import GOOGLE_TOKEN_AUDIENCE, JWT_BEARER, _rsa_key
+from .google_oauth import ServiceAccounts
 from .id_tokens import ISSUER, TestSigner
 
 GENERATE = ":generateIdToken"
@@ -30,34 +27,13 @@ class FakeGoogleIdentity(FakeServer):
         self.token_uri = f"{self.url}/token"
         self.certs_url = f"{self.url}{CERTS_PATH}"
         self.signer = TestSigner("fake-google-identity")
-        self.accounts: dict[str, Any] = {}  # email -> public key of its key file
+        self.service_accounts = ServiceAccounts(self.token_uri, client_id="100000000000000000002")
         self.access_tokens: dict[str, str] = {}  # token -> the account it was issued to
         self.impersonators: dict[str, set[str]] = {}  # service account -> who may impersonate
 
     def write_service_account_key(self, path: Path, email: str) -> Path:
         """A key file for ``email`` whose ``token_uri`` is this stand-in's."""
-        key = _rsa_key(email)
-        with self.lock:
-            self.accounts[email] = key.public_key()
-        from cryptography.hazmat.primitives import serialization
-
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        document = {
-            "type": "service_account",
-            "project_id": "demo-refundguard",
-            "private_key_id": secrets.token_hex(20),
-            "private_key": pem,
-            "client_email": email,
-            "client_id": "100000000000000000002",
-            "token_uri": self.token_uri,
-        }
-        path.write_text(json.dumps(document))
-        path.chmod(0o600)
-        return path
+        return self.service_accounts.write_key(path, email)
 
     def allow_impersonation(self, service_account: str, caller: str) -> None:
         with self.lock:
@@ -93,25 +69,10 @@ class FakeGoogleIdentity(FakeServer):
         return Reply(status, {"error": {"code": status, "message": message}})
 
     def _token(self, request: Request) -> Reply:
-        form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
-        if form.get("grant_type") != JWT_BEARER:
-            return Reply(400, {"error": "unsupported_grant_type"})
-        assertion = form.get("assertion", "")
-        try:
-            email = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
-            with self.lock:
-                key = self.accounts[email]
-            claims = jwt.decode(
-                assertion,
-                key,
-                algorithms=["RS256"],
-                audience=GOOGLE_TOKEN_AUDIENCE,
-                issuer=email,
-                leeway=30,
-                options={"require": ["iss", "aud", "iat", "exp"]},
-            )
-        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-            return Reply(400, {"error": "invalid_grant", "error_description": "Invalid JWT."})
+        claims = self.service_accounts.grant(request)
+        if isinstance(claims, Reply):
+            return claims
+        email = str(claims["iss"])
         audience = claims.get("target_audience")
         if audience:  # service_account.IDTokenCredentials
             return Reply(200, {"id_token": self.id_token(email, str(audience))})

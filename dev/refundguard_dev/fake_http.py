@@ -110,6 +110,14 @@ class FakeServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
+    def serve_until_interrupted(self) -> None:
+        """Run alone (``python -m``): serve until Ctrl-C."""
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            self.stop()
+
     def __enter__(self) -> Any:
         return self.start()
 

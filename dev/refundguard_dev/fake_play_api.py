@@ -17,24 +17,18 @@ from __future__ import annotations
 
 import argparse
 import base64
-import functools
 import json
 import secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
-
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from urllib.parse import unquote
 
 from .fake_http import FakeServer, Fault, Reply, Request, bearer
+from .google_oauth import ServiceAccounts, oauth_error
 
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
-GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth's assertion ``aud``
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_ACCOUNT = "refundguard-test@demo-refundguard.iam.gserviceaccount.com"
 API = "/androidpublisher/v3/applications/"
 DAY_MS = 86_400_000
@@ -43,11 +37,6 @@ _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DEN
            500: "INTERNAL", 503: "UNAVAILABLE"}  # fmt: skip
 
 __all__ = ["DEFAULT_ACCOUNT", "FakePlayApi", "Fault"]
-
-
-@functools.cache
-def _rsa_key(email: str) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 class FakePlayApi(FakeServer):
@@ -64,7 +53,7 @@ class FakePlayApi(FakeServer):
         self.packages = set(packages) if packages is not None else None  # None: every package
         self.token_lifetime_s = token_lifetime_s
         self.page_size = page_size
-        self.accounts: dict[str, tuple[str, rsa.RSAPublicKey]] = {}  # email -> (kid, key)
+        self.service_accounts = ServiceAccounts(self.token_uri, client_id="100000000000000000001")
         self.access_tokens: dict[str, float] = {}  # token -> expiry (epoch s)
         self.orders: dict[tuple[str, str], dict[str, Any]] = {}
         self.products: dict[tuple[str, str], dict[str, Any]] = {}
@@ -86,28 +75,7 @@ class FakePlayApi(FakeServer):
 
     def write_service_account_key(self, path: Path, email: str = DEFAULT_ACCOUNT) -> Path:
         """A service-account key file whose ``token_uri`` is this stand-in's; its key is trusted."""
-        key = _rsa_key(email)
-        kid = secrets.token_hex(20)
-        with self.lock:
-            self.accounts[email] = (kid, key.public_key())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        document = {
-            "type": "service_account",
-            "project_id": "demo-refundguard",
-            "private_key_id": kid,
-            "private_key": pem,
-            "client_email": email,
-            "client_id": "100000000000000000001",
-            "auth_uri": f"{self.url}/auth",
-            "token_uri": self.token_uri,
-        }
-        path.write_text(json.dumps(document, indent=2))
-        path.chmod(0o600)
-        return path
+        return self.service_accounts.write_key(path, email, auth_uri=f"{self.url}/auth")
 
     def add_order(self, package: str, order: dict[str, Any]) -> None:
         with self.lock:
@@ -227,31 +195,11 @@ class FakePlayApi(FakeServer):
         return Reply(200, {"added": row})
 
     def _token(self, request: Request) -> Reply:
-        form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
-        if form.get("grant_type") != JWT_BEARER:
-            return _oauth_error("unsupported_grant_type", "Invalid grant_type.")
-        assertion = form.get("assertion", "")
-        try:
-            header = jwt.get_unverified_header(assertion)
-            email = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
-            kid, key = self.accounts[email]
-            if header.get("kid") not in (None, kid):
-                raise jwt.InvalidTokenError("unknown key id")
-            claims = jwt.decode(
-                assertion,
-                key,
-                algorithms=["RS256"],
-                audience=GOOGLE_TOKEN_AUDIENCE,
-                issuer=email,
-                leeway=30,
-                options={"require": ["iss", "aud", "iat", "exp"]},
-            )
-        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-            return _oauth_error("invalid_grant", "Invalid JWT Signature.")
-        if int(claims["exp"]) - int(claims["iat"]) > 3600:
-            return _oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token.")
+        claims = self.service_accounts.grant(request)
+        if isinstance(claims, Reply):
+            return claims
         if SCOPE not in str(claims.get("scope", "")).split():
-            return _oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience.")
+            return oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience.")
         access_token = "ya29.fake-" + secrets.token_urlsafe(24)
         with self.lock:
             self.access_tokens[access_token] = time.time() + self.token_lifetime_s
@@ -344,10 +292,6 @@ class FakePlayApi(FakeServer):
         return Reply(200, body)
 
 
-def _oauth_error(error: str, description: str) -> Reply:
-    return Reply(400, {"error": error, "error_description": description})
-
-
 def main() -> None:  # pragma: no cover - a manual tool
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8085)
@@ -361,11 +305,7 @@ def main() -> None:  # pragma: no cover - a manual tool
         f"fake Play Developer API on {api.url} (PLAY_API_BASE_URL); token endpoint {api.token_uri}"
     )
     print(f"service-account key (GOOGLE_APPLICATION_CREDENTIALS): {args.key_file}")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        api.stop()
+    api.serve_until_interrupted()
 
 
 if __name__ == "__main__":  # pragma: no cover
