@@ -1,6 +1,7 @@
 """Property-based tests of the pure pieces of the store-API clients: every JSON -> dataclass parser
 answers a dataclass or ``MalformedAnswer`` (never another exception) for arbitrary JSON, reads the
-documented shapes back exactly, and ``Retry-After`` parsing never fails."""
+documented shapes back exactly, ``Retry-After`` parsing never fails, and both stores' refund
+answers take exactly the consumption shares they document."""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from refundguard.apple import resources as apple
+from refundguard.apple.api import ConsumptionInfo
 from refundguard.play import resources as play
-from refundguard.storeapi import MalformedAnswer, check_base_url, parse_retry_after, redact
+from refundguard.play.api import RefundReview
+from refundguard.storeapi import (
+    MalformedAnswer,
+    StoreRequestError,
+    check_base_url,
+    parse_retry_after,
+    redact,
+)
 from refundguard_dev import play_api_data as data
 from refundguard_dev.apple_pki import transaction_payload
 
@@ -199,3 +208,32 @@ def test_base_urls_and_redaction() -> None:
     )
     assert check_base_url("http://[::1]:8080", setting="X") == "http://[::1]:8080"
     assert redact("token abc in abc", ["abc"]).count("abc") == 0
+
+
+def _bodies(percent: Any) -> list[Callable[[], dict[str, Any]]]:
+    return [
+        ConsumptionInfo(True, "DELIVERED", False, percent).to_json,
+        RefundReview("pending-token", "NEUTRAL", False, percent).to_json,
+    ]
+
+
+@given(st.integers(min_value=0, max_value=100_000))
+def test_a_consumption_share_in_milliunits_is_sent_as_it_is(percent: int) -> None:
+    apple, google = (body() for body in _bodies(percent))
+    assert apple["consumptionPercentage"] == percent
+    assert google["consumptionPercentageMilliunits"] == percent
+
+
+@given(
+    st.one_of(
+        st.integers(max_value=-1),
+        st.integers(min_value=100_001),
+        st.booleans(),
+        st.floats(min_value=0, max_value=100_000),
+        st.text(max_size=6),
+    )
+)
+def test_any_other_consumption_share_is_refused_before_sending(percent: Any) -> None:
+    for body in _bodies(percent):
+        with pytest.raises(StoreRequestError, match="consumption_percentage"):
+            body()

@@ -1,7 +1,8 @@
 """The vocabulary the Google Play and App Store API clients share: their errors (``StoreApiError``
 and one subclass per way a call fails), ``CallPolicy`` (timeouts, bounded retries, a deadline per
-call), ``Retry-After`` parsing, base-URL settings checks, and what a store said (``Answer``,
-``Refusal``). ``storehttp.Transport`` makes the calls."""
+call), ``Retry-After`` parsing, base-URL settings checks, what a store said (``Answer``,
+``Refusal``), and the checks of a call's arguments before it is sent (``bad_argument``,
+``path_segment``, ``is_milliunits``). ``storehttp.Transport`` makes the calls."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from . import logs
 from .config import ConfigError
@@ -250,3 +251,29 @@ def bad_answer(store: str, operation: str, problem: str) -> StoreBadAnswerError:
         store=store,
         operation=operation,
     )
+
+
+def bad_argument(store: str, operation: str, problem: str) -> StoreRequestError:
+    """A call refused before it is sent: the caller's argument can never work."""
+    return StoreRequestError(
+        f"{store} API {operation}: {problem}",
+        store=store,
+        operation=operation,
+        code="store_bad_argument",
+    )
+
+
+def path_segment(value: Any, what: str, *, store: str, operation: str, max_chars: int) -> str:
+    """An id for a URL path segment, quoted: a non-empty string without controls or spaces."""
+    if not isinstance(value, str) or not value or len(value) > max_chars:
+        raise bad_argument(
+            store, operation, f"{what} must be a non-empty string of <= {max_chars} characters"
+        )
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise bad_argument(store, operation, f"{what} has spaces or control characters")
+    return quote(value, safe="")
+
+
+def is_milliunits(value: Any) -> bool:
+    """A share in thousandths of a percent, as both stores take consumption: an int 0..100,000."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100_000

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from ..refunds import DELIVERY_STATUSES
 from ..storeapi import (
@@ -20,6 +19,9 @@ from ..storeapi import (
     StoreBadAnswerError,
     StoreRequestError,
     bad_answer,
+    bad_argument,
+    is_milliunits,
+    path_segment,
 )
 from ..storehttp import Transport
 from . import resources
@@ -75,9 +77,7 @@ class ConsumptionInfo:
         if not isinstance(self.sample_content_provided, bool):
             problems.append("sample_content_provided must be a boolean")
         percent = self.consumption_percentage
-        if percent is not None and (
-            isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100_000
-        ):
+        if percent is not None and not is_milliunits(percent):
             problems.append("consumption_percentage must be 0..100000 milliunits")
         if self.refund_preference is not None and self.refund_preference not in REFUND_PREFERENCES:
             problems.append("refund_preference must be DECLINE, GRANT_FULL or GRANT_PRORATED")
@@ -109,21 +109,12 @@ def explain(status: int, document: Any) -> Refusal:
     )
 
 
-def _bad_argument(operation: str, message: str) -> StoreRequestError:
-    return StoreRequestError(
-        f"apple API {operation}: {message}",
-        store=APPLE,
-        operation=operation,
-        code="store_bad_argument",
-    )
+def _bad_argument(operation: str, problem: str) -> StoreRequestError:
+    return bad_argument(APPLE, operation, problem)
 
 
 def _segment(value: Any, what: str, operation: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > 128:
-        raise _bad_argument(operation, f"{what} must be a non-empty string of <= 128 characters")
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise _bad_argument(operation, f"{what} has spaces or control characters")
-    return quote(value, safe="")
+    return path_segment(value, what, store=APPLE, operation=operation, max_chars=128)
 
 
 # ---------------------------------------------------------------------------------------- client

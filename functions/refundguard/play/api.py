@@ -9,7 +9,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from ..config import Settings
 from ..storeapi import (
@@ -20,7 +19,10 @@ from ..storeapi import (
     Refusal,
     StoreRequestError,
     bad_answer,
+    bad_argument,
     check_base_url,
+    is_milliunits,
+    path_segment,
 )
 from ..storehttp import Transport
 from . import resources
@@ -91,9 +93,7 @@ class RefundReview:
         if not isinstance(self.sample_content_provided, bool):
             problems.append("sample_content_provided must be a boolean")
         percent = self.consumption_percentage_milliunits
-        if percent is not None and (
-            isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100_000
-        ):
+        if percent is not None and not is_milliunits(percent):
             problems.append("consumption_percentage_milliunits must be 0..100000")
         if len(self.consumption_usage_events) > 1000:
             problems.append("at most 1000 consumption_usage_events")
@@ -127,22 +127,12 @@ def explain(status: int, document: Any) -> Refusal:
     return Refusal(message=message, reason=reason, quota=quota)
 
 
-def _bad_argument(operation: str, message: str) -> StoreRequestError:
-    return StoreRequestError(
-        f"google API {operation}: {message}",
-        store=GOOGLE,
-        operation=operation,
-        code="store_bad_argument",
-    )
+def _bad_argument(operation: str, problem: str) -> StoreRequestError:
+    return bad_argument(GOOGLE, operation, problem)
 
 
 def _segment(value: Any, what: str, operation: str, *, max_chars: int = 512) -> str:
-    """An id for a URL path segment: a non-empty string without controls or spaces."""
-    if not isinstance(value, str) or not value or len(value) > max_chars:
-        raise _bad_argument(operation, f"{what} must be a non-empty string of <= {max_chars}")
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise _bad_argument(operation, f"{what} has spaces or control characters")
-    return quote(value, safe="")
+    return path_segment(value, what, store=GOOGLE, operation=operation, max_chars=max_chars)
 
 
 # ---------------------------------------------------------------------------------------- client
