@@ -12,14 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import logs
 from .errors import transient
 from .events import OutboxEntry, publish_order
+from .firestore_calls import CALL_ERRORS, retry
 from .http import cause_text
 from .serializer import load
 
@@ -29,13 +28,6 @@ if TYPE_CHECKING:
 OUTBOX = "outbox"
 MAX_BATCH_WRITES = 500  # Firestore's limit per commit
 DELETE_TIMEOUT_S = 5.0
-_CALL_ERRORS = (gexc.GoogleAPICallError, gexc.RetryError)
-_RETRYABLE = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.Aborted,
-)
 
 
 @dataclass(frozen=True)
@@ -59,6 +51,7 @@ class Outbox:
         self._client = client
         self.publisher = publisher
         self._deadline_s = deadline_s
+        self._retry = retry(deadline_s)
         self._function = function
 
     @property
@@ -96,7 +89,7 @@ class Outbox:
         logs.bind(platform_event_id=entry.event_id, platform_event_published=True)
         try:
             self.ref(entry.event_id).delete(retry=None, timeout=DELETE_TIMEOUT_S)
-        except _CALL_ERRORS as exc:
+        except CALL_ERRORS as exc:
             logs.warning(
                 "access event published, but its outbox entry could not be deleted: the sweep "
                 "will publish it again (consumers dedupe by event id)",
@@ -114,8 +107,8 @@ class Outbox:
             query = query.where(filter=FieldFilter("created_ms", "<", created_before_ms))
         query = query.order_by("created_ms").limit(limit)
         try:
-            snapshots = list(query.stream(retry=self._retry(), timeout=self._deadline_s))
-        except _CALL_ERRORS as exc:
+            snapshots = list(query.stream(retry=self._retry, timeout=self._deadline_s))
+        except CALL_ERRORS as exc:
             raise transient(
                 "firestore_unavailable", "the outbox is unavailable; retry later"
             ) from exc
@@ -128,19 +121,11 @@ class Outbox:
             for entry in entries[start : start + MAX_BATCH_WRITES]:
                 batch.delete(self.ref(entry.event_id))
             try:
-                batch.commit(retry=self._retry(), timeout=self._deadline_s)
-            except _CALL_ERRORS as exc:
+                batch.commit(retry=self._retry, timeout=self._deadline_s)
+            except CALL_ERRORS as exc:
                 raise transient(
                     "firestore_unavailable", "published, but the outbox could not be cleared"
                 ) from exc
-
-    def _retry(self) -> gretry.Retry:
-        return gretry.Retry(
-            predicate=gretry.if_exception_type(*_RETRYABLE),
-            initial=0.1,
-            maximum=2.0,
-            timeout=self._deadline_s,
-        )
 
     # ------------------------------------------------------------------------- the sweep
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import logs
 from .errors import RefundGuardError, transient
+from .firestore_calls import CALL_ERRORS, retry
 from .model import LedgerEvent
 from .refunds import PENDING, Consumption, RefundRequest, request_for
 from .serializer import load, to_firestore
@@ -24,18 +24,9 @@ if TYPE_CHECKING:
 
 REFUND_REQUESTS = "refund_requests"
 CONSUMPTION = "consumption"
-_CALL_ERRORS = (gexc.GoogleAPICallError, gexc.RetryError)
-_RETRY = gretry.Retry(
-    predicate=gretry.if_exception_type(
-        gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted
-    ),
-    initial=0.1,
-    maximum=2.0,
-    timeout=15.0,
-)
 
 
-def _unavailable(exc: Exception) -> Exception:
+def _unavailable() -> Exception:
     return transient("firestore_unavailable", "the refund requests are unavailable; retry later")
 
 
@@ -43,6 +34,7 @@ class RefundStore:
     def __init__(self, client: firestore.Client, *, timeout_s: float = 15.0) -> None:
         self._client = client
         self._timeout_s = timeout_s
+        self._retry = retry(timeout_s)
 
     def _ref(self, request_id: str) -> firestore.DocumentReference:
         return self._client.collection(REFUND_REQUESTS).document(request_id.replace("/", "_"))
@@ -52,19 +44,19 @@ class RefundStore:
         finding a notification the endpoint had); whether it was new."""
         try:
             self._ref(request.id).create(
-                to_firestore(request), retry=_RETRY, timeout=self._timeout_s
+                to_firestore(request), retry=self._retry, timeout=self._timeout_s
             )
         except gexc.AlreadyExists:
             return False
-        except _CALL_ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
         return True
 
     def get(self, request_id: str) -> RefundRequest | None:
         try:
-            snap = self._ref(request_id).get(retry=_RETRY, timeout=self._timeout_s)
-        except _CALL_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            snap = self._ref(request_id).get(retry=self._retry, timeout=self._timeout_s)
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
         return load(RefundRequest, snap.to_dict() or {}) if snap.exists else None
 
     def pending(self, *, limit: int = 200) -> list[RefundRequest]:
@@ -75,9 +67,12 @@ class RefundStore:
             .limit(limit)
         )
         try:
-            found = [load(RefundRequest, s.to_dict() or {}) for s in query.stream(retry=_RETRY)]
-        except _CALL_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            found = [
+                load(RefundRequest, s.to_dict() or {})
+                for s in query.stream(retry=self._retry, timeout=self._timeout_s)
+            ]
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
         return sorted(found, key=lambda r: r.deadline_ms)
 
     def recent(self, *, limit: int) -> list[RefundRequest]:
@@ -88,9 +83,12 @@ class RefundStore:
             .limit(limit)
         )
         try:
-            found = [load(RefundRequest, s.to_dict() or {}) for s in query.stream(retry=_RETRY)]
-        except _CALL_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            found = [
+                load(RefundRequest, s.to_dict() or {})
+                for s in query.stream(retry=self._retry, timeout=self._timeout_s)
+            ]
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
         pending = self.pending(limit=limit)
         seen = {r.id for r in pending}
         return (pending + [r for r in found if r.id not in seen])[:limit]
@@ -99,9 +97,11 @@ class RefundStore:
         """Write the request with ``changes``."""
         updated = replace(request, **changes)
         try:
-            self._ref(request.id).set(to_firestore(updated), retry=_RETRY, timeout=self._timeout_s)
-        except _CALL_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            self._ref(request.id).set(
+                to_firestore(updated), retry=self._retry, timeout=self._timeout_s
+            )
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
         return updated
 
     # ------------------------------------------------------------------------ consumption
@@ -109,17 +109,17 @@ class RefundStore:
     def consumption(self, entitlement_id: str) -> Consumption | None:
         ref = self._client.collection(CONSUMPTION).document(entitlement_id)
         try:
-            snap = ref.get(retry=_RETRY, timeout=self._timeout_s)
-        except _CALL_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            snap = ref.get(retry=self._retry, timeout=self._timeout_s)
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
         return load(Consumption, snap.to_dict() or {}) if snap.exists else None
 
     def report(self, consumption: Consumption) -> None:
         ref = self._client.collection(CONSUMPTION).document(consumption.entitlement_id)
         try:
-            ref.set(to_firestore(consumption), retry=_RETRY, timeout=self._timeout_s)
-        except _CALL_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            ref.set(to_firestore(consumption), retry=self._retry, timeout=self._timeout_s)
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
 
 
 def record_refund_request(store: EntitlementStore, event: LedgerEvent, app: str) -> None:

@@ -37,13 +37,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import config, logs
 from .errors import RefundGuardError, rejected, transient
 from .events import OutboxEntry, access_event, event_id
+from .firestore_calls import CALL_ERRORS, RETRYABLE, retry
 from .ledger import decide
 from .model import (
     PRODUCTION,
@@ -66,20 +66,6 @@ QUARANTINE = "quarantine"
 
 # Another writer committed between our read and our commit: read and decide again.
 _CONFLICTS = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted)
-
-# Firestore unreachable, overloaded or too slow: worth another attempt within the deadline (and
-# contention, for the single reads and writes that the client library's Retry repeats).
-_RETRYABLE = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.ResourceExhausted,
-    gexc.Unknown,
-    gexc.Aborted,
-)
-
-# What a single (retried) call raises when Firestore cannot be reached in time.
-_CALL_ERRORS = (gexc.GoogleAPICallError, gexc.RetryError)
 
 # What the client library raises while encoding a value Firestore has no type for (an int beyond
 # 64 bits, a lone surrogate, an empty map key...), and the serializer for a time beyond year 9999.
@@ -121,6 +107,7 @@ class EntitlementStore:
         """``publisher`` None: events off, no outbox read or written."""
         self._client = client
         self._deadline_s = deadline_s
+        self._retry = retry(deadline_s)  # of the single reads and writes, not of ``apply``
         self._clock_ms = clock_ms
         self.outbox = Outbox(client, publisher, deadline_s=deadline_s, function=function)
         self.events_on = publisher is not None
@@ -183,7 +170,7 @@ class EntitlementStore:
                 conflicts += 1
                 cause, code = exc, "firestore_contention"
                 pause = random.uniform(0, 0.005 * 2 ** min(conflicts, 6))  # noqa: S311 - jitter
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 failures += 1
                 cause, code = exc, "firestore_unavailable"
                 pause = random.uniform(0.05, 0.1 * 2 ** min(failures, 5))  # noqa: S311 - jitter
@@ -273,9 +260,9 @@ class EntitlementStore:
         if not refs:
             return set()
         try:
-            snaps = self._client.get_all(refs, retry=self._read_retry(), timeout=self._deadline_s)
+            snaps = self._client.get_all(refs, retry=self._retry, timeout=self._deadline_s)
             return {f"{s.reference.parent.parent.id}/{s.id}" for s in snaps if s.exists}
-        except _CALL_ERRORS as exc:
+        except CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
 
     def get(
@@ -285,8 +272,8 @@ class EntitlementStore:
             document_id(store, purchase_id, environment)
         )
         try:
-            snapshot = ref.get(retry=self._read_retry(), timeout=self._deadline_s)
-        except _CALL_ERRORS as exc:
+            snapshot = ref.get(retry=self._retry, timeout=self._deadline_s)
+        except CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
         return load(Entitlement, snapshot.to_dict() or {}) if snapshot.exists else None
 
@@ -302,8 +289,8 @@ class EntitlementStore:
             .limit(limit)
         )
         try:
-            snapshots = list(query.stream(retry=self._read_retry(), timeout=self._deadline_s))
-        except _CALL_ERRORS as exc:
+            snapshots = list(query.stream(retry=self._retry, timeout=self._deadline_s))
+        except CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
         return [load(HistoryEntry, s.to_dict() or {}) for s in snapshots]
 
@@ -315,8 +302,8 @@ class EntitlementStore:
             .limit(limit)
         )
         try:
-            snapshots = list(query.stream(retry=self._read_retry(), timeout=self._deadline_s))
-        except _CALL_ERRORS as exc:
+            snapshots = list(query.stream(retry=self._retry, timeout=self._deadline_s))
+        except CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
         return [load(Entitlement, s.to_dict() or {}) for s in snapshots]
 
@@ -346,9 +333,9 @@ class EntitlementStore:
         )
         try:
             self._client.collection(QUARANTINE).document(doc_id).set(
-                data, retry=self._read_retry(), timeout=self._deadline_s
+                data, retry=self._retry, timeout=self._deadline_s
             )
-        except _CALL_ERRORS as exc:
+        except CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
         return doc_id
 
@@ -360,15 +347,6 @@ class EntitlementStore:
         if remaining <= 0:
             raise _DeadlinePassed("refundguard's Firestore deadline passed")
         return remaining
-
-    def _read_retry(self) -> gretry.Retry:
-        return gretry.Retry(
-            predicate=gretry.if_exception_type(*_RETRYABLE),
-            initial=0.1,
-            maximum=2.0,
-            multiplier=2.0,
-            timeout=self._deadline_s,
-        )
 
     @staticmethod
     def _transient(code: str) -> RefundGuardError:

@@ -9,10 +9,10 @@ import dataclasses
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
 from google.cloud import firestore
 
 from ..errors import transient
+from ..firestore_calls import CALL_ERRORS, retry
 from ..serializer import load, ms_to_iso, to_firestore
 from .plan import Cursor, SourceTally
 
@@ -20,16 +20,7 @@ LEASE = "reconcile_lease"
 CURSORS = "reconcile_cursors"
 RUNS = "reconcile_runs"
 LEASE_ID = "reconciler"
-_CALL_ERRORS = (gexc.GoogleAPICallError, gexc.RetryError)
 _LOST = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound)
-_RETRY = gretry.Retry(
-    predicate=gretry.if_exception_type(
-        gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError
-    ),
-    initial=0.1,
-    maximum=2.0,
-    timeout=15.0,
-)
 
 
 def _unavailable() -> Exception:
@@ -48,6 +39,7 @@ class ReconcileState:
     def __init__(self, client: firestore.Client, *, timeout_s: float = 15.0) -> None:
         self._client = client
         self._timeout_s = timeout_s
+        self._retry = retry(timeout_s)
 
     # ------------------------------------------------------------------------ the lease
 
@@ -57,7 +49,7 @@ class ReconcileState:
         that never finished, when taken)."""
         ref = self._client.collection(LEASE).document(LEASE_ID)
         try:
-            snap = ref.get(retry=_RETRY, timeout=self._timeout_s)
+            snap = ref.get(retry=self._retry, timeout=self._timeout_s)
             held = None
             if snap.exists:
                 data = snap.to_dict() or {}
@@ -72,7 +64,7 @@ class ReconcileState:
                 ref.create(lease, timeout=self._timeout_s)
         except _LOST:  # another run took it between our read and our write
             return False, None
-        except _CALL_ERRORS as exc:
+        except CALL_ERRORS as exc:
             raise _unavailable() from exc
         return True, held
 
@@ -80,11 +72,11 @@ class ReconcileState:
         """Give the lease back if this run still holds it (best effort: it expires anyway)."""
         ref = self._client.collection(LEASE).document(LEASE_ID)
         try:
-            snap = ref.get(retry=_RETRY, timeout=self._timeout_s)
+            snap = ref.get(retry=self._retry, timeout=self._timeout_s)
             if snap.exists and (snap.to_dict() or {}).get("run_id") == run_id:
                 option = self._client.write_option(last_update_time=snap.update_time)
                 ref.delete(option=option, timeout=self._timeout_s)
-        except (*_LOST, *_CALL_ERRORS):
+        except (*_LOST, *CALL_ERRORS):
             pass
 
     # ------------------------------------------------------------------------ cursors
@@ -92,16 +84,16 @@ class ReconcileState:
     def cursor(self, source: str) -> Cursor | None:
         ref = self._client.collection(CURSORS).document(source.replace("/", "_"))
         try:
-            snap = ref.get(retry=_RETRY, timeout=self._timeout_s)
-        except _CALL_ERRORS as exc:
+            snap = ref.get(retry=self._retry, timeout=self._timeout_s)
+        except CALL_ERRORS as exc:
             raise _unavailable() from exc
         return load(Cursor, snap.to_dict() or {}) if snap.exists else None
 
     def save_cursor(self, cursor: Cursor) -> None:
         ref = self._client.collection(CURSORS).document(cursor.source.replace("/", "_"))
         try:
-            ref.set(to_firestore(cursor), retry=_RETRY, timeout=self._timeout_s)
-        except _CALL_ERRORS as exc:
+            ref.set(to_firestore(cursor), retry=self._retry, timeout=self._timeout_s)
+        except CALL_ERRORS as exc:
             raise _unavailable() from exc
 
     # ------------------------------------------------------------------------ run records
@@ -109,8 +101,8 @@ class ReconcileState:
     def save_run(self, record: dict[str, Any]) -> None:
         ref = self._client.collection(RUNS).document(record["run_id"])
         try:
-            ref.set(record, retry=_RETRY, timeout=self._timeout_s)
-        except _CALL_ERRORS as exc:
+            ref.set(record, retry=self._retry, timeout=self._timeout_s)
+        except CALL_ERRORS as exc:
             raise _unavailable() from exc
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -118,9 +110,9 @@ class ReconcileState:
             snap = (
                 self._client.collection(RUNS)
                 .document(run_id)
-                .get(retry=_RETRY, timeout=self._timeout_s)
+                .get(retry=self._retry, timeout=self._timeout_s)
             )
-        except _CALL_ERRORS as exc:
+        except CALL_ERRORS as exc:
             raise _unavailable() from exc
         return snap.to_dict() if snap.exists else None
 
@@ -138,8 +130,10 @@ class ReconcileState:
             .limit(limit)
         )
         try:
-            return [s.to_dict() or {} for s in query.stream(retry=_RETRY)]
-        except _CALL_ERRORS as exc:
+            return [
+                s.to_dict() or {} for s in query.stream(retry=self._retry, timeout=self._timeout_s)
+            ]
+        except CALL_ERRORS as exc:
             raise _unavailable() from exc
 
 
