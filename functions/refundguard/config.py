@@ -39,8 +39,9 @@ REFUND_POLICY_ENV = (
     "REFUND_DECLINE_FROM_PERCENT",
 )
 
-#: What looking orders up takes (the admin function and the console): both stores' APIs, and what
-#: verifying Apple's signed answers needs (bundle ids, the app's Apple ID, the pinned roots).
+#: What looking orders up takes (the admin function and the console; the reconciler reads it too):
+#: both stores' APIs, and what verifying Apple's signed answers needs (bundle ids, the app's Apple
+#: ID, the pinned roots).
 ORDER_LOOKUP_ENV = (
     *PLAY_API_ENV,
     "PLAY_PACKAGE_NAMES",
@@ -79,13 +80,8 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
     ),
     "events_sweep": ("EVENTS_SWEEP_GRACE_SECONDS",),
     "reconcile": (
-        *PLAY_API_ENV,
-        "PLAY_PACKAGE_NAMES",
-        *APPLE_API_ENV,
-        "APPLE_BUNDLE_IDS",
+        *ORDER_LOOKUP_ENV,
         "APPLE_ENVIRONMENTS",
-        "APPLE_APP_APPLE_ID",
-        "APPLE_ROOT_CERTS",
         "RECONCILE_OVERLAP_MINUTES",
         "RECONCILE_BUDGET_SECONDS",
         *REFUND_POLICY_ENV,
