@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
@@ -105,6 +106,17 @@ DEFAULT_DATABASE = "(default)"
 #: How long one event may spend on Firestore (all retries included) before the request answers 503.
 #: Keep it below the function's timeout so the sender sees a clean 5xx and retries.
 DEFAULT_DEADLINE_SECONDS = 20.0
+
+
+#: The hosts of this machine: the only ones a setting may name over plain http (``make run``).
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_local_url(url: str) -> bool:
+    """An http:// URL of this machine: a local stand-in (``make run``, tests), never Google's or
+    Apple's."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in LOCAL_HOSTS
 
 
 class ConfigError(RuntimeError):

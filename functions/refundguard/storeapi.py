@@ -16,14 +16,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from . import logs
-from .config import ConfigError
+from .config import ConfigError, is_local_url
 from .errors import Kind, RefundGuardError
 
 GOOGLE = "google"
 APPLE = "apple"
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a 1,000-order batchGet is a few MB at most
 MAX_MESSAGE_CHARS = 300
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 # ---------------------------------------------------------------------------------------- errors
@@ -210,8 +209,7 @@ def check_base_url(url: str, *, setting: str) -> str:
     """An API base URL: https, or http to this machine only (the local stand-ins); no path
     beyond ``/``, no query. Returned without its trailing slash."""
     parts = urlsplit(url)
-    local_http = parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
-    if not (parts.scheme == "https" and parts.hostname) and not local_http:
+    if not (parts.scheme == "https" and parts.hostname) and not is_local_url(url):
         raise ConfigError(f"{setting} must be an https:// URL (http:// only to localhost)")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ConfigError(f"{setting} must be a scheme and host only, e.g. https://host.example")

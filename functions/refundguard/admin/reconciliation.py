@@ -13,10 +13,10 @@ from typing import Any
 import flask
 
 from .. import logs
+from ..config import is_local_url
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..http import Reply, parse_json_object, read_body
 from ..model import check_purchase_id, document_id, parse_namespace
-from ..play.credentials import is_local
 from ..reconcile.function import new_run_id
 from ..reconcile.state import ReconcileState, run_json
 from ..refund_store import RefundStore
@@ -160,7 +160,7 @@ def trigger(store: EntitlementStore, url: str | None, *, actor: str, now_ms: int
     run_id = new_run_id(now_ms)
     logs.bind(run_id=run_id)
     headers = {"Content-Type": "application/json"}
-    if not is_local(url):
+    if not is_local_url(url):
         headers["Authorization"] = f"Bearer {_id_token(url)}"
     body = {"run_id": run_id, "trigger": "admin", "actor": actor}
     try:

@@ -12,10 +12,10 @@ from typing import Any
 from ..apple.api_credentials import AppleApiSettings, read_apple_api_settings
 from ..apple.settings import TRUSTED_PRODUCTION_FINGERPRINTS, read_app_apple_id, read_roots
 from ..apple.verifier import PRODUCTION, AppleVerifier
-from ..config import EventsSettings, FirestoreSettings, Settings
+from ..config import EventsSettings, FirestoreSettings, Settings, is_local_url
 from ..oidc import Authenticator, read_authenticator
 from ..play.api import PlayApiSettings, read_play_api_settings
-from ..play.credentials import is_local, read_play_credentials
+from ..play.credentials import read_play_credentials
 from ..storeapi import check_base_url
 
 
@@ -99,7 +99,7 @@ def read_apple_lookup(settings: Settings) -> AppleLookup | None:
             "API key is set)"
         )
     app_apple_id = read_app_apple_id(settings, required=True)
-    local = is_local(api.base_url)
+    local = is_local_url(api.base_url)
     roots, _ = read_roots(settings, production=not local, trusted=TRUSTED_PRODUCTION_FINGERPRINTS)
     if not (bundle_ids and roots and app_apple_id is not None):
         return None

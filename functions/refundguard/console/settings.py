@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..admin.settings import AdminSettings
-from ..config import ConfigError, Settings
+from ..config import ConfigError, Settings, is_local_url
 from ..oidc import read_authenticator
 
 CLIENT_ID = "CONSOLE_OAUTH_CLIENT_ID"
@@ -22,7 +22,6 @@ WHO = "the refundguard console"
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,200}\.apps\.googleusercontent\.com")
 # A URL that can go into a Content-Security-Policy as it is: no spaces, quotes, ';' or ','.
 _URL_CHARS = re.compile(r"[A-Za-z0-9:/._~-]+")
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,8 @@ def check_sign_in_url(url: str) -> str:
     URL goes into the page's Content-Security-Policy, so it must be a plain URL ending in
     ``/client`` (the directory above it is what the policy allows for frames and calls)."""
     parts = urlsplit(url)
-    local = parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
     if not (
-        (parts.scheme == "https" or local)
+        (parts.scheme == "https" or is_local_url(url))
         and parts.hostname
         and _URL_CHARS.fullmatch(url)
         and not parts.query

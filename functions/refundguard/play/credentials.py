@@ -7,23 +7,15 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..config import Settings
+from ..config import Settings, is_local_url
 from .api import SCOPE, PlayApiSettings
-
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def is_local(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
 
 
 def read_play_credentials(settings: Settings, api: PlayApiSettings) -> Any:
     """None (application default credentials) for the real API; for a local stand-in, the
     credentials of the key file named by ``GOOGLE_APPLICATION_CREDENTIALS`` (problems recorded)."""
-    if not is_local(api.base_url):
+    if not is_local_url(api.base_url):
         return None
     path = settings.raw("GOOGLE_APPLICATION_CREDENTIALS")
     why = (
@@ -40,7 +32,7 @@ def read_play_credentials(settings: Settings, api: PlayApiSettings) -> Any:
     except (OSError, ValueError) as exc:
         settings.problem(f"GOOGLE_APPLICATION_CREDENTIALS: cannot read {path}: {exc}")
         return None
-    if not is_local(str(token_uri)):
+    if not is_local_url(str(token_uri)):
         settings.problem(f"{why}; its token_uri is not local")
         return None
     from google.oauth2 import service_account

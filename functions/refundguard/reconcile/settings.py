@@ -12,9 +12,9 @@ from typing import Any
 from ..apple.api_credentials import AppleApiSettings, read_apple_api_settings
 from ..apple.settings import read_app_apple_id, read_roots
 from ..apple.verifier import ENVIRONMENTS, PRODUCTION, AppleVerifier
-from ..config import EventsSettings, FirestoreSettings, Settings
+from ..config import EventsSettings, FirestoreSettings, Settings, is_local_url
 from ..play.api import PlayApiSettings, read_play_api_settings
-from ..play.credentials import is_local, read_play_credentials
+from ..play.credentials import read_play_credentials
 from ..refunds import Policy
 
 DEFAULT_OVERLAP_MINUTES = 360.0
@@ -103,7 +103,7 @@ def read_apple_history(settings: Settings) -> AppleHistory | None:
         return None
     production = PRODUCTION in environments
     app_apple_id = read_app_apple_id(settings, required=production)
-    local = is_local(api.base_url)
+    local = is_local_url(api.base_url)
     roots, _ = read_roots(settings, production=production and not local)
     if not (bundle_ids and roots) or (production and app_apple_id is None):
         return None
