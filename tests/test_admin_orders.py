@@ -203,6 +203,26 @@ def test_with_the_apis_off_an_unknown_order_is_404_saying_so(
     assert response.status_code == 404 and "off here" in response.get_json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"APPLE_BUNDLE_IDS": ""}, "APPLE_BUNDLE_IDS must list the apps whose orders"),
+        ({"APPLE_APP_APPLE_ID": ""}, "APPLE_APP_APPLE_ID must be set"),
+        ({"APPLE_APP_APPLE_ID": "12ab"}, "APPLE_APP_APPLE_ID must be the app's numeric"),
+        # Apple's real API answers from Production: its answers must chain to Apple's root.
+        (
+            {"APPLE_API_BASE_URL": "https://api.storekit.apple.com"},
+            "APPLE_ROOT_CERTS must include Apple Root CA - G3",
+        ),
+    ],
+)
+def test_an_apple_lookup_that_could_not_verify_its_answers_does_not_start(
+    refused_start: Any, admin_env: dict[str, str], changes: dict[str, str], problem: str
+) -> None:
+    problems = refused_start("admin", **{**admin_env, **changes})
+    assert any(p.startswith(problem) for p in problems), problems
+
+
 def test_a_bad_order_id_is_400(client: Any, auth: dict[str, str]) -> None:
     response = get_order(client, auth, "GPA.1%20x;y")
     assert response.status_code == 400 and response.get_json()["error"] == "bad_order_id"

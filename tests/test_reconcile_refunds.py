@@ -120,6 +120,32 @@ def test_missed_apple_notifications_go_through_the_verifier(
     assert (again["applied"], again["already_known"]) == (0, 1)
 
 
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"APPLE_BUNDLE_IDS": ""}, "APPLE_BUNDLE_IDS must list the apps whose notification"),
+        ({"APPLE_ENVIRONMENTS": "Sandbox,Xcode"}, "APPLE_ENVIRONMENTS may list Production"),
+        (
+            {"APPLE_ENVIRONMENTS": "Production", "APPLE_APP_APPLE_ID": ""},
+            "APPLE_APP_APPLE_ID must be set",
+        ),
+        # Apple's real API: Production's notifications must chain to Apple's root.
+        (
+            {
+                "APPLE_ENVIRONMENTS": "Production",
+                "APPLE_API_BASE_URL": "https://api.storekit.apple.com",
+            },
+            "APPLE_ROOT_CERTS must include Apple Root CA - G3",
+        ),
+    ],
+)
+def test_an_apple_history_that_could_not_verify_its_notifications_does_not_start(
+    refused_start: Any, env: dict[str, str], changes: dict[str, str], problem: str
+) -> None:
+    problems = refused_start("reconcile", **{**env, **changes})
+    assert any(p.startswith(problem) for p in problems), problems
+
+
 def test_apple_history_pages_are_retried_and_a_stopped_run_resumes(
     make_client: Any,
     env: dict[str, str],

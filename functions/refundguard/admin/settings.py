@@ -9,23 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..apple.api_credentials import AppleApiSettings, read_apple_api_settings
-from ..apple.settings import TRUSTED_PRODUCTION_FINGERPRINTS, read_app_apple_id, read_roots
-from ..apple.verifier import PRODUCTION, AppleVerifier
-from ..config import EventsSettings, FirestoreSettings, Settings, is_local_url
+from ..apple.api_credentials import AppleApiAccess, read_apple_api_access
+from ..apple.verifier import PRODUCTION
+from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 from ..play.api import PlayApiSettings, read_play_api_settings
 from ..play.credentials import read_play_credentials
 from ..storeapi import check_base_url
-
-
-@dataclass(frozen=True)
-class AppleLookup:
-    """What Look Up Order ID needs: the API key, the apps to ask for, the answers' verifier."""
-
-    api: AppleApiSettings
-    bundle_ids: tuple[str, ...]
-    verifier: AppleVerifier
 
 
 @dataclass(frozen=True)
@@ -35,7 +25,8 @@ class AdminSettings:
     play_api: PlayApiSettings | None = None  # None: orders.get off
     play_credentials: Any = None  # None: the runtime's service account
     play_packages: tuple[str, ...] = ()
-    apple: AppleLookup | None = None  # None: Look Up Order ID off
+    #: Look Up Order ID (Production only); None: off.
+    apple: AppleApiAccess | None = None
     #: Where changes of access are published; None: events off (a WARNING at start-up).
     events: EventsSettings | None = None
     #: The reconciler's URL (``POST /reconciliation:run``); None: runs cannot be started here.
@@ -74,7 +65,7 @@ class AdminSettings:
                     "PLAY_PACKAGE_NAMES must list the apps whose orders to look up "
                     "(PLAY_DEVELOPER_API is on)"
                 )
-        apple = read_apple_lookup(settings)
+        apple = read_apple_api_access(settings, (PRODUCTION,), asked_for="orders")
         reconcile_url = None
         if settings.raw("RECONCILE_URL"):
             reconcile_url = settings.check(
@@ -83,27 +74,3 @@ class AdminSettings:
         settings.done()
         assert auth is not None
         return cls(firestore, auth, play_api, credentials, packages, apple, events, reconcile_url)
-
-
-def read_apple_lookup(settings: Settings) -> AppleLookup | None:
-    """The App Store Server API when its key is configured, else None. Look Up Order ID answers
-    from Production only, so its signed transactions must chain to Apple Root CA - G3, unless the
-    API is a local stand-in (an http:// base URL: ``make run``), whose test root is trusted."""
-    api = read_apple_api_settings(settings)
-    if api is None:
-        return None
-    bundle_ids = settings.csv("APPLE_BUNDLE_IDS")
-    if not bundle_ids:
-        settings.problem(
-            "APPLE_BUNDLE_IDS must list the apps whose orders to look up (the App Store Server "
-            "API key is set)"
-        )
-    app_apple_id = read_app_apple_id(settings, required=True)
-    local = is_local_url(api.base_url)
-    roots, _ = read_roots(settings, production=not local, trusted=TRUSTED_PRODUCTION_FINGERPRINTS)
-    if not (bundle_ids and roots and app_apple_id is not None):
-        return None
-    verifier = AppleVerifier(
-        roots, bundle_ids=bundle_ids, environments=(PRODUCTION,), app_apple_id=app_apple_id
-    )
-    return AppleLookup(api, bundle_ids, verifier)

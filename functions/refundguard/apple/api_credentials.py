@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ..config import Settings
+from ..config import Settings, is_local_url
 from ..storeapi import check_base_url
-from .verifier import PRODUCTION
+from .settings import read_app_apple_id, read_roots
+from .verifier import PRODUCTION, AppleVerifier
 
 DEFAULT_BASE_URL = "https://api.storekit.apple.com"
 DEFAULT_SANDBOX_BASE_URL = "https://api.storekit-sandbox.apple.com"
@@ -152,3 +153,42 @@ class ApiTokens:
             self._tokens[bundle_id] = (token, float(claims["exp"]))
             self.minted += 1
             return token
+
+
+@dataclass(frozen=True)
+class AppleApiAccess:
+    """The App Store Server API as a function calls it: the key, the apps and environments to ask
+    for, and the verifier of its signed answers."""
+
+    api: AppleApiSettings
+    bundle_ids: tuple[str, ...]
+    environments: tuple[str, ...]
+    verifier: AppleVerifier
+
+
+def read_apple_api_access(
+    settings: Settings, environments: tuple[str, ...], *, asked_for: str
+) -> AppleApiAccess | None:
+    """The App Store Server API when its key is set, else None, with what verifying its signed
+    answers needs (``APPLE_BUNDLE_IDS``, ``APPLE_APP_APPLE_ID``, ``APPLE_ROOT_CERTS``; problems
+    recorded). Production's answers must chain to Apple Root CA - G3, unless the API is a local
+    stand-in (an http:// base URL: ``make run``), whose test root is trusted. ``asked_for``: what
+    the apps are asked for, for the problem of an empty ``APPLE_BUNDLE_IDS``."""
+    api = read_apple_api_settings(settings)
+    if api is None:
+        return None
+    bundle_ids = settings.csv("APPLE_BUNDLE_IDS")
+    if not bundle_ids:
+        settings.problem(
+            f"APPLE_BUNDLE_IDS must list the apps whose {asked_for} to ask for (the App Store "
+            "Server API key is set)"
+        )
+    production = PRODUCTION in environments
+    app_apple_id = read_app_apple_id(settings, required=production)
+    roots, _ = read_roots(settings, production=production and not is_local_url(api.base_url))
+    if not (bundle_ids and roots) or (production and app_apple_id is None):
+        return None
+    verifier = AppleVerifier(
+        roots, bundle_ids=bundle_ids, environments=environments, app_apple_id=app_apple_id
+    )
+    return AppleApiAccess(api, bundle_ids, environments, verifier)

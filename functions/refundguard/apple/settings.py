@@ -78,6 +78,20 @@ def _resolve(raw: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
+def read_environments(settings: Settings) -> tuple[str, ...]:
+    """``APPLE_ENVIRONMENTS`` (default Production): the ones listed that Apple signs (an unknown
+    one is a problem recorded, and left out)."""
+    listed = settings.csv("APPLE_ENVIRONMENTS", default=PRODUCTION) or (PRODUCTION,)
+    unknown = [e for e in listed if e not in ENVIRONMENTS]
+    if unknown:
+        settings.problem(
+            "APPLE_ENVIRONMENTS may list Production and Sandbox (exact case), not "
+            f"{', '.join(unknown)}; Xcode and LocalTesting data is not signed by Apple and is "
+            "never accepted"
+        )
+    return tuple(e for e in listed if e in ENVIRONMENTS) or (PRODUCTION,)
+
+
 def read_app_apple_id(settings: Settings, *, required: bool) -> int | None:
     """``APPLE_APP_APPLE_ID``: the app's numeric Apple ID; ``required`` when Production is on."""
     raw_id = settings.raw("APPLE_APP_APPLE_ID")
@@ -131,14 +145,7 @@ def load_settings(
     firestore = FirestoreSettings.read(settings)
     events = EventsSettings.read(settings)
     bundle_ids = settings.csv("APPLE_BUNDLE_IDS", required=True)
-    environments = settings.csv("APPLE_ENVIRONMENTS", default=PRODUCTION) or (PRODUCTION,)
-    unknown = [e for e in environments if e not in ENVIRONMENTS]
-    if unknown:
-        settings.problem(
-            "APPLE_ENVIRONMENTS may list Production and Sandbox (exact case), not "
-            f"{', '.join(unknown)}; Xcode and LocalTesting data is not signed by Apple and is "
-            "never accepted"
-        )
+    environments = read_environments(settings)
     production = PRODUCTION in environments
     app_apple_id = read_app_apple_id(settings, required=production)
     roots, others = read_roots(
@@ -151,4 +158,4 @@ def load_settings(
             function="apple_notifications",
             fingerprints=others,
         )
-    return AppleSettings(firestore, bundle_ids, tuple(environments), app_apple_id, roots, events)
+    return AppleSettings(firestore, bundle_ids, environments, app_apple_id, roots, events)
