@@ -154,9 +154,7 @@ def order_finder(settings: AdminSettings) -> orders.OrderFinder:
     if settings.play_api is not None:
         from ..play.api import PlayApiClient
 
-        play = PlayApiClient(
-            settings.play_api, credentials=settings.play_credentials, policy=API_POLICY
-        )
+        play = PlayApiClient(settings.play_api, policy=API_POLICY)
     if settings.apple is not None:
         from ..apple.api import AppStoreApiClient
 

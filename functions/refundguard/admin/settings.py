@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..apple.api_credentials import AppleApiAccess, read_apple_api_access
 from ..apple.verifier import PRODUCTION
 from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 from ..play.api import PlayApiSettings, read_play_api_settings
-from ..play.credentials import read_play_credentials
 from ..storeapi import check_base_url
 
 
@@ -23,7 +21,6 @@ class AdminSettings:
     firestore: FirestoreSettings
     auth: Authenticator
     play_api: PlayApiSettings | None = None  # None: orders.get off
-    play_credentials: Any = None  # None: the runtime's service account
     play_packages: tuple[str, ...] = ()
     #: Look Up Order ID (Production only); None: off.
     apple: AppleApiAccess | None = None
@@ -56,9 +53,7 @@ class AdminSettings:
             settings.problem("ADMIN_EMAILS must list at least one email or *@domain")
         play_api = read_play_api_settings(settings)
         packages: tuple[str, ...] = ()
-        credentials = None
         if play_api is not None:
-            credentials = read_play_credentials(settings, play_api)
             packages = settings.csv("PLAY_PACKAGE_NAMES")
             if not packages:
                 settings.problem(
@@ -73,4 +68,4 @@ class AdminSettings:
             )
         settings.done()
         assert auth is not None
-        return cls(firestore, auth, play_api, credentials, packages, apple, events, reconcile_url)
+        return cls(firestore, auth, play_api, packages, apple, events, reconcile_url)

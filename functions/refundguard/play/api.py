@@ -26,9 +26,9 @@ from ..storeapi import (
 )
 from ..storehttp import Transport
 from . import resources
+from .credentials import SCOPE, read_play_credentials
 from .resources import Order, ProductPurchase, SubscriptionPurchase, VoidedPage
 
-SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 DEFAULT_BASE_URL = "https://androidpublisher.googleapis.com"
 API_ROOT = "/androidpublisher/v3/applications"
 MAX_BATCH = 1000  # orders.batchGet: 1 to 1,000 distinct order ids
@@ -51,11 +51,14 @@ _QUOTA_REASONS = frozenset(
 @dataclass(frozen=True)
 class PlayApiSettings:
     base_url: str = DEFAULT_BASE_URL
+    #: None: the runtime's service account (application default credentials); against a local
+    #: stand-in, its key file's (``play.credentials``).
+    credentials: Any = field(default=None, repr=False, compare=False)
 
 
 def read_play_api_settings(settings: Settings) -> PlayApiSettings | None:
-    """``PLAY_DEVELOPER_API`` (``on``/``off``, default off) and ``PLAY_API_BASE_URL``; None when
-    off. Problems are recorded on ``settings``."""
+    """``PLAY_DEVELOPER_API`` (``on``/``off``, default off), ``PLAY_API_BASE_URL`` and the
+    credentials to call it with; None when off. Problems are recorded on ``settings``."""
     switch = settings.text("PLAY_DEVELOPER_API", default="off").lower()
     if switch not in ("on", "off"):
         settings.problem(f"PLAY_DEVELOPER_API must be on or off, not {switch[:20]!r}")
@@ -67,7 +70,7 @@ def read_play_api_settings(settings: Settings) -> PlayApiSettings | None:
     )
     if switch != "on" or url is None:
         return None
-    return PlayApiSettings(url)
+    return PlayApiSettings(url, read_play_credentials(settings, url))
 
 
 # ---------------------------------------------------------------------------------------- requests
@@ -157,6 +160,8 @@ class PlayApiClient:
 
         settings = settings or PlayApiSettings()
         policy = policy or CallPolicy()
+        if credentials is None:
+            credentials = settings.credentials
         if credentials is None:
             credentials, _ = google.auth.default(scopes=[SCOPE])
         credentials = with_scopes_if_required(credentials, [SCOPE])

@@ -9,13 +9,14 @@ import json
 from typing import Any
 
 from ..config import Settings, is_local_url
-from .api import SCOPE, PlayApiSettings
+
+SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 
 
-def read_play_credentials(settings: Settings, api: PlayApiSettings) -> Any:
+def read_play_credentials(settings: Settings, base_url: str) -> Any:
     """None (application default credentials) for the real API; for a local stand-in, the
     credentials of the key file named by ``GOOGLE_APPLICATION_CREDENTIALS`` (problems recorded)."""
-    if not is_local_url(api.base_url):
+    if not is_local_url(base_url):
         return None
     path = settings.raw("GOOGLE_APPLICATION_CREDENTIALS")
     why = (

@@ -62,7 +62,7 @@ def create_handler(
     )
     api = play_api
     if api is None and settings.api is not None:
-        api = PlayApiClient(settings.api, credentials=settings.api_credentials, policy=API_POLICY)
+        api = PlayApiClient(settings.api, policy=API_POLICY)
 
     def handle(request: flask.Request) -> Reply:
         if settings.push_auth is not None:  # before the body is read

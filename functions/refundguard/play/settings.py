@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 from .api import PlayApiSettings, read_play_api_settings
-from .credentials import read_play_credentials
 
 
 @dataclass(frozen=True)
@@ -21,9 +19,6 @@ class PlaySettings:
     push_auth: Authenticator | None
     #: The Play Developer API; None: off (notifications are applied as they come).
     api: PlayApiSettings | None = None
-    #: The API's credentials: None is the runtime's service account (application default
-    #: credentials); a local stand-in's key file otherwise.
-    api_credentials: Any = None
     #: Where changes of access are published; None: events off (a WARNING at start-up).
     events: EventsSettings | None = None
 
@@ -44,6 +39,5 @@ class PlaySettings:
         if push_auth is not None and push_auth.allow_list.domains:
             settings.problem("PLAY_PUSH_SERVICE_ACCOUNTS takes service account emails only")
         api = read_play_api_settings(settings)
-        credentials = read_play_credentials(settings, api) if api else None
         settings.done()
-        return cls(firestore, packages, push_auth, api, credentials, events)
+        return cls(firestore, packages, push_auth, api, events)

@@ -57,9 +57,7 @@ def create_handler(
     )
     play = play_api
     if play is None and settings.play_api is not None:
-        play = PlayApiClient(
-            settings.play_api, credentials=settings.play_credentials, policy=API_POLICY
-        )
+        play = PlayApiClient(settings.play_api, policy=API_POLICY)
     apple = apple_api
     if apple is None and settings.apple is not None:
         apple = AppStoreApiClient(settings.apple.api, settings.apple.verifier, policy=API_POLICY)

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..apple.api_credentials import AppleApiAccess, read_apple_api_access
 from ..apple.settings import read_environments
 from ..config import EventsSettings, FirestoreSettings, Settings
 from ..play.api import PlayApiSettings, read_play_api_settings
-from ..play.credentials import read_play_credentials
 from ..refunds import Policy
 
 DEFAULT_OVERLAP_MINUTES = 360.0
@@ -25,7 +23,6 @@ class ReconcileSettings:
     firestore: FirestoreSettings
     events: EventsSettings | None
     play_api: PlayApiSettings | None  # None: Google's voids are not listed
-    play_credentials: Any
     packages: tuple[str, ...]
     apple: AppleApiAccess | None  # Get Notification History; None: Apple's history is not asked
     overlap_ms: int
@@ -38,7 +35,6 @@ class ReconcileSettings:
         firestore = FirestoreSettings.read(settings)
         events = EventsSettings.read(settings)
         play_api = read_play_api_settings(settings)
-        credentials = read_play_credentials(settings, play_api) if play_api else None
         packages = settings.csv("PLAY_PACKAGE_NAMES")
         if play_api is not None and not packages:
             settings.problem("PLAY_PACKAGE_NAMES must list the apps whose voided purchases to list")
@@ -57,7 +53,6 @@ class ReconcileSettings:
             firestore,
             events,
             play_api,
-            credentials,
             packages,
             apple,
             int(overlap * 60_000),
