@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import jwt
 
 from . import logs
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, is_local_url
 from .errors import Kind, RefundGuardError, transient
 
 GOOGLE_JWKS_URL = "https://www.googleapis.com/oauth2/v3/certs"
@@ -338,9 +338,7 @@ class Authenticator:
 def check_keys_url(url: str, *, setting: str) -> str:
     """HTTPS, or plain HTTP to this machine only (tests): the keys are the root of trust."""
     parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+    if (parts.scheme == "https" and parts.hostname) or is_local_url(url):
         return url
     raise ConfigError(f"{setting} must be an https:// URL (http:// only to localhost)")
 
