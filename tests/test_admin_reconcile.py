@@ -194,6 +194,22 @@ def seed_requests(store: Any) -> None:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("path", "high"),
+    [("/reconciliation/runs", 100), ("/refund-requests", 500), ("/events/unpublished", 500)],
+)
+@pytest.mark.parametrize("bad", ["0", "-1", "+5", "1e2", "2.0", " 5", "\u0663", "", "x", "HIGH+1"])
+def test_a_list_takes_a_whole_number_limit_up_to_its_maximum(
+    client: Any, auth: dict[str, str], path: str, high: int, bad: str
+) -> None:
+    limit = str(high + 1) if bad == "HIGH+1" else bad
+    refused = client.get(path, query_string={"limit": limit}, headers=auth)
+    assert refused.status_code == 400, (path, limit)
+    assert refused.get_json()["error"] == "bad_limit"
+    assert str(high) in refused.get_json()["message"]
+    assert client.get(path, query_string={"limit": str(high)}, headers=auth).status_code == 200
+
+
 def test_refund_requests_pending_first_without_tokens(
     client: Any, auth: dict[str, str], store: Any
 ) -> None:

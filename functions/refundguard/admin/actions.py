@@ -1,5 +1,6 @@
-"""What an admin request asks for, pure: its body, and a re-grant or revoke as a ``LedgerEvent``
-at the moment it is made (idempotent when the caller sends an ``Idempotency-Key``)."""
+"""What an admin request asks for, pure: its body (and a list's limit), and a re-grant or revoke
+as a ``LedgerEvent`` at the moment it is made (idempotent when the caller sends an
+``Idempotency-Key``)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,15 @@ def parse_reason(body: Mapping[str, Any]) -> str:
     if len(reason) > MAX_REASON_CHARS:
         raise rejected("reason_too_long", f'"reason" must be at most {MAX_REASON_CHARS} characters')
     return reason
+
+
+def parse_limit(raw: str | None, *, default: int, high: int) -> int:
+    """A list's ``?limit=``: a whole number from 1 to ``high``; ``default`` when absent."""
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= high):
+        raise rejected("bad_limit", f"limit must be a whole number from 1 to {high}")
+    return int(raw)
 
 
 def parse_idempotency_key(headers: Mapping[str, str]) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 import flask
 
 from .. import logs
-from ..errors import Kind, RefundGuardError, not_found, rejected
+from ..errors import Kind, RefundGuardError, not_found
 from ..events import unpublished_json
 from ..http import App, Handler, Reply, parse_json_object, read_body, serve
 from ..model import Effect, check_purchase_id, parse_namespace
@@ -20,7 +20,15 @@ from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
 from . import orders, reconciliation, routes
-from .actions import ACTIONS, Action, Target, action_event, parse_body, parse_idempotency_key
+from .actions import (
+    ACTIONS,
+    Action,
+    Target,
+    action_event,
+    parse_body,
+    parse_idempotency_key,
+    parse_limit,
+)
 from .settings import AdminSettings
 
 FUNCTION = "admin"
@@ -28,7 +36,7 @@ MAX_BODY_BYTES = 16 * 1024
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 #: Timeouts and retries of the store APIs' calls (look-up by order id).
 API_POLICY = CallPolicy(deadline_s=15.0)
-DEFAULT_UNPUBLISHED = 100
+DEFAULT_UNPUBLISHED, MAX_UNPUBLISHED = 100, 500
 
 
 def create_handler(
@@ -167,11 +175,7 @@ def order_finder(settings: AdminSettings) -> orders.OrderFinder:
 
 def _unpublished(store: EntitlementStore, raw_limit: str | None, now: int) -> Reply:
     """What the outbox holds: events committed but not (yet) published, oldest first."""
-    limit = DEFAULT_UNPUBLISHED
-    if raw_limit is not None:
-        if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 500):
-            raise rejected("bad_limit", "limit must be a whole number from 1 to 500")
-        limit = int(raw_limit)
+    limit = parse_limit(raw_limit, default=DEFAULT_UNPUBLISHED, high=MAX_UNPUBLISHED)
     entries = store.outbox.pending(limit=limit + 1)
     shown = entries[:limit]
     logs.bind(unpublished=len(shown), truncated=len(entries) > limit)

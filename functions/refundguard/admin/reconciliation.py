@@ -22,6 +22,7 @@ from ..reconcile.state import ReconcileState, run_json
 from ..refund_store import RefundStore
 from ..refunds import DELIVERY_STATUSES, FINAL, PENDING, Consumption
 from ..store import EntitlementStore
+from .actions import parse_limit
 
 DEFAULT_RUNS, MAX_RUNS = 20, 100
 DEFAULT_REQUESTS, MAX_REQUESTS = 100, 500
@@ -62,23 +63,15 @@ def dispatch(
     return report_consumption(store, body, actor=actor, now_ms=now_ms)
 
 
-def _limit(raw: str | None, default: int, high: int) -> int:
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= high):
-        raise rejected("bad_limit", f"limit must be a whole number from 1 to {high}")
-    return int(raw)
-
-
 def runs(store: EntitlementStore, args: Mapping[str, str]) -> Reply:
-    limit = _limit(args.get("limit"), DEFAULT_RUNS, MAX_RUNS)
+    limit = parse_limit(args.get("limit"), default=DEFAULT_RUNS, high=MAX_RUNS)
     records = ReconcileState(store.client).recent_runs(limit)
     logs.bind(runs=len(records))
     return Reply({"runs": [run_json(r) for r in records]}, "admin action")
 
 
 def refund_requests(store: EntitlementStore, args: Mapping[str, str]) -> Reply:
-    limit = _limit(args.get("limit"), DEFAULT_REQUESTS, MAX_REQUESTS)
+    limit = parse_limit(args.get("limit"), default=DEFAULT_REQUESTS, high=MAX_REQUESTS)
     state = args.get("state")
     if state is not None and state not in FINAL | {PENDING}:
         raise rejected("bad_state", "state must be pending, answered, unanswerable or expired")
