@@ -2,7 +2,7 @@
 // last reconciliation runs. Built with dom.h, text only; any other shape falls back to renderPanel.
 
 import { h, when } from "./dom.js";
-import { renderPanel } from "./render.js";
+import { renderList, renderPanel } from "./render.js";
 
 const KIND_WORDS = {
   apple_consumption: "Apple asks for consumption information",
@@ -35,57 +35,44 @@ function words(table, value) {
 export function renderRefundRequests(body, data) {
   const items = data && Array.isArray(data.requests) ? data.requests : null;
   if (!items) return renderPanel(body, data);
-  if (!items.length) {
-    body.replaceChildren(h("p", {}, "No refund requests."));
-    return;
-  }
-  body.replaceChildren(
-    h(
-      "ul",
-      { class: "panel-list" },
-      items.slice(0, 50).map((item) =>
-        h(
-          "li",
-          { class: `request request--${item.state || "unknown"}` },
-          h("p", {}, h("strong", {}, words(KIND_WORDS, item.kind)), ": ",
-            words(REQUEST_STATE_WORDS, item.state)),
-          h("p", { class: "help" }, "For ", h("code", {}, item.order_id || item.entitlement_id || "?"),
-            " · received ", when(ms(item.received_at)), " · answer by ", when(ms(item.deadline_at))),
-          item.reason ? h("p", { class: "help" }, `Why: ${item.reason}`) : null,
-        ),
+  renderList(body, items, {
+    empty: "No refund requests.",
+    limit: 50,
+    item: (item) =>
+      h(
+        "li",
+        { class: `request request--${item.state || "unknown"}` },
+        h("p", {}, h("strong", {}, words(KIND_WORDS, item.kind)), ": ",
+          words(REQUEST_STATE_WORDS, item.state)),
+        h("p", { class: "help" }, "For ", h("code", {}, item.order_id || item.entitlement_id || "?"),
+          " · received ", when(ms(item.received_at)), " · answer by ", when(ms(item.deadline_at))),
+        item.reason ? h("p", { class: "help" }, `Why: ${item.reason}`) : null,
       ),
-    ),
-  );
+  });
 }
 
 /** GET /reconciliation/runs: {"runs": [...]}. */
 export function renderRuns(body, data) {
   const runs = data && Array.isArray(data.runs) ? data.runs : null;
   if (!runs) return renderPanel(body, data);
-  if (!runs.length) {
-    body.replaceChildren(h("p", {}, "No reconciliation run yet."));
-    return;
-  }
-  body.replaceChildren(
-    h(
-      "ul",
-      { class: "panel-list" },
-      runs.slice(0, 20).map((run) => {
-        const sources = Array.isArray(run.sources) ? run.sources : [];
-        const total = (name) => sources.reduce((n, s) => n + (Number(s[name]) || 0), 0);
-        const errors = sources.reduce((n, s) => n + (Array.isArray(s.errors) ? s.errors.length : 0), 0);
-        return h(
-          "li",
-          { class: `run run--${run.state || "unknown"}` },
-          h("p", {}, h("strong", {}, "Run "), when(ms(run.started_at)), ": ",
-            words(RUN_STATE_WORDS, run.state),
-            run.trigger === "admin" && run.actor ? ` (started by ${run.actor})` : ""),
-          h("p", { class: "help" },
-            `${total("seen")} seen · ${total("applied")} applied · ` +
-            `${total("already_known")} already known · ${errors} error${errors === 1 ? "" : "s"}`),
-          run.error ? h("p", { class: "error" }, run.error) : null,
-        );
-      }),
-    ),
-  );
+  renderList(body, runs, {
+    empty: "No reconciliation run yet.",
+    limit: 20,
+    item: (run) => {
+      const sources = Array.isArray(run.sources) ? run.sources : [];
+      const total = (name) => sources.reduce((n, s) => n + (Number(s[name]) || 0), 0);
+      const errors = sources.reduce((n, s) => n + (Array.isArray(s.errors) ? s.errors.length : 0), 0);
+      return h(
+        "li",
+        { class: `run run--${run.state || "unknown"}` },
+        h("p", {}, h("strong", {}, "Run "), when(ms(run.started_at)), ": ",
+          words(RUN_STATE_WORDS, run.state),
+          run.trigger === "admin" && run.actor ? ` (started by ${run.actor})` : ""),
+        h("p", { class: "help" },
+          `${total("seen")} seen · ${total("applied")} applied · ` +
+          `${total("already_known")} already known · ${errors} error${errors === 1 ? "" : "s"}`),
+        run.error ? h("p", { class: "error" }, run.error) : null,
+      );
+    },
+  });
 }

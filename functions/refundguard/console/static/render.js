@@ -239,6 +239,15 @@ export function renderChoice(answer, onOpen) {
   );
 }
 
+/** A list as the panels show it: `empty` when it holds nothing, else `item` of its first `limit`. */
+export function renderList(body, items, { empty, limit, item }) {
+  if (!items.length) {
+    body.replaceChildren(h("p", {}, empty));
+    return;
+  }
+  body.replaceChildren(h("ul", { class: "panel-list" }, items.slice(0, limit).map(item)));
+}
+
 /** A panel (refund requests, reconciliation runs) from whatever list the route answers. */
 export function renderPanel(body, data) {
   const items = firstList(data);
@@ -246,31 +255,24 @@ export function renderPanel(body, data) {
     body.replaceChildren(h("pre", { class: "raw" }, JSON.stringify(data, null, 2)));
     return;
   }
-  if (!items.length) {
-    body.replaceChildren(h("p", {}, "Nothing here."));
-    return;
-  }
-  body.replaceChildren(
-    h(
-      "ul",
-      { class: "panel-list" },
-      items.slice(0, 50).map((item) =>
-        h(
-          "li",
-          {},
-          typeof item === "object" && item
-            ? h(
-                "dl",
-                { class: "details" },
-                Object.entries(item)
-                  .slice(0, 8)
-                  .map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, scalar(v)))),
-              )
-            : scalar(item),
-        ),
+  renderList(body, items, {
+    empty: "Nothing here.",
+    limit: 50,
+    item: (item) =>
+      h(
+        "li",
+        {},
+        typeof item === "object" && item
+          ? h(
+              "dl",
+              { class: "details" },
+              Object.entries(item)
+                .slice(0, 8)
+                .map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, scalar(v)))),
+            )
+          : scalar(item),
       ),
-    ),
-  );
+  });
 }
 
 function firstList(data) {
