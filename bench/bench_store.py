@@ -329,31 +329,6 @@ def archive_before(into: Path) -> Path | None:
     return into / "functions"
 
 
-def start_function(source: Path, target: str, port: int, env: dict[str, str]) -> Any:
-    from refundguard_dev.processes import wait_port
-
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "functions-framework"),
-            "--source",
-            str(source),
-            "--target",
-            target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env={**env, "FUNCTION_TARGET": target},
-        cwd=source.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    wait_port(port, timeout_s=60, process=process)
-    return process
-
-
 def http_chunk(url: str, prefix: str, n: int, pgids: tuple[int, int]) -> dict[str, float]:
     """``n`` new Play notifications, one after another: rate, and server + emulator CPU."""
     import requests
@@ -399,7 +374,7 @@ def summary(results: list[dict[str, Any]]) -> tuple[float, str, str]:
 def main() -> None:
     from refundguard_dev.emulator import bench_emulator, free_port, stop_process
     from refundguard_dev.play_messages import PACKAGE
-    from refundguard_dev.processes import stop
+    from refundguard_dev.processes import start_function, stop
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
     before = archive_before(tmp)
@@ -456,7 +431,8 @@ def main() -> None:
         urls: dict[str, tuple[str, tuple[int, int]]] = {}
         for name, (source, target, server_env) in servers.items():
             port = free_port()
-            process = start_function(source, target, port, server_env)
+            log = tmp / f"{name}.log"
+            process = start_function(target, port, server_env, log, source=source)
             processes.append(process)
             urls[name] = (f"http://127.0.0.1:{port}/", (process.pid, emulator_pgid))
             http_chunk(urls[name][0], f"warm-{name}", N, urls[name][1])
