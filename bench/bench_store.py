@@ -1,12 +1,12 @@
 """The entitlement store against the Firestore emulator: now, before, and the floors, in one run.
 
-For the store as it is now and as it was at ``BEFORE`` (RPC-level transactions through the client's
-private API; taken with ``git archive`` into a temporary directory and run in its own process with
-``PYTHONPATH`` there, no copy in the tree), prints events/s, CPU per event (client + emulator) and
-Firestore round trips per event for new events, duplicates and sequential events on one hot
-purchase, and what a dozen concurrent admin-style events on one purchase cost (attempts, time,
-failures). Beside them, floors measured in the same run: a plain client's ``get`` + ``set`` of one
-document (new events) and ``get`` (duplicates), the same client on the store's two documents
+For the store as it is now and as it was at ``_baseline.BASELINE`` (RPC-level transactions through
+the client's private API; taken with ``git archive`` into a temporary directory and run in its own
+process with ``PYTHONPATH`` there, no copy in the tree), prints events/s, CPU per event (client +
+emulator) and Firestore round trips per event for new events, duplicates and sequential events on
+one hot purchase, and what a dozen concurrent admin-style events on one purchase cost (attempts,
+time, failures). Beside them, floors measured in the same run: a plain client's ``get`` + ``set`` of
+one document (new events) and ``get`` (duplicates), the same client on the store's two documents
 (``get_all`` of both, one batch of both writes), and a minimal functions-framework function doing
 get + set over HTTP beside the Play function over HTTP (real functions-framework processes).
 
@@ -20,13 +20,13 @@ each rate is the median of its chunks, each CPU figure the mean.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -34,10 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _baseline import BASELINE, baseline_functions, env_with
 from refundguard_dev.rpc_counter import RpcCounter
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = "43c6dde"
 N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 50  # events per chunk
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 20
 HOT_WRITERS = 12
@@ -87,7 +87,7 @@ def timed(counter: RpcCounter, items: list[Any], work: Callable[[Any], Any]) -> 
 
 def _model() -> Any:
     """Where the model lives in the tree a worker runs: ``refundguard.model`` now, ``ledger`` in
-    the BEFORE tree (the split came later)."""
+    the BASELINE tree (the split came later)."""
     try:
         from refundguard import model
     except ImportError:
@@ -311,24 +311,6 @@ class Worker:
         self.process.wait(timeout=60)
 
 
-def archive_before(into: Path) -> Path | None:
-    """``functions/`` as it was at ``BEFORE``, or None when git history is not available."""
-    try:
-        data = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", BEFORE, "functions/"],
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    path = into / "before.tar"
-    path.write_bytes(data)
-    with tarfile.open(path) as tar:
-        tar.extractall(into, filter="data")
-    return into / "functions"
-
-
 def http_chunk(url: str, prefix: str, n: int, pgids: tuple[int, int]) -> dict[str, float]:
     """``n`` new Play notifications, one after another: rate, and server + emulator CPU."""
     import requests
@@ -377,7 +359,8 @@ def main() -> None:
     from refundguard_dev.processes import start_function, stop
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
-    before = archive_before(tmp)
+    baseline = contextlib.ExitStack()
+    before = baseline.enter_context(baseline_functions())
     emu = bench_emulator()
     emulator_pgid = emu.process.pid  # started in a session of its own
     workers: dict[str, Worker] = {}
@@ -388,7 +371,7 @@ def main() -> None:
         workers["floor"] = Worker("floor", "floor", env, emulator_pgid)
         workers["now"] = Worker("store", "now", env, emulator_pgid)
         if before:
-            before_env = {**env, "PYTHONPATH": str(before)}
+            before_env = {**env, **env_with(before)}
             workers["before"] = Worker("store", "before", before_env, emulator_pgid)
             assert workers["before"].module.startswith(str(before)), workers["before"].module
         assert workers["now"].module.startswith(str(ROOT / "functions")), workers["now"].module
@@ -426,7 +409,7 @@ def main() -> None:
             servers["before"] = (
                 before / "main.py",
                 "play_notifications",
-                {**play_env, "PYTHONPATH": str(before)},
+                {**play_env, **env_with(before)},
             )
         urls: dict[str, tuple[str, tuple[int, int]]] = {}
         for name, (source, target, server_env) in servers.items():
@@ -449,6 +432,7 @@ def main() -> None:
         stop(processes)
         stop_process(emu.process)
         shutil.rmtree(tmp, ignore_errors=True)
+        baseline.close()
 
 
 def report(
@@ -457,13 +441,13 @@ def report(
     http: dict[str, list[dict[str, Any]]],
     stores: list[str],
 ) -> None:
-    names = {"now": "store (now)", "before": f"store ({BEFORE})"}
+    names = {"now": "store (now)", "before": f"store ({BASELINE})"}
     print(
         f"Entitlement store against the Firestore emulator: {ROUNDS} chunks of {N} events per "
         "phase, workers taking turns; rate: median of the chunks; cpu: client + emulator per event"
     )
     if "before" not in stores:
-        print(f"  (git history unavailable: the store as it was at {BEFORE} is not measured)")
+        print(f"  (git history unavailable: the store as it was at {BASELINE} is not measured)")
     rates: dict[tuple[str, str], float] = {}
     floors = {
         "new": (("new", "floor: get + set, 1 doc"), ("new2", "floor: store's 2 docs")),
@@ -513,7 +497,7 @@ def report(
     for name, title in (
         ("minimal", "minimal function: get + set"),
         ("now", "Play function (now)"),
-        ("before", f"Play function ({BEFORE})"),
+        ("before", f"Play function ({BASELINE})"),
     ):
         if name in http:
             rate, cpu, _ = summary(http[name])
