@@ -66,14 +66,7 @@ class RefundStore:
             .where(filter=FieldFilter("state", "==", PENDING))
             .limit(limit)
         )
-        try:
-            found = [
-                load(RefundRequest, s.to_dict() or {})
-                for s in query.stream(retry=self._retry, timeout=self._timeout_s)
-            ]
-        except CALL_ERRORS as exc:
-            raise _unavailable() from exc
-        return sorted(found, key=lambda r: r.deadline_ms)
+        return sorted(self._requests(query), key=lambda r: r.deadline_ms)
 
     def recent(self, *, limit: int) -> list[RefundRequest]:
         """The newest requests (admins' list), pending first, then by time received."""
@@ -82,16 +75,19 @@ class RefundStore:
             .order_by("received_ms", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
+        found = self._requests(query)
+        pending = self.pending(limit=limit)
+        seen = {r.id for r in pending}
+        return (pending + [r for r in found if r.id not in seen])[:limit]
+
+    def _requests(self, query: firestore.Query) -> list[RefundRequest]:
         try:
-            found = [
+            return [
                 load(RefundRequest, s.to_dict() or {})
                 for s in query.stream(retry=self._retry, timeout=self._timeout_s)
             ]
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
-        pending = self.pending(limit=limit)
-        seen = {r.id for r in pending}
-        return (pending + [r for r in found if r.id not in seen])[:limit]
 
     def update(self, request: RefundRequest, **changes: Any) -> RefundRequest:
         """Write the request with ``changes``."""

@@ -225,31 +225,35 @@ class PlayApiClient:
         self, package: str, purchase_token: str, *, deadline_s: float | None = None
     ) -> ProductPurchase:
         """``purchases.productsv2.getproductpurchasev2``: a one-time purchase by its token."""
-        op = "purchases.productsv2.get"
-        token = _segment(purchase_token, "purchase token", op, max_chars=4096)
-        path = f"{self._app(package, op)}/purchases/productsv2/tokens/{token}"
-        return self._get(
-            op,
-            path,
-            resources.parse_product_purchase,
-            deadline_s=deadline_s,
-            secrets=(purchase_token, token),
+        return self._purchase(
+            "productsv2", package, purchase_token, resources.parse_product_purchase, deadline_s
         )
 
     def get_subscription(
         self, package: str, purchase_token: str, *, deadline_s: float | None = None
     ) -> SubscriptionPurchase:
         """``purchases.subscriptionsv2.get``: a subscription by its token."""
-        op = "purchases.subscriptionsv2.get"
-        token = _segment(purchase_token, "purchase token", op, max_chars=4096)
-        path = f"{self._app(package, op)}/purchases/subscriptionsv2/tokens/{token}"
-        return self._get(
-            op,
-            path,
+        return self._purchase(
+            "subscriptionsv2",
+            package,
+            purchase_token,
             resources.parse_subscription_purchase,
-            deadline_s=deadline_s,
-            secrets=(purchase_token, token),
+            deadline_s,
         )
+
+    def _purchase(
+        self,
+        collection: str,
+        package: str,
+        purchase_token: str,
+        parse: Any,
+        deadline_s: float | None,
+    ) -> Any:
+        """``purchases.<collection>/tokens/{token}``; the token is kept out of every message."""
+        op = f"purchases.{collection}.get"
+        token = _segment(purchase_token, "purchase token", op, max_chars=4096)
+        path = f"{self._app(package, op)}/purchases/{collection}/tokens/{token}"
+        return self._get(op, path, parse, deadline_s=deadline_s, secrets=(purchase_token, token))
 
     def list_voided_purchases(
         self,
