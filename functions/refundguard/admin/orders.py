@@ -6,11 +6,12 @@ look-up is one Firestore query. ``link_event`` is pure; ``OrderFinder`` asks the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ..apple.api import AppStoreApiClient
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
@@ -20,6 +21,7 @@ from ..serializer import to_json
 from ..store import EntitlementStore
 from ..storeapi import StoreApiError, StoreAuthError
 
+T = TypeVar("T")
 HISTORY_LIMIT = 500
 MAX_RESULTS = 20
 _ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
@@ -132,15 +134,9 @@ class OrderFinder:
     def _google(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
         assert self.play is not None
         for package in self.packages:
-            try:
-                order = self.play.get_order(package, order_id)
-            except StoreAuthError as err:
-                refused.append(err)
+            order = _ask(functools.partial(self.play.get_order, package, order_id), refused)
+            if order is None:
                 continue
-            except StoreApiError as err:
-                if err.kind in _NOT_HERE:
-                    continue
-                raise
             item = order.line_items[0] if order.line_items else None
             details = {"package": package, "orderState": order.state}
             if order.refund_time_ms:
@@ -159,16 +155,9 @@ class OrderFinder:
     def _apple(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
         assert self.apple is not None
         for bundle_id in self.bundle_ids:
-            try:
-                lookup = self.apple.look_up_order(order_id, bundle_id=bundle_id)
-            except StoreAuthError as err:
-                refused.append(err)
-                continue
-            except StoreApiError as err:
-                if err.kind in _NOT_HERE:
-                    continue
-                raise
-            if not lookup.valid:
+            ask = functools.partial(self.apple.look_up_order, order_id, bundle_id=bundle_id)
+            lookup = _ask(ask, refused)
+            if lookup is None or not lookup.valid:
                 continue
             found: dict[str, Found] = {}
             for tx in lookup.transactions:
@@ -186,6 +175,20 @@ class OrderFinder:
                 )
             return list(found.values())[:MAX_RESULTS]
         return []
+
+
+def _ask(call: Callable[[], T], refused: list[StoreAuthError]) -> T | None:
+    """One app's answer; None when its API refused our credentials (kept in ``refused``) or
+    does not know the order (``_NOT_HERE``): the caller asks the next app."""
+    try:
+        return call()
+    except StoreAuthError as err:
+        refused.append(err)
+        return None
+    except StoreApiError as err:
+        if err.kind in _NOT_HERE:
+            return None
+        raise
 
 
 def _purchase_id(value: str, store: str) -> str:
