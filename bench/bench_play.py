@@ -23,7 +23,7 @@ from google.cloud import firestore
 from refundguard import logs
 from refundguard.ledger import decide
 from refundguard.model import Entitlement
-from refundguard.play import envelope, rtdn
+from refundguard.playstore import envelope, rtdn
 from refundguard.serializer import load, to_firestore
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore
 from refundguard_dev.emulator import bench_emulator as emulator

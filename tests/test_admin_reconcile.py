@@ -151,7 +151,7 @@ def test_a_run_started_while_one_runs_is_409(
 def test_a_long_run_answers_202_running(
     client: Any, auth: dict[str, str], play_api: FakePlayApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from refundguard.admin import reconciliation
+    from refundguard.adminapi import reconciliation
 
     monkeypatch.setattr(reconciliation, "TRIGGER_WAIT_S", 0.5)
     play_api.fail_next(Fault(delay_s=2.0, path="voidedpurchases"))
@@ -176,7 +176,7 @@ def test_without_a_reconciler_a_run_is_503(
 
 
 def seed_requests(store: Any) -> None:
-    refunds = RefundStore(store.client)
+    refunds = RefundStore(store.client, timeout_s=store.deadline_s)
     common = {"store": "google", "environment": "Production", "app": PACKAGE, "purchase_id": "t"}
     refunds.record(
         RefundRequest(
@@ -247,7 +247,7 @@ def test_consumption_reports_are_validated_and_stored(
     }
     answer = client.post("/entitlements:consumption", json=good, headers=auth)
     assert answer.status_code == 200, answer.get_data(as_text=True)
-    stored = RefundStore(store.client).consumption("google:tok-c")
+    stored = RefundStore(store.client, timeout_s=store.deadline_s).consumption("google:tok-c")
     assert stored.percentage_milliunits == 45_200 and stored.actor == ADMIN
     for bad in ({"consumption_percentage": 101}, {"customer_consented": "yes"}, {"x": 1}):
         assert (

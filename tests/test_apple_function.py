@@ -10,7 +10,8 @@ from typing import Any
 import flask
 import pytest
 from refundguard.apple.function import create_handler
-from refundguard.apple.settings import fingerprint, load_settings
+from refundguard.apple.settings import load_settings
+from refundguard.appstore.config import fingerprint
 from refundguard.model import Effect, Status, StoreName
 from refundguard_dev.apple_pki import (
     APP_APPLE_ID,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import flask
 
 from .. import logs
-from ..admin.function import admin_handler
+from ..adminapi.handler import admin_handler
 from ..http import App, Reply, serve
 from ..store import EntitlementStore, now_ms
 from .settings import ConsoleSettings

@@ -13,6 +13,7 @@ from .. import logs
 from ..errors import method_not_allowed
 from ..http import App, Reply, serve
 from ..store import EntitlementStore, now_ms
+from ..wiring import Wiring
 from .settings import SweepSettings
 
 FUNCTION = "events_sweep"
@@ -25,9 +26,9 @@ def create_handler(
     clock_ms: Callable[[], int] = now_ms,
 ) -> App:
     settings = SweepSettings.from_env(env)  # refuse to start if wrong
-    entitlements = store or EntitlementStore.connect(
-        settings.firestore, settings.events, function=FUNCTION
-    )
+    entitlements = Wiring.build(
+        store, settings.firestore, settings.events, function=FUNCTION
+    ).entitlements
     grace_ms = int(settings.grace_s * 1000)
 
     def handle(request: flask.Request) -> Reply:

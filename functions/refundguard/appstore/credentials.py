@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..config import Settings, is_local_url
 from ..storeapi import check_base_url
-from .settings import read_app_apple_id, read_roots
+from .config import read_app_apple_id, read_roots
 from .verifier import PRODUCTION, AppleVerifier
 
 DEFAULT_BASE_URL = "https://api.storekit.apple.com"

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 
 from .. import logs
-from ..apple.api import AppStoreApiClient, ConsumptionInfo
+from ..appstore.api import AppStoreApiClient, ConsumptionInfo
 from ..errors import RefundGuardError
-from ..play.api import PlayApiClient, RefundReview
+from ..playstore.api import PlayApiClient, RefundReview
 from ..refund_store import RefundStore
 from ..refunds import (
     ANSWERED,

@@ -11,15 +11,18 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..apple.api import AppStoreApiClient
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..model import PRODUCTION, Entitlement, LedgerEvent, Source, StoreName, check_purchase_id
-from ..play.api import PlayApiClient
 from ..serializer import to_json
 from ..store import EntitlementStore
 from ..storeapi import StoreApiError, StoreAuthError
+
+if TYPE_CHECKING:  # the clients are built (and imported) only when their API is on
+    from ..appstore.api import AppStoreApiClient
+    from ..appstore.verifier import AppleVerifier
+    from ..playstore.api import PlayApiClient
 
 T = TypeVar("T")
 HISTORY_LIMIT = 500
@@ -101,10 +104,11 @@ class OrderFinder:
         play: PlayApiClient | None = None,
         packages: tuple[str, ...] = (),
         apple: AppStoreApiClient | None = None,
+        verifier: AppleVerifier | None = None,
         bundle_ids: tuple[str, ...] = (),
     ) -> None:
         self.play, self.packages = play, packages
-        self.apple, self.bundle_ids = apple, bundle_ids
+        self.apple, self.verifier, self.bundle_ids = apple, verifier, bundle_ids
 
     def via(self, store: StoreName) -> str:
         if store is StoreName.GOOGLE:
@@ -153,9 +157,13 @@ class OrderFinder:
         return []
 
     def _apple(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
-        assert self.apple is not None
+        from ..appstore import verified
+
+        assert self.apple is not None and self.verifier is not None
         for bundle_id in self.bundle_ids:
-            ask = functools.partial(self.apple.look_up_order, order_id, bundle_id=bundle_id)
+            ask = functools.partial(
+                verified.look_up_order, self.apple, self.verifier, order_id, bundle_id=bundle_id
+            )
             lookup = _ask(ask, refused)
             if lookup is None or not lookup.valid:
                 continue
