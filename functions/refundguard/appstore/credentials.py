@@ -1,4 +1,4 @@
-"""The App Store Server API's credentials: the settings (``APPLE_API_ENV``,
+"""The App Store Server API's credentials: the settings (``config.APPLE_API_ENV``,
 ``read_apple_api_settings``: key id, issuer id, the .p8 private key checked at start-up and never
 echoed, base URLs) and ``ApiTokens``, the ES256 API tokens signed with that key."""
 
