@@ -98,7 +98,7 @@ def main() -> None:
         counter = RpcCounter(store._client)
         from refundguard.play.function import create_handler
 
-        main_module._handlers["play_notifications"] = create_handler(os.environ, store=store)
+        main_module._handlers["play_notifications"] = create_handler(os.environ, entitlements=store)
         client = app.test_client()
 
         fresh = [play_request("voided", f"tok-{i}", message_id=f"new-{i}") for i in range(N)]

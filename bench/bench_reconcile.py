@@ -92,7 +92,7 @@ def main() -> None:
                 f"in {time.perf_counter() - started:.1f} s"
             )
             counter = RpcCounter(store.client)
-            app = create_handler(env, store=store)
+            app = create_handler(env, entitlements=store)
             import flask
 
             flask_app = flask.Flask("bench")

@@ -255,7 +255,7 @@ def test_sandbox_and_production_never_mix(
     settings = load_settings(
         env, trusted_production_fingerprints={fingerprint(default_pki().root.cert)}
     )
-    handler = create_handler(env, settings=settings, store=store)
+    handler = create_handler(env, settings=settings, entitlements=store)
     app = flask.Flask("t")
 
     def call(token: str) -> flask.Response:

@@ -46,16 +46,16 @@ class Wiring:
     @classmethod
     def build(
         cls,
-        store: EntitlementStore | None,
+        entitlements: EntitlementStore | None,
         firestore_settings: config.FirestoreSettings,
         events: config.EventsSettings | None,
         *,
         function: str,
         clock_ms: Callable[[], int] = now_ms,
     ) -> Wiring:
-        """Over ``store`` when one is given (tests, benchmarks), else connected."""
-        if store is not None:
-            return cls(store, clock_ms=clock_ms)
+        """Over ``entitlements`` when given (tests, benchmarks), else connected."""
+        if entitlements is not None:
+            return cls(entitlements, clock_ms=clock_ms)
         return cls.connect(firestore_settings, events, function=function, clock_ms=clock_ms)
 
     @property

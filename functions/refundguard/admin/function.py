@@ -17,12 +17,16 @@ FUNCTION = "admin"
 def create_handler(
     env: Mapping[str, str],
     *,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     clock_ms: Callable[[], int] = now_ms,
     new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> App:
     settings = AdminSettings.from_env(env)  # refuse to start if wrong
     handle = admin_handler(
-        settings, function=FUNCTION, store=store, clock_ms=clock_ms, new_event_id=new_event_id
+        settings,
+        function=FUNCTION,
+        entitlements=entitlements,
+        clock_ms=clock_ms,
+        new_event_id=new_event_id,
     )
     return serve(FUNCTION, handle)

@@ -44,14 +44,14 @@ def admin_handler(
     settings: AdminSettings,
     *,
     function: str,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     clock_ms: Callable[[], int] = now_ms,
     new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> Handler:
     """The admin API behind ``settings.auth``: the admin function's, and the console's (which
     differs only in the token audience it accepts)."""
     wiring = Wiring.build(
-        store, settings.firestore, settings.events, function=function, clock_ms=clock_ms
+        entitlements, settings.firestore, settings.events, function=function, clock_ms=clock_ms
     )
     entitlements = wiring.entitlements
     finder = order_finder(settings)
@@ -66,7 +66,11 @@ def admin_handler(
             order_id = orders.parse_order_id(route.params["order_id"])
             logs.bind(order_id=order_id)
             answer = orders.lookup(
-                order_id, store=entitlements, finder=finder, actor=caller.email, now_ms=clock_ms()
+                order_id,
+                entitlements=entitlements,
+                finder=finder,
+                actor=caller.email,
+                now_ms=clock_ms(),
             )
             logs.bind(found_by=answer["found_by"], results=len(answer["results"]))
             return Reply(answer, "admin action")
@@ -169,15 +173,15 @@ def order_finder(settings: AdminSettings) -> orders.OrderFinder:
     )
 
 
-def _unpublished(store: EntitlementStore, raw_limit: str | None, now: int) -> Reply:
+def _unpublished(entitlements: EntitlementStore, raw_limit: str | None, now: int) -> Reply:
     """What the outbox holds: events committed but not (yet) published, oldest first."""
     limit = parse_limit(raw_limit, default=DEFAULT_UNPUBLISHED, high=MAX_UNPUBLISHED)
-    entries = store.outbox.pending(limit=limit + 1)
+    entries = entitlements.outbox.pending(limit=limit + 1)
     shown = entries[:limit]
     logs.bind(unpublished=len(shown), truncated=len(entries) > limit)
     return Reply(
         {
-            "events_on": store.events_on,
+            "events_on": entitlements.events_on,
             "count": len(shown),
             "truncated": len(entries) > limit,
             "oldest_age_s": round((now - shown[0].created_ms) / 1000, 1) if shown else None,
@@ -191,11 +195,11 @@ def _bind_target(target: Target) -> None:
     logs.bind(store=target.store[:40], purchase_token_hash=logs.token_hash(target.purchase_id))
 
 
-def _show(store: EntitlementStore, target: Target) -> Reply:
+def _show(entitlements: EntitlementStore, target: Target) -> Reply:
     store_name, environment = parse_namespace(target.store)
     check_purchase_id(target.purchase_id)
-    entitlement = store.get(store_name, target.purchase_id, environment)
+    entitlement = entitlements.get(store_name, target.purchase_id, environment)
     if entitlement is None:
         raise not_found("not_found", f"no entitlement for this {target.store} purchase id")
     logs.bind(status=entitlement.status.value)
-    return Reply(orders.entitlement_view(store, entitlement), "admin action")
+    return Reply(orders.entitlement_view(entitlements, entitlement), "admin action")

@@ -82,9 +82,9 @@ def link_event(order_id: str, found: Found, *, actor: str, via: str, now_ms: int
     )
 
 
-def entitlement_view(store: EntitlementStore, entitlement: Entitlement) -> dict[str, Any]:
+def entitlement_view(entitlements: EntitlementStore, entitlement: Entitlement) -> dict[str, Any]:
     """An entitlement as ``POST /entitlements:lookup`` answers it."""
-    history = store.history(
+    history = entitlements.history(
         entitlement.store, entitlement.purchase_id, entitlement.environment, limit=HISTORY_LIMIT
     )
     return {
@@ -212,19 +212,19 @@ def _purchase_id(value: str, store: str) -> str:
 def lookup(
     order_id: str,
     *,
-    store: EntitlementStore,
+    entitlements: EntitlementStore,
     finder: OrderFinder,
     actor: str,
     now_ms: int,
 ) -> dict[str, Any]:
     """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer."""
-    known = store.find_by_order(order_id, limit=MAX_RESULTS)
+    known = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
     if known:
         return {
             "order_id": order_id,
             "store": known[0].store.value,
             "found_by": "firestore",
-            "results": [entitlement_view(store, e) for e in known],
+            "results": [entitlement_view(entitlements, e) for e in known],
         }
     guess = store_of(order_id)
     if not finder.enabled(guess):
@@ -248,7 +248,7 @@ def lookup(
         except RefundGuardError:  # the store's text cannot be stored: link the ids alone
             bare = replace(item, product_id=None, user_id=None, details={"api": "not storable"})
             event = link_event(order_id, bare, actor=actor, via=finder.via(guess), now_ms=now_ms)
-        applied = store.apply(event)
+        applied = entitlements.apply(event)
         assert applied.entitlement is not None
-        results.append(entitlement_view(store, applied.entitlement))
+        results.append(entitlement_view(entitlements, applied.entitlement))
     return {"order_id": order_id, "store": guess.value, "found_by": "store_api", "results": results}

@@ -28,7 +28,7 @@ def create_handler(
     env: Mapping[str, str],
     *,
     settings: AppleSettings | None = None,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     verifier: AppleVerifier | None = None,
 ) -> App:
     """Build the handler; raises ``ConfigError`` (the function does not start) on bad settings."""
@@ -36,7 +36,7 @@ def create_handler(
     verifier = verifier or settings.verifier()
     from ..wiring import Wiring  # google-cloud-firestore: imported once, at start-up
 
-    wiring = Wiring.build(store, settings.firestore, settings.events, function=FUNCTION)
+    wiring = Wiring.build(entitlements, settings.firestore, settings.events, function=FUNCTION)
     ingestion = wiring.ingestion
     logs.info(
         "apple_notifications ready",

@@ -29,7 +29,7 @@ API_POLICY = CallPolicy()
 def create_handler(
     env: Mapping[str, str],
     *,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     play_api: PlayApiClient | None = None,
 ) -> App:
     settings = PlaySettings.from_env(env)
@@ -39,7 +39,7 @@ def create_handler(
             "and this function (fine locally, not in production)",
             function=FUNCTION,
         )
-    wiring = Wiring.build(store, settings.firestore, settings.events, function=FUNCTION)
+    wiring = Wiring.build(entitlements, settings.firestore, settings.events, function=FUNCTION)
     ingestion = wiring.ingestion
     api = play_api
     if api is None and settings.api is not None:

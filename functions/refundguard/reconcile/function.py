@@ -32,7 +32,7 @@ _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 def create_handler(
     env: Mapping[str, str],
     *,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     play_api: PlayApiClient | None = None,
     apple_api: AppStoreApiClient | None = None,
     clock_ms: Callable[[], int] = now_ms,
@@ -40,7 +40,7 @@ def create_handler(
 ) -> App:
     settings = ReconcileSettings.from_env(env)  # refuse to start if wrong
     wiring = Wiring.build(
-        store, settings.firestore, settings.events, function=FUNCTION, clock_ms=clock_ms
+        entitlements, settings.firestore, settings.events, function=FUNCTION, clock_ms=clock_ms
     )
     play = play_api
     if play is None and settings.play_api is not None:

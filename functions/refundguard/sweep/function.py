@@ -22,12 +22,12 @@ FUNCTION = "events_sweep"
 def create_handler(
     env: Mapping[str, str],
     *,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     clock_ms: Callable[[], int] = now_ms,
 ) -> App:
     settings = SweepSettings.from_env(env)  # refuse to start if wrong
     entitlements = Wiring.build(
-        store, settings.firestore, settings.events, function=FUNCTION
+        entitlements, settings.firestore, settings.events, function=FUNCTION
     ).entitlements
     grace_ms = int(settings.grace_s * 1000)
 
