@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from conftest import STORE_API_POLICY
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from refundguard.model import Status, StoreName
 from refundguard.reconcile import function as reconcile_function
 from refundguard.reconciliation import google as reconcile_google
@@ -244,21 +246,57 @@ def test_overlapping_runs_do_not_double_the_work(
     assert run(reconciler).status_code == 200  # the lease was released
 
 
-def test_the_quota_window_keeps_a_package_inside_its_limit() -> None:
-    from refundguard.reconciliation.plan import QuotaWindow
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.integers(min_value=0, max_value=40_000), min_size=1, max_size=60),
+    limit=st.integers(min_value=1, max_value=6),
+)
+def test_the_quota_never_lets_more_than_its_limit_into_any_window(
+    gaps: list[int], limit: int
+) -> None:
+    from refundguard.reconciliation.plan import quota_slot
 
-    clock = [0.0]
-    slept: list[float] = []
+    now, sent, window = 0, [], 30_000
+    for gap in gaps:
+        now += gap
+        kept, wait = quota_slot(sent, now, limit=limit, window_ms=window)
+        if wait:
+            assert kept == sorted(kept) and wait > 0
+            now += wait
+            kept, wait = quota_slot(kept, now, limit=limit, window_ms=window)
+        assert wait == 0 and kept[-1] == now
+        sent = kept
+        times = sorted(sent)
+        assert all(b - a >= window for a, b in zip(times, times[limit:], strict=False))
+
+
+def test_the_play_quota_is_shared_by_runs_and_instances(emulator_env: dict[str, str]) -> None:
+    """Two instances (two runs back to back, or side by side) share one window per package in
+    Firestore: together they never send more than the limit in any 30 s."""
+    from google.cloud import firestore
+    from refundguard.reconciliation.quota import PlayQuota
+
+    clock = [1_000_000]
+    sent: list[int] = []
 
     def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock[0] += seconds
+        clock[0] += int(seconds * 1000)
 
-    quota = QuotaWindow(3, 30.0, clock=lambda: clock[0], sleep=sleep)
-    for _ in range(7):
-        quota.wait()
-        clock[0] += 1.0
-    assert slept == [27.0, 27.0]  # never more than 3 queries in any 30 s
+    client = firestore.Client(project=emulator_env["GOOGLE_CLOUD_PROJECT"])
+    instances = [
+        PlayQuota(client, timeout_s=10, clock_ms=lambda: clock[0], sleep=sleep, limit=3)
+        for _ in range(2)
+    ]
+    for n in range(10):
+        instances[n % 2].wait(PACKAGE)
+        sent.append(clock[0])
+        clock[0] += 1_000
+    assert all(b - a >= 30_000 for a, b in zip(sent, sent[3:], strict=False)), sent
+    assert instances[0].waited_s + instances[1].waited_s > 0
+    other = PlayQuota(client, timeout_s=10, clock_ms=lambda: clock[0], sleep=sleep, limit=3)
+    before = clock[0]
+    other.wait("com.example.other")  # another package has its own window
+    assert clock[0] == before
 
 
 def test_both_paths_derive_a_void_event_id_from_the_order() -> None:
@@ -285,3 +323,75 @@ def test_both_paths_derive_a_void_event_id_from_the_order() -> None:
     ]
     other = note("subscription", "m-sub", 5_000)
     assert other.event_id == "m-sub"  # every other notification keeps its message id
+
+
+def play_calls(api: FakePlayApi, kind: str) -> int:
+    return sum(1 for r in api.requests if kind in r.path)
+
+
+@pytest.mark.parametrize("subscriptions", [0, 3])
+def test_new_voids_cost_about_one_play_call_each(
+    reconciler: Any, play_api: FakePlayApi, store: Any, subscriptions: int
+) -> None:
+    """One orders.batchGet a page says what each order bought: a one-time void needs no other
+    call, a subscription void one subscriptionsv2 call (never productsv2 first)."""
+    count = 12
+    for n in range(count):
+        token, order = f"tok-cost-{n}", f"GPA.5000-0000-0000-{n:05d}"
+        sub = n < subscriptions
+        play_api.add_order(PACKAGE, data.order(order, token, subscription=sub, state="REFUNDED"))
+        if sub:
+            play_api.add_subscription(PACKAGE, token, data.subscription(latest_order_id=order))
+        else:
+            play_api.add_product_purchase(PACKAGE, token, data.product_purchase(order_id=order))
+        play_api.add_voided(PACKAGE, data.voided(token, order, voided_ms=NOW_MS - HOUR))
+    source = google_source(run(reconciler))
+    assert source["applied"] == count and source["more"] is False
+    judging = sum(play_calls(play_api, k) for k in ("orders", "productsv2", "subscriptionsv2"))
+    assert play_calls(play_api, "orders:batchGet") == 1
+    assert play_calls(play_api, "productsv2") == 0
+    assert play_calls(play_api, "subscriptionsv2") == subscriptions
+    assert judging == 1 + subscriptions  # <= 1.1 a void for any page of 10 or more
+    for n in range(count):
+        entitlement = store.get(StoreName.GOOGLE, f"tok-cost-{n}")
+        assert entitlement.status is Status.REVOKED
+        assert entitlement.product_id is not None  # enriched from the order
+    second = google_source(run(reconciler))
+    assert second["applied"] == 0 and second["already_known"] == count
+
+
+def test_a_batch_google_refuses_falls_back_to_judging_each_void(
+    reconciler: Any, play_api: FakePlayApi, store: Any
+) -> None:
+    """Google fails a whole orders.batchGet when one order is unknown to it: each void is then
+    judged alone, none lost."""
+    for n in range(3):
+        void(play_api, f"tok-fb-{n}", f"GPA.6000-0000-0000-0000{n}")  # no order seeded
+    source = google_source(run(reconciler))
+    assert source["applied"] == 3 and not source["errors"]
+    assert play_calls(play_api, "orders:batchGet") == 1
+    for n in range(3):
+        assert store.get(StoreName.GOOGLE, f"tok-fb-{n}").status is Status.REVOKED
+
+
+def test_a_budget_spent_within_a_page_leaves_the_page_to_the_next_run(
+    make_client: Any, reconcile_env: dict[str, str], play_api: FakePlayApi, store: Any
+) -> None:
+    """The budget is checked before every void of a page: a run that runs out mid-page (a slow
+    Play API: 1 s an answer, 5 s of budget) stops there (more: true, the cursor not past the
+    page), and the next run applies the rest, each void once."""
+    count = 8
+    for n in range(count):
+        void(play_api, f"tok-budget-{n}", f"GPA.7000-0000-0000-0000{n}")
+    for _ in range(count):
+        play_api.fail_next(Fault(delay_s=1.0, path="productsv2"))
+    env = {**reconcile_env, "RECONCILE_BUDGET_SECONDS": "5"}
+    first = run(make_client("reconcile", **env)).get_json()
+    (source,) = first["sources"]
+    assert 0 < source["applied"] < count and source["more"] is True
+    assert first["state"] == "partial" and source["cursor"] is None  # the page is not done
+    second = google_source(run(make_client("reconcile", **reconcile_env)))
+    assert second["applied"] == count - source["applied"]
+    assert second["already_known"] == source["applied"] and second["more"] is False
+    for n in range(count):
+        assert len(store.history(StoreName.GOOGLE, f"tok-budget-{n}")) == 1

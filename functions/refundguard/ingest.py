@@ -38,6 +38,16 @@ class Applied:
     alarm: str | None = None
 
 
+@dataclass
+class Batch:
+    """What ``apply_new`` did; ``stopped``: ``stop`` said so before every event was applied."""
+
+    applied: int = 0
+    already_known: int = 0
+    rejected: int = 0
+    stopped: bool = False
+
+
 class Ingestion:
     """Store events -> ledger, refund requests, quarantine."""
 
@@ -76,30 +86,40 @@ class Ingestion:
         *,
         app: str,
         judge: Callable[[LedgerEvent], LedgerEvent] = lambda event: event,
-    ) -> tuple[int, int, int]:
-        """The reconciler's batch: one ``seen`` read, then each event the ledger does not hold
-        yet through ``judge`` and ``apply``; a refused one is counted, never a reason to stop.
-        Answers (applied, already known, rejected)."""
+        prepare: Callable[[list[LedgerEvent]], None] | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> Batch:
+        """The reconciler's batch: one ``seen`` read, then ``prepare`` with the events the ledger
+        does not hold yet, then each through ``judge`` and ``apply``; a refused one is counted,
+        never a reason to stop. ``stop`` is asked before each event (the run's time budget): what
+        was applied stays applied, and the rest is found new again next time."""
         events = list(events)
         known = self.entitlements.seen(events)
-        applied = already = refused = 0
+        new: list[LedgerEvent] = []
         for event in events:
             if f"{event.document_id}/{event.history_id}" in known:
-                already += 1
                 self.record_request(event, app)
-                continue
+            else:
+                new.append(event)
+        batch = Batch(already_known=len(events) - len(new))
+        if new and prepare is not None:
+            prepare(new)
+        for event in new:
+            if stop():
+                batch.stopped = True
+                break
             try:
                 done = self.apply(judge(event), app=app)
             except RefundGuardError as err:
                 if err.kind is not Kind.REJECTED:
                     raise
-                refused += 1
+                batch.rejected += 1
                 continue
             if done.result.effect is Effect.DUPLICATE:
-                already += 1  # the notification landed since the read
+                batch.already_known += 1  # the notification landed since the read
             else:
-                applied += 1
-        return applied, already, refused
+                batch.applied += 1
+        return batch
 
     # ------------------------------------------------------------------------ Google Play
 

@@ -5,7 +5,7 @@ Deadlines: a revocation never waits long for the API; a grant may."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,7 +14,8 @@ from ..errors import Kind, RefundGuardError, rejected, transient
 from ..model import LedgerEvent
 from ..storeapi import StoreApiError, StoreAuthError
 from . import rtdn, verify
-from .api import PlayApiClient
+from .api import MAX_BATCH, PlayApiClient
+from .resources import Order
 
 #: A revocation never waits long for the API: it is applied, judged or not, within this time.
 REVOCATION_API_DEADLINE_S = 5.0
@@ -94,6 +95,51 @@ def judge_void(api: PlayApiClient, package: str, event: LedgerEvent) -> LedgerEv
             return consult(api, package, _VOIDED, _typed(event, "one_time")).event
         return verify.unjudged_void(event, err)
     return verify.subscription_void(_typed(event, "subscription"), sub)
+
+
+class VoidJudge:
+    """Judges a page of voids at about one Play API call each: ``prepare`` asks
+    ``orders.batchGet`` once per 1,000 orders what each bought; then a one-time void is judged by
+    its order alone (no call), a subscription void by ``subscriptionsv2`` (one call). A void whose
+    order the batch did not answer (Google fails a whole batch when one order is unknown to it)
+    is judged alone (``judge_void``: one or two calls)."""
+
+    def __init__(self, api: PlayApiClient, package: str) -> None:
+        self.api, self.package = api, package
+        self.orders: dict[str, Order] = {}
+
+    def prepare(self, events: Sequence[LedgerEvent]) -> None:
+        """What the orders of ``events`` bought, for those that need judging."""
+        wanted = [
+            e.order_id
+            for e in events
+            if e.effect is not None and e.order_id and "productType" not in e.details
+        ]
+        ids = list(dict.fromkeys(wanted))
+        for start in range(0, len(ids), MAX_BATCH):
+            try:
+                found = self.api.batch_get_orders(
+                    self.package, ids[start : start + MAX_BATCH], deadline_s=GRANT_API_DEADLINE_S
+                )
+            except StoreApiError as err:
+                logs.warning(
+                    "orders.batchGet failed: each void of this page is judged alone",
+                    package=self.package,
+                    error=err.code,
+                )
+                continue
+            self.orders.update((order.order_id, order) for order in found)
+
+    def __call__(self, event: LedgerEvent) -> LedgerEvent:
+        order = self.orders.get(event.order_id or "")
+        if event.effect is None or order is None or "productType" in event.details:
+            return judge_void(self.api, self.package, event)
+        kind = verify.order_kind(order)
+        if kind in ("one_time", "paid_app"):
+            return verify.order_void(event, order)
+        if kind == "subscription":
+            return consult(self.api, self.package, _VOIDED, _typed(event, "subscription")).event
+        return judge_void(self.api, self.package, event)
 
 
 def _typed(event: LedgerEvent, product_type: str) -> LedgerEvent:

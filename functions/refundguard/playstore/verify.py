@@ -18,7 +18,14 @@ from typing import Any
 
 from ..errors import RefundGuardError
 from ..model import LedgerEvent, Status
-from .resources import CANCELLED, PENDING, PURCHASED, ProductPurchase, SubscriptionPurchase
+from .resources import (
+    CANCELLED,
+    PENDING,
+    PURCHASED,
+    Order,
+    ProductPurchase,
+    SubscriptionPurchase,
+)
 
 MAX_DETAIL_CHARS = 300
 
@@ -214,6 +221,27 @@ def enriched(event: LedgerEvent, answer: ProductPurchase | SubscriptionPurchase)
         facts["order_id"] = event.order_id or facts["order_id"]
         state = answer.state
     return _with(event, **facts, details={"api.state": _text(state)})
+
+
+def order_kind(order: Order) -> str:
+    """What an order bought: ``one_time``, ``subscription``, ``paid_app`` or ``unknown``."""
+    kinds = {item.kind for item in order.line_items}
+    return kinds.pop() if len(kinds) == 1 else "unknown"
+
+
+def order_void(event: LedgerEvent, order: Order) -> LedgerEvent:
+    """A void of a one-time purchase (or paid app), judged by its order (``orders.batchGet``): it
+    revokes, enriched with the product and purchase time the order names."""
+    item = order.line_items[0] if order.line_items else None
+    facts = _facts(
+        event,
+        order_id=order.order_id,
+        product_id=item.product_id if item else None,
+        user_id=None,
+        purchase_time_ms=order.create_time_ms,
+    )
+    details = {"api.orderState": _text(order.state), "productType": order_kind(order)}
+    return _with(event, **facts, details=details)
 
 
 def not_enriched(event: LedgerEvent, err: RefundGuardError) -> LedgerEvent:

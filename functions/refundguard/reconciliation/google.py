@@ -1,6 +1,7 @@
 """Google's side of a run: page through ``voidedpurchases.list`` (``type=1``, partial refunds
 included) for one package from its cursor, and hand each page's voids to the ingestion path,
-judged by ``playstore.judge.judge_void`` as a voided-purchase notification is. A page is retried
+judged as a voided-purchase notification is, at about one Play call a void
+(``playstore.judge.VoidJudge``). A page is retried
 with backoff and never skipped: the cursor moves only past fully processed pages, and a run that
 stops (a failure, the time budget) leaves where to resume."""
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from typing import Any
 
 from .. import logs
@@ -16,10 +16,11 @@ from ..errors import RefundGuardError
 from ..ingest import Ingestion
 from ..model import LedgerEvent
 from ..playstore.api import PlayApiClient
-from ..playstore.judge import judge_void
+from ..playstore.judge import VoidJudge
 from ..playstore.resources import VoidedPage, VoidedPurchase
 from . import plan
 from .pages import PagedSource
+from .quota import PlayQuota
 from .state import ReconcileState
 
 PAGE_SIZE = 1000
@@ -34,7 +35,7 @@ class GoogleVoids(PagedSource):
         ingestion: Ingestion,
         state: ReconcileState,
         *,
-        quota: Callable[[], plan.QuotaWindow] = plan.QuotaWindow,
+        quota: PlayQuota,
         **walk: Any,  # PagedSource's
     ) -> None:
         super().__init__(ingestion, state, **walk)
@@ -46,10 +47,9 @@ class GoogleVoids(PagedSource):
         cursor, win = self.open(source, tally, plan.GOOGLE_LOOKBACK_MS)
         if win.gap:
             tally.error("the cursor is older than the 30 days Google keeps: voids between are lost")
-        quota = self.quota()
 
         def fetch(win: plan.Window, token: str | None) -> VoidedPage:
-            quota.wait()
+            self.quota.wait(package)
             return self.api.list_voided_purchases(
                 package,
                 start_time_ms=win.start_ms,
@@ -75,8 +75,8 @@ class GoogleVoids(PagedSource):
                 events.append(plan.void_event(package, row, subscription=True if renewal else None))
             except RefundGuardError as err:
                 self._reject(package, row, err, tally)
-        judge = lambda event: judge_void(self.api, package, event)  # noqa: E731
-        self.apply_new(events, tally, app=package, judge=judge)
+        judge = VoidJudge(self.api, package)
+        self.apply_new(events, tally, app=package, judge=judge, prepare=judge.prepare)
 
     def _reject(
         self, package: str, row: VoidedPurchase, err: RefundGuardError, tally: plan.SourceTally

@@ -82,6 +82,10 @@ class PagedSource:
                 return tally
             try:
                 next_token = process(page)
+            except BudgetSpent:  # within the page: it comes again next run, from its token
+                logs.warning("the time budget ran out within a page", source=source)
+                tally.more = True
+                return tally
             except RefundGuardError as err:  # Firestore: this page stays to be processed again
                 tally.error(f"{err.code}: {err.message}")
                 tally.more = True
@@ -130,9 +134,24 @@ class PagedSource:
         *,
         app: str,
         judge: Callable[[LedgerEvent], LedgerEvent] = lambda event: event,
+        prepare: Callable[[list[LedgerEvent]], None] | None = None,
     ) -> None:
-        """A page's events through the ingestion path, counted in ``tally``."""
-        applied, already, refused = self.ingestion.apply_new(events, app=app, judge=judge)
-        tally.applied += applied
-        tally.already_known += already
-        tally.rejected += refused
+        """A page's events through the ingestion path, counted in ``tally``. When the time budget
+        runs out within the page, ``BudgetSpent``: the page is not done (its cursor does not
+        move), and what was applied is found known when the page comes again."""
+        batch = self.ingestion.apply_new(
+            events,
+            app=app,
+            judge=judge,
+            prepare=prepare,
+            stop=lambda: time.monotonic() >= self.ends_at,
+        )
+        tally.applied += batch.applied
+        tally.already_known += batch.already_known
+        tally.rejected += batch.rejected
+        if batch.stopped:
+            raise BudgetSpent
+
+
+class BudgetSpent(Exception):
+    """The run's time budget ran out in the middle of a page."""

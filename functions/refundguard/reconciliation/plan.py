@@ -6,9 +6,7 @@ state a run ends in."""
 
 from __future__ import annotations
 
-import collections
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +20,7 @@ GOOGLE_LOOKBACK_MS = 30 * DAY_MS - 60_000
 #: Get Notification History: 180 days in Production, 30 in Sandbox; a first run asks 30 days.
 APPLE_LOOKBACK_MS = 30 * DAY_MS - 60_000
 #: Google: 30 queries per 30 seconds per package; keep a margin.
-QUOTA_QUERIES, QUOTA_WINDOW_S = 25, 30.0
+QUOTA_QUERIES, QUOTA_WINDOW_MS = 25, 30_000
 
 
 @dataclass(frozen=True)
@@ -119,34 +117,17 @@ def is_renewal(order_id: str | None) -> bool:
     return order_id is not None and ".." in order_id
 
 
-class QuotaWindow:
-    """At most ``limit`` queries in any ``window_s`` seconds: ``wait()`` before each query sleeps
-    as long as the oldest of the last ``limit`` is inside the window."""
-
-    def __init__(
-        self,
-        limit: int = QUOTA_QUERIES,
-        window_s: float = QUOTA_WINDOW_S,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._clock, self._sleep = clock, sleep
-        self._sent: collections.deque[float] = collections.deque()
-        self.waited_s = 0.0
-
-    def wait(self) -> None:
-        now = self._clock()
-        while self._sent and now - self._sent[0] >= self.window_s:
-            self._sent.popleft()
-        if len(self._sent) >= self.limit:
-            pause = self.window_s - (now - self._sent[0])
-            self.waited_s += pause
-            self._sleep(pause)
-            self._sent.popleft()
-            now = self._clock()
-        self._sent.append(now)
+def quota_slot(
+    sent_ms: list[int], now_ms: int, *, limit: int = QUOTA_QUERIES, window_ms: int = QUOTA_WINDOW_MS
+) -> tuple[list[int], int]:
+    """The Play quota's decision for one more query, given the times of the queries sent: the
+    times to keep (this one added when it may go now) and how long to wait first (0: go now).
+    At most ``limit`` queries in any ``window_ms``; a time in the future (a skewed clock) counts
+    as now."""
+    recent = sorted(min(t, now_ms) for t in sent_ms if now_ms - t < window_ms)
+    if len(recent) < limit:
+        return [*recent, now_ms], 0
+    return recent, recent[len(recent) - limit] + window_ms - now_ms
 
 
 @dataclass

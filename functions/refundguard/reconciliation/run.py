@@ -25,6 +25,7 @@ from . import plan
 from .answers import Answerer
 from .apple import AppleHistory
 from .google import GoogleVoids
+from .quota import PlayQuota
 from .state import run_json
 
 #: The lease outlives the run's budget by this much (a stopped function's lease then expires).
@@ -106,7 +107,13 @@ class Reconciler:
         answered: dict[str, Any] = {}
         try:
             if self.play is not None:
-                voids = GoogleVoids(self.play, ingestion, self.state, **common)
+                quota = PlayQuota(
+                    self.wiring.client,
+                    timeout_s=self.wiring.deadline_s,
+                    clock_ms=self.clock_ms,
+                    sleep=self.sleep,
+                )
+                voids = GoogleVoids(self.play, ingestion, self.state, quota=quota, **common)
                 tallies += [voids.run(package) for package in scope.packages]
             if self.apple is not None and scope.apple is not None:
                 verifier = scope.apple.verifier
