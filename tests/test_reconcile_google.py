@@ -395,3 +395,49 @@ def test_a_budget_spent_within_a_page_leaves_the_page_to_the_next_run(
     assert second["already_known"] == source["applied"] and second["more"] is False
     for n in range(count):
         assert len(store.history(StoreName.GOOGLE, f"tok-budget-{n}")) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"run_id": "20261126T134500Z-1a2b3c"},
+        {"run_id": "__x__"},
+        {"run_id": "."},
+        {"trigger": "admin", "run_id": "mine"},
+        {"trigger": ["admin"]},
+        {"trigger": "cron"},
+        {"actor": "a b"},
+        {"request_id": "not-hex"},
+        {"request_id": 7},
+    ],
+)
+def test_a_caller_never_chooses_the_run_id_and_bad_fields_change_nothing(
+    reconciler: Any, play_api: FakePlayApi, store: Any, body: dict[str, Any]
+) -> None:
+    """Run ids are made by the reconciler: a body naming one (or any bad field) is a 400 that
+    takes no lease and writes no run; the next run goes ahead."""
+    void(play_api, "tok-runid", "GPA.8000-0000-0000-00001")
+    refused = reconciler.post("/", json=body)
+    assert refused.status_code == 400, refused.get_data(as_text=True)
+    assert refused.get_json()["error"] in ("unknown_field", "bad_field")
+    runs = list(store.client.collection("reconcile_runs").stream())
+    assert runs == [] and store.get(StoreName.GOOGLE, "tok-runid") is None
+    done = run(reconciler, trigger="admin", actor="admin@example.com")
+    assert done.status_code == 200 and done.get_json()["run_id"] not in str(body)
+    assert done.get_json()["trigger"] == "admin"
+
+
+def test_the_lease_is_given_back_when_a_run_fails_early(
+    reconciler: Any, play_api: FakePlayApi, store: Any
+) -> None:
+    """A run whose first write fails still gives the lease back: the next run is not locked
+    out until the lease expires."""
+    store.client.collection("reconcile_lease").document("reconciler").set(
+        {"run_id": "an-old-run", "acquired_ms": 1, "expires_ms": 2}
+    )
+    store.client.collection("reconcile_runs").document("an-old-run").set({"state": 5})
+    first = run(reconciler)  # marking the unreadable abandoned run fails: 503, lease released
+    assert first.status_code == 503
+    lease = store.client.collection("reconcile_lease").document("reconciler").get()
+    assert not lease.exists or lease.to_dict().get("run_id") != first.get_json().get("run_id")
+    assert run(reconciler).status_code == 200
