@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import LedgerEvent, Source, StoreName
+from .errors import rejected
+from .model import LedgerEvent, Source, StoreName, check_purchase_id, document_id, parse_namespace
 
 APPLE_CONSUMPTION = "apple_consumption"
 GOOGLE_REFUND_REVIEW = "google_refund_review"
@@ -151,6 +152,78 @@ class Consumption:
     percentage_milliunits: int | None = None
     actor: str | None = None
     updated_ms: int = 0
+
+
+#: The fields of ``POST /entitlements:consumption`` (docs/refunds.md).
+REPORT_FIELDS = (
+    "store",
+    "purchase_id",
+    "customer_consented",
+    "consumption_percentage",
+    "delivery_status",
+    "sample_content_provided",
+)
+
+
+@dataclass(frozen=True)
+class ConsumptionReport:
+    """A checked ``POST /entitlements:consumption`` body: the entitlement and what was reported
+    (``percent`` 0-100 as given)."""
+
+    store: StoreName
+    environment: str
+    purchase_id: str
+    customer_consented: bool
+    percent: int | float
+    delivery_status: str
+    sample_content_provided: bool
+
+    @property
+    def entitlement_id(self) -> str:
+        return document_id(self.store, self.purchase_id, self.environment)
+
+    def consumption(self, *, actor: str, now_ms: int) -> Consumption:
+        return Consumption(
+            entitlement_id=self.entitlement_id,
+            customer_consented=self.customer_consented,
+            delivery_status=self.delivery_status,
+            sample_content_provided=self.sample_content_provided,
+            percentage_milliunits=round(self.percent * 1000),
+            actor=actor,
+            updated_ms=now_ms,
+        )
+
+
+def parse_consumption_report(body: Mapping[str, Any]) -> ConsumptionReport:
+    """Every field of a consumption report checked before anything is read or written: a value
+    of any JSON type is either accepted or refused (REJECTED, a 400 with its code)."""
+    unknown = sorted(str(k)[:40] for k in set(body) - set(REPORT_FIELDS))
+    if unknown:
+        raise rejected("unknown_field", f"unknown field(s): {', '.join(unknown)[:200]}")
+    store_ns, purchase_id = body.get("store"), body.get("purchase_id")
+    if not isinstance(store_ns, str) or not isinstance(purchase_id, str):
+        raise rejected("missing_target", '"store" and "purchase_id" are required strings')
+    store, environment = parse_namespace(store_ns)
+    check_purchase_id(purchase_id)
+    consented, sample = body.get("customer_consented"), body.get("sample_content_provided")
+    if not isinstance(consented, bool) or not isinstance(sample, bool):
+        raise rejected(
+            "bad_consumption",
+            '"customer_consented" and "sample_content_provided" are required booleans',
+        )
+    percent = body.get("consumption_percentage")
+    if (
+        isinstance(percent, bool)
+        or not isinstance(percent, (int, float))
+        or not 0 <= percent <= 100  # NaN fails too
+    ):
+        raise rejected("bad_consumption", '"consumption_percentage" must be a number 0-100')
+    delivery = body.get("delivery_status", DELIVERED)
+    if not isinstance(delivery, str) or delivery not in DELIVERY_STATUSES:
+        raise rejected(
+            "bad_consumption", f'"delivery_status" must be one of {sorted(DELIVERY_STATUSES)}'
+        )
+    return ConsumptionReport(store, environment, purchase_id, consented, percent, delivery, sample)
 
 
 @dataclass(frozen=True)
