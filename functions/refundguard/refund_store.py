@@ -118,19 +118,30 @@ class RefundStore:
             raise _unavailable() from exc
 
 
-def record_refund_request(store: EntitlementStore, event: LedgerEvent, app: str) -> None:
+def record_refund_request(
+    store: EntitlementStore,
+    event: LedgerEvent,
+    app: str,
+    *,
+    pending_refund_token: str | None = None,
+) -> None:
     """A refund review (Google) or consumption request (Apple) just applied to the ledger becomes
     a ``refund_requests`` document, answered by the reconciler by the operator's policy
     (docs/refunds.md). Also on duplicates: a redelivery completes what a crash between the two
-    writes left undone."""
-    request = request_for(event, app)
+    writes left undone. Google's token comes beside the event: history never holds it."""
+    request = request_for(event, app, pending_refund_token=pending_refund_token)
     if request is not None:
         new = RefundStore(store.client).record(request)
         logs.bind(refund_request=request.id, refund_request_new=new)
 
 
 def apply_notification(
-    store: EntitlementStore, event: LedgerEvent, *, app: str, key: tuple[str, str]
+    store: EntitlementStore,
+    event: LedgerEvent,
+    *,
+    app: str,
+    key: tuple[str, str],
+    pending_refund_token: str | None = None,
 ) -> tuple[ApplyResult, str | None]:
     """What a notification function does with its ledger event: apply it (one the store cannot
     keep is tagged with ``key``, e.g. ("message_id", id), so it is quarantined under it), bind the
@@ -143,5 +154,5 @@ def apply_notification(
         raise
     status = result.entitlement.status.value if result.entitlement else None
     logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
-    record_refund_request(store, event, app)
+    record_refund_request(store, event, app, pending_refund_token=pending_refund_token)
     return result, status

@@ -92,9 +92,12 @@ class RefundRequest:
         }
 
 
-def request_for(event: LedgerEvent, app: str) -> RefundRequest | None:
+def request_for(
+    event: LedgerEvent, app: str, *, pending_refund_token: str | None = None
+) -> RefundRequest | None:
     """The request a ledger event announces (Apple CONSUMPTION_REQUEST, Google
-    PENDING_REFUND_REVIEW), or None for any other event."""
+    PENDING_REFUND_REVIEW, whose token comes beside the event: history never holds it), or None
+    for any other event."""
     details = event.details
     if event.source is Source.APPLE and event.type.split(".")[0] == "CONSUMPTION_REQUEST":
         transaction = details.get("transactionId")
@@ -113,7 +116,7 @@ def request_for(event: LedgerEvent, app: str) -> RefundRequest | None:
             reason=_text(details.get("consumptionRequestReason")),
         )
     if event.source is Source.GOOGLE and event.type == "PENDING_REFUND_REVIEW":
-        token = details.get("pendingRefundToken")
+        token = pending_refund_token
         order = event.order_id or _text(details.get("orderId"))
         digest = hashlib.sha256(f"{order}\n{token}".encode()).hexdigest()[:24]
         return RefundRequest(

@@ -93,6 +93,7 @@ def create_handler(
             event,
             app=notification.package_name,
             key=("message_id", message.message_id),
+            pending_refund_token=notification.pending_refund_token,
         )
         if consulted.alarm:
             logs.bind(api_problem=consulted.alarm)
