@@ -320,6 +320,73 @@ def test_any_json_value_in_any_consumption_field_is_a_clear_400_or_accepted(
     assert refunds.consumption("google:tok-c") == before  # refused: nothing written
 
 
+def test_what_an_admin_reports_is_answered_by_an_admin_run_and_accepted(
+    emulator_env: dict[str, str],
+    make_client: Any,
+    certs: CertServer,
+    auth: dict[str, str],
+    play_api: FakePlayApi,
+    store: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole path an operator uses: consumption reported through the admin API, a run started
+    through it, the answer built by the policy and accepted by the Play stand-in."""
+    monkeypatch.setattr(reconcile_function, "API_POLICY", STORE_API_POLICY)
+    key = play_api.write_service_account_key(tmp_path / "sa.json")
+    server = serve(
+        "reconcile",
+        {
+            "PLAY_DEVELOPER_API": "on",
+            "PLAY_API_BASE_URL": play_api.url,
+            "PLAY_PACKAGE_NAMES": PACKAGE,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(key),
+            "REFUND_REQUESTS": "answer",
+        },
+        monkeypatch,
+    )
+    try:
+        client = make_client(
+            "admin",
+            ADMIN_AUDIENCES=AUDIENCE,
+            ADMIN_EMAILS=ADMIN,
+            ADMIN_CERTS_URL=certs.url,
+            RECONCILE_URL=f"http://127.0.0.1:{server.server_port}",
+        )
+        store.apply(
+            LedgerEvent(
+                store=StoreName.GOOGLE, purchase_id="tok-ans", event_id="e-ans",
+                source=Source.GOOGLE, type="ONE_TIME_PRODUCT_PURCHASED", event_time_ms=NOW_MS,
+                effect=Status.ACTIVE,
+            )
+        )  # fmt: skip
+        play_api.add_pending_refund_review(PACKAGE, "GPA.5500-1", "prt-5500")
+        RefundStore(store.client).record(
+            RefundRequest(
+                "google:ans", "google_refund_review", store="google", environment="Production",
+                entitlement_id="google:tok-ans", purchase_id="tok-ans", app=PACKAGE,
+                received_ms=NOW_MS, deadline_ms=NOW_MS + 3_600_000, order_id="GPA.5500-1",
+                pending_refund_token="prt-5500",
+            )
+        )  # fmt: skip
+        report = {**GOOD_REPORT, "purchase_id": "tok-ans", "delivery_status": "UNDELIVERED_OTHER"}
+        reported = client.post("/entitlements:consumption", json=report, headers=auth)
+        assert reported.status_code == 200, reported.get_data(as_text=True)
+        started = client.post("/reconciliation:run", headers=auth)
+        assert started.status_code == 202 and started.get_json()["state"] == "succeeded"
+        assert play_api.reviews[(PACKAGE, "GPA.5500-1")] == {
+            "pendingRefundToken": "prt-5500",
+            "sampleContentProvided": False,
+            "refundPreference": "APPROVE",  # not delivered: a refund is preferred
+            "consumptionPercentageMilliunits": 45_200,
+        }
+        (request,) = [r for r in RefundStore(store.client).recent(limit=5) if r.id == "google:ans"]
+        assert request.state == "answered"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ---------------------------------------------------------------------------------------- the CLI
 
 
