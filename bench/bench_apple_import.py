@@ -11,7 +11,7 @@ from pathlib import Path
 
 from _baseline import BASELINE, baseline_functions, env_with
 
-VERIFIER = "refundguard.apple.verifier"
+VERIFIER = "refundguard.appstore.verifier"
 APPLE = "appstoreserverlibrary.signed_data_verifier"
 MODULES = [
     (VERIFIER, "refundguard verifier now (PyJWT)"),

@@ -18,7 +18,7 @@ ONLY_OURS = "--only-ours"  # the subprocess mode: measure refundguard's verifier
 
 
 def ours_factory():
-    from refundguard.apple.verifier import AppleVerifier
+    from refundguard.appstore.verifier import AppleVerifier
 
     v = AppleVerifier(
         [default_pki().root_der],
@@ -85,7 +85,7 @@ def notifications(n: int) -> list[str]:
 
 def only_ours(n: int) -> None:
     """Subprocess mode: whatever ``refundguard`` PYTHONPATH gives, measured; one JSON line."""
-    import refundguard.apple.verifier as module
+    import refundguard.appstore.verifier as module
 
     tokens = notifications(n)
     result = {"cold": cold(ours_factory, tokens[0]), "warm": warm(ours_factory, tokens)}

@@ -128,7 +128,7 @@ def main() -> None:
             "off": EntitlementStore.from_env(os.environ),
             "on": EntitlementStore.connect(_firestore(), events),
         }
-        built = {mode: create_handler(os.environ, store=s) for mode, s in stores.items()}
+        built = {mode: create_handler(os.environ, entitlements=s) for mode, s in stores.items()}
         counters = {mode: Counter(s) for mode, s in stores.items()}
 
         rates: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
@@ -174,7 +174,7 @@ def main() -> None:
         n_far = max(10, N // 2)
         for r in range(ROUNDS):
             for mode in ("off", "on"):
-                handlers["play_notifications"] = create_handler(os.environ, store=far[mode])
+                handlers["play_notifications"] = create_handler(os.environ, entitlements=far[mode])
                 bodies = [
                     play_request("voided", f"far-{mode}-{r}-{i}", message_id=f"far-{mode}-{r}-{i}")
                     for i in range(n_far)

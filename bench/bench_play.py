@@ -23,7 +23,7 @@ from google.cloud import firestore
 from refundguard import logs
 from refundguard.ledger import decide
 from refundguard.model import Entitlement
-from refundguard.play import envelope, rtdn
+from refundguard.playstore import envelope, rtdn
 from refundguard.serializer import load, to_firestore
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore
 from refundguard_dev.emulator import bench_emulator as emulator
@@ -98,7 +98,7 @@ def main() -> None:
         counter = RpcCounter(store._client)
         from refundguard.play.function import create_handler
 
-        main_module._handlers["play_notifications"] = create_handler(os.environ, store=store)
+        main_module._handlers["play_notifications"] = create_handler(os.environ, entitlements=store)
         client = app.test_client()
 
         fresh = [play_request("voided", f"tok-{i}", message_id=f"new-{i}") for i in range(N)]

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from refundguard import logs
 from refundguard.ledger import decide
-from refundguard.play.resources import parse_voided_page
-from refundguard.reconcile import plan
+from refundguard.playstore.resources import parse_voided_page
 from refundguard.reconcile.function import create_handler
+from refundguard.reconciliation import plan
 from refundguard.serializer import to_firestore
 from refundguard.store import ENTITLEMENTS, HISTORY, EntitlementStore
 from refundguard_dev import play_api_data as data
@@ -92,7 +92,7 @@ def main() -> None:
                 f"in {time.perf_counter() - started:.1f} s"
             )
             counter = RpcCounter(store.client)
-            app = create_handler(env, store=store)
+            app = create_handler(env, entitlements=store)
             import flask
 
             flask_app = flask.Flask("bench")

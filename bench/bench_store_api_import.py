@@ -1,7 +1,7 @@
 """Cold-start cost of the store-API clients, each in a fresh interpreter (best of N): importing
-``refundguard.play.api`` / ``refundguard.apple.api``, and building a Play client (which imports
-google-auth's requests transport), against ``google.auth.transport.requests`` alone and, when an
-interpreter with google-api-python-client is given, ``googleapiclient.discovery`` and its
+``refundguard.playstore.api`` / ``refundguard.appstore.api``, and building a Play client (which
+imports google-auth's requests transport), against ``google.auth.transport.requests`` alone and,
+when an interpreter with google-api-python-client is given, ``googleapiclient.discovery`` and its
 ``build("androidpublisher", "v3")``. Ratios come from this one run. No network is used.
 
     .venv/bin/python bench/bench_store_api_import.py [N]
@@ -23,17 +23,14 @@ TIMED = "{setup}; import time; t = time.perf_counter(); {code}; print(time.perf_
 LOADED = "import google.auth.transport.requests"  # what a function talking to Google has already
 BUILD_PLAY = (
     "from google.auth.credentials import AnonymousCredentials; "
-    "from refundguard.play.api import PlayApiClient; "
+    "from refundguard.playstore.api import PlayApiClient; "
     "PlayApiClient(credentials=AnonymousCredentials())"
 )
 BUILD_APPLE = (
     "from cryptography.hazmat.primitives.asymmetric import ec; "
-    "from refundguard.apple.api import AppStoreApiClient; "
-    "from refundguard.apple.api_credentials import AppleApiSettings; "
-    "from refundguard.apple.verifier import AppleVerifier; "
-    "from refundguard_dev.apple_pki import default_pki; "
-    "AppStoreApiClient(AppleApiSettings('K', 'I', ec.generate_private_key(ec.SECP256R1())), "
-    "AppleVerifier([default_pki().root_der], bundle_ids=['b'], environments=['Sandbox']))"
+    "from refundguard.appstore.api import AppStoreApiClient; "
+    "from refundguard.appstore.credentials import AppleApiSettings; "
+    "AppStoreApiClient(AppleApiSettings('K', 'I', ec.generate_private_key(ec.SECP256R1())))"
 )
 GAPI_BUILD = (
     "from google.auth.credentials import AnonymousCredentials; "
@@ -42,8 +39,8 @@ GAPI_BUILD = (
 )
 # (label, setup not timed, code timed)
 OURS = [
-    ("import refundguard.play.api", "pass", "import refundguard.play.api"),
-    ("import refundguard.apple.api", "pass", "import refundguard.apple.api"),
+    ("import refundguard.playstore.api", "pass", "import refundguard.playstore.api"),
+    ("import refundguard.appstore.api", "pass", "import refundguard.appstore.api"),
     ("import google.auth.transport.requests", "pass", LOADED),
     ("build PlayApiClient (imports included)", "pass", BUILD_PLAY),
     ("  same, google-auth+requests already loaded", LOADED, BUILD_PLAY),
@@ -92,7 +89,7 @@ def main() -> None:
     print("refundguard (this venv):")
     for label, value in ours.items():
         print(f"  {label:48s} {value * 1000:8.1f} ms")
-    play = ours["import refundguard.play.api"]
+    play = ours["import refundguard.playstore.api"]
     transport = ours["import google.auth.transport.requests"]
     print(f"ratio google.auth.transport.requests / play.api import: {transport / play:.1f}x")
     if not gapi_python:

@@ -1,8 +1,8 @@
-"""Cloud Functions entry points: three request handlers, the scheduled events sweep and the
-scheduled reconciler. Each
-loads only its own source's modules, once; the one that ``FUNCTION_TARGET`` names is built at
-import, so a misconfigured function refuses to start, naming every problem on its own log line,
-instead of failing its first request."""
+"""Cloud Functions entry points: the Play and Apple notification handlers, the admin API and its
+web console, the scheduled events sweep and the scheduled reconciler. Each loads only its own
+function package (an adapter) and the libraries below it, once; the one that ``FUNCTION_TARGET``
+names is built at import, so a misconfigured function refuses to start, naming every problem on
+its own log line, instead of failing its first request."""
 
 from __future__ import annotations
 

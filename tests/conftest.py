@@ -19,11 +19,11 @@ from typing import Any, NoReturn
 
 import pytest
 from google.oauth2 import service_account
-from refundguard.apple.api import AppStoreApiClient
-from refundguard.apple.api_credentials import AppleApiSettings
-from refundguard.apple.verifier import AppleVerifier
-from refundguard.play.api import SCOPE as PLAY_SCOPE
-from refundguard.play.api import PlayApiClient, PlayApiSettings
+from refundguard.appstore.api import AppStoreApiClient
+from refundguard.appstore.credentials import AppleApiSettings
+from refundguard.appstore.verifier import AppleVerifier
+from refundguard.playstore.api import SCOPE as PLAY_SCOPE
+from refundguard.playstore.api import PlayApiClient, PlayApiSettings
 from refundguard.storeapi import CallPolicy
 from refundguard_dev import play_api_data
 from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
@@ -297,7 +297,7 @@ def appstore_production(apple_api_key: ApiKey) -> Iterator[FakeAppStoreApi]:
 def make_apple_client(
     apple_api_key: ApiKey, appstore_sandbox: FakeAppStoreApi, appstore_production: FakeAppStoreApi
 ) -> Callable[..., AppStoreApiClient]:
-    """Clients of both stand-ins, verifying with refundguard's verifier trusting the test PKI."""
+    """Clients of both stand-ins (their signed answers verified with ``test_verifier``)."""
 
     def build(signing_key: ApiKey | None = None, **kw: Any) -> AppStoreApiClient:
         signing_key = signing_key or apple_api_key
@@ -308,13 +308,25 @@ def make_apple_client(
             appstore_production.url,
             appstore_sandbox.url,
         )
-        verifier = AppleVerifier(
-            [default_pki().root_der],
-            bundle_ids=[BUNDLE_ID],
-            environments=["Production", "Sandbox"],
-            app_apple_id=APP_APPLE_ID,
-        )
         kw.setdefault("policy", STORE_API_POLICY)
-        return AppStoreApiClient(settings, verifier, **kw)
+        return AppStoreApiClient(settings, **kw)
 
     return build
+
+
+#: The ``appstore.verified`` read of each client method the tests call by name.
+VERIFIED = {
+    "get_transaction_info": "transaction_info",
+    "get_transaction_history": "transaction_history",
+    "get_notification_history": "notification_history",
+}
+
+
+def trusting_test_pki() -> AppleVerifier:
+    """refundguard's verifier trusting the test PKI, for both environments."""
+    return AppleVerifier(
+        [default_pki().root_der],
+        bundle_ids=[BUNDLE_ID],
+        environments=["Production", "Sandbox"],
+        app_apple_id=APP_APPLE_ID,
+    )

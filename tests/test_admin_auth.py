@@ -297,7 +297,7 @@ def test_bearer_token_is_never_logged(
     ],
 )
 def test_bad_configuration_refuses_to_start(override: dict[str, str], problem: str) -> None:
-    from refundguard.admin.settings import AdminSettings
+    from refundguard.adminapi.settings import AdminSettings
 
     env = {"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN, **override}
     with pytest.raises(ConfigError) as info:
@@ -319,7 +319,7 @@ def test_every_configuration_problem_is_named_at_once(
 
 
 def test_a_projects_own_service_account_domain_is_accepted() -> None:
-    from refundguard.admin.settings import AdminSettings
+    from refundguard.adminapi.settings import AdminSettings
 
     settings = AdminSettings.from_env(
         {"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": "*@my-project-42.iam.gserviceaccount.com"}
@@ -329,7 +329,7 @@ def test_a_projects_own_service_account_domain_is_accepted() -> None:
 
 
 def test_default_keys_url_is_googles() -> None:
-    from refundguard.admin.settings import AdminSettings
+    from refundguard.adminapi.settings import AdminSettings
 
     settings = AdminSettings.from_env({"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN})
     assert settings.auth.verifier.keys.url == "https://www.googleapis.com/oauth2/v3/certs"
@@ -464,7 +464,7 @@ def test_allow_list_entries() -> None:
 
 
 def test_local_settings_start_the_function() -> None:
-    from refundguard.admin.settings import AdminSettings
+    from refundguard.adminapi.settings import AdminSettings
     from refundguard_dev.local import admin_env as local_env
 
     env = local_env(8083, {})

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import MAIN_PY, STORE_API_POLICY
-from refundguard.admin import function as admin_function
+from refundguard.adminapi import handler as admin_function
 from refundguard.model import LedgerEvent, Source, Status, StoreName
 from refundguard.storeapi import CallPolicy
 from refundguard_admin import cli

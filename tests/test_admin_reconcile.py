@@ -153,7 +153,7 @@ def test_a_run_started_while_one_runs_is_409(
 def test_a_long_run_answers_202_running(
     client: Any, auth: dict[str, str], play_api: FakePlayApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from refundguard.admin import reconciliation
+    from refundguard.adminapi import reconciliation
 
     monkeypatch.setattr(reconciliation, "TRIGGER_WAIT_S", 0.5)
     play_api.fail_next(Fault(delay_s=2.0, path="voidedpurchases"))
@@ -178,7 +178,7 @@ def test_without_a_reconciler_a_run_is_503(
 
 
 def seed_requests(store: Any) -> None:
-    refunds = RefundStore(store.client)
+    refunds = RefundStore(store.client, timeout_s=store.deadline_s)
     common = {"store": "google", "environment": "Production", "app": PACKAGE, "purchase_id": "t"}
     refunds.record(
         RefundRequest(
@@ -249,7 +249,7 @@ def test_consumption_reports_are_validated_and_stored(
     }
     answer = client.post("/entitlements:consumption", json=good, headers=auth)
     assert answer.status_code == 200, answer.get_data(as_text=True)
-    stored = RefundStore(store.client).consumption("google:tok-c")
+    stored = RefundStore(store.client, timeout_s=store.deadline_s).consumption("google:tok-c")
     assert stored.percentage_milliunits == 45_200 and stored.actor == ADMIN
     for bad in ({"consumption_percentage": 101}, {"customer_consented": "yes"}, {"x": 1}):
         assert (
@@ -303,7 +303,7 @@ def test_any_json_value_in_any_consumption_field_is_a_clear_400_or_accepted(
                 effect=Status.ACTIVE,
             )
         )  # fmt: skip
-    refunds = RefundStore(store.client)
+    refunds = RefundStore(store.client, timeout_s=store.deadline_s)
     before = refunds.consumption("google:tok-c")
     body = json.dumps({**GOOD_REPORT, field: value})
     answer = client.post(
@@ -361,7 +361,7 @@ def test_what_an_admin_reports_is_answered_by_an_admin_run_and_accepted(
             )
         )  # fmt: skip
         play_api.add_pending_refund_review(PACKAGE, "GPA.5500-1", "prt-5500")
-        RefundStore(store.client).record(
+        RefundStore(store.client, timeout_s=store.deadline_s).record(
             RefundRequest(
                 "google:ans", "google_refund_review", store="google", environment="Production",
                 entitlement_id="google:tok-ans", purchase_id="tok-ans", app=PACKAGE,
@@ -380,7 +380,11 @@ def test_what_an_admin_reports_is_answered_by_an_admin_run_and_accepted(
             "refundPreference": "APPROVE",  # not delivered: a refund is preferred
             "consumptionPercentageMilliunits": 45_200,
         }
-        (request,) = [r for r in RefundStore(store.client).recent(limit=5) if r.id == "google:ans"]
+        (request,) = [
+            r
+            for r in RefundStore(store.client, timeout_s=store.deadline_s).recent(limit=5)
+            if r.id == "google:ans"
+        ]
         assert request.state == "answered"
     finally:
         server.shutdown()

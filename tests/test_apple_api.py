@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from refundguard.apple.api import AppStoreApiClient, ConsumptionInfo
+from conftest import VERIFIED, trusting_test_pki
+from refundguard.appstore import verified
+from refundguard.appstore.api import AppStoreApiClient, ConsumptionInfo
 from refundguard.errors import Kind
 from refundguard.storeapi import (
     CallPolicy,
@@ -64,7 +66,13 @@ def fails(call: Callable[[], Any], error: type[StoreApiError]) -> StoreApiError:
 
 
 def sandbox_call(client: AppStoreApiClient, name: str, *args: Any, **kw: Any) -> Any:
-    return getattr(client, name)(*args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw)
+    """A read through ``appstore.verified``: the thin client's call, its signed answer verified."""
+    if name not in VERIFIED:  # a write: nothing signed comes back
+        return getattr(client, name)(*args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw)
+    read = getattr(verified, VERIFIED[name])
+    return read(
+        client, trusting_test_pki(), *args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw
+    )
 
 
 # ---------------------------------------------------------------------------------------- reads
@@ -115,13 +123,13 @@ def test_order_lookup_in_production(production: FakeAppStoreApi, client: AppStor
     production.add_transaction(transaction_id="3000000000000001")
     production.add_transaction(transaction_id="3000000000000002")
     production.add_order("MK5TTTVWJH", "3000000000000001", "3000000000000002")
-    found = client.look_up_order("MK5TTTVWJH", bundle_id=BUNDLE_ID)
+    found = verified.look_up_order(client, trusting_test_pki(), "MK5TTTVWJH", bundle_id=BUNDLE_ID)
     assert found.valid and [t.transaction_id for t in found.transactions] == [
         "3000000000000001",
         "3000000000000002",
     ]
     assert {t.environment for t in found.transactions} == {"Production"}
-    missing = client.look_up_order("NOTANORDER", bundle_id=BUNDLE_ID)
+    missing = verified.look_up_order(client, trusting_test_pki(), "NOTANORDER", bundle_id=BUNDLE_ID)
     assert not missing.valid and missing.transactions == ()
 
 
@@ -259,7 +267,9 @@ def test_signed_data_of_another_environment_or_app_is_refused(
     sandbox.add_notification("REFUND", transaction_id="2000000000000009")
     now = int(time.time() * 1000)
     error = fails(  # the verifier is configured for BUNDLE_ID only
-        lambda: client.get_notification_history(
+        lambda: verified.notification_history(
+            client,
+            trusting_test_pki(),
             bundle_id=OTHER_APP,
             environment="Sandbox",
             start_date_ms=now - 86_400_000,

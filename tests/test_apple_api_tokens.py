@@ -11,11 +11,13 @@ from typing import Any
 import jwt
 import pytest
 import requests
+from conftest import VERIFIED, trusting_test_pki
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from refundguard import config
-from refundguard.apple.api import AppStoreApiClient
-from refundguard.apple.api_credentials import (
+from refundguard.appstore import verified
+from refundguard.appstore.api import AppStoreApiClient
+from refundguard.appstore.credentials import (
     DEFAULT_BASE_URL,
     DEFAULT_SANDBOX_BASE_URL,
     ApiTokens,
@@ -68,7 +70,13 @@ def fails(call: Callable[[], Any], error: type[StoreApiError]) -> StoreApiError:
 
 
 def sandbox_call(client: AppStoreApiClient, name: str, *args: Any, **kw: Any) -> Any:
-    return getattr(client, name)(*args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw)
+    """A read through ``appstore.verified``: the thin client's call, its signed answer verified."""
+    if name not in VERIFIED:  # a write: nothing signed comes back
+        return getattr(client, name)(*args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw)
+    read = getattr(verified, VERIFIED[name])
+    return read(
+        client, trusting_test_pki(), *args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw
+    )
 
 
 # ---------------------------------------------------------------------------------------- tokens
@@ -82,8 +90,8 @@ def test_one_token_per_bundle_id_for_many_calls(
     for _ in range(3):
         sandbox_call(client, "get_transaction_info", TX)
     assert client.tokens.minted == 1 and len(set(sandbox.tokens_seen)) == 1
-    other = client.get_transaction_info(
-        "2000000000000009", bundle_id=OTHER_APP, environment="Sandbox"
+    other = verified.transaction_info(
+        client, trusting_test_pki(), "2000000000000009", bundle_id=OTHER_APP, environment="Sandbox"
     )
     assert other.bundle_id == OTHER_APP and client.tokens.minted == 2
     claims = jwt.decode(sandbox.tokens_seen[-1], options={"verify_signature": False})

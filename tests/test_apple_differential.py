@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from refundguard.apple.verifier import AppleVerificationError, AppleVerifier
+from refundguard.appstore.verifier import AppleVerificationError, AppleVerifier
 from refundguard_dev import apple_pki as pki_mod
 from refundguard_dev.apple_pki import (
     APP_APPLE_ID,

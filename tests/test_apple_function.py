@@ -10,7 +10,8 @@ from typing import Any
 import flask
 import pytest
 from refundguard.apple.function import create_handler
-from refundguard.apple.settings import fingerprint, load_settings
+from refundguard.apple.settings import load_settings
+from refundguard.appstore.config import fingerprint
 from refundguard.model import Effect, Status, StoreName
 from refundguard_dev.apple_pki import (
     APP_APPLE_ID,
@@ -254,7 +255,7 @@ def test_sandbox_and_production_never_mix(
     settings = load_settings(
         env, trusted_production_fingerprints={fingerprint(default_pki().root.cert)}
     )
-    handler = create_handler(env, settings=settings, store=store)
+    handler = create_handler(env, settings=settings, entitlements=store)
     app = flask.Flask("t")
 
     def call(token: str) -> flask.Response:

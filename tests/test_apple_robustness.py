@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jwt import exceptions as jwt_exceptions
-from refundguard.apple.verifier import (
+from refundguard.appstore.verifier import (
     PRODUCTION,
     SANDBOX,
     AppleVerificationError,

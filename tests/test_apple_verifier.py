@@ -12,15 +12,16 @@ import pytest
 from appstoreserverlibrary.models.Environment import Environment
 from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
 from cryptography.hazmat.primitives import serialization
-from refundguard.apple import notifications
-from refundguard.apple.notifications import (
+from refundguard.apple.settings import load_settings
+from refundguard.appstore import notifications
+from refundguard.appstore.config import APPLE_ROOT_CA_G3_SHA256, fingerprint
+from refundguard.appstore.notifications import (
     EFFECTS,
     INFORMATIONAL,
     UnmappableNotification,
     map_notification,
 )
-from refundguard.apple.settings import APPLE_ROOT_CA_G3_SHA256, fingerprint, load_settings
-from refundguard.apple.verifier import (
+from refundguard.appstore.verifier import (
     AppleVerificationError,
     AppleVerifier,
     VerificationStatus,

@@ -143,7 +143,10 @@ def test_no_field_outside_the_allow_list_reaches_play_history_or_the_look_up(
     assert post(play, body, headers).status_code == 200
     assert_only_listed(look_up(admin, auth, "google", token), Source.GOOGLE)
     if kind == "refund-review":  # kept where it is needed: the request, never shown
-        tokens = [r.pending_refund_token for r in RefundStore(store.client).recent(limit=500)]
+        tokens = [
+            r.pending_refund_token
+            for r in RefundStore(store.client, timeout_s=store.deadline_s).recent(limit=500)
+        ]
         assert SECRET in tokens
 
 
@@ -213,7 +216,7 @@ def test_the_pending_refund_token_reaches_the_request_not_history(
     note["pendingRefundReviewNotification"]["pendingRefundToken"] = SECRET
     body, headers = envelope(note, message_id="rr-1", delivery="push", subscription="s")
     assert post(play, body, headers).status_code == 200
-    (request,) = RefundStore(store.client).recent(limit=5)
+    (request,) = RefundStore(store.client, timeout_s=store.deadline_s).recent(limit=5)
     assert request.pending_refund_token == SECRET
     shown = look_up(admin, auth, "google", "tok-rr")
     assert shown["history"][0]["details"]["orderId"] == "GPA.7100-1"

@@ -15,7 +15,7 @@ from google.oauth2 import service_account
 from refundguard import config
 from refundguard.config import Settings
 from refundguard.errors import Kind
-from refundguard.play.api import (
+from refundguard.playstore.api import (
     SCOPE,
     PlayApiClient,
     PlayApiSettings,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from refundguard.errors import Kind
-from refundguard.play.api import (
+from refundguard.playstore.api import (
     PlayApiClient,
 )
 from refundguard.storeapi import (

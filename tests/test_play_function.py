@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from refundguard.model import Effect, Status, StoreName
-from refundguard.play.rtdn import ONE_TIME_TYPES, SUBSCRIPTION_TYPES
+from refundguard.playstore.rtdn import ONE_TIME_TYPES, SUBSCRIPTION_TYPES
 from refundguard_dev.play_messages import PACKAGE, play_request, post, raw_push
 
 pytestmark = pytest.mark.emulator

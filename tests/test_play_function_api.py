@@ -16,6 +16,7 @@ import pytest
 from conftest import STORE_API_POLICY
 from refundguard.model import Effect, Status, StoreName
 from refundguard.play import function as play_function
+from refundguard.playstore import judge as play_judge
 from refundguard_dev import play_api_data as data
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
 from refundguard_dev.play_messages import PACKAGE, play_request, post
@@ -34,8 +35,8 @@ def api_env(
     play_api: FakePlayApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     monkeypatch.setattr(play_function, "API_POLICY", STORE_API_POLICY)
-    monkeypatch.setattr(play_function, "REVOCATION_API_DEADLINE_S", 3.0)
-    monkeypatch.setattr(play_function, "GRANT_API_DEADLINE_S", 3.0)
+    monkeypatch.setattr(play_judge, "REVOCATION_API_DEADLINE_S", 3.0)
+    monkeypatch.setattr(play_judge, "GRANT_API_DEADLINE_S", 3.0)
     key = play_api.write_service_account_key(tmp_path / "sa.json")
     return {
         "PLAY_PACKAGE_NAMES": f"{PACKAGE},{OTHER_PACKAGE}",

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from refundguard import config
-from refundguard.admin.settings import AdminSettings
+from refundguard.adminapi.settings import AdminSettings
 from refundguard.errors import Kind, RefundGuardError
 from refundguard.model import LedgerEvent, Source, Status, StoreName
-from refundguard.play import verify
-from refundguard.play.resources import parse_product_purchase, parse_subscription_purchase
+from refundguard.playstore import verify
+from refundguard.playstore.resources import parse_product_purchase, parse_subscription_purchase
 from refundguard_dev import play_api_data as data
 from refundguard_dev.apple_pki import default_pki
 from refundguard_dev.fake_appstore_api import new_api_key

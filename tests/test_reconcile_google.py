@@ -14,8 +14,8 @@ import pytest
 from conftest import STORE_API_POLICY
 from refundguard.model import Status, StoreName
 from refundguard.reconcile import function as reconcile_function
-from refundguard.reconcile import google as reconcile_google
-from refundguard.reconcile import pages as reconcile_pages
+from refundguard.reconciliation import google as reconcile_google
+from refundguard.reconciliation import pages as reconcile_pages
 from refundguard_dev import play_api_data as data
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
 from refundguard_dev.play_messages import PACKAGE, play_request, post
@@ -245,7 +245,7 @@ def test_overlapping_runs_do_not_double_the_work(
 
 
 def test_the_quota_window_keeps_a_package_inside_its_limit() -> None:
-    from refundguard.reconcile.plan import QuotaWindow
+    from refundguard.reconciliation.plan import QuotaWindow
 
     clock = [0.0]
     slept: list[float] = []
@@ -262,9 +262,9 @@ def test_the_quota_window_keeps_a_package_inside_its_limit() -> None:
 
 
 def test_both_paths_derive_a_void_event_id_from_the_order() -> None:
-    from refundguard.play import envelope, rtdn
-    from refundguard.play.resources import VoidedPurchase
-    from refundguard.reconcile.plan import void_event
+    from refundguard.playstore import envelope, rtdn
+    from refundguard.playstore.resources import VoidedPurchase
+    from refundguard.reconciliation.plan import void_event
 
     def note(kind: str, message_id: str, time_ms: int, **attributes: str) -> Any:
         body, headers = play_request(kind, "tok-id", message_id=message_id, time_ms=time_ms)

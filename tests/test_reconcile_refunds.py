@@ -15,7 +15,7 @@ import pytest
 from conftest import STORE_API_POLICY
 from refundguard.model import Status, StoreName
 from refundguard.reconcile import function as reconcile_function
-from refundguard.reconcile import pages as reconcile_pages
+from refundguard.reconciliation import pages as reconcile_pages
 from refundguard.refund_store import RefundStore
 from refundguard.refunds import Consumption
 from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
@@ -85,11 +85,13 @@ def report(store: Any, entitlement_id: str, **kw: Any) -> None:
         "sample_content_provided": False,
         "percentage_milliunits": 80_000,
     }
-    RefundStore(store.client).report(Consumption(entitlement_id, **{**fields, **kw}))
+    RefundStore(store.client, timeout_s=store.deadline_s).report(
+        Consumption(entitlement_id, **{**fields, **kw})
+    )
 
 
 def requests_of(store: Any) -> list[Any]:
-    return RefundStore(store.client).recent(limit=50)
+    return RefundStore(store.client, timeout_s=store.deadline_s).recent(limit=50)
 
 
 # ---------------------------------------------------------------------------------------- Apple
@@ -287,7 +289,7 @@ def test_a_prorated_answer_for_a_product_of_unknown_type_is_not_sent(
     client = reconciler(make_client, env)
     run(client)
     (request,) = requests_of(store)
-    refunds = RefundStore(store.client)
+    refunds = RefundStore(store.client, timeout_s=store.deadline_s)
     refunds.update(request, product_type=None)  # as recorded before the type was kept
     report(store, f"apple-sandbox:{TX}", percentage_milliunits=30_000)
     assert run(client)["refund_requests"] == {"unanswerable": 1}

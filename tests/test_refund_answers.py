@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from refundguard.play.api import RefundReview
+from refundguard.playstore.api import RefundReview
 from refundguard.refunds import (
     APPLE_PRODUCT_TYPES,
     AUTO_RENEWABLE,

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from refundguard.apple import resources as apple
-from refundguard.apple.api import ConsumptionInfo
-from refundguard.play import resources as play
-from refundguard.play.api import RefundReview
+from refundguard.appstore import resources as apple
+from refundguard.appstore.api import ConsumptionInfo
+from refundguard.playstore import resources as play
+from refundguard.playstore.api import RefundReview
 from refundguard.storeapi import (
     MalformedAnswer,
     StoreRequestError,

@@ -132,7 +132,7 @@ def test_a_refund_review_keeps_its_listed_fields_and_never_its_token(play: Any, 
     # Fields of unknown meaning: their names only; the token: nowhere in history.
     assert details["unlistedFields"] == "amountMicros,newerField"
     assert "prt-1" not in json.dumps(details) and "purchaseToken" not in details
-    (request,) = RefundStore(store._client).recent(limit=5)
+    (request,) = RefundStore(store.client, timeout_s=store.deadline_s).recent(limit=5)
     assert request.pending_refund_token == "prt-1"  # kept to answer with, on the request only
 
 

@@ -14,8 +14,8 @@ from .model import Source
 #: Written by ``ledger.decide`` for every source: an event dated in the future, ordered at receipt.
 COMMON = frozenset({"stated_event_time_ms"})
 
-#: Google Play: RTDN (``play/rtdn.py``), what the Play API adds (``play/verify.py``) and the
-#: reconciler's voids (``reconcile/plan.py``, ``reconcile/google.py``).
+#: Google Play: RTDN (``playstore/rtdn.py``), what the Play API adds (``playstore/verify.py``,
+#: ``playstore/judge.py``) and the reconciler's voids (``reconciliation/plan.py``).
 GOOGLE = frozenset(
     {
         # every notification
@@ -54,7 +54,7 @@ GOOGLE = frozenset(
     }
 )
 
-#: Apple: App Store Server Notifications V2 (``apple/notifications.py``), from the endpoint or
+#: Apple: App Store Server Notifications V2 (``appstore/notifications.py``), from the endpoint or
 #: from Apple's notification history.
 APPLE = frozenset(
     {
@@ -90,7 +90,7 @@ APPLE = frozenset(
     }
 )
 
-#: Admin actions (``admin/actions.py``) and order look-ups (``admin/orders.py``).
+#: Admin actions (``adminapi/actions.py``) and order look-ups (``adminapi/orders.py``).
 ADMIN = frozenset(
     {"idempotency_key", "package", "orderState", "refundTimeMs", "bundleId", "transactionId", "api"}
 )

@@ -33,9 +33,9 @@ class Reply:
 
 
 Handler = Callable[[flask.Request], Reply]
-#: What a function does with input that can never succeed: a Reply (e.g. quarantine and
-#: acknowledge), or None to answer the error as it is.
-OnRejected = Callable[[flask.Request, RefundGuardError], Reply | None]
+#: What a function does with input that can never succeed, given the request's body: a Reply
+#: (e.g. quarantine and acknowledge), or None to answer the error as it is.
+OnRejected = Callable[[bytes, RefundGuardError], Reply | None]
 App = Callable[[flask.Request], flask.Response]
 
 
@@ -83,7 +83,7 @@ def serve(function: str, handler: Handler, *, on_rejected: OnRejected | None = N
                 code=err.code,
                 retryable=err.retryable,
                 details=err.details or None,
-                cause=cause_text(err),
+                cause=logs.cause_text(err),
                 **fields,
             )
             headers = dict(err.headers)
@@ -122,7 +122,7 @@ def _reply(request: flask.Request, handler: Handler, on_rejected: OnRejected | N
     try:
         return handler(request)
     except RefundGuardError as err:
-        reply = on_rejected(request, err) if on_rejected is not None else None
+        reply = on_rejected(request.get_data(cache=True), err) if on_rejected else None
         if reply is None:
             raise
         return reply
@@ -177,9 +177,3 @@ def _too_deep(body: bytes) -> bool:
         elif byte in (0x5D, 0x7D):
             depth -= 1
     return False
-
-
-def cause_text(err: BaseException) -> str | None:
-    """What lies under an error, for logs only (never sent to the caller)."""
-    cause = err.__cause__
-    return f"{type(cause).__name__}: {str(cause)[:300]}" if cause is not None else None

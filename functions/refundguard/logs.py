@@ -112,3 +112,9 @@ def bind(**fields: Any) -> None:
     current = _bound.get()
     if current is not None:
         current.update({k: v for k, v in fields.items() if v is not None})
+
+
+def cause_text(err: BaseException) -> str | None:
+    """What lies under an error, for logs only (never sent to the caller)."""
+    cause = err.__cause__
+    return f"{type(cause).__name__}: {str(cause)[:300]}" if cause is not None else None

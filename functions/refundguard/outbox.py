@@ -19,7 +19,6 @@ from . import logs
 from .errors import transient
 from .events import OutboxEntry, publish_order
 from .firestore_calls import CALL_ERRORS, retry
-from .http import cause_text
 from .serializer import load
 
 if TYPE_CHECKING:
@@ -82,7 +81,7 @@ class Outbox:
             logs.warning(
                 "access event not published: it stays in the outbox for the sweep",
                 error=str(exc)[:300],
-                cause=cause_text(exc),
+                cause=logs.cause_text(exc),
                 **fields,
             )
             return False

@@ -1,67 +1,70 @@
-"""Input that can never be processed, kept for a person instead of answered with an error: the
-quarantine record (pure: the body cut to fit by bytes, its digest and true size, the reason) and
-the ``on_rejected`` policy of the functions whose senders retry every non-2xx (Pub/Sub, Apple)."""
+"""Input that can never be processed, kept for a person instead of answered with an error:
+``quarantine/{id}`` documents. ``record`` builds one (pure: the body cut to fit by bytes, its
+digest and true size, the reason); ``Quarantine`` writes it (TRANSIENT when Firestore fails)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import flask
+from google.cloud import firestore
 
 from . import logs
-from .errors import Kind, RefundGuardError
-from .http import OnRejected, Reply
+from .errors import transient
+from .firestore_calls import CALL_ERRORS, retry
 from .serializer import ms_to_datetime
 
-if TYPE_CHECKING:
-    from .store import EntitlementStore
-
+QUARANTINE = "quarantine"
 MAX_BODY = 512 * 1024  # bytes kept; base64 makes it 683 KiB, under Firestore's 1 MiB a document
 
-#: The quarantine key of a rejected request (e.g. ``play:<messageId>``), or None: the body's digest.
-KeyOf = Callable[[RefundGuardError], str | None]
 
+class Quarantine:
+    """The ``quarantine`` collection."""
 
-def quarantiner(
-    store: EntitlementStore,
-    source: str,
-    *,
-    key_of: KeyOf,
-    applies: Callable[[RefundGuardError], bool] = lambda err: err.kind is Kind.REJECTED,
-    status: int = 200,
-) -> OnRejected:
-    """Store a rejected request whole (cut to fit) with the reason, then answer ``status``: 200
-    acknowledges (Pub/Sub), a 4xx says it will never be accepted (Apple). If it cannot be stored,
-    the store's TRANSIENT error answers 503 and the sender retries."""
+    def __init__(
+        self,
+        client: firestore.Client,
+        *,
+        timeout_s: float,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+        self._retry = retry(timeout_s)
+        self._clock_ms = clock_ms
 
-    def on_rejected(request: flask.Request, err: RefundGuardError) -> Reply | None:
-        if not applies(err):
-            return None
-        doc_id = store.quarantine(
+    def keep(
+        self,
+        *,
+        source: str,
+        code: str,
+        reason: str,
+        body: bytes,
+        key: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Keep a request that can never be processed (``record``); its document id."""
+        doc_id, data = record(
             source=source,
-            code=err.code,
-            reason=err.message,
-            body=request.get_data(cache=True),
-            key=key_of(err),
-            details=err.details,
+            code=code,
+            reason=reason,
+            body=body,
+            key=key,
+            details=details,
+            now_ms=self._clock_ms(),
         )
-        logs.bind(effect="quarantined", code=err.code, reason=err.message, quarantine_id=doc_id)
-        return Reply(
-            {
-                "effect": "quarantined",
-                "code": err.code,
-                "reason": err.message,
-                "quarantine_id": doc_id,
-            },
-            "request quarantined",
-            status=status,
-            severity="WARNING",
-        )
-
-    return on_rejected
+        try:
+            self._client.collection(QUARANTINE).document(doc_id).set(
+                data, retry=self._retry, timeout=self._timeout_s
+            )
+        except CALL_ERRORS as exc:
+            raise transient(
+                "firestore_unavailable", "the entitlement store is unavailable; retry later"
+            ) from exc
+        return doc_id
 
 
 def record(
@@ -79,7 +82,7 @@ def record(
     every field storable, whatever came in. ``key`` (e.g. ``play:<messageId>``) makes
     redeliveries overwrite one document; without it the body's digest is the id."""
     digest = hashlib.sha256(body).hexdigest()
-    doc_id = document_id(key) if key else f"{source}:sha256:{digest}"
+    doc_id = quarantine_id(key) if key else f"{source}:sha256:{digest}"
     kept = body[:MAX_BODY]
     try:
         body.decode("utf-8")
@@ -101,7 +104,7 @@ def record(
     }
 
 
-def document_id(key: str) -> str:
+def quarantine_id(key: str) -> str:
     """A Firestore document id for ``key``: the key itself when it can be one, else its digest."""
     cleaned = key.replace("/", "_")
     try:

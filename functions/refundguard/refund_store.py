@@ -6,21 +6,16 @@ API). Fields come from ``refunds`` through the serializer; TRANSIENT when Firest
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from . import logs
-from .errors import RefundGuardError, transient
+from .errors import transient
 from .firestore_calls import CALL_ERRORS, retry
-from .model import LedgerEvent
-from .refunds import PENDING, Consumption, RefundRequest, request_for
+from .refunds import PENDING, Consumption, RefundRequest
 from .serializer import load, to_firestore
-
-if TYPE_CHECKING:
-    from .store import ApplyResult, EntitlementStore
 
 REFUND_REQUESTS = "refund_requests"
 CONSUMPTION = "consumption"
@@ -31,7 +26,7 @@ def _unavailable() -> Exception:
 
 
 class RefundStore:
-    def __init__(self, client: firestore.Client, *, timeout_s: float = 15.0) -> None:
+    def __init__(self, client: firestore.Client, *, timeout_s: float) -> None:
         self._client = client
         self._timeout_s = timeout_s
         self._retry = retry(timeout_s)
@@ -116,43 +111,3 @@ class RefundStore:
             ref.set(to_firestore(consumption), retry=self._retry, timeout=self._timeout_s)
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
-
-
-def record_refund_request(
-    store: EntitlementStore,
-    event: LedgerEvent,
-    app: str,
-    *,
-    pending_refund_token: str | None = None,
-) -> None:
-    """A refund review (Google) or consumption request (Apple) just applied to the ledger becomes
-    a ``refund_requests`` document, answered by the reconciler by the operator's policy
-    (docs/refunds.md). Also on duplicates: a redelivery completes what a crash between the two
-    writes left undone. Google's token comes beside the event: history never holds it."""
-    request = request_for(event, app, pending_refund_token=pending_refund_token)
-    if request is not None:
-        new = RefundStore(store.client).record(request)
-        logs.bind(refund_request=request.id, refund_request_new=new)
-
-
-def apply_notification(
-    store: EntitlementStore,
-    event: LedgerEvent,
-    *,
-    app: str,
-    key: tuple[str, str],
-    pending_refund_token: str | None = None,
-) -> tuple[ApplyResult, str | None]:
-    """What a notification function does with its ledger event: apply it (one the store cannot
-    keep is tagged with ``key``, e.g. ("message_id", id), so it is quarantined under it), bind the
-    outcome to the request's log line, and record a refund request the store asked. Returns the
-    result and the entitlement's status."""
-    try:
-        result = store.apply(event)
-    except RefundGuardError as err:
-        err.details.setdefault(*key)
-        raise
-    status = result.entitlement.status.value if result.entitlement else None
-    logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
-    record_refund_request(store, event, app, pending_refund_token=pending_refund_token)
-    return result, status

@@ -3,8 +3,9 @@ CONSUMPTION_REQUEST, Google's pending refund review) built from the ledger event
 what the platform reported about the purchase (``Consumption``), the answer each store accepts
 (``apple_answer``, ``google_answer``: a body valid by the store's documented rules, or why none
 can be given; ``policy_problems``: a policy that would make one invalid) and the policy's verdict
-(``judge``): answer with these fields, wait for data, refuse (unanswerable) or expire. The answers'
-I/O is in ``reconcile.answers``; the documents in ``refund_store``. Contract: docs/refunds.md."""
+(``judge``): answer with these fields, wait for data, refuse (unanswerable) or expire. The
+answers' I/O is in ``reconciliation.answers``; the documents in ``refund_store``. Contract:
+docs/refunds.md."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """One serializer between the ledger's dataclasses, Firestore documents and the admin API's JSON.
 
-Derived from the dataclass fields (a new field in ``ledger.py`` is the only edit): enums are written
-as their values; every ``*_ms`` int is kept and gets an ``*_at`` sibling, a timestamp in Firestore
-(readable in the console) and ISO 8601 UTC with milliseconds and ``Z`` in JSON; an entitlement's
+Derived from the dataclass fields (a new field in ``model.py``, or in a run record of
+``reconciliation.plan``, is the only edit): enums are written as their values; a tuple of
+dataclasses as a list of maps; every ``*_ms`` int is kept and gets an ``*_at`` sibling, a
+timestamp in Firestore (readable in the console) and ISO 8601 UTC with milliseconds and ``Z`` in
+JSON; an entitlement's
 JSON also says ``access``. Reading back ignores ``*_at`` siblings and unknown fields, and a missing
 (or null) field that has a default takes it.
 """
@@ -43,6 +45,7 @@ class _Field:
     enum: type[enum.Enum] | None  # the enum the value belongs to
     mapping: bool  # a Mapping: written and read as a plain dict
     sequence: bool  # a tuple: written as a list (a Firestore array), read back as a tuple
+    item: type | None  # the dataclass of a tuple's items, each written and read as a map
     at: str | None  # the ``*_at`` sibling of an ``*_ms`` int
     optional: bool  # the type admits None
     default: Any  # dataclasses.MISSING when there is none
@@ -62,12 +65,15 @@ def _plan(cls: type) -> tuple[_Field, ...]:
         origin = typing.get_origin(hint) or hint
         is_enum = isinstance(origin, type) and issubclass(origin, enum.Enum)
         is_ms_int = f.name.endswith(_MS) and origin is int
+        items = typing.get_args(hint) if origin is tuple else ()
+        item = items[0] if items and dataclasses.is_dataclass(items[0]) else None
         plan.append(
             _Field(
                 name=f.name,
                 enum=origin if is_enum else None,
                 mapping=isinstance(origin, type) and issubclass(origin, Mapping),
                 sequence=origin is tuple,
+                item=item,
                 at=f.name[: -len(_MS)] + _AT if is_ms_int else None,
                 optional=optional,
                 default=f.default,
@@ -86,6 +92,8 @@ def _fields(record: Any, timestamp: Any) -> dict[str, Any]:
                 value = value.value
             elif f.mapping:
                 value = dict(value)
+            elif f.item is not None:
+                value = [_fields(v, timestamp) for v in value]
             elif f.sequence:
                 value = list(value)
         data[f.name] = value
@@ -128,6 +136,8 @@ def load(cls: type[T], data: Mapping[str, Any]) -> T:
                 value = f.enum(value)
             elif f.mapping:
                 value = dict(value)
+            elif f.item is not None:
+                value = tuple(load(f.item, v) for v in value)
             elif f.sequence:
                 value = tuple(value)
         values[f.name] = value

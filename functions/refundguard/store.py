@@ -1,12 +1,11 @@
 """Entitlements on Firestore, through google-cloud-firestore's public API only.
 
-Layout (see README, "Firestore data layout"; fields: ``refundguard.serializer``):
+Layout (fields: ``refundguard.model``'s dataclasses, through ``refundguard.serializer``):
 
 - ``entitlements/{namespace}:{purchase_id}``: one document per purchase, namespace ``google``,
   ``apple`` or ``apple-sandbox``;
 - ``entitlements/{id}/history/{source}:{event_id}``: one document per event ever received for it,
   keyed by event id, which is how duplicates are found;
-- ``quarantine/{key}``: requests that can never be processed, stored whole with the reason;
 - ``outbox/{event id}``: access-change events not yet published (``refundguard.outbox``).
 
 An event is two round trips, optimistic, never a lock: one ``get_all`` reads the entitlement and
@@ -34,7 +33,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -63,7 +62,6 @@ if TYPE_CHECKING:
 
 ENTITLEMENTS = "entitlements"
 HISTORY = "history"
-QUARANTINE = "quarantine"
 
 # Another writer committed between our read and our commit: read and decide again.
 _CONFLICTS = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted)
@@ -94,7 +92,7 @@ def now_ms() -> int:
 
 
 class EntitlementStore:
-    """The only code that talks to Firestore (with its outbox, ``refundguard.outbox``)."""
+    """The entitlements and their history (and, with events on, the outbox in the same batch)."""
 
     def __init__(
         self,
@@ -245,8 +243,13 @@ class EntitlementStore:
 
     @property
     def client(self) -> firestore.Client:
-        """The Firestore client, for the reconciler's and refund requests' own collections."""
+        """The Firestore client, for the other repositories (``wiring``)."""
         return self._client
+
+    @property
+    def deadline_s(self) -> float:
+        """``FIRESTORE_DEADLINE_SECONDS``: every repository's deadline (``wiring``)."""
+        return self._deadline_s
 
     def seen(self, events: list[LedgerEvent]) -> set[str]:
         """The history ids (``source:event id``) of ``events`` already in their entitlements'
@@ -309,38 +312,6 @@ class EntitlementStore:
         except CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
         return [load(Entitlement, s.to_dict() or {}) for s in snapshots]
-
-    # ---------------------------------------------------------------- quarantine
-
-    def quarantine(
-        self,
-        *,
-        source: str,
-        code: str,
-        reason: str,
-        body: bytes,
-        key: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Keep a request that can never be processed (``quarantine.record``); its document id."""
-        from .quarantine import record
-
-        doc_id, data = record(
-            source=source,
-            code=code,
-            reason=reason,
-            body=body,
-            key=key,
-            details=details,
-            now_ms=self._clock_ms(),
-        )
-        try:
-            self._client.collection(QUARANTINE).document(doc_id).set(
-                data, retry=self._retry, timeout=self._deadline_s
-            )
-        except CALL_ERRORS as exc:
-            raise self._transient("firestore_unavailable") from exc
-        return doc_id
 
     # ---------------------------------------------------------------- helpers
 

@@ -1,1 +1,1 @@
-"""The admin function: ``settings``, ``actions`` (routes and admin events, pure), ``function``."""
+"""The ``admin`` function: the admin API (``adminapi``) for the CLI, behind Cloud Run IAM."""

@@ -1,3 +1,2 @@
-"""The Apple function: ``settings``, ``verifier`` (JWS through PyJWT) with ``chain`` (x5c to a
-pinned root) and ``errors``, ``notifications`` (a verified notification -> a ``LedgerEvent``,
-pure), ``function``."""
+"""The ``apple_notifications`` function: ``settings`` and ``function`` (a signed notification ->
+the ingestion path). The App Store library is ``appstore``."""

@@ -1,6 +1,7 @@
 """``apple_notifications``: POST ``{"signedPayload": "<JWS>"}`` (App Store Server Notifications
-V2), verified to a pinned root, then applied to the ledger. A JWS that fails verification is a
-400 and writes nothing; a verified notification that cannot be mapped is quarantined (422)."""
+V2), verified to a pinned root, then handed to the ingestion path. A JWS that fails verification
+is a 400 and writes nothing; a verified notification that cannot be mapped is quarantined
+(422)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import flask
 
 from .. import logs
+from ..appstore.notifications import UnmappableNotification
+from ..appstore.verifier import AppleVerifier
 from ..errors import RefundGuardError, method_not_allowed, rejected
 from ..http import App, Reply, parse_json_object, read_body, serve
-from ..refund_store import apply_notification
-from .notifications import UnmappableNotification, map_notification
+from ..ingest import apple_event
 from .settings import AppleSettings
-from .verifier import AppleVerifier
 
 if TYPE_CHECKING:
     from ..store import EntitlementStore
@@ -27,18 +28,16 @@ def create_handler(
     env: Mapping[str, str],
     *,
     settings: AppleSettings | None = None,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     verifier: AppleVerifier | None = None,
 ) -> App:
     """Build the handler; raises ``ConfigError`` (the function does not start) on bad settings."""
     settings = settings or AppleSettings.from_env(env)
     verifier = verifier or settings.verifier()
-    if store is None:
-        from ..store import EntitlementStore  # google-cloud-firestore: imported once, at start-up
+    from ..wiring import Wiring  # google-cloud-firestore: imported once, at start-up
 
-        store = EntitlementStore.connect(settings.firestore, settings.events, function=FUNCTION)
-    from ..quarantine import quarantiner
-
+    wiring = Wiring.build(entitlements, settings.firestore, settings.events, function=FUNCTION)
+    ingestion = wiring.ingestion
     logs.info(
         "apple_notifications ready",
         function=FUNCTION,
@@ -46,7 +45,6 @@ def create_handler(
         environments=list(settings.environments),
         roots=len(settings.roots),
     )
-    entitlements = store
 
     def handle(request: flask.Request) -> Reply:
         if request.method != "POST":
@@ -62,7 +60,7 @@ def create_handler(
             notification_uuid=payload.get("notificationUUID"),
             environment=verified.environment,
         )
-        mapped = map_notification(verified)  # UnmappableNotification: quarantined
+        mapped = apple_event(verified)  # UnmappableNotification: quarantined
         event = mapped.event
         if event is None:
             logs.bind(effect="acknowledged", reason=mapped.acknowledge_reason)
@@ -76,14 +74,15 @@ def create_handler(
             event_type=event.type,
             event_time_ms=event.event_time_ms,
         )
-        result, status = apply_notification(
-            entitlements,
-            event,
-            app=verified.bundle_id or "",
-            key=("notification_uuid", event.event_id),
+        applied = ingestion.apply(
+            event, app=verified.bundle_id or "", key=("notification_uuid", event.event_id)
         )
         return Reply(
-            {"effect": result.effect.value, "status": status, "entitlement": event.document_id},
+            {
+                "effect": applied.result.effect.value,
+                "status": applied.status,
+                "entitlement": event.document_id,
+            },
             "apple notification processed",
         )
 
@@ -91,8 +90,7 @@ def create_handler(
         uuid = err.details.get("notification_uuid")
         return f"apple:{uuid}" if isinstance(uuid, str) and uuid else None
 
-    on_rejected = quarantiner(
-        entitlements,
+    on_rejected = ingestion.quarantiner(
         "apple",
         key_of=key_of,
         applies=lambda err: isinstance(err, UnmappableNotification) or err.code == "unstorable",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import flask
 
 from .. import logs
-from ..admin.function import admin_handler
+from ..adminapi.handler import admin_handler
 from ..http import App, Reply, serve
 from ..store import EntitlementStore, now_ms
 from .settings import ConsoleSettings
@@ -27,7 +27,7 @@ FUNCTION = "admin_console"
 def create_handler(
     env: Mapping[str, str],
     *,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     clock_ms: Callable[[], int] = now_ms,
     new_event_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> App:
@@ -38,7 +38,7 @@ def create_handler(
     api = admin_handler(
         settings.admin,
         function=FUNCTION,
-        store=store,
+        entitlements=entitlements,
         clock_ms=clock_ms,
         new_event_id=new_event_id,
     )

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..admin.settings import AdminSettings
+from ..adminapi.settings import AdminSettings
 from ..config import ConfigError, Settings, is_local_url
 from ..oidc import read_authenticator
 

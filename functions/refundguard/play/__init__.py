@@ -1,2 +1,2 @@
-"""The Play function: ``settings``, ``envelope`` and ``rtdn`` (a Pub/Sub delivery -> a
-``LedgerEvent``, pure), ``function``."""
+"""The ``play_notifications`` function: ``settings`` and ``function`` (a Pub/Sub push -> the
+ingestion path). The Play store library is ``playstore``."""

@@ -1,3 +1,1 @@
-"""The reconciler: catches what notifications missed (Google's voided purchases, Apple's failed
-notifications) and answers the stores' refund requests by the operator's policy.
-docs/reconcile.md."""
+"""The ``reconcile`` function: the scheduled (or admin-triggered) entry of ``reconciliation``."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..apple.api_credentials import AppleApiAccess, read_apple_api_access
-from ..apple.settings import read_environments
+from ..appstore.config import read_environments
+from ..appstore.credentials import AppleApiAccess, read_apple_api_access
 from ..config import EventsSettings, FirestoreSettings, Settings
-from ..play.api import PlayApiSettings, read_play_api_settings
+from ..playstore.api import PlayApiSettings, read_play_api_settings
+from ..reconciliation.run import Scope
 from ..refunds import Policy, policy_problems
 
 DEFAULT_OVERLAP_MINUTES = 360.0
@@ -28,6 +29,9 @@ class ReconcileSettings:
     overlap_ms: int
     budget_s: float
     policy: Policy
+
+    def scope(self) -> Scope:
+        return Scope(self.packages, self.apple, self.overlap_ms, self.budget_s, self.policy)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReconcileSettings:

@@ -13,6 +13,7 @@ from .. import logs
 from ..errors import method_not_allowed
 from ..http import App, Reply, serve
 from ..store import EntitlementStore, now_ms
+from ..wiring import Wiring
 from .settings import SweepSettings
 
 FUNCTION = "events_sweep"
@@ -21,13 +22,13 @@ FUNCTION = "events_sweep"
 def create_handler(
     env: Mapping[str, str],
     *,
-    store: EntitlementStore | None = None,
+    entitlements: EntitlementStore | None = None,
     clock_ms: Callable[[], int] = now_ms,
 ) -> App:
     settings = SweepSettings.from_env(env)  # refuse to start if wrong
-    entitlements = store or EntitlementStore.connect(
-        settings.firestore, settings.events, function=FUNCTION
-    )
+    entitlements = Wiring.build(
+        entitlements, settings.firestore, settings.events, function=FUNCTION
+    ).entitlements
     grace_ms = int(settings.grace_s * 1000)
 
     def handle(request: flask.Request) -> Reply:

@@ -1,7 +1,7 @@
 """A small Google Play Developer API (androidpublisher v3) client on google-auth and requests:
 orders (get, batchGet, reviewrefund), one-time purchases (productsv2), subscriptions
 (subscriptionsv2) and voided purchases, answering the dataclasses of ``play.resources``. Also its
-settings (``PLAY_API_ENV``, ``read_play_api_settings``). No generated API client."""
+settings (``config.PLAY_API_ENV``, ``read_play_api_settings``). No generated API client."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The reconciler's own Firestore documents: the lease that keeps two runs from overlapping
 (``reconcile_lease/reconciler``, taken with a precondition on its update time), one cursor per
 source (``reconcile_cursors/{source}``) and one record per run (``reconcile_runs/{run id}``),
-which admins list (``GET /reconciliation/runs``). TRANSIENT when Firestore cannot be reached."""
+which admins list (``GET /reconciliation/runs``), all stored through the serializer. TRANSIENT
+when Firestore cannot be reached."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ..errors import transient
 from ..firestore_calls import CALL_ERRORS, retry
 from ..serializer import load, ms_to_iso, to_firestore
-from .plan import Cursor, SourceTally
+from .plan import Cursor, RunRecord
 
 LEASE = "reconcile_lease"
 CURSORS = "reconcile_cursors"
@@ -36,7 +38,7 @@ class Held:
 
 
 class ReconcileState:
-    def __init__(self, client: firestore.Client, *, timeout_s: float = 15.0) -> None:
+    def __init__(self, client: firestore.Client, *, timeout_s: float) -> None:
         self._client = client
         self._timeout_s = timeout_s
         self._retry = retry(timeout_s)
@@ -98,14 +100,14 @@ class ReconcileState:
 
     # ------------------------------------------------------------------------ run records
 
-    def save_run(self, record: dict[str, Any]) -> None:
-        ref = self._client.collection(RUNS).document(record["run_id"])
+    def save_run(self, record: RunRecord) -> None:
+        ref = self._client.collection(RUNS).document(record.run_id)
         try:
-            ref.set(record, retry=self._retry, timeout=self._timeout_s)
+            ref.set(to_firestore(record), retry=self._retry, timeout=self._timeout_s)
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_run(self, run_id: str) -> RunRecord | None:
         try:
             snap = (
                 self._client.collection(RUNS)
@@ -114,16 +116,30 @@ class ReconcileState:
             )
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
-        return snap.to_dict() if snap.exists else None
+        return load(RunRecord, snap.to_dict() or {}) if snap.exists else None
+
+    def find_by_request(self, request_id: str) -> RunRecord | None:
+        """The run started for the admin function's ``request_id``, if one was."""
+        query = self._client.collection(RUNS).where(
+            filter=FieldFilter("request_id", "==", request_id)
+        )
+        try:
+            snaps = list(query.limit(1).stream(retry=self._retry, timeout=self._timeout_s))
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
+        return load(RunRecord, snaps[0].to_dict() or {}) if snaps else None
 
     def mark_abandoned(self, run_id: str, *, now_ms: int) -> None:
         """A run whose lease expired without finishing (its function was stopped)."""
         record = self.get_run(run_id)
-        if record is not None and record.get("state") == "running":
-            record.update(state="abandoned", finished_ms=now_ms, error="the run never finished")
-            self.save_run(record)
+        if record is not None and record.state == "running":
+            self.save_run(
+                dataclasses.replace(
+                    record, state="abandoned", finished_ms=now_ms, error="the run never finished"
+                )
+            )
 
-    def recent_runs(self, limit: int) -> list[dict[str, Any]]:
+    def recent_runs(self, limit: int) -> list[RunRecord]:
         query = (
             self._client.collection(RUNS)
             .order_by("started_ms", direction=firestore.Query.DESCENDING)
@@ -131,57 +147,55 @@ class ReconcileState:
         )
         try:
             return [
-                s.to_dict() or {} for s in query.stream(retry=self._retry, timeout=self._timeout_s)
+                load(RunRecord, s.to_dict() or {})
+                for s in query.stream(retry=self._retry, timeout=self._timeout_s)
             ]
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
 
 
-def tally_record(tally: SourceTally) -> dict[str, Any]:
-    return dataclasses.asdict(tally)
-
-
-def _iso(ms: Any) -> str | None:
-    return ms_to_iso(ms) if isinstance(ms, int) and ms > 0 else None
-
-
-def run_json(record: dict[str, Any]) -> dict[str, Any]:
-    """A run record as ``GET /reconciliation/runs`` shows it (docs/admin.md)."""
+def run_json(record: RunRecord) -> dict[str, Any]:
+    """A run record as ``GET /reconciliation/runs`` shows it (docs/admin.md): the serializer's
+    JSON of each source, with the windows as ISO times."""
     sources = []
-    for tally in record.get("sources") or []:
+    for tally in record.sources:
         sources.append(
             {
-                "source": tally.get("source"),
-                "app": tally.get("app"),
-                "environment": tally.get("environment"),
-                "seen": tally.get("seen", 0),
-                "applied": tally.get("applied", 0),
-                "already_known": tally.get("already_known", 0),
-                "rejected": tally.get("rejected", 0),
-                "errors": tally.get("errors") or [],
-                "cursor": _iso(tally.get("cursor_ms")),
+                "source": tally.source,
+                "app": tally.app,
+                "environment": tally.environment,
+                "seen": tally.seen,
+                "applied": tally.applied,
+                "already_known": tally.already_known,
+                "rejected": tally.rejected,
+                "errors": list(tally.errors or []),
+                "cursor": _iso(tally.cursor_ms),
                 "window": {
-                    "start_at": _iso(tally.get("window_start_ms")),
-                    "end_at": _iso(tally.get("window_end_ms")),
+                    "start_at": _iso(tally.window_start_ms),
+                    "end_at": _iso(tally.window_end_ms),
                 },
-                "more": bool(tally.get("more")),
-                "gap": bool(tally.get("gap")),
+                "more": tally.more,
+                "gap": tally.gap,
             }
         )
-    starts = [t["window_start_ms"] for t in record.get("sources") or [] if t.get("window_start_ms")]
-    ends = [t["window_end_ms"] for t in record.get("sources") or [] if t.get("window_end_ms")]
+    starts = [t.window_start_ms for t in record.sources if t.window_start_ms]
+    ends = [t.window_end_ms for t in record.sources if t.window_end_ms]
     return {
-        "run_id": record.get("run_id"),
-        "trigger": record.get("trigger"),
-        "actor": record.get("actor"),
-        "started_at": _iso(record.get("started_ms")),
-        "finished_at": _iso(record.get("finished_ms")),
-        "state": record.get("state"),
+        "run_id": record.run_id,
+        "trigger": record.trigger,
+        "actor": record.actor,
+        "started_at": _iso(record.started_ms),
+        "finished_at": _iso(record.finished_ms),
+        "state": record.state,
         "window": {
             "start_at": _iso(min(starts)) if starts else None,
             "end_at": _iso(max(ends)) if ends else None,
         },
         "sources": sources,
-        "refund_requests": record.get("refund_requests") or {},
-        "error": record.get("error"),
+        "refund_requests": dict(record.refund_requests),
+        "error": record.error,
     }
+
+
+def _iso(ms: int | None) -> str | None:
+    return ms_to_iso(ms) if isinstance(ms, int) and ms > 0 else None

@@ -1,7 +1,8 @@
 """App Store Server API answers: pure functions reading the JSON envelopes (``OrderLookupResponse``,
 ``TransactionInfoResponse``, ``HistoryResponse``, ``NotificationHistoryResponse``) into the signed
-strings they carry, and the dataclasses built from *verified* payloads. ``MalformedAnswer`` when a
-required field is missing or of the wrong type; unknown fields are ignored, kept in ``raw``."""
+strings they carry, and the dataclasses built from *verified* payloads (``appstore.verified``).
+``MalformedAnswer`` when a required field is missing or of the wrong type; unknown fields are
+ignored, kept in ``raw``."""
 
 from __future__ import annotations
 

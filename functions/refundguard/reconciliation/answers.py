@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 
 from .. import logs
-from ..apple.api import AppStoreApiClient, ConsumptionInfo
+from ..appstore.api import AppStoreApiClient, ConsumptionInfo
 from ..errors import RefundGuardError
-from ..play.api import PlayApiClient, RefundReview
+from ..playstore.api import PlayApiClient, RefundReview
 from ..refund_store import RefundStore
 from ..refunds import (
     ANSWERED,
@@ -35,7 +35,7 @@ class Answerer:
     def __init__(
         self,
         refunds: RefundStore,
-        store: EntitlementStore,
+        entitlements: EntitlementStore,
         policy: Policy,
         *,
         play: PlayApiClient | None,
@@ -43,7 +43,7 @@ class Answerer:
         clock_ms: Callable[[], int],
         ends_at: float,
     ) -> None:
-        self.refunds, self.store, self.policy = refunds, store, policy
+        self.refunds, self.entitlements, self.policy = refunds, entitlements, policy
         self.play, self.apple = play, apple
         self.clock_ms, self.ends_at = clock_ms, ends_at
 
@@ -153,7 +153,7 @@ class Answerer:
     def _history(self, request: RefundRequest, type_: str, now: int, **details: object) -> None:
         """Best effort: the request's own document already says what happened."""
         try:
-            self.store.apply(history_event(request, type_=type_, now_ms=now, **details))
+            self.entitlements.apply(history_event(request, type_=type_, now_ms=now, **details))
         except RefundGuardError as err:
             logs.warning("refund request outcome not added to history", code=err.code)
 

@@ -7,20 +7,17 @@ Shapes: docs/admin.md."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
-
-import flask
 
 from .. import logs
 from ..config import is_local_url
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
-from ..http import Reply, parse_json_object, read_body
-from ..reconcile.function import new_run_id
-from ..reconcile.state import ReconcileState, run_json
-from ..refund_store import RefundStore
+from ..http import Reply
+from ..reconciliation.state import run_json
 from ..refunds import FINAL, PENDING, parse_consumption_report
-from ..store import EntitlementStore
+from ..wiring import Wiring
 from .actions import parse_limit
 
 DEFAULT_RUNS, MAX_RUNS = 20, 100
@@ -31,42 +28,40 @@ TRIGGER_WAIT_S = 10.0
 
 
 ROUTES = frozenset({"runs", "run", "refund_requests", "consumption"})
-MAX_BODY_BYTES = 16 * 1024
 
 
 def dispatch(
     name: str,
-    request: flask.Request,
-    store: EntitlementStore,
+    wiring: Wiring,
     *,
+    args: Mapping[str, str],
+    body: Mapping[str, Any] | None,
     url: str | None,
     actor: str,
-    now_ms: int,
 ) -> Reply:
-    """One of ``ROUTES``, for an authenticated admin."""
+    """One of ``ROUTES``, for an authenticated admin (``body``: a POST's JSON object)."""
     if name == "runs":
-        return runs(store, request.args)
+        return runs(wiring, args)
     if name == "refund_requests":
-        return refund_requests(store, request.args)
+        return refund_requests(wiring, args)
     if name == "run":
-        return trigger(store, url, actor=actor, now_ms=now_ms)
-    body = parse_json_object(read_body(request, max_bytes=MAX_BODY_BYTES))
-    return report_consumption(store, body, actor=actor, now_ms=now_ms)
+        return trigger(wiring, url, actor=actor)
+    return report_consumption(wiring, body or {}, actor=actor, now_ms=wiring.clock_ms())
 
 
-def runs(store: EntitlementStore, args: Mapping[str, str]) -> Reply:
+def runs(wiring: Wiring, args: Mapping[str, str]) -> Reply:
     limit = parse_limit(args.get("limit"), default=DEFAULT_RUNS, high=MAX_RUNS)
-    records = ReconcileState(store.client).recent_runs(limit)
+    records = wiring.runs.recent_runs(limit)
     logs.bind(runs=len(records))
     return Reply({"runs": [run_json(r) for r in records]}, "admin action")
 
 
-def refund_requests(store: EntitlementStore, args: Mapping[str, str]) -> Reply:
+def refund_requests(wiring: Wiring, args: Mapping[str, str]) -> Reply:
     limit = parse_limit(args.get("limit"), default=DEFAULT_REQUESTS, high=MAX_REQUESTS)
     state = args.get("state")
     if state is not None and state not in FINAL | {PENDING}:
         raise rejected("bad_state", "state must be pending, answered, unanswerable or expired")
-    found = RefundStore(store.client).recent(limit=limit)
+    found = wiring.refunds.recent(limit=limit)
     if state is not None:
         found = [r for r in found if r.state == state]
     logs.bind(refund_requests=len(found))
@@ -74,17 +69,17 @@ def refund_requests(store: EntitlementStore, args: Mapping[str, str]) -> Reply:
 
 
 def report_consumption(
-    store: EntitlementStore, body: Mapping[str, Any], *, actor: str, now_ms: int
+    wiring: Wiring, body: Mapping[str, Any], *, actor: str, now_ms: int
 ) -> Reply:
     """What the platform knows about a purchase's use, for the refund-request policy."""
     report = parse_consumption_report(body)  # every field checked before anything is read
     logs.bind(
         store=str(body["store"])[:40], purchase_token_hash=logs.token_hash(report.purchase_id)
     )
-    if store.get(report.store, report.purchase_id, report.environment) is None:
+    if wiring.entitlements.get(report.store, report.purchase_id, report.environment) is None:
         raise not_found("not_found", f"no entitlement for this {body['store']} purchase id")
     consumption = report.consumption(actor=actor, now_ms=now_ms)
-    RefundStore(store.client).report(consumption)
+    wiring.refunds.report(consumption)
     logs.bind(
         customer_consented=report.customer_consented,
         consumption_milliunits=consumption.percentage_milliunits,
@@ -101,28 +96,29 @@ def report_consumption(
     )
 
 
-def trigger(store: EntitlementStore, url: str | None, *, actor: str, now_ms: int) -> Reply:
-    """Start a run now: POST to the reconciler (an ID token whose audience is its URL, deployed).
-    202 with the run id (and the run, when it finished within ``TRIGGER_WAIT_S``); 409 when one
-    is running; 503 when the reconciler cannot be reached or is not configured."""
+def trigger(wiring: Wiring, url: str | None, *, actor: str) -> Reply:
+    """Start a run now: POST to the reconciler (an ID token whose audience is its URL, deployed)
+    with a nonce of ours (``request_id``: the reconciler makes the run id). 202 with the run id
+    (and the run, when it finished within ``TRIGGER_WAIT_S``); 409 when one is running; 503 when
+    the reconciler cannot be reached or is not configured."""
     import requests
 
     if not url:
         raise transient(
             "reconciler_not_configured", "RECONCILE_URL is not set: the admin cannot start a run"
         )
-    run_id = new_run_id(now_ms)
-    logs.bind(run_id=run_id)
+    request_id = uuid.uuid4().hex
+    logs.bind(request_id=request_id)
     headers = {"Content-Type": "application/json"}
     if not is_local_url(url):
         headers["Authorization"] = f"Bearer {_id_token(url)}"
-    body = {"run_id": run_id, "trigger": "admin", "actor": actor}
+    body = {"request_id": request_id, "trigger": "admin", "actor": actor}
     try:
         response = requests.post(
             f"{url}/", json=body, headers=headers, timeout=(3.05, TRIGGER_WAIT_S)
         )
     except requests.Timeout:
-        return _still_running(store, run_id)
+        return _still_running(wiring, request_id)
     except requests.RequestException as exc:
         raise transient("reconciler_unreachable", "the reconciler could not be reached") from exc
     answer = _json(response)
@@ -138,28 +134,31 @@ def trigger(store: EntitlementStore, url: str | None, *, actor: str, now_ms: int
         raise transient(
             "reconciler_failed",
             f"the reconciler answered HTTP {response.status_code} ({answer.get('error', '?')})",
-            run_id=run_id,
+            request_id=request_id,
         )
-    logs.bind(run_state=answer.get("state"))
+    run_id = answer.get("run_id")
+    logs.bind(run_id=run_id, run_state=answer.get("state"))
     return Reply(
         {"run_id": run_id, "state": answer.get("state"), "run": answer}, "admin action", 202
     )
 
 
-def _still_running(store: EntitlementStore, run_id: str) -> Reply:
-    """The reconciler took longer than we wait: its run record says whether it runs."""
-    state = ReconcileState(store.client)
+def _still_running(wiring: Wiring, request_id: str) -> Reply:
+    """The reconciler took longer than we wait: the run record it made for ``request_id`` says
+    whether it runs."""
     for _ in range(10):
-        record = state.get_run(run_id)
+        record = wiring.runs.find_by_request(request_id)
         if record is not None:
-            logs.bind(run_state=record.get("state"))
+            logs.bind(run_id=record.run_id, run_state=record.state)
             return Reply(
-                {"run_id": run_id, "state": record.get("state"), "run": run_json(record)},
+                {"run_id": record.run_id, "state": record.state, "run": run_json(record)},
                 "admin action",
                 202,
             )
         time.sleep(0.5)
-    raise transient("reconciler_failed", "the reconciler did not start the run", run_id=run_id)
+    raise transient(
+        "reconciler_failed", "the reconciler did not start the run", request_id=request_id
+    )
 
 
 def _id_token(audience: str) -> str:

@@ -1,32 +1,28 @@
 """Google's side of a run: page through ``voidedpurchases.list`` (``type=1``, partial refunds
-included) for one package from its cursor, skip what the ledger already holds (one ``get_all`` per
-page), judge the rest as the notification path does (``play.verify``) and apply them. A page is
-retried with backoff and never skipped: the cursor moves only past fully processed pages, and a
-run that stops (a failure, the time budget) leaves where to resume."""
+included) for one package from its cursor, and hand each page's voids to the ingestion path,
+judged by ``playstore.judge.judge_void`` as a voided-purchase notification is. A page is retried
+with backoff and never skipped: the cursor moves only past fully processed pages, and a run that
+stops (a failure, the time budget) leaves where to resume."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from .. import logs
-from ..errors import Kind, RefundGuardError
+from ..errors import RefundGuardError
+from ..ingest import Ingestion
 from ..model import LedgerEvent
-from ..play import verify
-from ..play.api import PlayApiClient
-from ..play.function import REVOCATION_API_DEADLINE_S, consult
-from ..play.resources import VoidedPage, VoidedPurchase
-from ..store import EntitlementStore
-from ..storeapi import StoreApiError
+from ..playstore.api import PlayApiClient
+from ..playstore.judge import judge_void
+from ..playstore.resources import VoidedPage, VoidedPurchase
 from . import plan
 from .pages import PagedSource
 from .state import ReconcileState
 
 PAGE_SIZE = 1000
-_NOT_A_SUBSCRIPTION = (Kind.NOT_FOUND, Kind.REJECTED)
 
 
 class GoogleVoids(PagedSource):
@@ -35,13 +31,13 @@ class GoogleVoids(PagedSource):
     def __init__(
         self,
         api: PlayApiClient,
-        store: EntitlementStore,
+        ingestion: Ingestion,
         state: ReconcileState,
         *,
         quota: Callable[[], plan.QuotaWindow] = plan.QuotaWindow,
         **walk: Any,  # PagedSource's
     ) -> None:
-        super().__init__(store, state, **walk)
+        super().__init__(ingestion, state, **walk)
         self.api, self.quota = api, quota
 
     def run(self, package: str) -> plan.SourceTally:
@@ -79,27 +75,8 @@ class GoogleVoids(PagedSource):
                 events.append(plan.void_event(package, row, subscription=True if renewal else None))
             except RefundGuardError as err:
                 self._reject(package, row, err, tally)
-        self.apply_new(events, tally, judge=lambda event: self.judge(package, event))
-
-    def judge(self, package: str, event: LedgerEvent) -> LedgerEvent:
-        """The same judgement as a voided-purchase notification (``play.verify``). A row does not
-        say whether it voided a subscription: a renewal order does, else subscriptionsv2 is asked
-        (a token it does not know is a one-time purchase's)."""
-        if event.effect is None:
-            return event  # a partial refund: recorded, nothing to judge
-        if "productType" in event.details:
-            kind = "voidedPurchaseNotification"
-            return consult(self.api, package, kind, event).event
-        try:
-            sub = self.api.get_subscription(
-                package, event.purchase_id, deadline_s=REVOCATION_API_DEADLINE_S
-            )
-        except StoreApiError as err:
-            if err.kind in _NOT_A_SUBSCRIPTION:
-                one_time = _typed(event, "one_time")
-                return consult(self.api, package, "voidedPurchaseNotification", one_time).event
-            return verify.unjudged_void(event, err)
-        return verify.subscription_void(_typed(event, "subscription"), sub)
+        judge = lambda event: judge_void(self.api, package, event)  # noqa: E731
+        self.apply_new(events, tally, app=package, judge=judge)
 
     def _reject(
         self, package: str, row: VoidedPurchase, err: RefundGuardError, tally: plan.SourceTally
@@ -108,14 +85,10 @@ class GoogleVoids(PagedSource):
         quarantine for a person, never a reason to stop (the cursor must move on)."""
         tally.rejected += 1
         body = json.dumps(dataclasses.asdict(row), default=str).encode()
-        self.store.quarantine(
+        self.ingestion.quarantine.keep(
             source="reconcile",
             code=err.code,
             reason=err.message,
             body=body,
             key=f"reconcile:{package}:{row.order_id or logs.token_hash(row.purchase_token)}",
         )
-
-
-def _typed(event: LedgerEvent, product_type: str) -> LedgerEvent:
-    return replace(event, details={**event.details, "productType": product_type})

@@ -1,21 +1,21 @@
 """Apple's side of a run: Get Notification History (``onlyFailures``) per bundle id and
-environment, from the source's cursor, page by page; every notification goes through the path of
-the notification endpoint (``AppleVerifier.verify_notification``, ``map_notification``,
-``EntitlementStore.apply``; a consumption request becomes a refund request). One that does not
-verify, or cannot be mapped, is quarantined and never applied; the cursor moves on past it."""
+environment, from the source's cursor, page by page; every notification is verified like the
+endpoint's (``AppleVerifier.verify_notification``) and goes through the same ingestion path
+(``ingest.apple_event``, ``Ingestion.apply_new``; a consumption request becomes a refund request).
+One that does not verify, or cannot be mapped, is quarantined and never applied; the cursor moves
+on past it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import logs
-from ..apple.api import AppStoreApiClient
-from ..apple.notifications import UnmappableNotification, map_notification
-from ..apple.resources import SignedNotificationPage
-from ..apple.verifier import AppleVerificationError, AppleVerifier
+from ..appstore.api import AppStoreApiClient
+from ..appstore.notifications import UnmappableNotification
+from ..appstore.resources import SignedNotificationPage
+from ..appstore.verifier import AppleVerificationError, AppleVerifier
+from ..ingest import Ingestion, apple_event
 from ..model import LedgerEvent
-from ..refund_store import record_refund_request
-from ..store import EntitlementStore
 from . import plan
 from .pages import PagedSource
 from .state import ReconcileState
@@ -28,11 +28,11 @@ class AppleHistory(PagedSource):
         self,
         api: AppStoreApiClient,
         verifier: AppleVerifier,
-        store: EntitlementStore,
+        ingestion: Ingestion,
         state: ReconcileState,
         **walk: Any,  # PagedSource's
     ) -> None:
-        super().__init__(store, state, **walk)
+        super().__init__(ingestion, state, **walk)
         self.api, self.verifier = api, verifier
 
     def run(self, bundle_id: str, environment: str) -> plan.SourceTally:
@@ -54,9 +54,7 @@ class AppleHistory(PagedSource):
             tally.seen += len(page.items)
             signed = (item.signed_payload for item in page.items)
             mapped = (self._event(payload, bundle_id, environment, tally) for payload in signed)
-            events = [event for event in mapped if event is not None]
-            for event in self.apply_new(events, tally):
-                record_refund_request(self.store, event, bundle_id)
+            self.apply_new([event for event in mapped if event is not None], tally, app=bundle_id)
             return page.pagination_token if page.has_more and page.pagination_token else None
 
         return self.walk(source, tally, cursor, win, fetch=fetch, process=process)
@@ -64,22 +62,18 @@ class AppleHistory(PagedSource):
     def _event(
         self, signed: str, bundle_id: str, environment: str, tally: plan.SourceTally
     ) -> LedgerEvent | None:
-        """The endpoint's path: verify, check app and environment, map. None: nothing to apply
-        (acknowledged-only types, or refused: quarantined)."""
+        """The endpoint's path: verify, then ``ingest.apple_event`` for this app and environment.
+        None: nothing to apply (acknowledged-only types, or refused: quarantined)."""
         try:
             verified = self.verifier.verify_notification(signed)
-            if verified.bundle_id != bundle_id or verified.environment != environment:
-                raise _Refused("inconsistent_payload", "another app's or environment's data")
-            return map_notification(verified).event
+            return apple_event(verified, bundle_id=bundle_id, environment=environment).event
         except AppleVerificationError as err:
             code, message = err.status.code, str(err)
         except UnmappableNotification as err:
             code, message = err.code, err.message
-        except _Refused as err:
-            code, message = err.code, err.message
         tally.rejected += 1
         logs.warning("a notification from Apple's history was refused", code=code, app=bundle_id)
-        self.store.quarantine(
+        self.ingestion.quarantine.keep(
             source="apple-history",
             code=code,
             reason=message[:300],
@@ -87,9 +81,3 @@ class AppleHistory(PagedSource):
             details={"bundle_id": bundle_id, "environment": environment},
         )
         return None
-
-
-class _Refused(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..apple.api_credentials import AppleApiAccess, read_apple_api_access
-from ..apple.verifier import PRODUCTION
+from ..appstore.credentials import AppleApiAccess, read_apple_api_access
+from ..appstore.verifier import PRODUCTION
 from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
-from ..play.api import PlayApiSettings, read_play_api_settings
+from ..playstore.api import PlayApiSettings, read_play_api_settings
 from ..storeapi import check_base_url
 
 

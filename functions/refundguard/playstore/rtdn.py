@@ -1,7 +1,6 @@
 """Google Play's DeveloperNotification (the decoded Pub/Sub ``data``) -> a ledger event. Pure.
 
-Types and their effect on access follow Google's RTDN reference (see
-``../shared/docs/store-notifications.md`` in the project's docs and the README's table):
+Types and their effect on access follow Google's RTDN reference (the README's table):
 a full voided purchase (refund) and SUBSCRIPTION_REVOKED revoke (a void's event id derives from
 its order id, ``void_event_id``, so the reconciler's copy of it is a duplicate); purchases,
 renewals, recoveries and restarts grant; expiry expires; on hold / paused suspend; a
@@ -10,7 +9,7 @@ test notification is acknowledged.
 A pending refund review is recorded with its listed fields (``REVIEW_FIELDS``; the names of any
 others, never their values); its ``pendingRefundToken`` travels beside the event, for the refund
 request only, never in history. One that names an order but no purchase token comes back
-``unkeyed`` (the function finds the token; ``keyed`` builds the event).
+``unkeyed`` (``judge.keyed`` finds the token; ``keyed`` builds the event).
 What the Play Developer API adds is in ``verify``.
 """
 

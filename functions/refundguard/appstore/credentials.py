@@ -1,4 +1,4 @@
-"""The App Store Server API's credentials: the settings (``APPLE_API_ENV``,
+"""The App Store Server API's credentials: the settings (``config.APPLE_API_ENV``,
 ``read_apple_api_settings``: key id, issuer id, the .p8 private key checked at start-up and never
 echoed, base URLs) and ``ApiTokens``, the ES256 API tokens signed with that key."""
 
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..config import Settings, is_local_url
 from ..storeapi import check_base_url
-from .settings import read_app_apple_id, read_roots
+from .config import read_app_apple_id, read_roots
 from .verifier import PRODUCTION, AppleVerifier
 
 DEFAULT_BASE_URL = "https://api.storekit.apple.com"

@@ -1,11 +1,13 @@
-"""A small App Store Server API client on requests and PyJWT: Look Up Order ID, Get Transaction
-Info, Get Transaction History (v2), Get Notification History and Send Consumption Information
-(v2). Every signed transaction or notification it returns went through ``AppleVerifier`` first.
-Its settings and API tokens are in ``apple.api_credentials``."""
+"""A thin App Store Server API client on requests and PyJWT, as Apple's own library keeps it: one
+request helper (``_call``), one parser per answer (``resources``). Look Up Order ID, Get
+Transaction Info, Get Transaction History (v2), Get Notification History and Send Consumption
+Information (v2). It returns Apple's signed data as
+signed: verifying it is ``appstore.verified``'s, with an ``AppleVerifier``. Its settings and API
+tokens are in ``appstore.credentials``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,6 @@ from ..storeapi import (
     CallPolicy,
     MalformedAnswer,
     Refusal,
-    StoreBadAnswerError,
     StoreRequestError,
     bad_answer,
     bad_argument,
@@ -25,15 +26,8 @@ from ..storeapi import (
 )
 from ..storehttp import Transport
 from . import resources
-from .api_credentials import ApiTokens, AppleApiSettings, read_apple_api_settings
-from .resources import (
-    NotificationHistoryItem,
-    NotificationHistoryPage,
-    OrderLookup,
-    Transaction,
-    TransactionHistoryPage,
-)
-from .verifier import PRODUCTION, SANDBOX, AppleVerificationError, AppleVerifier
+from .credentials import ApiTokens, AppleApiSettings, read_apple_api_settings
+from .verifier import PRODUCTION, SANDBOX
 
 __all__ = [
     "ApiTokens",
@@ -123,13 +117,11 @@ def _segment(value: Any, what: str, operation: str) -> str:
 class AppStoreApiClient:
     """The App Store Server API calls refundguard makes. Every method takes the app's
     ``bundle_id`` (its token's ``bid``), most an ``environment`` (Production or Sandbox: the
-    host), an optional ``deadline_s``; it raises a ``storeapi.StoreApiError``. Signed data that
-    fails ``verifier`` (or names another app or environment) is ``store_untrusted_answer``."""
+    host), an optional ``deadline_s``; it raises a ``storeapi.StoreApiError``."""
 
     def __init__(
         self,
         settings: AppleApiSettings,
-        verifier: AppleVerifier,
         *,
         policy: CallPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -138,7 +130,6 @@ class AppStoreApiClient:
         import requests
 
         self.settings = settings
-        self.verifier = verifier
         self.tokens = tokens or ApiTokens(settings)
         session = requests.Session()
         self.transports = {
@@ -177,34 +168,17 @@ class AppStoreApiClient:
             operation, method, path, headers=headers, deadline_s=deadline_s, **kw
         ).body
 
-    def _verified(
-        self, operation: str, signed: Iterable[str], bundle_id: str, environment: str
-    ) -> tuple[Transaction, ...]:
-        out = []
-        for token in signed:
-            try:
-                transaction = resources.parse_transaction(self.verifier.verify_jws(token))
-            except AppleVerificationError as err:
-                raise _untrusted(operation, err.status.code) from None
-            except MalformedAnswer as exc:
-                raise bad_answer(APPLE, operation, str(exc)) from None
-            if transaction.bundle_id != bundle_id or transaction.environment != environment:
-                raise _untrusted(operation, "inconsistent_payload")
-            out.append(transaction)
-        return tuple(out)
-
     def look_up_order(
         self, order_id: str, *, bundle_id: str, deadline_s: float | None = None
-    ) -> OrderLookup:
-        """Look Up Order ID: ``GET /inApps/v1/lookup/{orderId}`` (Production only)."""
+    ) -> resources.SignedOrderLookup:
+        """Look Up Order ID: ``GET /inApps/v1/lookup/{orderId}`` (Production only); its signed
+        transactions still to verify (``appstore.verified.look_up_order``)."""
         op = "lookup"
         path = f"/inApps/v1/lookup/{_segment(order_id, 'order id', op)}"
         body = self._call(
             op, "GET", path, bundle_id=bundle_id, environment=PRODUCTION, deadline_s=deadline_s
         )
-        envelope = _parse(op, resources.parse_order_lookup, body)
-        transactions = self._verified(op, envelope.signed_transactions, bundle_id, PRODUCTION)
-        return OrderLookup(envelope.status == resources.ORDER_VALID, transactions)
+        return _parse(op, resources.parse_order_lookup, body)
 
     def get_transaction_info(
         self,
@@ -213,18 +187,15 @@ class AppStoreApiClient:
         bundle_id: str,
         environment: str,
         deadline_s: float | None = None,
-    ) -> Transaction:
-        """Get Transaction Info: ``GET /inApps/v1/transactions/{transactionId}``."""
+    ) -> str:
+        """Get Transaction Info: ``GET /inApps/v1/transactions/{transactionId}``; the signed
+        transaction (``appstore.verified.transaction_info`` verifies it)."""
         op = "transactions.get"
         path = f"/inApps/v1/transactions/{_segment(transaction_id, 'transaction id', op)}"
         body = self._call(
             op, "GET", path, bundle_id=bundle_id, environment=environment, deadline_s=deadline_s
         )
-        signed = _parse(op, resources.parse_transaction_info, body)
-        (transaction,) = self._verified(op, [signed], bundle_id, environment)
-        if transaction.transaction_id != transaction_id:
-            raise _untrusted(op, "another_transaction")
-        return transaction
+        return str(_parse(op, resources.parse_transaction_info, body))
 
     def get_transaction_history(
         self,
@@ -239,9 +210,9 @@ class AppStoreApiClient:
         revoked: bool | None = None,
         descending: bool = False,
         deadline_s: float | None = None,
-    ) -> TransactionHistoryPage:
+    ) -> resources.SignedHistoryPage:
         """Get Transaction History v2: ``GET /inApps/v2/history/{transactionId}``, one page of up
-        to 20; pass ``revision`` back (with the same filters) while ``has_more``."""
+        to 20, signed; pass ``revision`` back (with the same filters) while ``has_more``."""
         op = "history"
         params: dict[str, Any] = {"sort": "DESCENDING" if descending else "ASCENDING"}
         if revision is not None:
@@ -263,26 +234,7 @@ class AppStoreApiClient:
             deadline_s=deadline_s,
             params=params,
         )
-        page = _parse(op, resources.parse_history, body)
-        transactions = self._verified(op, page.signed_transactions, bundle_id, environment)
-        return TransactionHistoryPage(transactions, page.revision, page.has_more)
-
-    def get_notification_history(self, **query: Any) -> NotificationHistoryPage:
-        """Get Notification History (``get_signed_notification_history``'s arguments), each
-        signedPayload verified; one that fails fails the page."""
-        op = "notifications.history"
-        page = self.get_signed_notification_history(**query)
-        bundle_id, environment = query["bundle_id"], query["environment"]
-        items = []
-        for item in page.items:
-            try:
-                verified = self.verifier.verify_notification(item.signed_payload)
-            except AppleVerificationError as err:
-                raise _untrusted(op, err.status.code) from None
-            if verified.bundle_id != bundle_id or verified.environment != environment:
-                raise _untrusted(op, "inconsistent_payload")
-            items.append(NotificationHistoryItem(verified, item.send_attempts))
-        return NotificationHistoryPage(tuple(items), page.pagination_token, page.has_more)
+        return _parse(op, resources.parse_history, body)
 
     def get_signed_notification_history(
         self,
@@ -300,7 +252,7 @@ class AppStoreApiClient:
     ) -> resources.SignedNotificationPage:
         """One page of Get Notification History: ``POST /inApps/v1/notifications/history`` (20 a
         page; 180 days back in Production, 30 in Sandbox), each ``signedPayload`` still to verify
-        (the reconciler verifies each as the endpoint does, skipping one that fails)."""
+        (the reconciler verifies each as the endpoint does, quarantining one that fails)."""
         op = "notifications.history"
         request: dict[str, Any] = {"startDate": int(start_date_ms), "endDate": int(end_date_ms)}
         for name, value in (
@@ -358,14 +310,3 @@ def _parse(operation: str, parse: Callable[[Any], Any], body: Any) -> Any:
         return parse(body)
     except MalformedAnswer as exc:
         raise bad_answer(APPLE, operation, str(exc)) from None
-
-
-def _untrusted(operation: str, why: str) -> StoreBadAnswerError:
-    return StoreBadAnswerError(
-        f"apple API {operation} answered signed data that does not verify ({why}); nothing of it "
-        "was used",
-        store=APPLE,
-        operation=operation,
-        code="store_untrusted_answer",
-        verification=why,
-    )

@@ -1,7 +1,7 @@
 """What every source of a run does alike (``google.GoogleVoids``, ``apple.AppleHistory``): walk a
 window page by page from the source's cursor, each page fetched with backoff and never skipped,
-the cursor saved past each page once it is processed; and apply a page's events that the ledger
-does not hold yet (one ``seen`` read per page, then ``apply`` each)."""
+the cursor saved past each page once it is processed; and hand a page's events to the ingestion
+path (``Ingestion.apply_new``: what the ledger does not hold yet is judged and applied)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from .. import logs
-from ..errors import Kind, RefundGuardError
-from ..model import Effect, LedgerEvent
-from ..store import EntitlementStore
+from ..errors import RefundGuardError
+from ..ingest import Ingestion
+from ..model import LedgerEvent
 from ..storeapi import StoreApiError, StoreAuthError, StoreRequestError
 from . import plan
 from .state import ReconcileState
@@ -28,7 +28,7 @@ class PagedSource:
 
     def __init__(
         self,
-        store: EntitlementStore,
+        ingestion: Ingestion,
         state: ReconcileState,
         *,
         overlap_ms: int,
@@ -36,7 +36,7 @@ class PagedSource:
         clock_ms: Callable[[], int],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.store, self.state = store, state
+        self.ingestion, self.state = ingestion, state
         self.overlap_ms, self.ends_at = overlap_ms, ends_at
         self.clock_ms, self.sleep = clock_ms, sleep
 
@@ -127,28 +127,12 @@ class PagedSource:
         self,
         events: Iterable[LedgerEvent],
         tally: plan.SourceTally,
+        *,
+        app: str,
         judge: Callable[[LedgerEvent], LedgerEvent] = lambda event: event,
-    ) -> list[LedgerEvent]:
-        """Applies the events the ledger does not hold yet (each first through ``judge``); a
-        refused one is counted, never a reason to stop. Answers the events the ledger holds now."""
-        events = list(events)
-        known = self.store.seen(events)
-        held: list[LedgerEvent] = []
-        for event in events:
-            if f"{event.document_id}/{event.history_id}" in known:
-                tally.already_known += 1
-                held.append(event)
-                continue
-            try:
-                result = self.store.apply(judge(event))
-            except RefundGuardError as err:
-                if err.kind is not Kind.REJECTED:
-                    raise
-                tally.rejected += 1
-                continue
-            if result.effect is Effect.DUPLICATE:
-                tally.already_known += 1  # the notification landed since the read
-            else:
-                tally.applied += 1
-            held.append(event)
-        return held
+    ) -> None:
+        """A page's events through the ingestion path, counted in ``tally``."""
+        applied, already, refused = self.ingestion.apply_new(events, app=app, judge=judge)
+        tally.applied += applied
+        tally.already_known += already
+        tally.rejected += refused

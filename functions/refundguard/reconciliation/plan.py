@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import LedgerEvent, Source, Status, StoreName
-from ..play.resources import VoidedPurchase
-from ..play.rtdn import void_event_id
+from ..playstore.resources import VoidedPurchase
+from ..playstore.rtdn import void_event_id
 
 DAY_MS = 86_400_000
 #: voidedpurchases.list looks back 30 days; ask a minute less so the clocks may differ a little.
@@ -170,6 +170,23 @@ class SourceTally:
 
     def error(self, message: str) -> None:
         self.errors = [*(self.errors or []), message[:300]]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run (``reconcile_runs/{run id}``), stored through the serializer."""
+
+    run_id: str
+    trigger: str
+    started_ms: int
+    actor: str | None = None
+    #: The admin function's nonce for a run it asked for (how it finds the run when it waits).
+    request_id: str | None = None
+    finished_ms: int | None = None
+    state: str = "running"
+    sources: tuple[SourceTally, ...] = ()
+    refund_requests: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
 
 def run_state(tallies: list[SourceTally], *, failure: str | None) -> str:

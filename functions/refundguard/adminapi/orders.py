@@ -11,15 +11,18 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..apple.api import AppStoreApiClient
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..model import PRODUCTION, Entitlement, LedgerEvent, Source, StoreName, check_purchase_id
-from ..play.api import PlayApiClient
 from ..serializer import to_json
 from ..store import EntitlementStore
 from ..storeapi import StoreApiError, StoreAuthError
+
+if TYPE_CHECKING:  # the clients are built (and imported) only when their API is on
+    from ..appstore.api import AppStoreApiClient
+    from ..appstore.verifier import AppleVerifier
+    from ..playstore.api import PlayApiClient
 
 T = TypeVar("T")
 HISTORY_LIMIT = 500
@@ -79,9 +82,9 @@ def link_event(order_id: str, found: Found, *, actor: str, via: str, now_ms: int
     )
 
 
-def entitlement_view(store: EntitlementStore, entitlement: Entitlement) -> dict[str, Any]:
+def entitlement_view(entitlements: EntitlementStore, entitlement: Entitlement) -> dict[str, Any]:
     """An entitlement as ``POST /entitlements:lookup`` answers it."""
-    history = store.history(
+    history = entitlements.history(
         entitlement.store, entitlement.purchase_id, entitlement.environment, limit=HISTORY_LIMIT
     )
     return {
@@ -101,10 +104,11 @@ class OrderFinder:
         play: PlayApiClient | None = None,
         packages: tuple[str, ...] = (),
         apple: AppStoreApiClient | None = None,
+        verifier: AppleVerifier | None = None,
         bundle_ids: tuple[str, ...] = (),
     ) -> None:
         self.play, self.packages = play, packages
-        self.apple, self.bundle_ids = apple, bundle_ids
+        self.apple, self.verifier, self.bundle_ids = apple, verifier, bundle_ids
 
     def via(self, store: StoreName) -> str:
         if store is StoreName.GOOGLE:
@@ -153,9 +157,13 @@ class OrderFinder:
         return []
 
     def _apple(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
-        assert self.apple is not None
+        from ..appstore import verified
+
+        assert self.apple is not None and self.verifier is not None
         for bundle_id in self.bundle_ids:
-            ask = functools.partial(self.apple.look_up_order, order_id, bundle_id=bundle_id)
+            ask = functools.partial(
+                verified.look_up_order, self.apple, self.verifier, order_id, bundle_id=bundle_id
+            )
             lookup = _ask(ask, refused)
             if lookup is None or not lookup.valid:
                 continue
@@ -204,19 +212,19 @@ def _purchase_id(value: str, store: str) -> str:
 def lookup(
     order_id: str,
     *,
-    store: EntitlementStore,
+    entitlements: EntitlementStore,
     finder: OrderFinder,
     actor: str,
     now_ms: int,
 ) -> dict[str, Any]:
     """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer."""
-    known = store.find_by_order(order_id, limit=MAX_RESULTS)
+    known = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
     if known:
         return {
             "order_id": order_id,
             "store": known[0].store.value,
             "found_by": "firestore",
-            "results": [entitlement_view(store, e) for e in known],
+            "results": [entitlement_view(entitlements, e) for e in known],
         }
     guess = store_of(order_id)
     if not finder.enabled(guess):
@@ -240,7 +248,7 @@ def lookup(
         except RefundGuardError:  # the store's text cannot be stored: link the ids alone
             bare = replace(item, product_id=None, user_id=None, details={"api": "not storable"})
             event = link_event(order_id, bare, actor=actor, via=finder.via(guess), now_ms=now_ms)
-        applied = store.apply(event)
+        applied = entitlements.apply(event)
         assert applied.entitlement is not None
-        results.append(entitlement_view(store, applied.entitlement))
+        results.append(entitlement_view(entitlements, applied.entitlement))
     return {"order_id": order_id, "store": guess.value, "found_by": "store_api", "results": results}

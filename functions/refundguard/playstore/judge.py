@@ -1,0 +1,133 @@
+"""What the Play Developer API says of an RTDN's or a void's event, combined with it (``verify``
+decides what each answer means): ``consult`` for an event, ``judge_void`` for a voided-purchase row
+(a notification's or the reconciler's), ``keyed`` for a refund review that names only an order.
+Deadlines: a revocation never waits long for the API; a grant may."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .. import logs
+from ..errors import Kind, RefundGuardError, rejected, transient
+from ..model import LedgerEvent
+from ..storeapi import StoreApiError, StoreAuthError
+from . import rtdn, verify
+from .api import PlayApiClient
+
+#: A revocation never waits long for the API: it is applied, judged or not, within this time.
+REVOCATION_API_DEADLINE_S = 5.0
+#: A purchase may wait longer: without the API's word it is not granted (503, Pub/Sub retries).
+GRANT_API_DEADLINE_S = 15.0
+#: The API's "not found" answers, the same on every retry.
+_UNKNOWN_TO_THE_API = (Kind.NOT_FOUND, Kind.REJECTED)
+_VOIDED = "voidedPurchaseNotification"
+
+
+@dataclass(frozen=True)
+class Consulted:
+    """The event to apply, and the API's permission problem to raise an alarm about, if any."""
+
+    event: LedgerEvent
+    alarm: str | None = None
+
+
+def permission_error(err: StoreAuthError) -> RefundGuardError:
+    """The Play API refused our credentials: ours to fix, never the sender's; 503 keeps the
+    notification coming back (nothing is lost) and the ERROR line names the fix."""
+    return transient("play_api_permission", err.message, **err.details)
+
+
+def consult(api: PlayApiClient, package: str, kind: str, event: LedgerEvent) -> Consulted:
+    """Ask the Play API what ``event`` needs (``verify.check_for``) and combine its answer.
+
+    A grant it cannot verify now raises TRANSIENT (503: nothing written, Pub/Sub retries); a
+    purchase it does not know is recorded, not granted. A revocation is applied whatever happens:
+    a failure leaves it unjudged or unenriched (and a permission failure raises the alarm)."""
+    check = verify.check_for(kind, event)
+    if check is verify.Check.NONE:
+        return Consulted(event)
+    logs.bind(api_check=check.value)
+    deadline = GRANT_API_DEADLINE_S if check.grants else REVOCATION_API_DEADLINE_S
+    try:
+        if check.subscription:
+            answer = api.get_subscription(package, event.purchase_id, deadline_s=deadline)
+        else:
+            answer = api.get_product_purchase(package, event.purchase_id, deadline_s=deadline)
+    except StoreApiError as err:
+        logs.bind(api_error=err.code)
+        if check.grants:
+            if isinstance(err, StoreAuthError):
+                raise permission_error(err) from err
+            if err.kind in _UNKNOWN_TO_THE_API:
+                return Consulted(verify.not_verified(event, err))
+            raise
+        alarm = err.message if isinstance(err, StoreAuthError) else None
+        unjudged = check is verify.Check.SUBSCRIPTION_VOID
+        fallback = verify.unjudged_void if unjudged else verify.not_enriched
+        return Consulted(fallback(event, err), alarm)
+    return Consulted(_COMBINE[check](event, answer))
+
+
+_COMBINE: dict[verify.Check, Callable[[LedgerEvent, Any], LedgerEvent]] = {
+    verify.Check.PRODUCT_GRANT: verify.product_grant,
+    verify.Check.SUBSCRIPTION_GRANT: verify.subscription_grant,
+    verify.Check.SUBSCRIPTION_VOID: verify.subscription_void,
+    verify.Check.PRODUCT_ENRICH: verify.enriched,
+    verify.Check.SUBSCRIPTION_ENRICH: verify.enriched,
+}
+
+
+def judge_void(api: PlayApiClient, package: str, event: LedgerEvent) -> LedgerEvent:
+    """The same judgement as a voided-purchase notification, for a row of ``voidedpurchases``.
+    A row does not say whether it voided a subscription: a renewal order does, else
+    subscriptionsv2 is asked (a token it does not know is a one-time purchase's)."""
+    if event.effect is None:
+        return event  # a partial refund: recorded, nothing to judge
+    if "productType" in event.details:
+        return consult(api, package, _VOIDED, event).event
+    try:
+        sub = api.get_subscription(package, event.purchase_id, deadline_s=REVOCATION_API_DEADLINE_S)
+    except StoreApiError as err:
+        if err.kind in _UNKNOWN_TO_THE_API:
+            return consult(api, package, _VOIDED, _typed(event, "one_time")).event
+        return verify.unjudged_void(event, err)
+    return verify.subscription_void(_typed(event, "subscription"), sub)
+
+
+def _typed(event: LedgerEvent, product_type: str) -> LedgerEvent:
+    return replace(event, details={**event.details, "productType": product_type})
+
+
+def keyed(
+    notification: rtdn.PlayNotification,
+    message_id: str,
+    *,
+    known_token: Callable[[str], str | None],
+    api: PlayApiClient | None,
+) -> LedgerEvent:
+    """A refund review naming only an order: its purchase token from what we hold
+    (``known_token``: an order seen before), else from the Play API's orders.get; REJECTED
+    (quarantined) when neither knows it."""
+    unkeyed = notification.unkeyed
+    assert unkeyed is not None
+    token = known_token(unkeyed.order_id)
+    if token is None and api is not None:
+        try:
+            token = api.get_order(notification.package_name, unkeyed.order_id).purchase_token
+        except StoreAuthError as err:
+            raise permission_error(err) from err
+        except StoreApiError as err:
+            if err.kind not in _UNKNOWN_TO_THE_API:
+                raise
+    if token is None:
+        raise rejected(
+            "unknown_order",
+            "the refund review names an order that neither Firestore nor the Play API knows",
+            message_id=message_id,
+        )
+    try:
+        return rtdn.keyed(unkeyed, token)
+    except RefundGuardError as err:
+        raise rejected(err.code, err.message, message_id=message_id) from None

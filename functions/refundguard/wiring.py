@@ -1,0 +1,91 @@
+"""The composition root: every repository built from one Firestore client and one deadline
+(``FIRESTORE_DEADLINE_SECONDS``), and the ingestion path over them. Handlers take what they need
+from a ``Wiring``; tests hand one over an existing ``EntitlementStore``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from . import config
+from .store import EntitlementStore, now_ms
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+    from .ingest import Ingestion
+    from .quarantine import Quarantine
+    from .reconciliation.state import ReconcileState
+    from .refund_store import RefundStore
+
+
+class Wiring:
+    """What one function instance talks to, built once at start-up (lazily: a function builds
+    only the repositories it uses)."""
+
+    def __init__(
+        self, entitlements: EntitlementStore, *, clock_ms: Callable[[], int] = now_ms
+    ) -> None:
+        self.entitlements = entitlements
+        self.clock_ms = clock_ms
+
+    @classmethod
+    def connect(
+        cls,
+        firestore_settings: config.FirestoreSettings,
+        events: config.EventsSettings | None,
+        *,
+        function: str,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> Wiring:
+        """A function's wiring (a WARNING at start-up when events are off)."""
+        store = EntitlementStore.connect(firestore_settings, events, function=function)
+        return cls(store, clock_ms=clock_ms)
+
+    @classmethod
+    def build(
+        cls,
+        entitlements: EntitlementStore | None,
+        firestore_settings: config.FirestoreSettings,
+        events: config.EventsSettings | None,
+        *,
+        function: str,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> Wiring:
+        """Over ``entitlements`` when given (tests, benchmarks), else connected."""
+        if entitlements is not None:
+            return cls(entitlements, clock_ms=clock_ms)
+        return cls.connect(firestore_settings, events, function=function, clock_ms=clock_ms)
+
+    @property
+    def client(self) -> firestore.Client:
+        return self.entitlements.client
+
+    @property
+    def deadline_s(self) -> float:
+        return self.entitlements.deadline_s
+
+    @cached_property
+    def refunds(self) -> RefundStore:
+        from .refund_store import RefundStore
+
+        return RefundStore(self.client, timeout_s=self.deadline_s)
+
+    @cached_property
+    def runs(self) -> ReconcileState:
+        from .reconciliation.state import ReconcileState
+
+        return ReconcileState(self.client, timeout_s=self.deadline_s)
+
+    @cached_property
+    def quarantine(self) -> Quarantine:
+        from .quarantine import Quarantine
+
+        return Quarantine(self.client, timeout_s=self.deadline_s, clock_ms=self.clock_ms)
+
+    @cached_property
+    def ingestion(self) -> Ingestion:
+        from .ingest import Ingestion
+
+        return Ingestion(self.entitlements, self.refunds, self.quarantine)
