@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 from conftest import MAIN_PY, STORE_API_POLICY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from refundguard.model import LedgerEvent, Source, Status, StoreName
 from refundguard.reconcile import function as reconcile_function
 from refundguard.refund_store import RefundStore
-from refundguard.refunds import RefundRequest
+from refundguard.refunds import DELIVERY_STATUSES, RefundRequest
 from refundguard_admin import cli
 from refundguard_dev import play_api_data as data
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
@@ -258,6 +260,135 @@ def test_consumption_reports_are_validated_and_stored(
         "/entitlements:consumption", json={**good, "purchase_id": "nope"}, headers=auth
     )
     assert unknown.status_code == 404
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()  # NaN and the infinities too (Python's JSON writes them)
+    | st.text(max_size=20)
+    | st.sampled_from(["DELIVERED", "UNDELIVERED_OTHER", "google", "apple-sandbox", "tok-c"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=6,
+)
+GOOD_REPORT = {
+    "store": "google",
+    "purchase_id": "tok-c",
+    "customer_consented": True,
+    "consumption_percentage": 45.2,
+    "delivery_status": "DELIVERED",
+    "sample_content_provided": False,
+}
+REPORT_CODES = {"unknown_field", "missing_target", "unknown_store", "bad_purchase_id"}
+REPORT_CODES |= {"bad_consumption", "bad_json"}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(field=st.sampled_from(sorted(GOOD_REPORT)), value=json_values)
+def test_any_json_value_in_any_consumption_field_is_a_clear_400_or_accepted(
+    client: Any, auth: dict[str, str], store: Any, field: str, value: Any
+) -> None:
+    """A list or object ``delivery_status`` used to be a TypeError, a 503 and an ERROR line:
+    every field is checked before anything is read or written."""
+    if store.get(StoreName.GOOGLE, "tok-c") is None:
+        store.apply(
+            LedgerEvent(
+                store=StoreName.GOOGLE, purchase_id="tok-c", event_id="e1",
+                source=Source.GOOGLE, type="ONE_TIME_PRODUCT_PURCHASED", event_time_ms=NOW_MS,
+                effect=Status.ACTIVE,
+            )
+        )  # fmt: skip
+    refunds = RefundStore(store.client, timeout_s=store.deadline_s)
+    before = refunds.consumption("google:tok-c")
+    body = json.dumps({**GOOD_REPORT, field: value})
+    answer = client.post(
+        "/entitlements:consumption", data=body, content_type="application/json", headers=auth
+    )
+    assert answer.status_code in (200, 400, 404), answer.get_data(as_text=True)
+    if answer.status_code == 200:
+        stored = refunds.consumption("google:tok-c")
+        assert stored is not None and stored.delivery_status in DELIVERY_STATUSES
+        assert isinstance(stored.percentage_milliunits, int)
+        return
+    if answer.status_code == 400:
+        assert answer.get_json()["error"] in REPORT_CODES, answer.get_json()
+    assert refunds.consumption("google:tok-c") == before  # refused: nothing written
+
+
+def test_what_an_admin_reports_is_answered_by_an_admin_run_and_accepted(
+    emulator_env: dict[str, str],
+    make_client: Any,
+    certs: CertServer,
+    auth: dict[str, str],
+    play_api: FakePlayApi,
+    store: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole path an operator uses: consumption reported through the admin API, a run started
+    through it, the answer built by the policy and accepted by the Play stand-in."""
+    monkeypatch.setattr(reconcile_function, "API_POLICY", STORE_API_POLICY)
+    key = play_api.write_service_account_key(tmp_path / "sa.json")
+    server = serve(
+        "reconcile",
+        {
+            "PLAY_DEVELOPER_API": "on",
+            "PLAY_API_BASE_URL": play_api.url,
+            "PLAY_PACKAGE_NAMES": PACKAGE,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(key),
+            "REFUND_REQUESTS": "answer",
+        },
+        monkeypatch,
+    )
+    try:
+        client = make_client(
+            "admin",
+            ADMIN_AUDIENCES=AUDIENCE,
+            ADMIN_EMAILS=ADMIN,
+            ADMIN_CERTS_URL=certs.url,
+            RECONCILE_URL=f"http://127.0.0.1:{server.server_port}",
+        )
+        store.apply(
+            LedgerEvent(
+                store=StoreName.GOOGLE, purchase_id="tok-ans", event_id="e-ans",
+                source=Source.GOOGLE, type="ONE_TIME_PRODUCT_PURCHASED", event_time_ms=NOW_MS,
+                effect=Status.ACTIVE,
+            )
+        )  # fmt: skip
+        play_api.add_pending_refund_review(PACKAGE, "GPA.5500-1", "prt-5500")
+        RefundStore(store.client, timeout_s=store.deadline_s).record(
+            RefundRequest(
+                "google:ans", "google_refund_review", store="google", environment="Production",
+                entitlement_id="google:tok-ans", purchase_id="tok-ans", app=PACKAGE,
+                received_ms=NOW_MS, deadline_ms=NOW_MS + 3_600_000, order_id="GPA.5500-1",
+                pending_refund_token="prt-5500",
+            )
+        )  # fmt: skip
+        report = {**GOOD_REPORT, "purchase_id": "tok-ans", "delivery_status": "UNDELIVERED_OTHER"}
+        reported = client.post("/entitlements:consumption", json=report, headers=auth)
+        assert reported.status_code == 200, reported.get_data(as_text=True)
+        started = client.post("/reconciliation:run", headers=auth)
+        assert started.status_code == 202 and started.get_json()["state"] == "succeeded"
+        assert play_api.reviews[(PACKAGE, "GPA.5500-1")] == {
+            "pendingRefundToken": "prt-5500",
+            "sampleContentProvided": False,
+            "refundPreference": "APPROVE",  # not delivered: a refund is preferred
+            "consumptionPercentageMilliunits": 45_200,
+        }
+        (request,) = [
+            r
+            for r in RefundStore(store.client, timeout_s=store.deadline_s).recent(limit=5)
+            if r.id == "google:ans"
+        ]
+        assert request.state == "answered"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ---------------------------------------------------------------------------------------- the CLI

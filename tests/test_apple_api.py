@@ -5,6 +5,7 @@ logs."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -197,6 +198,44 @@ def test_consumption_information_v2(sandbox: FakeAppStoreApi, client: AppStoreAp
         )
         assert error.code == "store_bad_argument"
     assert len(sandbox.consumption[TX]) == 1
+
+
+@pytest.mark.parametrize(
+    ("product_type", "info", "code"),
+    [
+        ("Auto-Renewable Subscription", ("DELIVERED", 25_000, "GRANT_PRORATED"), "4000209"),
+        ("Auto-Renewable Subscription", ("DELIVERED", 0, None), "4000209"),
+        ("Consumable", ("UNDELIVERED_OTHER", 5_000, "GRANT_FULL"), "4000000"),
+        ("Non-Consumable", ("DELIVERED", 0, "GRANT_PRORATED"), "4000000"),
+        ("Non-Renewing Subscription", ("DELIVERED", 100_000, "GRANT_PRORATED"), "4000000"),
+        ("Consumable", ("DELIVERED", None, "GRANT_PRORATED"), "4000000"),
+        ("Auto-Renewable Subscription", ("DELIVERED", None, "GRANT_PRORATED"), None),
+        ("Consumable", ("UNDELIVERED_QUALITY_ISSUE", 0, "GRANT_FULL"), None),
+        ("Consumable", ("UNDELIVERED_QUALITY_ISSUE", None, "DECLINE"), None),
+    ],
+)
+def test_the_stand_in_holds_apples_consumption_rules(
+    sandbox: FakeAppStoreApi,
+    client: AppStoreApiClient,
+    product_type: str,
+    info: tuple[str, int | None, str | None],
+    code: str | None,
+) -> None:
+    """Each field valid on its own; together, Apple's documented rules refuse some (400 with
+    Apple's code): what proves, in the reconciler's tests, that an accepted answer is valid."""
+    sandbox.add_transaction(product_type=product_type)
+    body = ConsumptionInfo(True, info[0], False, info[1], info[2])
+    call = functools.partial(sandbox_call, client, "send_consumption_information", TX, body)
+    if code is None:
+        assert call() is None and sandbox.consumption[TX] == [body.to_json()]
+        return
+    error = fails(call, StoreRequestError)
+    assert (error.code, error.details["reason"], error.details["upstream_status"]) == (
+        "store_bad_request",
+        code,
+        400,
+    )
+    assert TX not in sandbox.consumption
 
 
 # ---------------------------------------------------------------------------------------- trust

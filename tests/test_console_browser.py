@@ -225,7 +225,7 @@ def test_markup_in_store_data_is_shown_as_text_and_runs_nothing(
             effect=Status.REVOKED,
             product_id=MARKUP,
             user_id="<script>alert(2)</script>",
-            details={"note": "<svg onload=alert(3)>", "bidi": "abc\u202edef"},
+            details={"refundReason": "<svg onload=alert(3)>", "judgement": "abc\u202edef"},
         )
     )
     sign_in(browser, console(stack), ADMIN)

@@ -229,6 +229,93 @@ def test_no_answer_without_consent(
     assert request.state == "unanswerable" and request.reason.startswith("no_consent")
 
 
+APPLE_TYPES = (
+    "Consumable",
+    "Non-Consumable",
+    "Non-Renewing Subscription",
+    "Auto-Renewable Subscription",
+)
+DELIVERIES = (
+    "DELIVERED",
+    "UNDELIVERED_QUALITY_ISSUE",
+    "UNDELIVERED_WRONG_ITEM",
+    "UNDELIVERED_SERVER_OUTAGE",
+    "UNDELIVERED_OTHER",
+)
+
+
+def test_every_consumption_answer_is_one_apple_accepts(
+    make_client: Any, env: dict[str, str], appstore_sandbox: FakeAppStoreApi, store: Any
+) -> None:
+    """Every product type x delivery status x a share that maps to each preference (0% -> full
+    refund, 30% -> prorated, 100% -> decline): all answered, and the stand-in (which refuses what
+    Apple's rules refuse) accepted each. Before, 39 of these 60 got Apple's 400."""
+    cases = {}
+    for n, (product_type, delivery, percent) in enumerate(
+        (t, d, p) for t in APPLE_TYPES for d in DELIVERIES for p in (0, 30_000, 100_000)
+    ):
+        tx = f"20000000009{n:05d}"
+        appstore_sandbox.add_transaction(
+            original_transaction_id=tx, transaction_id=tx, product_type=product_type
+        )
+        appstore_sandbox.add_notification("CONSUMPTION_REQUEST", transaction_id=tx, results=("x",))
+        report(
+            store, f"apple-sandbox:{tx}", delivery_status=delivery, percentage_milliunits=percent
+        )
+        cases[tx] = (product_type, delivery, percent)
+    client = reconciler(make_client, env, RECONCILE_BUDGET_SECONDS="300")
+    assert run(client)["refund_requests"] == {"answered": len(cases)}
+    for tx, (product_type, delivery, percent) in cases.items():
+        (sent,) = appstore_sandbox.consumption[tx]
+        if product_type == "Auto-Renewable Subscription":
+            assert "consumptionPercentage" not in sent
+        else:
+            assert sent["consumptionPercentage"] == (percent if delivery == "DELIVERED" else 0)
+        expected = "GRANT_FULL" if delivery != "DELIVERED" or percent == 0 else None
+        assert sent["refundPreference"] == expected or (
+            expected is None
+            and sent["refundPreference"] == ("GRANT_PRORATED" if percent == 30_000 else "DECLINE")
+        )
+    assert all(r.state == "answered" for r in requests_of(store))
+
+
+def test_a_prorated_answer_for_a_product_of_unknown_type_is_not_sent(
+    make_client: Any, env: dict[str, str], appstore_sandbox: FakeAppStoreApi, store: Any
+) -> None:
+    """A request recorded before its product type was kept (an older document): a prorated
+    answer cannot be valid for every type, so it is refused by refundguard, without a call."""
+    appstore_sandbox.add_transaction(original_transaction_id=TX, product_type="Consumable")
+    appstore_sandbox.add_notification("CONSUMPTION_REQUEST", transaction_id=TX, results=("x",))
+    client = reconciler(make_client, env)
+    run(client)
+    (request,) = requests_of(store)
+    refunds = RefundStore(store.client, timeout_s=store.deadline_s)
+    refunds.update(request, product_type=None)  # as recorded before the type was kept
+    report(store, f"apple-sandbox:{TX}", percentage_milliunits=30_000)
+    assert run(client)["refund_requests"] == {"unanswerable": 1}
+    assert TX not in appstore_sandbox.consumption
+    (request,) = requests_of(store)
+    assert request.reason.startswith("unknown_product_type")
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"REFUND_GRANT_BELOW_PERCENT": "0"}, "REFUND_GRANT_BELOW_PERCENT=0 and"),
+        ({"REFUND_DECLINE_FROM_PERCENT": "nan"}, "REFUND_DECLINE_FROM_PERCENT must be between"),
+    ],
+)
+def test_a_policy_that_would_give_refused_answers_does_not_start(
+    refused_start: Any, env: dict[str, str], changes: dict[str, str], problem: str
+) -> None:
+    problems = refused_start("reconcile", **{**env, **changes})
+    assert any(p.startswith(problem) for p in problems), problems
+    if "REFUND_GRANT_BELOW_PERCENT" in changes:
+        (text,) = [p for p in problems if p.startswith(problem)]
+        assert "GRANT_PRORATED needs 0 < consumptionPercentage < 100000" in text
+        assert "set REFUND_GRANT_BELOW_PERCENT above 0" in text
+
+
 # ---------------------------------------------------------------------------------------- Google
 
 

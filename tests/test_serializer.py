@@ -34,7 +34,7 @@ def sample() -> tuple[Entitlement, HistoryEntry]:
         product_id="course.a",
         order_id="GPA.1",
         purchase_time_ms=T0 - 1_000,
-        details={"orderId": "GPA.1", "quantity": 2},
+        details={"orderId": "GPA.1", "voidedQuantity": 2},
     )
     first = decide(None, purchase, already_seen=False, now_ms=T0 + 5)
     assert first.entitlement is not None and first.entitlement.order_ids == ("GPA.1",)
@@ -61,7 +61,7 @@ def test_every_field_is_written_enums_as_values() -> None:
     assert fields["status"] == "active" and fields["last_source"] == "google"
     history = to_firestore(entry)
     assert history["effect"] == "applied" and history["status_before"] is None
-    assert history["details"] == {"orderId": "GPA.1", "quantity": 2}
+    assert history["details"] == {"orderId": "GPA.1", "voidedQuantity": 2}
 
 
 def test_ms_fields_keep_their_int_and_get_an_at_sibling() -> None:

@@ -365,9 +365,8 @@ def _nested(depth: int) -> dict[str, Any]:
         {"productType": 2**70},  # refused by the client library (no 64-bit integer for it)
         {"orderId": "x" * 1_100_000},  # refused by Firestore: INVALID_ARGUMENT (too large)
         {"productType": _nested(30)},  # refused by Firestore: INVALID_ARGUMENT (too deep)
-        {"__reserved__": 1},  # refused by Firestore: INVALID_ARGUMENT (reserved name)
     ],
-    ids=["int-out-of-range", "too-large", "too-deep", "reserved-name"],
+    ids=["int-out-of-range", "too-large", "too-deep"],
 )
 def test_a_value_firestore_cannot_store_is_rejected_not_transient(
     store: EntitlementStore, details: dict[str, Any]
@@ -380,6 +379,18 @@ def test_a_value_firestore_cannot_store_is_rejected_not_transient(
     assert info.value.kind is Kind.REJECTED and info.value.code == "unstorable"
     assert time.monotonic() - started < 5  # not retried until the deadline (a loose bound)
     assert store.get(StoreName.GOOGLE, TOKEN) is None and history_ids(store) == []
+
+
+def test_a_detail_name_outside_the_allow_list_never_reaches_firestore(
+    store: EntitlementStore,
+) -> None:
+    """A name Firestore reserves (``__x__``) or any other unlisted one is left out of history
+    (``history_details``): the event is applied with what is listed."""
+    unchecked = event("m-1", 1_000, Status.REVOKED)
+    object.__setattr__(unchecked, "details", {"__reserved__": 1, "orderId": "GPA.1", "x": 2})
+    result = store.apply(unchecked)
+    assert result.effect is Effect.APPLIED
+    assert store.history(StoreName.GOOGLE, TOKEN)[0].details == {"orderId": "GPA.1"}
 
 
 def test_an_event_time_beyond_firestore_timestamps_is_clamped_not_lost(

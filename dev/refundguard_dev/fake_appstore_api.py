@@ -8,7 +8,8 @@ Every request's API token is checked as Apple does: ES256 signature with a regis
 otherwise. Endpoints: Look Up Order ID (Production only), Get Transaction Info, Get Transaction
 History v2 (``revision`` paging, 20 a page), Get Notification History (``paginationToken``;
 ``onlyFailures``; tampered notifications on request),
-Send Consumption Information v2 (202); errors as ``{"errorCode", "errorMessage"}``. Faults
+Send Consumption Information v2 (202, or 400 by every documented field rule of ConsumptionRequest:
+``consumption_errors``); errors as ``{"errorCode", "errorMessage"}``. Faults
 (``fail_next``) come from ``fake_http``. Run alone: ``python -m refundguard_dev.fake_appstore_api``.
 """
 
@@ -52,7 +53,23 @@ ERRORS = {  # Apple's error codes for the statuses tests force
     503: (5000001, "An unknown error occurred. Please try again."),
 }
 
-__all__ = ["ApiKey", "FakeAppStoreApi", "Fault", "new_api_key"]
+#: Send Consumption Information's documented 400s (App Store Server API 1.19). Apple documents
+#: ConsumptionPercentageOutOfRangeError and UndeliveredConsumptionPercentageNonZeroError without a
+#: code in the pages we could read: they answer GeneralBadRequest's 4000000, named in the message.
+INVALID_CUSTOMER_CONSENTED = (4000035, "Invalid customer consented.")
+INVALID_DELIVERY_STATUS = (4000036, "Invalid delivery status.")
+INVALID_SAMPLE_CONTENT = (4000041, "Invalid sample content provided.")
+INVALID_REFUND_PREFERENCE = (4000044, "Invalid request. The refund preference field is invalid.")
+PERCENTAGE_OUT_OF_RANGE = (4000000, "ConsumptionPercentageOutOfRangeError.")
+UNDELIVERED_PERCENTAGE_NON_ZERO = (4000000, "UndeliveredConsumptionPercentageNonZeroError.")
+PERCENTAGE_AUTO_RENEWABLE = (
+    4000209,
+    "Invalid request. The consumption percentage field is not supported for auto-renewable "
+    "subscription transactions.",
+)
+AUTO_RENEWABLE = "Auto-Renewable Subscription"
+
+__all__ = ["ApiKey", "FakeAppStoreApi", "Fault", "consumption_errors", "new_api_key"]
 
 
 @dataclass(frozen=True)
@@ -354,19 +371,43 @@ class FakeAppStoreApi(FakeServer):
             body = request.json()
         except ValueError:
             return self._error(4000000, "Invalid request.")
-        if not isinstance(body, dict) or body.get("customerConsented") is not True:
-            return self._error(4000035, "Invalid customer consented.")
-        if body.get("deliveryStatus") not in DELIVERY:
-            return self._error(4000036, "Invalid delivery status.")
-        if not isinstance(body.get("sampleContentProvided"), bool):
-            return self._error(4000041, "Invalid sample content provided.")
-        percent = body.get("consumptionPercentage", 0)
-        if not isinstance(percent, int) or not 0 <= percent <= 100_000:
-            return self._error(4000000, "Invalid consumption percentage.")
-        if body.get("refundPreference") not in (None, "DECLINE", "GRANT_FULL", "GRANT_PRORATED"):
-            return self._error(4000000, "Invalid refund preference.")
+        if not isinstance(body, dict):
+            return self._error(4000000, "Invalid request.")
+        refused = consumption_errors(body, found.get("type"))
+        if refused:
+            code, message = refused[0]
+            return self._error(code, message)
         self.consumption.setdefault(tx, []).append(body)
         return Reply(202, None)
+
+
+def consumption_errors(body: dict[str, Any], product_type: Any) -> list[tuple[int, str]]:
+    """Apple's documented rules for a ConsumptionRequest (v2) on a transaction of
+    ``product_type``: every error Apple would answer, first the one it answers."""
+    errors = []
+    if body.get("customerConsented") is not True:
+        errors.append(INVALID_CUSTOMER_CONSENTED)
+    delivery = body.get("deliveryStatus")
+    if not isinstance(delivery, str) or delivery not in DELIVERY:
+        errors.append(INVALID_DELIVERY_STATUS)
+    if not isinstance(body.get("sampleContentProvided"), bool):
+        errors.append(INVALID_SAMPLE_CONTENT)
+    preference = body.get("refundPreference")
+    if preference is not None and preference not in ("DECLINE", "GRANT_FULL", "GRANT_PRORATED"):
+        errors.append(INVALID_REFUND_PREFERENCE)
+    percent = body.get("consumptionPercentage")
+    given = "consumptionPercentage" in body
+    in_range = type(percent) is int and 0 <= percent <= 100_000
+    if given and not in_range:
+        errors.append(PERCENTAGE_OUT_OF_RANGE)
+    if given and product_type == AUTO_RENEWABLE:
+        errors.append(PERCENTAGE_AUTO_RENEWABLE)
+    if given and in_range and delivery != "DELIVERED" and percent != 0:
+        errors.append(UNDELIVERED_PERCENTAGE_NON_ZERO)
+    prorated = preference == "GRANT_PRORATED" and product_type != AUTO_RENEWABLE
+    if prorated and not (in_range and 0 < percent < 100_000):
+        errors.append(PERCENTAGE_OUT_OF_RANGE)
+    return errors
 
 
 def main() -> None:  # pragma: no cover - a manual tool

@@ -56,10 +56,18 @@ class Ingestion:
     ) -> None:
         self.entitlements, self.refunds, self.quarantine = entitlements, refunds, quarantine
 
-    def apply(self, event: LedgerEvent, *, app: str, key: tuple[str, str] | None = None) -> Applied:
+    def apply(
+        self,
+        event: LedgerEvent,
+        *,
+        app: str,
+        key: tuple[str, str] | None = None,
+        pending_refund_token: str | None = None,
+    ) -> Applied:
         """Apply one event (one the store cannot keep is tagged with ``key``, e.g.
         ("message_id", id), so that it is quarantined under it), bind the outcome to the log
-        line, and record the refund question it asks."""
+        line, and record the refund question it asks (Google's ``pending_refund_token`` comes
+        beside the event: history never holds it)."""
         try:
             result = self.entitlements.apply(event)
         except RefundGuardError as err:
@@ -68,14 +76,16 @@ class Ingestion:
             raise
         status = result.entitlement.status.value if result.entitlement else None
         logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
-        self.record_request(event, app)
+        self.record_request(event, app, pending_refund_token=pending_refund_token)
         return Applied(result, status)
 
-    def record_request(self, event: LedgerEvent, app: str) -> None:
+    def record_request(
+        self, event: LedgerEvent, app: str, *, pending_refund_token: str | None = None
+    ) -> None:
         """A refund review (Google) or consumption request (Apple) becomes a ``refund_requests``
         document, answered by the reconciler by the operator's policy (docs/refunds.md). Also for
         duplicates: a redelivery completes what a crash between the two writes left undone."""
-        request = request_for(event, app)
+        request = request_for(event, app, pending_refund_token=pending_refund_token)
         if request is not None:
             new = self.refunds.record(request)
             logs.bind(refund_request=request.id, refund_request_new=new)
@@ -140,7 +150,10 @@ class Ingestion:
         if api is not None:
             consulted = judge.consult(api, notification.package_name, notification.kind, event)
         applied = self.apply(
-            consulted.event, app=notification.package_name, key=("message_id", message_id)
+            consulted.event,
+            app=notification.package_name,
+            key=("message_id", message_id),
+            pending_refund_token=notification.pending_refund_token,
         )
         if consulted.alarm:
             logs.bind(api_problem=consulted.alarm)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .history_details import allowed
 from .model import MAX_ORDER_IDS, Effect, Entitlement, HistoryEntry, LedgerEvent, Source, Status
 
 #: How far in the future (after it was received) an event may be dated before its time is clamped
@@ -85,7 +86,7 @@ def decide(
         created_ms=now_ms,
     )
     time_ms = effective_time_ms(event, now_ms)
-    details = dict(event.details)
+    details = allowed(event.source, event.details)  # only listed fields reach history
     if time_ms != event.event_time_ms:
         details["stated_event_time_ms"] = event.event_time_ms
     if event.effect is None:

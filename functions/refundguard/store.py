@@ -43,6 +43,7 @@ from . import config, logs
 from .errors import RefundGuardError, rejected, transient
 from .events import OutboxEntry, access_event, event_id
 from .firestore_calls import CALL_ERRORS, RETRYABLE, retry
+from .history_details import allowed
 from .ledger import decide
 from .model import (
     PRODUCTION,
@@ -295,7 +296,9 @@ class EntitlementStore:
             snapshots = list(query.stream(retry=self._retry, timeout=self._deadline_s))
         except CALL_ERRORS as exc:
             raise self._transient("firestore_unavailable") from exc
-        return [load(HistoryEntry, s.to_dict() or {}) for s in snapshots]
+        entries = [load(HistoryEntry, s.to_dict() or {}) for s in snapshots]
+        # Entries written before a field left the allow-list are shown without it too.
+        return [replace(e, details=allowed(e.source, e.details)) for e in entries]
 
     def find_by_order(self, order_id: str, *, limit: int = 20) -> list[Entitlement]:
         """The entitlements that have seen ``order_id`` (one query on ``order_ids``)."""

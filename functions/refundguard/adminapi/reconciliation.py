@@ -15,9 +15,8 @@ from .. import logs
 from ..config import is_local_url
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..http import Reply
-from ..model import check_purchase_id, document_id, parse_namespace
 from ..reconciliation.state import run_json
-from ..refunds import DELIVERY_STATUSES, FINAL, PENDING, Consumption
+from ..refunds import FINAL, PENDING, parse_consumption_report
 from ..wiring import Wiring
 from .actions import parse_limit
 
@@ -26,14 +25,6 @@ DEFAULT_REQUESTS, MAX_REQUESTS = 100, 500
 #: How long ``POST /reconciliation:run`` waits for the run to finish before answering 202 with
 #: the run still running (it goes on: the reconciler answers Cloud Run, not us).
 TRIGGER_WAIT_S = 10.0
-CONSUMPTION_FIELDS = {
-    "store",
-    "purchase_id",
-    "customer_consented",
-    "consumption_percentage",
-    "delivery_status",
-    "sample_content_provided",
-}
 
 
 ROUTES = frozenset({"runs", "run", "refund_requests", "consumption"})
@@ -81,55 +72,25 @@ def report_consumption(
     wiring: Wiring, body: Mapping[str, Any], *, actor: str, now_ms: int
 ) -> Reply:
     """What the platform knows about a purchase's use, for the refund-request policy."""
-    unknown = sorted(set(body) - CONSUMPTION_FIELDS)
-    if unknown:
-        raise rejected("unknown_field", f"unknown field(s): {', '.join(unknown)[:200]}")
-    store_ns, purchase_id = body.get("store"), body.get("purchase_id")
-    if not isinstance(store_ns, str) or not isinstance(purchase_id, str):
-        raise rejected("missing_target", '"store" and "purchase_id" are required strings')
-    store_name, environment = parse_namespace(store_ns)
-    check_purchase_id(purchase_id)
-    logs.bind(store=store_ns[:40], purchase_token_hash=logs.token_hash(purchase_id))
-    consented, sample = body.get("customer_consented"), body.get("sample_content_provided")
-    if not isinstance(consented, bool) or not isinstance(sample, bool):
-        raise rejected(
-            "bad_consumption",
-            '"customer_consented" and "sample_content_provided" are required booleans',
-        )
-    percent = body.get("consumption_percentage")
-    if (
-        isinstance(percent, bool)
-        or not isinstance(percent, (int, float))
-        or not 0 <= percent <= 100
-    ):
-        raise rejected("bad_consumption", '"consumption_percentage" must be a number 0-100')
-    delivery = body.get("delivery_status", "DELIVERED")
-    if delivery not in DELIVERY_STATUSES:
-        raise rejected(
-            "bad_consumption", f'"delivery_status" must be one of {sorted(DELIVERY_STATUSES)}'
-        )
-    if wiring.entitlements.get(store_name, purchase_id, environment) is None:
-        raise not_found("not_found", f"no entitlement for this {store_ns} purchase id")
-    consumption = Consumption(
-        entitlement_id=document_id(store_name, purchase_id, environment),
-        customer_consented=consented,
-        delivery_status=str(delivery),
-        sample_content_provided=sample,
-        percentage_milliunits=round(percent * 1000),
-        actor=actor,
-        updated_ms=now_ms,
+    report = parse_consumption_report(body)  # every field checked before anything is read
+    logs.bind(
+        store=str(body["store"])[:40], purchase_token_hash=logs.token_hash(report.purchase_id)
     )
+    if wiring.entitlements.get(report.store, report.purchase_id, report.environment) is None:
+        raise not_found("not_found", f"no entitlement for this {body['store']} purchase id")
+    consumption = report.consumption(actor=actor, now_ms=now_ms)
     wiring.refunds.report(consumption)
     logs.bind(
-        customer_consented=consented, consumption_milliunits=consumption.percentage_milliunits
+        customer_consented=report.customer_consented,
+        consumption_milliunits=consumption.percentage_milliunits,
     )
     return Reply(
         {
             "entitlement_id": consumption.entitlement_id,
-            "customer_consented": consented,
-            "consumption_percentage": percent,
-            "delivery_status": delivery,
-            "sample_content_provided": sample,
+            "customer_consented": report.customer_consented,
+            "consumption_percentage": report.percent,
+            "delivery_status": report.delivery_status,
+            "sample_content_provided": report.sample_content_provided,
         },
         "admin action",
     )

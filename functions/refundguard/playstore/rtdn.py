@@ -6,8 +6,10 @@ its order id, ``void_event_id``, so the reconciler's copy of it is a duplicate);
 renewals, recoveries and restarts grant; expiry expires; on hold / paused suspend; a
 quantity-based partial refund is recorded and access kept; informational types are recorded; a
 test notification is acknowledged.
-A pending refund review is recorded with its fields as data; one that names an order but no
-purchase token comes back ``unkeyed`` (``judge.keyed`` finds the token; ``keyed`` builds the event).
+A pending refund review is recorded with its listed fields (``REVIEW_FIELDS``; the names of any
+others, never their values); its ``pendingRefundToken`` travels beside the event, for the refund
+request only, never in history. One that names an order but no purchase token comes back
+``unkeyed`` (``judge.keyed`` finds the token; ``keyed`` builds the event).
 What the Play Developer API adds is in ``verify``.
 """
 
@@ -61,6 +63,14 @@ MAX_PRODUCT_ID = 300
 
 MAX_REVIEW_FIELDS = 24
 MAX_REVIEW_TEXT = 500
+#: The refund review's fields kept in history (allow-listed in ``history_details`` too).
+REVIEW_FIELDS = (
+    "orderId",
+    "refundReason",
+    "obfuscatedExternalAccountId",
+    "obfuscatedExternalProfileId",
+)
+REVIEW_TOKEN = "pendingRefundToken"  # noqa: S105 - a field name, not a secret
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ class PlayNotification:
     event: LedgerEvent | None
     kind: str = "testNotification"  # the notification's object, e.g. subscriptionNotification
     unkeyed: Unkeyed | None = None
+    pending_refund_token: str | None = None  # a refund review's: for its request, never history
 
 
 def void_event_id(order_id: str, *, partial: bool, time_ms: int) -> str:
@@ -166,9 +177,10 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
         details["messageId"] = mid
         partial = details.get("refundType") == "quantity_based_partial"
         event_id = void_event_id(order_id, partial=partial, time_ms=event_time)
+    refund_token = _review_token(body) if key == "pendingRefundReviewNotification" else None
     if key == "pendingRefundReviewNotification" and not body.get("purchaseToken") and order_id:
         unkeyed = Unkeyed(order_id[:MAX_PRODUCT_ID], event_id, name, event_time, details)
-        return PlayNotification(package, name, None, key, unkeyed)
+        return PlayNotification(package, name, None, key, unkeyed, refund_token)
     token = _token(body.get("purchaseToken"), mid)
     try:
         event = LedgerEvent(
@@ -185,7 +197,7 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
         )
     except RefundGuardError as err:  # e.g. text Firestore cannot store
         raise rejected(err.code, err.message, message_id=mid, package=package) from None
-    return PlayNotification(package, name, event, key)
+    return PlayNotification(package, name, event, key, None, refund_token)
 
 
 _Decoded = tuple[str, Status | None, str | None, dict[str, Any]]
@@ -227,13 +239,22 @@ def _voided(body: dict[str, Any], mid: str) -> _Decoded:
 def _pending_refund_review(body: dict[str, Any], mid: str) -> _Decoded:
     # Google asks whether to approve a refund (answer within 24 h with orders.reviewrefund):
     # recorded so that it is visible; access does not change until a refund is decided. Its
-    # fields (pendingRefundToken, orderId, refundReason, obfuscated ids... and any newer one) are
-    # kept as data: scalars as they are, anything else as cut JSON text.
-    facts: dict[str, Any] = {}
-    for name, value in list(body.items())[:MAX_REVIEW_FIELDS]:
-        if name != "purchaseToken" and isinstance(name, str) and len(name) <= 100:
-            facts[name] = _as_data(value)
+    # listed fields are kept as data (scalars as they are, anything else as cut JSON text); of
+    # any other (the token, fields Google adds later) only the name, so a secret is never shown.
+    facts: dict[str, Any] = {name: _as_data(body[name]) for name in REVIEW_FIELDS if name in body}
+    others = sorted(
+        name
+        for name in list(body)[:MAX_REVIEW_FIELDS]
+        if name not in REVIEW_FIELDS and name not in ("purchaseToken", REVIEW_TOKEN)
+    )
+    if others:
+        facts["unlistedFields"] = ",".join(n[:100] for n in others)[:MAX_REVIEW_TEXT]
     return "PENDING_REFUND_REVIEW", None, None, facts
+
+
+def _review_token(body: dict[str, Any]) -> str | None:
+    token = body.get(REVIEW_TOKEN)
+    return token if isinstance(token, str) and token and len(token) <= 4096 else None
 
 
 def _as_data(value: Any) -> Any:

@@ -13,7 +13,7 @@ from ..appstore.credentials import AppleApiAccess, read_apple_api_access
 from ..config import EventsSettings, FirestoreSettings, Settings
 from ..playstore.api import PlayApiSettings, read_play_api_settings
 from ..reconciliation.run import Scope
-from ..refunds import Policy
+from ..refunds import Policy, policy_problems
 
 DEFAULT_OVERLAP_MINUTES = 360.0
 DEFAULT_BUDGET_SECONDS = 45.0
@@ -74,4 +74,13 @@ def read_policy(settings: Settings) -> Policy:
     decline = settings.number("REFUND_DECLINE_FROM_PERCENT", default=50, low=0, high=100)
     if grant > decline:
         settings.problem("REFUND_GRANT_BELOW_PERCENT must not exceed REFUND_DECLINE_FROM_PERCENT")
-    return Policy(mode == "answer", grant, decline)
+    policy = Policy(mode == "answer", grant, decline)
+    # A policy some report would turn into an answer the store refuses is refused now, not at
+    # the first dispute (e.g. a prorated refund of a purchase 0% consumed: Apple's 400).
+    for problem in policy_problems(policy)[:3]:
+        hint = " (set REFUND_GRANT_BELOW_PERCENT above 0, e.g. 0.001)" if grant <= 0 else ""
+        settings.problem(
+            f"REFUND_GRANT_BELOW_PERCENT={grant:g} and REFUND_DECLINE_FROM_PERCENT={decline:g}: "
+            f"{problem}{hint}"
+        )
+    return policy
