@@ -31,11 +31,28 @@ locals {
     EVENTS_TOPIC = google_pubsub_topic.events.id
   }
 
+  # Looking up an order by its id at the stores (orders.get per package, Look Up Order ID per
+  # bundle, verified against the pinned Apple root): read by the admin function, the console and the
+  # reconciler (their entries' lookup_env).
+  order_lookup_env = {
+    PLAY_DEVELOPER_API         = local.play_developer_api
+    PLAY_API_BASE_URL          = var.play_api_base_url
+    PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
+    APPLE_API_KEY_ID           = var.apple_api_key_id
+    APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
+    APPLE_API_BASE_URL         = var.apple_api_base_url
+    APPLE_API_SANDBOX_BASE_URL = var.apple_api_sandbox_base_url
+    APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
+    APPLE_APP_APPLE_ID         = var.apple_app_apple_id
+    APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
+  }
+
   # What differs per function, keyed by entry point.
   #   enabled: whether it is deployed (only the console is optional);
   #   title:   how its runtime service account names it (iam.tf);
   #   ingress: Cloud Run ingress; the invoker grants are in iam.tf;
-  #   env:     its own variables (config.FUNCTION_ENV), added to local.common_env;
+  #   lookup_env: local.order_lookup_env for the functions that look orders up, else {};
+  #   env:     its own variables (config.FUNCTION_ENV), added to local.common_env and lookup_env;
   #   secret_env: variables read from Secret Manager (config.SECRET_ENV): name => secret id. Mounted
   #            only once the secret can hold a value (var.apple_api_key_id set; secrets.tf).
   functions = {
@@ -44,6 +61,7 @@ locals {
       title       = "Google Play RTDN function"
       description = "Google Play Real-time Developer Notifications, pushed by Pub/Sub (OIDC)."
       ingress     = var.play_ingress_settings
+      lookup_env  = {}
       env = {
         PLAY_PACKAGE_NAMES = join(",", var.play_package_names)
         # The function checks the push identity's OIDC token itself too (not only Cloud Run IAM).
@@ -64,7 +82,8 @@ locals {
       title       = "App Store notifications function"
       description = "App Store Server Notifications V2 (public endpoint; every payload is a JWS checked against Apple Root CA - G3)."
       # Apple's servers call from the internet; see the CKV_GCP_124 skip below.
-      ingress = "ALLOW_ALL"
+      ingress    = "ALLOW_ALL"
+      lookup_env = {}
       env = {
         APPLE_BUNDLE_IDS   = join(",", var.apple_bundle_ids)
         APPLE_ENVIRONMENTS = join(",", var.apple_environments)
@@ -81,21 +100,12 @@ locals {
       description = "Admin API (look up, re-grant, revoke). Cloud Run IAM admits the admins' service accounts and var.admin_members; the code then checks the ID token against ADMIN_EMAILS."
       # Admins call from their own machines; see the CKV_GCP_124 skip below.
       ingress = "ALLOW_ALL"
+      # Look-up by order id.
+      lookup_env = local.order_lookup_env
       env = {
         ADMIN_AUDIENCES = join(",", local.admin_audiences)
         ADMIN_EMAILS    = join(",", local.admin_allow_list)
         ADMIN_CERTS_URL = var.id_token_certs_url
-        # Look-up by order id: orders.get per package, Look Up Order ID per bundle (verified).
-        PLAY_DEVELOPER_API         = local.play_developer_api
-        PLAY_API_BASE_URL          = var.play_api_base_url
-        PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
-        APPLE_API_KEY_ID           = var.apple_api_key_id
-        APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
-        APPLE_API_BASE_URL         = var.apple_api_base_url
-        APPLE_API_SANDBOX_BASE_URL = var.apple_api_sandbox_base_url
-        APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
-        APPLE_APP_APPLE_ID         = var.apple_app_apple_id
-        APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
         # POST /reconciliation:run calls the reconciler with an ID token for this URL (reconcile.tf).
         RECONCILE_URL = local.reconcile_url
       }
@@ -108,8 +118,9 @@ locals {
       enabled     = true
       title       = "events sweep function"
       description = "Publishes the access-change events left in the Firestore outbox (called by Cloud Scheduler, events.tf)."
-      # Called by Cloud Scheduler in this project only (IAM: its own identity, iam.tf).
-      ingress = var.events_sweep_ingress_settings
+      # Called by Cloud Scheduler in this project only (IAM: its own identity, scheduler.tf).
+      ingress    = var.events_sweep_ingress_settings
+      lookup_env = {}
       env = {
         EVENTS_SWEEP_GRACE_SECONDS = tostring(var.events_sweep_grace_seconds)
       }
@@ -122,19 +133,11 @@ locals {
       description = "Catches refunds notifications missed (Play voided purchases, Apple notification history) and answers the stores' refund requests by policy (called by Cloud Scheduler and the admin function, reconcile.tf)."
       # Cloud Scheduler and the admin function call it; only their identities may invoke (iam.tf).
       ingress = var.reconcile_ingress_settings
+      # The same store API settings as the look-up: voided purchases, notification history, answers.
+      lookup_env = local.order_lookup_env
       env = {
-        PLAY_DEVELOPER_API         = local.play_developer_api
-        PLAY_API_BASE_URL          = var.play_api_base_url
-        PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
-        APPLE_API_KEY_ID           = var.apple_api_key_id
-        APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
-        APPLE_API_BASE_URL         = var.apple_api_base_url
-        APPLE_API_SANDBOX_BASE_URL = var.apple_api_sandbox_base_url
-        APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
-        APPLE_ENVIRONMENTS         = join(",", var.apple_environments)
-        APPLE_APP_APPLE_ID         = var.apple_app_apple_id
-        APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
-        RECONCILE_OVERLAP_MINUTES  = tostring(var.reconcile_overlap_minutes)
+        APPLE_ENVIRONMENTS        = join(",", var.apple_environments)
+        RECONCILE_OVERLAP_MINUTES = tostring(var.reconcile_overlap_minutes)
         # The run stops starting pages this long before the function's timeout; the next resumes.
         RECONCILE_BUDGET_SECONDS    = tostring(var.function_timeout_seconds - 15)
         REFUND_REQUESTS             = var.refund_requests
@@ -156,23 +159,14 @@ locals {
       description = "Admin console: web page and admin API for browsers (Google sign-in). Public invoker; the code accepts only ID tokens for the console's OAuth client id whose email is on ADMIN_EMAILS."
       # Support staff open it in their browsers; see the CKV_GCP_124 skip below.
       ingress = "ALLOW_ALL"
+      # Look-up by order id, as in the admin function.
+      lookup_env = local.order_lookup_env
       env = {
         CONSOLE_OAUTH_CLIENT_ID = var.console_oauth_client_id
         CONSOLE_GIS_CLIENT_URL  = local.google_sign_in_library
         # People sign in to the console as themselves (their own Google accounts).
         ADMIN_EMAILS    = join(",", local.console_allow_list)
         ADMIN_CERTS_URL = var.id_token_certs_url
-        # Look-up by order id, as in the admin function.
-        PLAY_DEVELOPER_API         = local.play_developer_api
-        PLAY_API_BASE_URL          = var.play_api_base_url
-        PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
-        APPLE_API_KEY_ID           = var.apple_api_key_id
-        APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
-        APPLE_API_BASE_URL         = var.apple_api_base_url
-        APPLE_API_SANDBOX_BASE_URL = var.apple_api_sandbox_base_url
-        APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
-        APPLE_APP_APPLE_ID         = var.apple_app_apple_id
-        APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
@@ -236,7 +230,7 @@ resource "google_cloudfunctions2_function" "function" {
     min_instance_count               = 0
     max_instance_request_concurrency = 1
 
-    environment_variables = merge(local.common_env, each.value.env)
+    environment_variables = merge(local.common_env, each.value.lookup_env, each.value.env)
 
     # Secret Manager values as variables (never in state): only while the Apple API key is
     # configured, so that a first apply works before the secret has a version (secrets.tf).

@@ -5,10 +5,10 @@
 #   - one push identity for Pub/Sub, allowed to invoke the Play function only;
 #   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = the admins' own
 #     service accounts and var.admin_members, events sweep = its Cloud Scheduler identity
-#     (events.tf), reconciler = its Cloud Scheduler identity and the admin function's account
-#     (POST /reconciliation:run; reconcile.tf), the optional console = allUsers (a browser cannot
-#     pass Cloud Run IAM; the code checks the Google ID token's audience and ADMIN_EMAILS on every
-#     API call; docs/console.md).
+#     (scheduler.tf), reconciler = its Cloud Scheduler identity (scheduler.tf) and the admin
+#     function's account (POST /reconciliation:run; reconcile.tf), the optional console = allUsers
+#     (a browser cannot pass Cloud Run IAM; the code checks the Google ID token's audience and
+#     ADMIN_EMAILS on every API call; docs/console.md).
 
 locals {
   function_roles = toset(["roles/datastore.user"])
@@ -152,18 +152,6 @@ resource "google_cloud_run_service_iam_member" "admin_invoker" {
   service  = google_cloudfunctions2_function.function["admin"].service_config[0].service
   role     = "roles/run.invoker"
   member   = each.value
-}
-
-# ---------------------------------------------------------------------------------------------------
-# Events sweep: only its Cloud Scheduler job's identity (events.tf) may invoke it.
-# ---------------------------------------------------------------------------------------------------
-
-resource "google_cloud_run_service_iam_member" "events_sweep_invoker" {
-  project  = var.project_id
-  location = var.region
-  service  = google_cloudfunctions2_function.function["events_sweep"].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = google_service_account.events_scheduler.member
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -30,17 +30,17 @@ output "play_rtdn_topic" {
 
 output "play_push_subscription" {
   description = "The push subscription delivering RTDNs to the Play function."
-  value       = google_pubsub_subscription.play_push.id
+  value       = google_pubsub_subscription.push["rtdn"].id
 }
 
 output "dead_letter_subscription" {
   description = "RTDN messages that failed every delivery attempt wait here for 7 days (watch it; replay with scripts/replay_dead_letters.sh)."
-  value       = google_pubsub_subscription.dead_letter.id
+  value       = google_pubsub_subscription.dead_letter["rtdn"].id
 }
 
 output "dead_letter_topic" {
   description = "The dead-letter topic of the push subscription."
-  value       = google_pubsub_topic.dead_letter.id
+  value       = google_pubsub_topic.dead_letter["rtdn"].id
 }
 
 output "firestore_database" {
@@ -80,7 +80,7 @@ output "events_topic" {
 
 output "platform_push_subscription" {
   description = "The push subscription delivering events to platform_webhook_url (null without a webhook)."
-  value       = local.platform_push ? google_pubsub_subscription.platform_push[0].id : null
+  value       = local.platform_push ? google_pubsub_subscription.push["events"].id : null
 }
 
 output "platform_push_service_account" {
@@ -95,17 +95,17 @@ output "platform_pull_subscription" {
 
 output "events_dead_letter_subscription" {
   description = "Events the webhook refused every time wait here for 7 days (null without a webhook)."
-  value       = local.platform_push ? google_pubsub_subscription.events_dead_letter[0].id : null
+  value       = local.platform_push ? google_pubsub_subscription.dead_letter["events"].id : null
 }
 
 output "events_sweep_job" {
   description = "The Cloud Scheduler job that runs the events sweep."
-  value       = google_cloud_scheduler_job.events_sweep.id
+  value       = google_cloud_scheduler_job.function["events_sweep"].id
 }
 
 output "reconcile_job" {
   description = "The Cloud Scheduler job that runs the reconciler."
-  value       = google_cloud_scheduler_job.reconcile.id
+  value       = google_cloud_scheduler_job.function["reconcile"].id
 }
 
 output "reconcile_url" {

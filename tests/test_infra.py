@@ -2,20 +2,18 @@
 
 Every .tf file is parsed with python-hcl2 and the wiring the code depends on is asserted: entry
 points, runtimes, the hashed source object, one service account per function with only the allowed
-roles, the exact environment variables of refundguard/config.py, the RTDN publisher grant, the push
-subscription with OIDC + retry + dead letters, public access only on the Apple function, the pinned
-Apple root fingerprint. checkov runs from its own virtualenv ($CHECKOV_BIN) and must report zero
-failed checks; every skip must carry a written reason.
+roles, the exact environment variables of refundguard/config.py (the order look-up's written
+once), the RTDN publisher grant, public access only on the Apple function and the console, the
+pinned Apple root fingerprint, the moved blocks that keep the functions. checkov runs from its own
+virtualenv ($CHECKOV_BIN) and must report zero failed checks; every skip must carry a written
+reason. The push subscriptions are test_infra_pubsub.py's, the access events test_infra_events.py's,
+the reconciler and the Cloud Scheduler calls test_infra_reconcile.py's.
 
 The functions are one resource with for_each over local.enabled_functions, local.functions
-filtered by each entry's ``enabled`` (the console is optional). python-hcl2 only parses, so a
-small evaluator below (instances / render) expands exactly the forms infra/ uses: for_each over a
-literal map in a locals block (or that map filtered by ``.enabled``, expanded as if every entry
-were on), each.key, each.value.<attr>, merge() of literal maps, local.x["key"] lookups, and a
-conditional one of whose branches is {} (``cond ? {} : each.value.x``, rendered as the map it gives
-when on: the secret variables a function may get). Anything else that mentions each.key /
-each.value makes it fail loudly (EvaluationError) instead of guessing; negative self-checks show
-each function check can fail.
+filtered by each entry's ``enabled`` (the console is optional). python-hcl2 only parses, so
+refundguard_dev.terraform_eval expands for_each resources (every entry as if enabled) and fails
+loudly on any form it does not understand; its own tests are tests/test_terraform_eval.py.
+Negative self-checks here show each function check can fail.
 """
 
 from __future__ import annotations
@@ -29,14 +27,21 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
-from hcl2 import SerializationOptions
 from refundguard import config
+from refundguard_dev.terraform_eval import (
+    EvaluationError,
+    Terraform,
+    block,
+    bodies,
+    enabled_source,
+    instances,
+    ref,
+    walk_strings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -70,120 +75,8 @@ VARIABLE_INGRESS = {
     # The admin function calls it (POST /reconciliation:run); IAM admits two identities only.
     "reconcile": ("reconcile_ingress_settings", "ALLOW_ALL"),
 }
-# The deployed subset of a map of functions: the entries whose `enabled` is true (functions.tf).
-ENABLED_RE = re.compile(
-    r"\$\{\{for (\w+), (\w+) in local\.(\w+) : \1 => \2 "
-    r"if (?:\2|local\.functions\[\1\])\.enabled\}\}"
-)
-
 SKIP_RE = re.compile(r"checkov:skip=([A-Za-z0-9_]+)(.*)$")
-LOCAL_OR_VAR_RE = re.compile(
-    r'\$\{(var|local)\.([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\["[^"\]]+"\])*)\}'
-)
-EACH_RE = re.compile(r"\beach\.(?:key|value)\b")
-EACH_VALUE_RE = re.compile(r"\$\{each\.value((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
-MERGE_RE = re.compile(r"\$\{merge\(([^()]*)\)\}")
-OPTIONAL_EACH_RE = re.compile(r"\$\{[^?{}]+\? \{\} : each\.value((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\}")
 SECRET_BLOCK = "secret_environment_variables"
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------------
-
-
-def _clean(node: Any) -> Any:
-    """Drop python-hcl2's __is_block__ / __comments__ markers, recursively."""
-    if isinstance(node, dict):
-        return {k: _clean(v) for k, v in node.items() if not k.startswith("__")}
-    if isinstance(node, list):
-        return [_clean(v) for v in node]
-    return node
-
-
-class Terraform:
-    """All .tf files of a directory, indexed by kind and address."""
-
-    def __init__(self, directory: Path) -> None:
-        self.files = sorted(directory.glob("*.tf"))
-        self.resources: dict[tuple[str, str], dict[str, Any]] = {}
-        self.data: dict[tuple[str, str], dict[str, Any]] = {}
-        self.locals: dict[str, Any] = {}
-        self.variables: dict[str, dict[str, Any]] = {}
-        self.outputs: dict[str, dict[str, Any]] = {}
-        self.moved: list[dict[str, Any]] = []
-        self.terraform: list[dict[str, Any]] = []
-        options = SerializationOptions(strip_string_quotes=True, with_comments=False)
-        for path in self.files:
-            with path.open(encoding="utf-8") as handle:
-                doc = _clean(hcl2.load(handle, serialization_options=options))
-            for entry in doc.get("resource", []):
-                for rtype, named in entry.items():
-                    for name, body in named.items():
-                        assert (rtype, name) not in self.resources, f"duplicate {rtype}.{name}"
-                        self.resources[(rtype, name)] = body
-            for entry in doc.get("data", []):
-                for dtype, named in entry.items():
-                    for name, body in named.items():
-                        self.data[(dtype, name)] = body
-            for entry in doc.get("locals", []):
-                self.locals.update(entry)
-            for entry in doc.get("variable", []):
-                self.variables.update(entry)
-            for entry in doc.get("output", []):
-                self.outputs.update(entry)
-            self.moved.extend(doc.get("moved", []))
-            self.terraform.extend(doc.get("terraform", []))
-
-    def of_type(self, rtype: str) -> dict[str, dict[str, Any]]:
-        return {name: body for (t, name), body in self.resources.items() if t == rtype}
-
-    def resolve(self, value: Any) -> Any:
-        """Follow a bare ${var.x} (to its default), ${local.x}, ${local.x.key} or ${local.x["key"]};
-        anything else is returned as it is."""
-        for _ in range(10):
-            if not isinstance(value, str):
-                return value
-            match = LOCAL_OR_VAR_RE.fullmatch(value)
-            if not match:
-                return value
-            kind, name, path = match.groups()
-            if kind == "var":
-                if path:
-                    return value
-                assert name in self.variables, f"undeclared variable {name}"
-                value = self.variables[name].get("default")
-                continue
-            assert name in self.locals, f"undefined local {name}"
-            value = self.locals[name]
-            for attr, key in re.findall(r'\.([A-Za-z0-9_]+)|\["([^"\]]+)"\]', path):
-                step = attr or key
-                assert isinstance(value, dict) and step in value, f"local.{name}{path}: no {step}"
-                value = value[step]
-        return value
-
-
-def block(body: dict[str, Any], name: str) -> dict[str, Any]:
-    """The single nested block `name` of a resource body."""
-    found = body.get(name)
-    assert isinstance(found, list) and len(found) == 1, f"expected exactly one {name} block"
-    return found[0]
-
-
-def walk_strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield key
-            yield from walk_strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from walk_strings(value)
-
-
-def ref(expression: str) -> str:
-    return "${" + expression + "}"
 
 
 @pytest.fixture(scope="module")
@@ -194,98 +87,8 @@ def tf() -> Terraform:
 
 
 # --------------------------------------------------------------------------------------------------
-# for_each evaluator: just the forms infra/ uses, and a loud failure on anything else
+# The functions, evaluated (refundguard_dev.terraform_eval)
 # --------------------------------------------------------------------------------------------------
-
-
-class EvaluationError(AssertionError):
-    """The evaluator met an expression it does not understand: fail, never guess."""
-
-
-def _each_value(entry: Any, path: str, where: str) -> Any:
-    value = entry
-    for attr in filter(None, path.split(".")):
-        if not isinstance(value, dict) or attr not in value:
-            raise EvaluationError(f"{where}: each.value{path}: the entry has no {attr!r}")
-        value = value[attr]
-    return copy.deepcopy(value)
-
-
-def render(tf: Terraform, node: Any, key: str, entry: Any, where: str) -> Any:
-    """One for_each instance of a resource body, as Terraform would see it for `key` / `entry`.
-
-    A whole "${each.key}" becomes the key and a whole "${each.value.a.b}" that part of the entry;
-    "${merge(A, B)}" of literal maps (locals or each.value parts) is merged, later winning as in
-    Terraform; each.key inside any other expression becomes the quoted key, so
-    google_service_account.function[each.key] reads google_service_account.function["admin"].
-    Any other use of each.key / each.value raises EvaluationError.
-    """
-    if isinstance(node, dict):
-        return {k: render(tf, v, key, entry, where) for k, v in node.items()}
-    if isinstance(node, list):
-        return [render(tf, v, key, entry, where) for v in node]
-    if not isinstance(node, str):
-        return node
-    if node == "${each.key}":
-        return key
-    match = EACH_VALUE_RE.fullmatch(node) or OPTIONAL_EACH_RE.fullmatch(node)
-    if match:
-        return _each_value(entry, match.group(1), where)
-    match = MERGE_RE.fullmatch(node)
-    if match and EACH_RE.search(node):
-        merged: dict[str, Any] = {}
-        for arg in match.group(1).split(","):
-            value = tf.resolve(render(tf, "${" + arg.strip() + "}", key, entry, where))
-            if not isinstance(value, dict):
-                raise EvaluationError(f"{where}: merge() argument {arg.strip()} is not a map")
-            merged.update(value)
-        return merged
-    text = re.sub(r"\beach\.key\b", f'"{key}"', node)
-    if EACH_RE.search(text):
-        raise EvaluationError(f"{where}: cannot evaluate {node!r}")
-    return text
-
-
-def enabled_source(tf: Terraform, local: str) -> str | None:
-    """The local a ``${local.<local>}`` filters by ``.enabled`` (e.g. enabled_functions ->
-    functions), or None when it is anything else."""
-    match = ENABLED_RE.fullmatch(str(tf.locals.get(local, "")))
-    return match.group(3) if match else None
-
-
-def for_each_map(tf: Terraform, expression: Any) -> Any:
-    """What a for_each iterates over: a literal map, or a literal map filtered by ``.enabled``
-    (every entry, as when each is enabled: what may be deployed is what must be right)."""
-    match = LOCAL_OR_VAR_RE.fullmatch(str(expression))
-    if match and match.group(1) == "local" and not match.group(3):
-        source = enabled_source(tf, match.group(2))
-        if source is not None:
-            return tf.resolve(ref(f"local.{source}"))
-    return tf.resolve(expression)
-
-
-def instances(tf: Terraform, rtype: str, name: str) -> dict[str, dict[str, Any]]:
-    """Instance address (name or name["key"]) -> body of one resource, for_each expanded.
-
-    for_each must be a literal map in a locals block (${local.x}), or one filtered by
-    ``.enabled`` (``enabled_source``); a resource without for_each must not mention each.key /
-    each.value.
-    """
-    body = tf.resources[(rtype, name)]
-    where = f"{rtype}.{name}"
-    if "for_each" not in body:
-        if any(EACH_RE.search(s) for s in walk_strings(body)):
-            raise EvaluationError(f"{where} uses each.key / each.value but has no for_each")
-        return {name: body}
-    collection = for_each_map(tf, body["for_each"])
-    if not isinstance(collection, dict):
-        raise EvaluationError(
-            f"{where}: for_each = {body['for_each']!r} is not a literal map in a locals block"
-        )
-    rest = {k: v for k, v in body.items() if k != "for_each"}
-    return {
-        f'{name}["{key}"]': render(tf, rest, key, entry, where) for key, entry in collection.items()
-    }
 
 
 def functions_by_entry_point(tf: Terraform) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -363,9 +166,17 @@ def function_problems(tf: Terraform) -> list[str]:
             for k in sorted(found - expected)
         ]
     common = set(tf.resolve(tf.locals.get("common_env")) or {})
+    lookup = set(tf.resolve(tf.locals.get("order_lookup_env")) or {})
     for key, entry in (tf.locals.get("functions") or {}).items():
         overridden = sorted(common & set(entry.get("env", {})))
         problems += [f"local.functions.{key}.env overrides common_env {k}" for k in overridden]
+        if entry.get("lookup_env") not in ({}, ref("local.order_lookup_env")):
+            problems.append(f"local.functions.{key}.lookup_env is neither {{}} nor the local")
+        elif entry.get("lookup_env"):
+            overridden = sorted(lookup & set(entry.get("env", {})))
+            problems += [
+                f"local.functions.{key}.env repeats order_lookup_env {k}" for k in overridden
+            ]
     try:
         functions = functions_by_entry_point(tf)
     except EvaluationError as error:
@@ -567,6 +378,32 @@ def test_function_names_are_written_once(tf: Terraform) -> None:
     assert 'service_name =~ "^(${join("|", values(local.function_names))})$"' in metric["filter"]
 
 
+def test_the_order_look_up_environment_is_written_once(tf: Terraform) -> None:
+    """The admin function, the console and the reconciler look orders up with the same settings:
+    one local, named by their entries, and no other function gets it."""
+    lookup = tf.locals["order_lookup_env"]
+    readers = {
+        key
+        for key, entry in tf.locals["functions"].items()
+        if entry["lookup_env"] == ref("local.order_lookup_env")
+    }
+    assert readers == {"admin", "admin_console", "reconcile"}
+    for key, entry in tf.locals["functions"].items():
+        assert key in readers or entry["lookup_env"] == {}, key
+    for key in readers:
+        assert set(lookup) <= set(config.env_vars_for(key)), key
+    function = tf.resources[(FUNCTION_TYPE, "function")]
+    assert block(function, "service_config")["environment_variables"] == ref(
+        "merge(local.common_env, each.value.lookup_env, each.value.env)"
+    )
+    # The App Store Server API settings are read by the look-up only: one assignment in infra/.
+    text = "\n".join(path.read_text(encoding="utf-8") for path in tf.files)
+    for name in ("APPLE_API_KEY_ID", "APPLE_API_ISSUER_ID", "APPLE_API_BASE_URL"):
+        assert name in lookup
+        assigned = re.findall(rf"^\s*{name}\s*=", text, flags=re.MULTILINE)
+        assert len(assigned) == 1, f"{name} is set {len(assigned)} times in infra/"
+
+
 def test_ingress_is_internal_except_for_the_public_functions(tf: Terraform) -> None:
     """checkov sees one resource for all functions (CKV_GCP_124 is skipped there): checked here."""
     for entry_point, (_, body) in functions_by_entry_point(tf).items():
@@ -671,6 +508,26 @@ def test_function_checks_fail_on_a_broken_map(tf: Terraform) -> None:
         "local.functions.admin.env overrides common_env FIRESTORE_DATABASE"
     ]
 
+    def no_lookup_env(m: Terraform) -> None:
+        m.locals["functions"]["reconcile"]["lookup_env"] = {}
+
+    assert problems_after(no_lookup_env) == [
+        f"reconcile: missing {k}" for k in tf.locals["order_lookup_env"]
+    ]
+
+    def other_lookup_env(m: Terraform) -> None:
+        m.locals["functions"]["admin"]["lookup_env"] = {"PLAY_API_BASE_URL": "x"}
+
+    problems = problems_after(other_lookup_env)
+    assert problems[0] == "local.functions.admin.lookup_env is neither {} nor the local"
+
+    def repeated_lookup_env(m: Terraform) -> None:
+        m.locals["functions"]["admin"]["env"]["APPLE_BUNDLE_IDS"] = "x"
+
+    assert problems_after(repeated_lookup_env) == [
+        "local.functions.admin.env repeats order_lookup_env APPLE_BUNDLE_IDS"
+    ]
+
     def extra_entry(m: Terraform) -> None:
         entry = copy.deepcopy(m.locals["functions"]["admin"])
         m.locals["functions"]["reconciler"] = entry
@@ -716,24 +573,6 @@ def test_function_checks_fail_on_a_broken_map(tf: Terraform) -> None:
 
     problems = problems_after(three_resources_again)
     assert problems[0].startswith(f"expected one {FUNCTION_TYPE} resource")
-
-
-def test_evaluator_refuses_what_it_does_not_understand(tf: Terraform) -> None:
-    entry = {"env": {"A": "1"}, "name": "x"}
-    assert render(tf, "${each.key}", "k", entry, "t") == "k"
-    assert render(tf, "${each.value.env}", "k", entry, "t") == {"A": "1"}
-    assert render(tf, "${f.g[each.key].h}", "k", entry, "t") == '${f.g["k"].h}'
-    assert render(tf, "${merge(local.common_env, each.value.env)}", "k", entry, "t")["A"] == "1"
-    assert render(tf, '${var.x == "" ? {} : each.value.env}', "k", entry, "t") == {"A": "1"}
-    for expression in (
-        "${upper(each.value.name)}",
-        "${each.value.missing}",
-        "${merge(each.value.name, each.value.env)}",
-        '${lookup(each.value, "x", 1)}',
-        '${var.x == "" ? each.value.env : {}}',
-    ):
-        with pytest.raises(EvaluationError):
-            render(tf, expression, "k", entry, "t")
 
 
 def test_env_helper_flags_missing_and_unknown_names() -> None:
@@ -833,15 +672,16 @@ def test_play_publisher_grant_on_the_rtdn_topic(tf: Terraform) -> None:
 
 
 def run_invokers(tf: Terraform, function: str) -> list[dict[str, Any]]:
-    """Cloud Run invoker grants (v1 or v2 IAM resources) on the given function's service."""
+    """Cloud Run invoker grants (v1 or v2 IAM resources) on the given function's service, each
+    for_each over a local map expanded (the Cloud Scheduler calls' grants)."""
     target = f"google_cloudfunctions2_function.{function}."
-    bodies = [
-        *tf.of_type("google_cloud_run_service_iam_member").values(),
-        *tf.of_type("google_cloud_run_v2_service_iam_member").values(),
+    grants = [
+        *bodies(tf, "google_cloud_run_service_iam_member").values(),
+        *bodies(tf, "google_cloud_run_v2_service_iam_member").values(),
     ]
     return [
         body
-        for body in bodies
+        for body in grants
         if target in str(body.get("service", body.get("name", "")))
         and body["role"] == "roles/run.invoker"
     ]
@@ -969,81 +809,6 @@ def test_public_grant_scan_catches_a_new_public_member(tf: Terraform) -> None:
     key = ("google_cloud_run_service_iam_member", "admin_invoker")
     mutated.resources[key]["member"] = "allAuthenticatedUsers"
     assert key in public_grants(mutated)
-
-
-# --------------------------------------------------------------------------------------------------
-# Pub/Sub
-# --------------------------------------------------------------------------------------------------
-
-
-def test_push_subscription_has_oidc_retry_and_dead_letters(tf: Terraform) -> None:
-    sub = tf.resources[("google_pubsub_subscription", "play_push")]
-    play = function_name_for(tf, "play_notifications")
-    assert sub["topic"] == ref("google_pubsub_topic.rtdn.id")
-    push = block(sub, "push_config")
-    assert push["push_endpoint"] == ref(
-        f"google_cloudfunctions2_function.{play}.service_config[0].uri"
-    )
-    oidc = block(push, "oidc_token")
-    assert oidc["service_account_email"] == ref("google_service_account.play_push.email")
-    # The token names the function's deterministic URL, which the function checks as well
-    # (PLAY_PUSH_AUDIENCE), so a token of the push identity minted for anything else is refused.
-    assert oidc["audience"] == ref("local.play_push_audience")
-    _, play_function = functions_by_entry_point(tf)["play_notifications"]
-    env = block(play_function, "service_config")["environment_variables"]
-    assert env["PLAY_PUSH_AUDIENCE"] == ref("local.play_push_audience")
-    audience = tf.locals["play_push_audience"]
-    assert ".run.app" in audience and "google_cloudfunctions2_function" not in audience
-    retry = block(sub, "retry_policy")
-    low, high = (
-        int(tf.resolve(retry[k]).rstrip("s")) for k in ("minimum_backoff", "maximum_backoff")
-    )
-    assert 0 < low < high <= 600
-    dead = block(sub, "dead_letter_policy")
-    assert dead["dead_letter_topic"] == ref("google_pubsub_topic.dead_letter.id")
-    assert 5 <= tf.resolve(dead["max_delivery_attempts"]) <= 100
-    assert "var.function_timeout_seconds" in sub["ack_deadline_seconds"]
-    assert block(sub, "expiration_policy")["ttl"] == ""
-
-
-def test_dead_letter_subscription_keeps_messages_seven_days(tf: Terraform) -> None:
-    subs = [
-        b
-        for b in tf.of_type("google_pubsub_subscription").values()
-        if b["topic"] == ref("google_pubsub_topic.dead_letter.id")
-    ]
-    assert len(subs) == 1
-    assert subs[0]["message_retention_duration"] == "604800s"
-    assert "push_config" not in subs[0], "dead letters are pulled for inspection and replay"
-    output = tf.outputs["dead_letter_subscription"]["value"]
-    assert output == ref("google_pubsub_subscription.dead_letter.id")
-
-
-def test_pubsub_service_agent_can_dead_letter(tf: Terraform) -> None:
-    agent = tf.locals["pubsub_service_agent"]
-    assert agent == (
-        "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-    )
-    agent_ref = ref("local.pubsub_service_agent")
-    publishers = [
-        b
-        for b in tf.of_type("google_pubsub_topic_iam_member").values()
-        if b["member"] == agent_ref and b["role"] == "roles/pubsub.publisher"
-    ]
-    # The RTDN dead-letter topic, and the access-events one (events.tf, only with a webhook).
-    assert sorted(b["topic"] for b in publishers) == [
-        ref("google_pubsub_topic.dead_letter.name"),
-        ref("google_pubsub_topic.events_dead_letter[0].name"),
-    ]
-    subscribers = [
-        b
-        for b in tf.of_type("google_pubsub_subscription_iam_member").values()
-        if b["member"] == agent_ref and b["role"] == "roles/pubsub.subscriber"
-    ]
-    assert sorted(b["subscription"] for b in subscribers) == [
-        ref("google_pubsub_subscription.platform_push[0].name"),
-        ref("google_pubsub_subscription.play_push.name"),
-    ]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,21 +1,23 @@
-"""Offline checks of the access-events part of infra/ (events.tf, its IAM and its function), with
-the parser and evaluator of test_infra.py: the topic every function publishes to, the optional push
-subscription (OIDC of a dedicated identity, audience = the webhook URL, retry, dead letters, the
-service agent's grants) and pull subscription (subscribers), ordering on every subscription, the
-sweep's schedule and its only invoker. ``subscription_problems`` has negative self-checks."""
+"""Offline checks of the access-events part of infra/ (events.tf, its entries of
+push_subscriptions.tf and scheduler.tf, its IAM and its function), with refundguard_dev's
+Terraform evaluator: the topic every function publishes to, the optional push subscription (OIDC
+of a dedicated identity, audience = the webhook URL, retry, dead letters, the service agent's
+grants) and pull subscription (subscribers), ordering on every subscription, the sweep's schedule
+and its only invoker. ``subscription_problems`` has negative self-checks."""
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 from typing import Any
 
 import pytest
 from refundguard import config
-from test_infra import INFRA, Terraform, block, function_name_for, functions_by_entry_point, ref
+from refundguard_dev.terraform_eval import Terraform, block, bodies, instance, instances, ref
+from test_infra import INFRA, function_name_for, functions_by_entry_point
 
 EVENTS_TOPIC = ref("google_pubsub_topic.events.id")
+PUSH = 'push["events"]'
 
 
 @pytest.fixture(scope="module")
@@ -24,81 +26,108 @@ def tf() -> Terraform:
 
 
 def subscription_problems(tf: Terraform) -> list[str]:
-    """What a platform relies on, for every subscription of the events topic."""
+    """What a platform relies on, for every subscription of the events topic (the push one is the
+    events entry of local.push_subscriptions, evaluated as if a webhook were set)."""
     problems = []
     subs = {
-        name: body
-        for name, body in tf.of_type("google_pubsub_subscription").items()
+        address: body
+        for address, body in bodies(tf, "google_pubsub_subscription").items()
         if body["topic"] == EVENTS_TOPIC
     }
-    if sorted(subs) != ["platform_pull", "platform_push"]:
+    if sorted(subs) != ["platform_pull", PUSH]:
         problems.append(f"events topic subscriptions: {sorted(subs)}")
     for name, body in subs.items():
         if body.get("enable_message_ordering") is not True:
             problems.append(f"{name}: messages not ordered by key")
         if block(body, "expiration_policy").get("ttl") != "":
             problems.append(f"{name}: may expire")
-    push = subs.get("platform_push", {})
-    if push.get("count") != ref("local.platform_push ? 1 : 0"):
-        problems.append("platform_push: not optional on platform_webhook_url")
+    entry = tf.locals.get("push_subscriptions", {}).get("events", {})
+    if entry.get("enabled") != ref("local.platform_push") or tf.resources[
+        ("google_pubsub_subscription", "push")
+    ].get("for_each") != ref("local.enabled_push_subscriptions"):
+        problems.append(f"{PUSH}: not optional on platform_webhook_url")
+    push = subs.get(PUSH, {})
     config_ = block(push, "push_config") if "push_config" in push else {}
     if config_.get("push_endpoint") != ref("var.platform_webhook_url"):
-        problems.append("platform_push: endpoint is not the webhook URL")
+        problems.append(f"{PUSH}: endpoint is not the webhook URL")
     oidc = block(config_, "oidc_token") if "oidc_token" in config_ else {}
     if oidc.get("audience") != ref("var.platform_webhook_url"):
-        problems.append("platform_push: token audience is not the webhook URL")
-    if oidc.get("service_account_email") != ref("google_service_account.events_push[0].email"):
-        problems.append("platform_push: not signed by the dedicated push identity")
+        problems.append(f"{PUSH}: token audience is not the webhook URL")
+    if oidc.get("service_account_email") != ref("one(google_service_account.events_push[*].email)"):
+        problems.append(f"{PUSH}: not signed by the dedicated push identity")
     if "retry_policy" not in push:
-        problems.append("platform_push: no retry policy")
+        problems.append(f"{PUSH}: no retry policy")
     dead = block(push, "dead_letter_policy") if "dead_letter_policy" in push else {}
-    if dead.get("dead_letter_topic") != ref("google_pubsub_topic.events_dead_letter[0].id"):
-        problems.append("platform_push: no dead-letter topic")
+    if dead.get("dead_letter_topic") != ref('google_pubsub_topic.dead_letter["events"].id'):
+        problems.append(f"{PUSH}: no dead-letter topic")
     return problems
 
 
 def test_the_events_subscriptions(tf: Terraform) -> None:
     assert subscription_problems(tf) == []
     assert tf.locals["platform_push"] == ref('var.platform_webhook_url != ""')
-    push = tf.resources[("google_pubsub_subscription", "platform_push")]
+    push = instance(tf, "google_pubsub_subscription", "push", "events")
     retry = block(push, "retry_policy")
+    assert retry == {
+        "minimum_backoff": ref("var.platform_push_minimum_backoff"),
+        "maximum_backoff": ref("var.platform_push_maximum_backoff"),
+    }
     low, high = (
         int(tf.resolve(retry[k]).rstrip("s")) for k in ("minimum_backoff", "maximum_backoff")
     )
     assert 0 < low < high <= 600
     attempts = block(push, "dead_letter_policy")["max_delivery_attempts"]
+    assert attempts == ref("var.platform_push_max_delivery_attempts")
     assert 5 <= tf.resolve(attempts) <= 100
+    assert push["ack_deadline_seconds"] == 60
+    assert (
+        ref("google_service_account_iam_member.events_push_token_creator")
+        in (tf.resources[("google_pubsub_subscription", "push")]["depends_on"])
+    )
     pull = tf.resources[("google_pubsub_subscription", "platform_pull")]
     assert pull["count"] == ref("var.platform_pull_subscription ? 1 : 0")
     assert "push_config" not in pull
     assert tf.variables["platform_webhook_url"]["default"] == ""
     assert tf.variables["platform_pull_subscription"]["default"] is False
+    assert tf.outputs["platform_push_subscription"]["value"] == ref(
+        f"local.platform_push ? google_pubsub_subscription.{PUSH}.id : null"
+    )
 
 
 def test_subscription_checks_fail_on_a_broken_push(tf: Terraform) -> None:
     def problems_after(change: Any) -> list[str]:
         mutated = copy.deepcopy(tf)
-        change(mutated.resources[("google_pubsub_subscription", "platform_push")])
+        change(mutated)
         return subscription_problems(mutated)
 
-    def unordered(body: dict[str, Any]) -> None:
-        body["enable_message_ordering"] = False
+    def unordered(m: Terraform) -> None:
+        m.locals["push_subscriptions"]["events"]["ordered"] = False
 
-    def other_audience(body: dict[str, Any]) -> None:
-        block(block(body, "push_config"), "oidc_token")["audience"] = "https://x.example"
+    def other_audience(m: Terraform) -> None:
+        m.locals["push_subscriptions"]["events"]["audience"] = "https://x.example"
 
-    def no_dead_letters(body: dict[str, Any]) -> None:
-        del body["dead_letter_policy"]
+    def no_dead_letters(m: Terraform) -> None:
+        del m.resources[("google_pubsub_subscription", "push")]["dead_letter_policy"]
 
-    def always_on(body: dict[str, Any]) -> None:
-        del body["count"]
+    def always_on(m: Terraform) -> None:
+        m.locals["push_subscriptions"]["events"]["enabled"] = True
 
-    assert problems_after(unordered) == ["platform_push: messages not ordered by key"]
-    assert problems_after(other_audience) == [
-        "platform_push: token audience is not the webhook URL"
-    ]
-    assert problems_after(no_dead_letters) == ["platform_push: no dead-letter topic"]
-    assert problems_after(always_on) == ["platform_push: not optional on platform_webhook_url"]
+    def every_push_always_on(m: Terraform) -> None:
+        m.resources[("google_pubsub_subscription", "push")]["for_each"] = ref(
+            "local.push_subscriptions"
+        )
+
+    def other_identity(m: Terraform) -> None:
+        m.locals["push_subscriptions"]["events"]["service_account_email"] = ref(
+            "google_service_account.play_push.email"
+        )
+
+    assert problems_after(unordered) == [f"{PUSH}: messages not ordered by key"]
+    assert problems_after(other_audience) == [f"{PUSH}: token audience is not the webhook URL"]
+    assert problems_after(no_dead_letters) == [f"{PUSH}: no dead-letter topic"]
+    assert problems_after(always_on) == [f"{PUSH}: not optional on platform_webhook_url"]
+    assert problems_after(every_push_always_on) == [f"{PUSH}: not optional on platform_webhook_url"]
+    assert problems_after(other_identity) == [f"{PUSH}: not signed by the dedicated push identity"]
 
 
 def test_webhook_url_must_be_https() -> None:
@@ -130,15 +159,19 @@ def test_the_push_identity_is_dedicated_and_holds_no_role(tf: Terraform) -> None
 
 
 def test_events_dead_letters_wait_seven_days_in_a_pull_subscription(tf: Terraform) -> None:
-    sub = tf.resources[("google_pubsub_subscription", "events_dead_letter")]
-    assert sub["topic"] == ref("google_pubsub_topic.events_dead_letter[0].id")
+    sub = instance(tf, "google_pubsub_subscription", "dead_letter", "events")
+    assert sub["topic"] == ref('google_pubsub_topic.dead_letter["events"].id')
     assert sub["message_retention_duration"] == "604800s"
     assert "push_config" not in sub
     assert tf.outputs["events_dead_letter_subscription"]["value"].startswith(
-        "${local.platform_push ? google_pubsub_subscription.events_dead_letter[0].id"
+        '${local.platform_push ? google_pubsub_subscription.dead_letter["events"].id'
     )
-    alert = tf.resources[("google_monitoring_alert_policy", "events_dead_letters")]
-    assert "events_dead_letter[0].name" in json.dumps(alert)
+    alert = instance(tf, "google_monitoring_alert_policy", "dead_letters", "events")
+    condition = block(alert, "conditions")["display_name"]
+    dead_letter = ref('google_pubsub_subscription.dead_letter["events"].name')
+    assert condition == f"Undelivered messages in {dead_letter}"
+    assert alert["display_name"] == "${var.name_prefix}: access events dead-lettered"
+    assert "docs/integrating.md" in block(alert, "documentation")["content"]
 
 
 def test_pull_subscribers_are_principals_on_the_pull_subscription_only(tf: Terraform) -> None:
@@ -172,21 +205,26 @@ def test_every_function_reads_the_topic_and_may_publish_to_it_only(tf: Terraform
 def test_the_sweep_runs_on_a_schedule_as_its_own_identity(tf: Terraform) -> None:
     sweep = function_name_for(tf, "events_sweep")
     uri = ref(f"google_cloudfunctions2_function.{sweep}.service_config[0].uri")
-    job = tf.resources[("google_cloud_scheduler_job", "events_sweep")]
+    assert sweep == 'function["events_sweep"]'
+    job = instance(tf, "google_cloud_scheduler_job", "function", "events_sweep")
+    assert job["schedule"] == ref("var.events_sweep_schedule")
     assert tf.resolve(job["schedule"]) == "*/5 * * * *"
+    assert job["name"] == ref('local.function_names["events_sweep"]')
     target = block(job, "http_target")
     assert target["uri"] == uri and target["http_method"] == "POST"
     oidc = block(target, "oidc_token")
-    assert oidc["service_account_email"] == ref("google_service_account.events_scheduler.email")
+    account = ref('google_service_account.scheduler["events_sweep"]')
+    assert oidc["service_account_email"] == account.replace("}", ".email}")
     assert oidc["audience"] == uri
     invokers = [
         body
-        for body in tf.of_type("google_cloud_run_service_iam_member").values()
+        for body in bodies(tf, "google_cloud_run_service_iam_member").values()
         if sweep in str(body["service"])
     ]
-    assert [b["member"] for b in invokers] == [
-        ref("google_service_account.events_scheduler.member")
-    ]
+    assert [b["member"] for b in invokers] == [account.replace("}", ".member}")]
+    assert set(instances(tf, "google_service_account", "scheduler")) >= {
+        'scheduler["events_sweep"]'
+    }
     _, body = functions_by_entry_point(tf)["events_sweep"]
     ingress = block(body, "service_config")["ingress_settings"]
     assert ingress == ref("var.events_sweep_ingress_settings")
@@ -194,3 +232,6 @@ def test_the_sweep_runs_on_a_schedule_as_its_own_identity(tf: Terraform) -> None
     env = block(body, "service_config")["environment_variables"]
     assert env["EVENTS_SWEEP_GRACE_SECONDS"] == ref("tostring(var.events_sweep_grace_seconds)")
     assert "cloudscheduler.googleapis.com" in tf.locals["required_apis"]
+    assert tf.outputs["events_sweep_job"]["value"] == ref(
+        'google_cloud_scheduler_job.function["events_sweep"].id'
+    )
