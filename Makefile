@@ -5,11 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: help setup browser run test lint format bench screenshots clean
+.PHONY: help setup browser run test test-unit test-integration test-e2e lint format bench screenshots clean
 
 help:
 	@echo "make run    - set up, start the Firestore emulator and the functions locally (admin console included)"
 	@echo "make test   - set up, lint, run every test (Firestore emulator and headless Chromium included)"
+	@echo "make test-unit | test-integration | test-e2e - one layer of tests (unit: no emulator, seconds)"
+	@echo "               PYTEST_ARGS='-k name -x' passes arguments to pytest in every test target"
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make lint   - ruff"
 	@echo "make screenshots - the admin console's screenshots into docs/console/"
@@ -50,6 +52,17 @@ format: setup
 
 test: setup $(CHECKOV_VENV)/.installed browser lint
 	CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
+
+# One layer at a time: tests/unit (no emulator), tests/integration (the real emulators),
+# tests/e2e (the whole local stack, headless Chromium).
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: setup browser
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 screenshots: setup browser
 	$(PY) scripts/console_screenshots.py

@@ -1,7 +1,7 @@
 # The HTTP functions: one source archive, one resource definition, one entry per function below.
 # Each function has its own entry point, runtime service account (iam.tf) and environment.
 # environment_variables plus secret_environment_variables are the exact names refundguard/config.py
-# reads (COMMON_ENV + FUNCTION_ENV; config.SECRET_ENV come from Secret Manager); tests/test_infra.py
+# reads (COMMON_ENV + FUNCTION_ENV; config.SECRET_ENV come from Secret Manager); tests/unit/test_infra.py
 # checks that each function sets exactly its set.
 #
 # Adding a function: a name in local.function_names, an entry in local.functions (same key = its
@@ -199,7 +199,7 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "function" {
-  # checkov:skip=CKV_GCP_124: reason: checkov cannot tell the instances of this for_each apart, so the ingress rule is checked per function in tests/test_infra.py instead: the Play function uses var.play_ingress_settings (default ALLOW_INTERNAL_ONLY); Apple's servers reach the Apple function over the internet (every payload must be a JWS ending in the pinned Apple Root CA - G3); admins call the admin function from their own machines, gated by Cloud Run IAM (var.admin_members) and then ADMIN_EMAILS; support staff open the optional console in their browsers, where the code checks the Google ID token (the console's OAuth client id as audience) and ADMIN_EMAILS.
+  # checkov:skip=CKV_GCP_124: reason: checkov cannot tell the instances of this for_each apart, so the ingress rule is checked per function in tests/unit/test_infra.py instead: the Play function uses var.play_ingress_settings (default ALLOW_INTERNAL_ONLY); Apple's servers reach the Apple function over the internet (every payload must be a JWS ending in the pinned Apple Root CA - G3); admins call the admin function from their own machines, gated by Cloud Run IAM (var.admin_members) and then ADMIN_EMAILS; support staff open the optional console in their browsers, where the code checks the Google ID token (the console's OAuth client id as audience) and ADMIN_EMAILS.
   for_each = local.enabled_functions
 
   name        = local.function_names[each.key]

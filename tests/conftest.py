@@ -1,5 +1,8 @@
-"""Fixtures: the real Firestore emulator (started once per session, wiped between tests) and the
-functions-framework app of each entry point, exactly as production loads it.
+"""Fixtures shared by every layer (``unit`` needs no emulator, ``integration`` the real ones,
+``e2e`` the whole local stack and a browser): the real Firestore and Pub/Sub emulators (started
+once per session, wiped between tests), the functions-framework app of each entry point exactly
+as production loads it, and the store APIs' local stand-ins with clients of them. What tests
+import besides fixtures is in ``support``; each layer's own fixtures are in its conftest.
 
 The emulator is the Google Cloud SDK's Java one; the console's browser tests need Debian's
 chromium and chromium-driver too (``make browser`` installs them). Where either cannot be found,
@@ -10,24 +13,18 @@ instead, so CI can never pass without them.
 
 from __future__ import annotations
 
-import itertools
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 from google.oauth2 import service_account
 from refundguard.appstore.api import AppStoreApiClient
 from refundguard.appstore.credentials import AppleApiSettings
-from refundguard.appstore.verifier import AppleVerifier
 from refundguard.playstore.api import SCOPE as PLAY_SCOPE
 from refundguard.playstore.api import PlayApiClient, PlayApiSettings
-from refundguard.storeapi import CallPolicy
 from refundguard_dev import play_api_data
-from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
-from refundguard_dev.browser import find_browser
+from refundguard_dev.apple_pki import BUNDLE_ID
 from refundguard_dev.emulator import (
     DEFAULT_JAR,
     FirestoreEmulator,
@@ -40,42 +37,17 @@ from refundguard_dev.emulator import (
 )
 from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi, new_api_key
 from refundguard_dev.fake_play_api import FakePlayApi
-from refundguard_dev.pubsub import EmulatorPubSub, Received
-
-ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS_DIR = ROOT / "functions"
-MAIN_PY = FUNCTIONS_DIR / "main.py"
-_emulator_missing: list[str] = []
-
-
-def _require(found: Path | None, what: str, install: str) -> Path:
-    """The emulator's jar, or skip loudly (fail with REFUNDGUARD_REQUIRE_EMULATOR=1, as in CI)."""
-    if found is not None and shutil.which(os.environ.get("JAVA", "java")) is not None:
-        return found
-    _missing(f"{what} EMULATOR NOT FOUND: install {install} and Java")
-
-
-def _missing(reason: str) -> NoReturn:
-    if os.environ.get("REFUNDGUARD_REQUIRE_EMULATOR") == "1":
-        pytest.fail(reason + " (REFUNDGUARD_REQUIRE_EMULATOR=1)", pytrace=False)
-    _emulator_missing.append(reason)
-    pytest.skip(reason)
-
-
-def require_browser() -> tuple[str, str]:
-    """(chromium, chromedriver), or skip loudly (fail in CI, like a missing emulator)."""
-    found = find_browser()
-    if found is None:
-        _missing(
-            "BROWSER NOT FOUND: install Debian's chromium and chromium-driver (`make browser` "
-            "does, as root with apt), or set CHROMIUM_BIN and CHROMEDRIVER_BIN"
-        )
-    return found
+from support import (
+    MAIN_PY,
+    STORE_API_POLICY,
+    emulator_missing,
+    require,
+)
 
 
 @pytest.fixture(scope="session")
 def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
-    jar = _require(
+    jar = require(
         find_emulator_jar(),
         "FIRESTORE",
         f"the Google Cloud SDK's cloud-firestore-emulator (expected {DEFAULT_JAR}; or set "
@@ -90,7 +62,7 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fir
 
 @pytest.fixture(scope="session")
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
-    jar = _require(
+    jar = require(
         find_pubsub_jar(),
         "PUB/SUB",
         "the Google Cloud SDK's pubsub-emulator (google-cloud-cli-pubsub-emulator; or set "
@@ -174,51 +146,8 @@ def refused_start(
     return attempt
 
 
-class PlatformEvents:
-    """A fresh events topic on the Pub/Sub emulator with a pull subscription that sees every
-    message published to it (what a platform would receive), and the settings pointing at it."""
-
-    def __init__(self, pubsub: EmulatorPubSub, name: str, host: str) -> None:
-        self.pubsub = pubsub
-        self.name = name
-        self.topic = pubsub.topic(name)
-        self.subscription = f"{name}-all"
-        pubsub.subscription(self.subscription, name)
-        self.env = {"EVENTS_TOPIC": self.topic, "PUBSUB_EMULATOR_HOST": host}
-
-    def received(self, *, settle_s: float = 0.5) -> list[Received]:
-        """Every message published since the last call (pulled and acknowledged)."""
-        return self.pubsub.drain(self.subscription, settle_s=settle_s)
-
-
-_topics = itertools.count(1)
-
-
-@pytest.fixture
-def platform_events(
-    emulator_env: dict[str, str], pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch
-) -> PlatformEvents:
-    """Events on: ``EVENTS_TOPIC`` (a topic of its own) and ``PUBSUB_EMULATOR_HOST`` set in the
-    process environment, so functions built by ``make_client`` publish there."""
-    if pubsub_emulator.process.poll() is not None:
-        pytest.exit(f"THE PUB/SUB EMULATOR EXITED; its log: {pubsub_emulator.log_path}", 3)
-    pubsub = EmulatorPubSub(pubsub_emulator.host, emulator_env["GOOGLE_CLOUD_PROJECT"])
-    events = PlatformEvents(pubsub, f"events-{os.getpid()}-{next(_topics)}", pubsub_emulator.host)
-    for name, value in events.env.items():
-        monkeypatch.setenv(name, value)
-    return events
-
-
-@pytest.fixture
-def events_store(emulator_env: dict[str, str], platform_events: PlatformEvents) -> Any:
-    """An EntitlementStore with events on (publishing to ``platform_events``)."""
-    from refundguard.store import EntitlementStore
-
-    return EntitlementStore.from_env({**emulator_env, **platform_events.env})
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _emulator_missing:
+    if emulator_missing:
         skipped = len(terminalreporter.stats.get("skipped", []))
         terminalreporter.write_sep("!", "EMULATOR OR BROWSER MISSING", red=True, bold=True)
         terminalreporter.write_line(
@@ -228,16 +157,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             red=True,
             bold=True,
         )
-        for reason in dict.fromkeys(_emulator_missing):
+        for reason in dict.fromkeys(emulator_missing):
             terminalreporter.write_line(reason, red=True)
 
 
 # ------------------------------------------------------------------------------------ store APIs
 # The local stand-ins of Google's and Apple's APIs (tests/test_*_api*.py): real HTTP servers.
-
-STORE_API_POLICY = CallPolicy(
-    connect_timeout_s=1, read_timeout_s=2, attempts=4, base_backoff_s=0.01, max_wait_s=3
-)
 
 
 @pytest.fixture
@@ -312,21 +237,3 @@ def make_apple_client(
         return AppStoreApiClient(settings, **kw)
 
     return build
-
-
-#: The ``appstore.verified`` read of each client method the tests call by name.
-VERIFIED = {
-    "get_transaction_info": "transaction_info",
-    "get_transaction_history": "transaction_history",
-    "get_notification_history": "notification_history",
-}
-
-
-def trusting_test_pki() -> AppleVerifier:
-    """refundguard's verifier trusting the test PKI, for both environments."""
-    return AppleVerifier(
-        [default_pki().root_der],
-        bundle_ids=[BUNDLE_ID],
-        environments=["Production", "Sandbox"],
-        app_apple_id=APP_APPLE_ID,
-    )

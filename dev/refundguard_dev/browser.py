@@ -1,5 +1,5 @@
 """Driving the admin console in a real browser: Debian's headless Chromium through Selenium, against
-``make run``'s stack started on free ports (``LocalStack``). Used by tests/test_console_browser.py
+``make run``'s stack started on free ports (``LocalStack``). Used by tests/e2e/test_console_browser.py
 and scripts/console_screenshots.py; never deployed.
 
 The browser runs with the network closed in mind: no first-run, sync, component updates or

@@ -14,7 +14,7 @@ evaluator here (``instances`` / ``render``) expands exactly the for_each forms i
   ``google_service_account.function[each.key].email`` reads ``...function["admin"].email``.
 
 Anything else that mentions each.key / each.value raises ``EvaluationError`` instead of guessing.
-tests/test_terraform_eval.py checks the evaluator; tests/test_infra*.py use it on infra/.
+tests/unit/test_terraform_eval.py checks the evaluator; tests/unit/test_infra*.py use it on infra/.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Environment variables: the one list of what each function reads (``FUNCTION_ENV``, checked
-against Terraform by ``tests/test_infra.py``) and ``Settings``, which reads them and collects
+against Terraform by ``tests/unit/test_infra.py``) and ``Settings``, which reads them and collects
 every problem so a misconfigured function names them all, one line each, and does not start."""
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ NOTIFICATION_FIELDS = ["notificationType", "subtype", "notificationUUID", "versi
 @pytest.fixture(scope="module")
 def apple_client(firestore_emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     import functions_framework
-    from conftest import MAIN_PY
+    from support import MAIN_PY
 
     root = tmp_path_factory.mktemp("apple") / "root.der"
     root.write_bytes(default_pki().root_der)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STORE_API_POLICY
 from refundguard.model import Status, StoreName
 from refundguard.reconcile import function as reconcile_function
 from refundguard.reconciliation import pages as reconcile_pages
@@ -22,6 +21,7 @@ from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
 from refundguard_dev.fake_appstore_api import PAGE_SIZE, ApiKey, FakeAppStoreApi, Fault
 from refundguard_dev.fake_play_api import FakePlayApi
 from refundguard_dev.play_messages import PACKAGE, play_request, post
+from support import STORE_API_POLICY
 
 pytestmark = pytest.mark.emulator
 

@@ -48,7 +48,7 @@ FIELDS = {
 @pytest.fixture(scope="module")
 def hostile_client(firestore_emulator: Any) -> Any:
     import functions_framework
-    from conftest import MAIN_PY
+    from support import MAIN_PY
 
     firestore_emulator.wipe()
     env = {**firestore_emulator.env(), "PLAY_PACKAGE_NAMES": PACKAGE}

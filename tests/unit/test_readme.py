@@ -10,7 +10,7 @@ from pathlib import Path
 from refundguard import config
 from refundguard_dev.stack import PORTS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
@@ -20,7 +20,9 @@ def _tests_in(path: Path) -> set[str]:
 
 
 def test_every_cited_test_exists() -> None:
-    cited = re.findall(r"`(tests/test_\w+\.py)(?:::(\w+))?`", README)
+    cited = re.findall(r"`(tests/(?:unit|integration|e2e)/test_\w+\.py)(?:::(\w+))?`", README)
+    assert cited, "the README cites no test"
+    assert not re.findall(r"`tests/test_\w+\.py", README), "a cited test without its layer"
     assert len(cited) >= 10
     for path, name in cited:
         assert (ROOT / path).is_file(), path

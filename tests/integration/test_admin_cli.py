@@ -12,25 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import MAIN_PY
 from hypothesis import given
 from hypothesis import strategies as st
 from refundguard_admin import cli
-from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, cert_server
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner
+from support import MAIN_PY
 
 ADMIN = "admin@example.com"
 PURCHASE = "opaque.tok-en_with.dots-and_underscores"
-
-
-@pytest.fixture(scope="module")
-def signer() -> TestSigner:
-    return TestSigner("key-cli")
-
-
-@pytest.fixture(scope="module")
-def certs(signer: TestSigner) -> Iterator[CertServer]:
-    with cert_server(signer) as server:
-        yield server
 
 
 @pytest.fixture

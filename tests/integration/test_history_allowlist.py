@@ -7,7 +7,6 @@ to answer with) and entries stored before a field left the list are shown withou
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from refundguard_dev.apple_pki import (
     notification_payload,
     transaction_payload,
 )
-from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
+from refundguard_dev.id_tokens import AUDIENCE, CertServer
 from refundguard_dev.play_messages import PACKAGE, developer_notification, envelope, post
 
 pytestmark = pytest.mark.emulator
@@ -34,27 +33,11 @@ SECRET = "prt-SECRET-d0n0tshow"
 HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 
-@pytest.fixture(scope="module")
-def signer() -> TestSigner:
-    return TestSigner("key-allowlist")
-
-
-@pytest.fixture(scope="module")
-def certs(signer: TestSigner) -> Iterator[CertServer]:
-    with cert_server(signer) as server:
-        yield server
-
-
 @pytest.fixture
 def admin(make_client: Any, emulator_env: dict[str, str], certs: CertServer) -> Any:
     return make_client(
         "admin", ADMIN_AUDIENCES=AUDIENCE, ADMIN_EMAILS=ADMIN, ADMIN_CERTS_URL=certs.url
     )
-
-
-@pytest.fixture
-def auth(signer: TestSigner) -> dict[str, str]:
-    return bearer(signer.token(ADMIN))
 
 
 @pytest.fixture

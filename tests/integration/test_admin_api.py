@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from refundguard.model import Effect, LedgerEvent, Source, Status, StoreName
-from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer
 
 ADMIN = "admin@example.com"
 OTHER_ADMIN = "other@example.com"
@@ -23,17 +22,6 @@ GOOGLE_TOKEN = (
 APPLE_ID = "2000000123456789"
 
 
-@pytest.fixture(scope="module")
-def signer() -> TestSigner:
-    return TestSigner("key-api")
-
-
-@pytest.fixture(scope="module")
-def certs(signer: TestSigner) -> Iterator[CertServer]:
-    with cert_server(signer) as server:
-        yield server
-
-
 @pytest.fixture
 def client(make_client: Any, emulator_env: dict[str, str], certs: CertServer) -> Any:
     return make_client(
@@ -42,11 +30,6 @@ def client(make_client: Any, emulator_env: dict[str, str], certs: CertServer) ->
         ADMIN_EMAILS=f"{ADMIN},{OTHER_ADMIN}",
         ADMIN_CERTS_URL=certs.url,
     )
-
-
-@pytest.fixture
-def auth(signer: TestSigner) -> dict[str, str]:
-    return bearer(signer.token(ADMIN))
 
 
 def url(store: str, purchase_id: str, action: str | None = None) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from conftest import VERIFIED, trusting_test_pki
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from refundguard import config
@@ -31,6 +30,7 @@ from refundguard.storeapi import (
 )
 from refundguard_dev.apple_pki import BUNDLE_ID
 from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi, Fault
+from support import VERIFIED, trusting_test_pki
 
 TX = "2000000000000001"
 OTHER_APP = "com.example.other"

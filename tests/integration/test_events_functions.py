@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,12 @@ from refundguard.model import Status, StoreName
 from refundguard.outbox import OUTBOX
 from refundguard_dev.apple_pki import BUNDLE_ID, SIGNED_DATE_MS, default_pki, sign_notification
 from refundguard_dev.emulator import free_port
-from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer
 from refundguard_dev.play_messages import PACKAGE, play_request, post
 
 pytestmark = pytest.mark.emulator
 
 ADMIN = "admin@example.com"
-
-
-@pytest.fixture(scope="module")
-def signer() -> TestSigner:
-    return TestSigner("key-events")
-
-
-@pytest.fixture(scope="module")
-def certs(signer: TestSigner) -> Iterator[CertServer]:
-    with cert_server(signer) as server:
-        yield server
 
 
 def admin_client(make_client: Any, certs: CertServer) -> Any:

@@ -37,7 +37,7 @@ from refundguard_dev.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.emulator
 
-FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TOKEN = "tok.store-1"
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MAIN_PY, STORE_API_POLICY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from refundguard.model import LedgerEvent, Source, Status, StoreName
@@ -26,29 +25,14 @@ from refundguard.refunds import DELIVERY_STATUSES, RefundRequest
 from refundguard_admin import cli
 from refundguard_dev import play_api_data as data
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
-from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner
 from refundguard_dev.play_messages import PACKAGE
+from support import MAIN_PY, STORE_API_POLICY
 
 pytestmark = pytest.mark.emulator
 
 ADMIN = "admin@example.com"
 NOW_MS = int(time.time() * 1000)
-
-
-@pytest.fixture(scope="module")
-def signer() -> TestSigner:
-    return TestSigner("key-reconcile")
-
-
-@pytest.fixture(scope="module")
-def certs(signer: TestSigner) -> Iterator[CertServer]:
-    with cert_server(signer) as server:
-        yield server
-
-
-@pytest.fixture
-def auth(signer: TestSigner) -> dict[str, str]:
-    return bearer(signer.token(ADMIN))
 
 
 def serve(target: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:

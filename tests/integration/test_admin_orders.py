@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MAIN_PY, STORE_API_POLICY
 from refundguard.adminapi import handler as admin_function
 from refundguard.model import LedgerEvent, Source, Status, StoreName
 from refundguard.storeapi import CallPolicy
@@ -21,7 +20,8 @@ from refundguard_dev import play_api_data as data
 from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki, generate_pki
 from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
-from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner
+from support import MAIN_PY, STORE_API_POLICY
 
 pytestmark = pytest.mark.emulator
 
@@ -29,22 +29,6 @@ ADMIN = "admin@example.com"
 GOOGLE_ORDER = "GPA.3301-1111-2222-33333"
 APPLE_ORDER = "MQ3ZRTV4X1"
 FAILURES = [Fault(status=503) for _ in range(10)]
-
-
-@pytest.fixture(scope="module")
-def signer() -> TestSigner:
-    return TestSigner("key-orders")
-
-
-@pytest.fixture(scope="module")
-def certs(signer: TestSigner) -> Iterator[CertServer]:
-    with cert_server(signer) as server:
-        yield server
-
-
-@pytest.fixture
-def auth(signer: TestSigner) -> dict[str, str]:
-    return bearer(signer.token(ADMIN))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from refundguard import events
 from refundguard.model import Effect, Entitlement, HistoryEntry, Source, Status, StoreName
 from refundguard_dev.id_tokens import CertServer, TestSigner, bearer, cert_server
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform_consumer" / "main.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform_consumer" / "main.py"
 WEBHOOK = "https://platform.example.com/refundguard/events"
 PUSH_SA = "refundguard-events-push@demo-project.iam.gserviceaccount.com"
 

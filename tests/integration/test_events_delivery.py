@@ -22,7 +22,7 @@ from refundguard_dev.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform_consumer" / "main.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "platform_consumer" / "main.py"
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

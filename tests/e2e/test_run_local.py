@@ -111,7 +111,7 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
 
     from refundguard_dev.stack import STACK_FILE
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     ports = _free_ports()
     env = {**os.environ, **ports, "ADMIN_EMAILS": "support@example.com"}
     env.pop("ADMIN_CERTS_URL", None)
@@ -150,7 +150,7 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             time.sleep(0.5)
         stack = json.loads(STACK_FILE.read_text())
         assert stack["urls"]["admin"] == f"http://127.0.0.1:{ports['ADMIN_PORT']}"
-        # The admin console's page, on its port (tests/test_console_browser.py drives it).
+        # The admin console's page, on its port (tests/e2e/test_console_browser.py drives it).
         import urllib.request
 
         console = stack["urls"]["admin_console"]

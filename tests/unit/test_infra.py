@@ -12,7 +12,7 @@ the reconciler and the Cloud Scheduler calls test_infra_reconcile.py's.
 The functions are one resource with for_each over local.enabled_functions, local.functions
 filtered by each entry's ``enabled`` (the console is optional). python-hcl2 only parses, so
 refundguard_dev.terraform_eval expands for_each resources (every entry as if enabled) and fails
-loudly on any form it does not understand; its own tests are tests/test_terraform_eval.py.
+loudly on any form it does not understand; its own tests are tests/unit/test_terraform_eval.py.
 Negative self-checks here show each function check can fail.
 """
 
@@ -43,7 +43,7 @@ from refundguard_dev.terraform_eval import (
     walk_strings,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 MAIN_PY = ROOT / "functions" / "main.py"
 CLOUDBUILD = ROOT / "cloudbuild.yaml"
@@ -421,7 +421,9 @@ def test_ingress_is_internal_except_for_the_public_functions(tf: Terraform) -> N
     text = (INFRA / "functions.tf").read_text(encoding="utf-8")
     block_text = text[text.index(f'resource "{FUNCTION_TYPE}" "function"') :].split("\n}\n", 1)[0]
     assert "checkov:skip=CKV_GCP_124" in block_text
-    assert "tests/test_infra.py" in block_text, "the skip must say where ingress is checked instead"
+    assert "tests/unit/test_infra.py" in block_text, (
+        "the skip must say where ingress is checked instead"
+    )
 
 
 def test_common_settings_and_preconditions_are_written_once(tf: Terraform) -> None:

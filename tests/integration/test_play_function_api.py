@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STORE_API_POLICY
 from refundguard.model import Effect, Status, StoreName
 from refundguard.play import function as play_function
 from refundguard.playstore import judge as play_judge
 from refundguard_dev import play_api_data as data
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
 from refundguard_dev.play_messages import PACKAGE, play_request, post
+from support import STORE_API_POLICY
 
 pytestmark = pytest.mark.emulator
 

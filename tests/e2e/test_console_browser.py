@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import _require, require_browser
 from refundguard_dev.browser import (
     PHONE,
     LocalStack,
@@ -29,6 +28,7 @@ from refundguard_dev.dev_issuer import mint
 from refundguard_dev.emulator import DEFAULT_JAR, find_emulator_jar
 from refundguard_dev.local import LOCAL_CONSOLE_CLIENT_ID, PROJECT
 from refundguard_dev.local_stores import APPLE_ORDER, DEMO_ORDER, DEMO_TOKEN, UNSEEN_ORDER
+from support import require, require_browser
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow, pytest.mark.browser]
 
@@ -40,7 +40,7 @@ SANDBOX_TRANSACTION = "2000000000000777"
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
     require_browser()
-    _require(find_emulator_jar(), "FIRESTORE", f"the Firestore emulator ({DEFAULT_JAR})")
+    require(find_emulator_jar(), "FIRESTORE", f"the Firestore emulator ({DEFAULT_JAR})")
     local = LocalStack({"ADMIN_EMAILS": ADMIN}).start()
     try:
         local.play("one-time", "--notification-type", "1", "--token", DEMO_TOKEN)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STORE_API_POLICY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from refundguard.model import Status, StoreName
@@ -21,6 +20,7 @@ from refundguard.reconciliation import pages as reconcile_pages
 from refundguard_dev import play_api_data as data
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
 from refundguard_dev.play_messages import PACKAGE, play_request, post
+from support import STORE_API_POLICY
 
 pytestmark = pytest.mark.emulator
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import VERIFIED, trusting_test_pki
 from refundguard.appstore import verified
 from refundguard.appstore.api import AppStoreApiClient, ConsumptionInfo
 from refundguard.errors import Kind
@@ -27,6 +26,7 @@ from refundguard.storeapi import (
 )
 from refundguard_dev.apple_pki import BUNDLE_ID, generate_pki
 from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi, Fault
+from support import VERIFIED, trusting_test_pki
 
 TX = "2000000000000001"
 OTHER_APP = "com.example.other"

@@ -9,14 +9,13 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from refundguard.console import site
 from refundguard.console.settings import GOOGLE_SIGN_IN_URL
 from refundguard_dev.emulator import free_port
-from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
+from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer
 from refundguard_dev.local import LOCAL_CONSOLE_CLIENT_ID, serve_dev_certs
 
 GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"  # gcloud's own tokens' audience
@@ -26,17 +25,6 @@ pytestmark = pytest.mark.emulator
 CLIENT_ID = "123456789012-abcdefghijklmnop.apps.googleusercontent.com"
 ADMIN = "support@example.com"
 TOKEN = "opaque-token.AO-J1Ox_console-0001"
-
-
-@pytest.fixture(scope="module")
-def signer() -> TestSigner:
-    return TestSigner("key-console")
-
-
-@pytest.fixture(scope="module")
-def certs(signer: TestSigner) -> Iterator[CertServer]:
-    with cert_server(signer) as server:
-        yield server
 
 
 @pytest.fixture

@@ -1,0 +1,68 @@
+"""What the tests import besides fixtures: where things are, the store-API call policy of the
+tests, the Apple verifier trusting the test PKI, and the loud skip of a missing emulator or
+browser (a failure with REFUNDGUARD_REQUIRE_EMULATOR=1, as in CI)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+from refundguard.appstore.verifier import AppleVerifier
+from refundguard.storeapi import CallPolicy
+from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
+from refundguard_dev.browser import find_browser
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = ROOT / "functions"
+MAIN_PY = FUNCTIONS_DIR / "main.py"
+#: What was found missing (the run's summary says it in capitals).
+emulator_missing: list[str] = []
+
+STORE_API_POLICY = CallPolicy(
+    connect_timeout_s=1, read_timeout_s=2, attempts=4, base_backoff_s=0.01, max_wait_s=3
+)
+
+#: The ``appstore.verified`` read of each client method the tests call by name.
+VERIFIED = {
+    "get_transaction_info": "transaction_info",
+    "get_transaction_history": "transaction_history",
+    "get_notification_history": "notification_history",
+}
+
+
+def trusting_test_pki() -> AppleVerifier:
+    """refundguard's verifier trusting the test PKI, for both environments."""
+    return AppleVerifier(
+        [default_pki().root_der],
+        bundle_ids=[BUNDLE_ID],
+        environments=["Production", "Sandbox"],
+        app_apple_id=APP_APPLE_ID,
+    )
+
+
+def require(found: Path | None, what: str, install: str) -> Path:
+    """The emulator's jar, or skip loudly (fail with REFUNDGUARD_REQUIRE_EMULATOR=1, as in CI)."""
+    if found is not None and shutil.which(os.environ.get("JAVA", "java")) is not None:
+        return found
+    missing(f"{what} EMULATOR NOT FOUND: install {install} and Java")
+
+
+def missing(reason: str) -> NoReturn:
+    if os.environ.get("REFUNDGUARD_REQUIRE_EMULATOR") == "1":
+        pytest.fail(reason + " (REFUNDGUARD_REQUIRE_EMULATOR=1)", pytrace=False)
+    emulator_missing.append(reason)
+    pytest.skip(reason)
+
+
+def require_browser() -> tuple[str, str]:
+    """(chromium, chromedriver), or skip loudly (fail in CI, like a missing emulator)."""
+    found = find_browser()
+    if found is None:
+        missing(
+            "BROWSER NOT FOUND: install Debian's chromium and chromium-driver (`make browser` "
+            "does, as root with apt), or set CHROMIUM_BIN and CHROMEDRIVER_BIN"
+        )
+    return found
