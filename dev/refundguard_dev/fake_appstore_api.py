@@ -196,7 +196,7 @@ class FakeAppStoreApi(FakeServer):
         delay = body.get("delay_s", 0) if isinstance(body, dict) else None
         if not (isinstance(order_id, str) and order_id and isinstance(tx, str) and tx.isdigit()):
             return self._error(4000000, "orderId and a numeric transactionId are required")
-        if not isinstance(delay, (int, float)) or not 0 <= delay <= 60:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 60:
             return self._error(4000000, "delay_s must be 0-60 seconds")
         bundle_id = sorted(self.bundle_ids)[0]
         self.add_transaction(original_transaction_id=tx, bundle_id=bundle_id)
