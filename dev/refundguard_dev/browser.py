@@ -1,6 +1,6 @@
-"""Driving the admin console in a real browser: Debian's headless Chromium through Selenium, against
-``make run``'s stack started on free ports (``LocalStack``). Used by tests/e2e/test_console_browser.py
-and scripts/console_screenshots.py; never deployed.
+"""Driving the admin console in a real browser: Debian's headless Chromium through Selenium,
+against ``make run``'s stack started on free ports (``LocalStack``). Used by
+tests/e2e/test_console_browser.py and scripts/console_screenshots.py; never deployed.
 
 The browser runs with the network closed in mind: no first-run, sync, component updates or
 background requests, a throw-away profile; Selenium is given the driver's path, so Selenium

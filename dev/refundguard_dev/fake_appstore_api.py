@@ -9,8 +9,10 @@ otherwise. Endpoints: Look Up Order ID (Production only), Get Transaction Info, 
 History v2 (``revision`` paging, 20 a page), Get Notification History (``paginationToken``;
 ``onlyFailures``; tampered notifications on request),
 Send Consumption Information v2 (202, or 400 by every documented field rule of ConsumptionRequest:
-``consumption_errors``); errors as ``{"errorCode", "errorMessage"}``. Faults
-(``fail_next``) come from ``fake_http``. Run alone: ``python -m refundguard_dev.fake_appstore_api``.
+``consumption_errors``); errors as ``{"errorCode", "errorMessage"}``. Faults (``fail_next``) come
+from ``fake_http``. ``POST /_dev/order`` (no token; for ``make run``'s stack, which runs in another
+process) adds an order and its transaction, optionally answered late.
+Run alone: ``python -m refundguard_dev.fake_appstore_api``.
 """
 
 from __future__ import annotations
@@ -193,12 +195,32 @@ class FakeAppStoreApi(FakeServer):
         return Reply(code // 10000, {"errorCode": code, "errorMessage": message})
 
     def handle(self, request: Request) -> Reply:
+        if request.path == "/_dev/order" and request.method == "POST":
+            return self._dev_order(request)
         bid = self._authenticate(bearer(request))
         if bid is None:
             return Reply(401, b"Unauthenticated\n", {"Content-Type": "text/plain"})
         parts = [unquote(p) for p in request.raw_path.strip("/").split("/")]
         with self.lock:
             return self._route(request, bid, parts)
+
+    def _dev_order(self, request: Request) -> Reply:
+        """``{"orderId", "transactionId", "delay_s"}``: an order of one transaction (of the first
+        known app); with ``delay_s``, its next Look Up Order ID answers that many seconds late."""
+        body = request.json() if request.body else None
+        order_id = body.get("orderId") if isinstance(body, dict) else None
+        tx = body.get("transactionId") if isinstance(body, dict) else None
+        delay = body.get("delay_s", 0) if isinstance(body, dict) else None
+        if not (isinstance(order_id, str) and order_id and isinstance(tx, str) and tx.isdigit()):
+            return self._error(4000000, "orderId and a numeric transactionId are required")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 60:
+            return self._error(4000000, "delay_s must be 0-60 seconds")
+        bundle_id = sorted(self.bundle_ids)[0]
+        self.add_transaction(original_transaction_id=tx, bundle_id=bundle_id)
+        self.add_order(order_id, tx)
+        if delay:
+            self.fail_next(Fault(delay_s=float(delay), path=f"/inApps/v1/lookup/{order_id}"))
+        return Reply(200, {"added": order_id})
 
     def _authenticate(self, token: str | None) -> str | None:
         def refuse(why: str) -> None:

@@ -3,11 +3,14 @@
 Google and Apple order ids and by Apple transaction id (Production, then Sandbox), read the
 timeline, re-grant with a reason and a confirmation, see the change and its audit line; a user
 not on the admin list, an expired or foreign token, markup in store data, the page's headers,
-keyboard use and a phone's width. Skipped loudly without Chromium or the emulator (failed in CI)."""
+keyboard use and a phone's width; the newest search wins over a slow older one (and the actions
+act on what is shown), the timeline in the order of the times it shows, a lost answer to an action
+and its retry. Skipped loudly without Chromium or the emulator (failed in CI)."""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -175,8 +178,24 @@ def test_an_apple_transaction_id_is_looked_up_in_production_then_sandbox(
     search(browser, SANDBOX_TRANSACTION)
     wait_for(browser, lambda d: fact(d, "store") == "App Store (Sandbox)")
     assert heading(browser).startswith("Access granted by an Apple purchase on ")
+    assert fact(browser, "purchased") != "-"  # the notification's transaction says when
     link = visible(browser, "#ticket-link").get_attribute("value")
     assert link.endswith(f"#purchase/apple-sandbox/{SANDBOX_TRANSACTION}")
+    stack.script(
+        "scripts/send_apple_notification.py",
+        "REFUND",
+        "--transaction-id",
+        SANDBOX_TRANSACTION,
+        "--url",
+        stack.url("apple_notifications"),
+    )
+    search(browser, SANDBOX_TRANSACTION, "apple-transaction")
+    wait_for(browser, lambda d: heading(d).startswith("Access revoked by an Apple refund on "))
+    refund = timeline(browser)[0]
+    assert "“REFUND by Apple (no reason given)”" in refund and "None" not in refund
+    assert "Found as an Apple original transaction id." in text_of(browser, ".status")
+    search(browser, "MQ3/ZRT", "apple-order")
+    assert text_of(browser, "#notice").startswith("That does not look like an Apple order id:")
     search(browser, "1999999999999999")
     assert "Not found" in text_of(browser, "#notice")
 
@@ -274,3 +293,119 @@ def test_a_phone_width_shows_everything_without_sideways_scrolling(stack: LocalS
             box = visible(driver, css).rect
             assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE[0]
             assert box["height"] >= 44 or css == "#ticket-link"
+
+
+def add_apple_order(stack: LocalStack, order_id: str, transaction_id: str, delay_s: float) -> None:
+    """An order the App Store stand-in knows, whose next Look Up Order ID answers late."""
+    body = {"orderId": order_id, "transactionId": transaction_id, "delay_s": delay_s}
+    request = urllib.request.Request(
+        stack.url("apple_api") + "/_dev/order",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+
+
+def answered(driver: Any, path_part: str) -> bool:
+    """Whether the page has received the whole answer to a request whose URL contains
+    ``path_part`` (Resource Timing lists a fetch once its answer has arrived)."""
+    script = "return performance.getEntriesByType('resource').map((e) => e.name)"
+    return any(path_part in name for name in driver.execute_script(script))
+
+
+def test_the_newest_search_wins_and_the_actions_act_on_what_is_shown(
+    stack: LocalStack, browser: Any
+) -> None:
+    slow_order, slow_transaction = "MQSLOWORD1", "2000000000000888"
+    add_apple_order(stack, slow_order, slow_transaction, delay_s=4)
+    sign_in(browser, console(stack), ADMIN)
+    search(browser, slow_order)  # the Apple look-up answers in 4 s
+    search(browser, DEMO_TOKEN)  # asked after it, answered first
+    wait_for(browser, lambda d: fact(d, "purchase-id") == DEMO_TOKEN)
+    # The older answer arrives (the stand-in was asked, refundguard answered the page) ...
+    wait_for(browser, lambda d: answered(d, f"orders/{slow_order}"), timeout_s=30)
+    browser.execute_async_script("setTimeout(arguments[0], 500)")  # ... and had time to land
+    assert fact(browser, "purchase-id") == DEMO_TOKEN  # ... and is dropped
+    assert fact(browser, "store") == "Google Play"
+    assert browser.find_element("id", "results").get_attribute("aria-busy") == "false"
+    assert visible(browser, "#query").get_attribute("value") == DEMO_TOKEN
+    looked_up = [line for line in audit_lines(stack) if line.get("order_id") == slow_order]
+    assert looked_up and looked_up[-1]["found_by"] == "store_api"
+
+    before = len(timeline(browser))
+    regrant_or_revoke(browser, "revoke", "chargeback, ticket #5150")
+    wait_for(browser, lambda d: "Access revoked." in d.find_element("id", "notice").text)
+    assert fact(browser, "purchase-id") == DEMO_TOKEN
+    assert heading(browser).startswith(f"Access revoked by {ADMIN} (revoke) on ")
+    assert len(timeline(browser)) == before + 1
+    revoke = [line for line in audit_lines(stack) if line.get("action") == "revoke"][-1]
+    assert revoke["store"] == "google" and revoke["reason"] == "chargeback, ticket #5150"
+    # The Apple purchase the slow answer named was not touched.
+    search(browser, slow_order)
+    wait_for(browser, lambda d: fact(d, "purchase-id") == slow_transaction)
+    assert not any("ADMIN_REVOKE" in entry for entry in timeline(browser))
+
+
+def test_the_timeline_is_in_the_order_of_the_times_it_shows(
+    stack: LocalStack, browser: Any
+) -> None:
+    token = "late-event-token-0001"
+    now_ms = int(time.time() * 1000)
+    hour = 3_600_000
+
+    def send(kind: str, number: str | None, event_time_ms: int) -> None:
+        args = [kind, "--token", token, "--event-time-ms", str(event_time_ms)]
+        stack.play(*args, *(["--notification-type", number] if number else []))
+
+    send("voided", None, now_ms)  # received first
+    send("one-time", "1", now_ms - 3 * hour)  # the purchase, received late
+    send("one-time", "2", now_ms - 3 * hour)  # same time as the purchase, received after it
+    sign_in(browser, console(stack), ADMIN)
+    search(browser, token)
+    wait_for(browser, lambda d: len(timeline(d)) == 3)
+    events = timeline(browser)
+    assert "VOIDED_PURCHASE" in events[0]  # newest event time, though received first
+    assert "ONE_TIME_PRODUCT_CANCELED" in events[1]  # same time as the next: received later
+    assert "ONE_TIME_PRODUCT_PURCHASED" in events[2]
+    assert "received" in events[1] and "received" in events[2]  # late: both times shown
+    assert "received" not in events[0]  # on time: its time alone
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('.timeline > li .event-head > time')]"
+        ".map((t) => Date.parse(t.getAttribute('datetime')))"
+    )
+    assert shown == sorted(shown, reverse=True)
+
+
+def test_a_lost_answer_and_its_retry_say_what_was_written(stack: LocalStack, browser: Any) -> None:
+    token = "retried-purchase-token-0001"
+    stack.play("one-time", "--notification-type", "1", "--token", token)
+    sign_in(browser, console(stack), ADMIN)
+    search(browser, token)
+    wait_for(browser, lambda d: fact(d, "purchase-id") == token)
+    before = len(timeline(browser))
+    # The network loses the answer to the first re-grant (refundguard did write it).
+    browser.execute_script(
+        """
+        const realFetch = window.fetch;
+        let lost = false;
+        window.fetch = async (input, init) => {
+          const answer = await realFetch(input, init);
+          if (!lost && String(input).includes("entitlements:regrant")) {
+            lost = true;
+            throw new TypeError("Failed to fetch");
+          }
+          return answer;
+        };
+        """
+    )
+    regrant_or_revoke(browser, "regrant", "customer was double charged, ticket #6001")
+    wait_for(browser, lambda d: "Access re-granted." in d.find_element("id", "notice").text)
+    notice = text_of(browser, "#notice")
+    assert "nothing new written" not in notice
+    assert "the retry found your change already written (once, not twice)" in notice
+    entries = timeline(browser)
+    assert len(entries) == before + 1 and "ADMIN_REGRANT" in entries[0]
+    lines = [line for line in audit_lines(stack) if line.get("action") == "regrant"][-2:]
+    assert [line.get("replayed") for line in lines] == [False, True]

@@ -93,6 +93,21 @@ def test_purchase_then_refund_revokes_and_keeps_the_revocation_facts(
     assert newest.type == "REFUND" and newest.details["revocationReason"] == 1
     assert newest.details["revocationType"] == "REFUND_FULL"
     assert newest.details["revocationDate"] == at(59)
+    assert newest.reason == (
+        "REFUND by Apple: an actual or perceived issue in the app (revocationReason=1); "
+        "full refund (revocationType=REFUND_FULL)"
+    )
+    # The purchase time is the transaction's (originalPurchaseDate), as the Google path records.
+    assert ent.purchase_time_ms == at(0) - 60_000
+
+
+def test_a_refund_without_revocation_facts_says_so_and_names_nothing_absent(
+    client: Any, store: Any
+) -> None:
+    r = post(client, sign_notification("REFUND", signed_date=at(60)))
+    assert r.status_code == 200 and r.get_json()["status"] == "revoked"
+    newest = store.history(StoreName.APPLE, TX, "Sandbox")[0]
+    assert newest.reason == "REFUND by Apple (no reason given)"
 
 
 def test_refund_reversed_restores_access(client: Any, store: Any) -> None:

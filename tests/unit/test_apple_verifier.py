@@ -12,6 +12,8 @@ import pytest
 from appstoreserverlibrary.models.Environment import Environment
 from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from refundguard.apple.settings import load_settings
 from refundguard.appstore import notifications
 from refundguard.appstore.config import APPLE_ROOT_CA_G3_SHA256, fingerprint
@@ -319,6 +321,73 @@ def test_revocation_facts_are_kept() -> None:
     assert event.details["revocationType"] == "FAMILY_REVOKE"
     assert event.details["inAppOwnershipType"] == "FAMILY_SHARED"
     assert event.reason is not None and "revocationReason=0" in event.reason
+
+
+ABSENT = object()
+_ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)  # storable text
+_odd = st.one_of(st.none(), st.booleans(), _text, st.floats(allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    notification_type=st.sampled_from(["REFUND", "REVOKE"]),
+    reason_code=st.one_of(st.just(ABSENT), st.sampled_from([0, 1]), _ints, _odd),
+    kind=st.one_of(
+        st.just(ABSENT),
+        st.sampled_from(["REFUND_FULL", "REFUND_PRORATED", "FAMILY_REVOKE"]),
+        _text,
+        _odd,
+    ),
+    percentage=st.one_of(st.just(ABSENT), st.integers(0, 100_000), _odd),
+)
+def test_a_revocation_reason_names_only_what_apple_sent(
+    notification_type: str, reason_code: Any, kind: Any, percentage: Any
+) -> None:
+    fields = {"revocationReason": reason_code, "revocationType": kind}
+    fields["revocationPercentage"] = percentage
+    transaction = {k: v for k, v in fields.items() if v is not ABSENT}
+    event = map_notification(verified(notification_type, transaction=transaction)).event
+    assert event is not None and event.reason is not None
+    assert event.reason.startswith(f"{notification_type} by Apple")
+    assert "None" not in event.reason.replace(str(kind), "")  # absent values are never shown
+    for name, value in fields.items():
+        sent = value is not ABSENT and value is not None and not isinstance(value, (bool, float))
+        sent = sent and (name == "revocationType") == isinstance(value, str)
+        assert (f"{name}=" in event.reason) is bool(sent and value != ""), (name, value)
+        if sent and value != "":
+            assert f"{name}={value}" in event.reason
+    if all(f"{name}=" not in event.reason for name in fields):
+        assert event.reason == f"{notification_type} by Apple (no reason given)"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    original=st.one_of(st.just(ABSENT), st.integers(1, 10**14), _ints, _odd),
+    purchased=st.one_of(st.just(ABSENT), st.integers(1, 10**14), _ints, _odd),
+)
+def test_the_purchase_time_is_the_original_purchase_date_when_usable(
+    original: Any, purchased: Any
+) -> None:
+    transaction = {"originalPurchaseDate": original, "purchaseDate": purchased}
+    transaction = {k: v for k, v in transaction.items() if v is not ABSENT}
+    base = transaction_payload()
+    base.pop("originalPurchaseDate"), base.pop("purchaseDate")
+    mapped = map_notification(
+        VerifiedNotification(
+            notification_payload("REFUND", environment="Sandbox", notification_uuid="uuid-1"),
+            BUNDLE_ID,
+            "Sandbox",
+            base | transaction,
+            None,
+        )
+    )  # never unmappable for an odd purchase date: the refund is what matters
+
+    def usable(value: Any) -> bool:
+        return type(value) is int and 0 < value <= 10**14
+
+    expected = original if usable(original) else purchased if usable(purchased) else None
+    assert mapped.event is not None and mapped.event.purchase_time_ms == expected
 
 
 def test_unknown_type_is_recorded_and_test_is_acknowledged() -> None:

@@ -3,11 +3,13 @@
 The entitlement is the transaction's ``originalTransactionId`` in the notification's environment
 (``apple:<id>`` or ``apple-sandbox:<id>``: Sandbox and Production never mix); the event id is the
 ``notificationUUID`` (the same across Apple's retries); the event time is the notification's
-``signedDate``. What each type does to access (``EFFECTS``):
+``signedDate``; the purchase time is the transaction's ``originalPurchaseDate`` (else its
+``purchaseDate``). What each type does to access (``EFFECTS``):
 
 - ONE_TIME_CHARGE, SUBSCRIBED, DID_RENEW, REFUND_REVERSED -> active;
 - DID_FAIL_TO_RENEW with subtype GRACE_PERIOD -> active (billing grace); without it -> recorded;
-- REFUND, REVOKE -> revoked (``revocationDate``/``Reason``/``Type``/``Percentage`` kept in history);
+- REFUND, REVOKE -> revoked (``revocationDate``/``Reason``/``Type``/``Percentage`` kept in history,
+  and said in words in the event's reason: only the values Apple sent);
 - EXPIRED, GRACE_PERIOD_EXPIRED -> expired;
 - every other type (REFUND_DECLINED, CONSUMPTION_REQUEST, DID_CHANGE_RENEWAL_STATUS, PRICE_INCREASE,
   ... and types Apple adds later) -> recorded in history, access unchanged;
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Kind, RefundGuardError
-from ..model import LedgerEvent, Source, Status, StoreName
+from ..model import MAX_EVENT_TIME_MS, LedgerEvent, Source, Status, StoreName
 from .verifier import VerifiedNotification
 
 #: notificationType -> the status it sets (absent: informational, recorded without changing access).
@@ -95,6 +97,16 @@ _RENEWAL_DETAILS = (
 )
 
 
+#: revocationReason -> words (Apple: 0 another reason, 1 an actual or perceived issue in the app).
+_REVOCATION_REASONS = {0: "another reason", 1: "an actual or perceived issue in the app"}
+#: revocationType -> words.
+_REVOCATION_TYPES = {
+    "REFUND_FULL": "full refund",
+    "REFUND_PRORATED": "prorated refund",
+    "FAMILY_REVOKE": "Family Sharing access withdrawn",
+}
+
+
 class UnmappableNotification(RefundGuardError):
     """A verified notification that lacks what a ledger event needs (kept in quarantine, 200)."""
 
@@ -131,6 +143,32 @@ def effect_of(notification_type: str, subtype: str | None) -> Status | None:
     if subtype is not None and (notification_type, subtype) in SUBTYPE_EFFECTS:
         return SUBTYPE_EFFECTS[(notification_type, subtype)]
     return EFFECTS.get(notification_type)
+
+
+def _millis(value: object) -> int | None:
+    """A time in milliseconds the ledger can store, else None (never a reason to refuse)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_EVENT_TIME_MS:
+        return value
+    return None
+
+
+def revocation_reason(notification_type: str, transaction: Mapping[str, Any]) -> str:
+    """A revocation in words, naming only what Apple sent, e.g. "REFUND by Apple: an actual or
+    perceived issue in the app (revocationReason=1); full refund (revocationType=REFUND_FULL)"."""
+    parts = []
+    code = transaction.get("revocationReason")
+    if isinstance(code, int) and not isinstance(code, bool):
+        why = _REVOCATION_REASONS.get(code, "an unknown reason")
+        parts.append(f"{why} (revocationReason={code})")
+    kind = transaction.get("revocationType")
+    if isinstance(kind, str) and kind:
+        what = _REVOCATION_TYPES.get(kind, "an unknown type")
+        parts.append(f"{what} (revocationType={kind})")
+    percentage = transaction.get("revocationPercentage")
+    if isinstance(percentage, int) and not isinstance(percentage, bool):
+        parts.append(f"{percentage / 1000:g}% refunded (revocationPercentage={percentage})")
+    said = f"{notification_type} by Apple"
+    return f"{said}: {'; '.join(parts)}" if parts else f"{said} (no reason given)"
 
 
 def map_notification(verified: VerifiedNotification) -> Mapped:
@@ -173,11 +211,10 @@ def map_notification(verified: VerifiedNotification) -> Mapped:
     user_id = transaction.get("appAccountToken")
     reason = None
     if status is Status.REVOKED:
-        reason = f"{notification_type}: revocationReason={transaction.get('revocationReason')}"
-        if transaction.get("revocationType"):
-            reason += f", revocationType={transaction['revocationType']}"
-        if transaction.get("revocationPercentage") is not None:
-            reason += f", revocationPercentage={transaction['revocationPercentage']}"
+        reason = revocation_reason(notification_type, transaction)
+    purchased = _millis(transaction.get("originalPurchaseDate")) or _millis(
+        transaction.get("purchaseDate")
+    )
     try:
         event = LedgerEvent(
             store=StoreName.APPLE,
@@ -190,6 +227,7 @@ def map_notification(verified: VerifiedNotification) -> Mapped:
             environment=verified.environment,
             product_id=product_id if isinstance(product_id, str) else None,
             user_id=user_id if isinstance(user_id, str) and user_id else None,
+            purchase_time_ms=purchased,
             reason=reason,
             details=details,
         )

@@ -2,20 +2,38 @@
 // one purchase and its timeline, re-grant/revoke with a reason and a confirmation. Everything it
 // shows comes from the admin API as the signed-in person; the ID token stays in this module's
 // memory (never in storage, cookies or URLs) and is dropped on sign-out, expiry or a 401.
+//
+// The newest request wins: every request whose answer replaces what the page shows (a search, a
+// link, the reload after an action, the panels) takes a ticket, and an answer (or error) whose
+// ticket is no longer the newest is dropped. Sign-out makes every ticket old.
 
 import { ApiError, createApi, explain } from "./api.js";
 import { h, show, visible } from "./dom.js";
 import { classify, fragmentFor, KINDS, namespacesFor, namespaceOf, parseFragment } from "./ids.js";
 import { renderRefundRequests, renderRuns } from "./panels.js";
 import { renderChoice, renderPurchase } from "./render.js";
-import { statusWords, storeWords } from "./words.js";
+import { statusWords, storeWords, withArticle } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content || "";
 
 const session = { token: null, email: "", timer: null };
-let current = null; // {namespace, purchaseId, view}
+let current = null; // {namespace, purchaseId, view}: the purchase shown, which the actions act on
 const api = createApi(() => session.token);
+
+// ------------------------------------------------------------------------- newest answer wins
+
+const tickets = { view: 0, panels: 0 };
+
+/** A ticket for a new request of this kind: answers to older ones are dropped from now on. */
+function ticket(kind) {
+  tickets[kind] += 1;
+  return tickets[kind];
+}
+
+function newest(kind, number) {
+  return tickets[kind] === number;
+}
 
 // ------------------------------------------------------------------------------------- notices
 
@@ -85,7 +103,7 @@ async function onCredential(response) {
   session.email = typeof payload.email === "string" ? payload.email : "";
   session.timer = setTimeout(() => signOut("Your sign-in has expired. Sign in again."), msLeft);
   $("sign-in-state").textContent = "Checking your access…";
-  if (await loadPanels()) enterWorkspace();
+  if ((await loadPanels()) && session.token === token) enterWorkspace();
 }
 
 function enterWorkspace() {
@@ -104,6 +122,8 @@ function signOut(message) {
   session.email = "";
   clearTimeout(session.timer);
   current = null;
+  ticket("view"); // answers still on their way belong to the old session: dropped
+  ticket("panels");
   window.google?.accounts?.id?.disableAutoSelect?.();
   $("results-body").replaceChildren();
   show($("results"), false);
@@ -132,16 +152,20 @@ const PANELS = [
 ];
 
 /** Load the panels whose routes exist (404 no_such_route: not deployed here, hidden). The first
- * call is also the access check: 401/403 refuse the sign-in. False when refused. */
+ * call is also the access check: 401/403 refuse the sign-in. False when refused, or when a newer
+ * load (a newer sign-in) has started: its answers are the ones shown. */
 async function loadPanels() {
+  const mine = ticket("panels");
   for (const [id, path, render] of PANELS) {
     const panel = $(id);
     const body = panel.querySelector(".panel-body");
     try {
       const { data } = await api.list(path);
+      if (!newest("panels", mine)) return false;
       render(body, data);
       show(panel);
     } catch (err) {
+      if (!newest("panels", mine)) return false;
       if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
         signOut(explain(err));
         return false;
@@ -156,18 +180,23 @@ async function loadPanels() {
 
 // ------------------------------------------------------------------------------------- search
 
+/** Run `work(mine)` for a new view: "Looking…" until it shows something; its error is shown
+ * unless a newer view has started since (then the error belongs to a view nobody waits for). */
 async function busy(work) {
+  const mine = ticket("view");
+  current = null; // the purchase shown until now is gone: nothing acts on it any more
   $("results").setAttribute("aria-busy", "true");
   show($("results"));
   $("results-body").replaceChildren(h("p", { class: "help" }, "Looking…"));
   try {
-    await work();
+    await work(mine);
   } catch (err) {
+    if (!newest("view", mine)) return;
     $("results-body").replaceChildren();
     show($("results"), false);
     handle(err);
   } finally {
-    $("results").setAttribute("aria-busy", "false");
+    if (newest("view", mine)) $("results").setAttribute("aria-busy", "false");
   }
 }
 
@@ -182,46 +211,56 @@ function onSearch(event) {
     return;
   }
   $("query").removeAttribute("aria-invalid");
-  busy(() => search(found.kind, found.id));
+  busy((mine) => search(found.kind, found.id, mine));
 }
 
-async function search(kind, id) {
-  if (kind.endsWith("-order")) return openOrder(id);
+async function search(kind, id, mine) {
+  if (kind.endsWith("-order")) return openOrder(id, mine);
   for (const namespace of namespacesFor(kind)) {
     try {
       const { data } = await api.lookup(namespace, id);
-      return showPurchase(namespace, id, data, `Found as a ${KINDS[kind]}.`);
+      return showPurchase(namespace, id, data, `Found as ${withArticle(KINDS[kind])}.`, mine);
     } catch (err) {
       if (!(err instanceof ApiError && err.code === "not_found")) throw err;
+      if (!newest("view", mine)) return; // a newer search has started: stop asking
     }
   }
   const where = kind === "apple-transaction" ? " (App Store Production, then Sandbox)" : "";
   throw new ApiError(404, "not_found_as", `No purchase with this ${KINDS[kind]}${where}.`);
 }
 
-async function openOrder(orderId) {
+async function openOrder(orderId, mine) {
   const { data } = await api.order(orderId);
+  if (!newest("view", mine)) return;
   const results = Array.isArray(data.results) ? data.results : [];
   const via = data.found_by === "store_api" ? "asked the store's API" : "in refundguard's ledger";
   const found = `Order ${orderId} (${via}).`;
-  const open = (index) => {
+  const open = (index, given) => {
     const view = results[index];
     const ent = view.entitlement || {};
-    showPurchase(namespaceOf(ent), ent.purchase_id, view, found);
+    // Choosing from the list is a new view: whatever was asked before it is dropped.
+    showPurchase(namespaceOf(ent), ent.purchase_id, view, found, given ?? ticket("view"));
   };
-  if (results.length === 1) return open(0);
+  if (results.length === 1) return open(0, mine);
   $("results-body").replaceChildren(renderChoice(data, open));
   $("choice-title").focus();
 }
 
-function showPurchase(namespace, purchaseId, view, found) {
-  current = { namespace, purchaseId, view };
-  $("results-body").replaceChildren(renderPurchase(view, { onAction, found }));
+/** Show a purchase, if `mine` is still the newest view; true when shown. Its buttons act on this
+ * purchase only. */
+function showPurchase(namespace, purchaseId, view, found, mine) {
+  if (!newest("view", mine)) return false;
+  const target = { namespace, purchaseId, view };
+  current = target;
+  $("results-body").replaceChildren(
+    renderPurchase(view, { onAction: (action, opener) => onAction(target, action, opener), found }),
+  );
   show($("results"));
   const fragment = `#${fragmentFor(view.entitlement || {})}`;
   if (location.hash !== fragment) history.replaceState(null, "", fragment);
   $("purchase-title").focus();
   announce($("purchase-title").textContent);
+  return true;
 }
 
 function openFragment() {
@@ -230,12 +269,12 @@ function openFragment() {
   clearNotice();
   if (target.order) {
     $("query").value = target.order;
-    busy(() => openOrder(target.order));
+    busy((mine) => openOrder(target.order, mine));
   } else {
     $("query").value = target.purchaseId;
-    busy(async () => {
+    busy(async (mine) => {
       const { data } = await api.lookup(target.namespace, target.purchaseId);
-      showPurchase(target.namespace, target.purchaseId, data, "Opened from a link.");
+      showPurchase(target.namespace, target.purchaseId, data, "Opened from a link.", mine);
     });
   }
 }
@@ -243,11 +282,17 @@ function openFragment() {
 // ------------------------------------------------------------------------- re-grant / revoke
 
 const ACTIONS = {
-  regrant: { title: "Re-grant access?", ok: "Re-grant access", done: "Access re-granted." },
-  revoke: { title: "Revoke access?", ok: "Revoke access", done: "Access revoked." },
+  regrant: {
+    title: "Re-grant access?",
+    ok: "Re-grant access",
+    done: "Access re-granted.",
+    noun: "re-grant",
+  },
+  revoke: { title: "Revoke access?", ok: "Revoke access", done: "Access revoked.", noun: "revoke" },
 };
 
-function onAction(action, opener) {
+/** The action form of the purchase `target` (the one whose button was pressed). */
+function onAction(target, action, opener) {
   const slot = $("action-slot");
   const words = ACTIONS[action];
   const reason = h("textarea", {
@@ -262,7 +307,7 @@ function onAction(action, opener) {
   const form = h(
     "form",
     { class: "action-form", novalidate: true },
-    h("label", { for: "reason" }, `Reason for the ${action === "regrant" ? "re-grant" : "revoke"} (required)`),
+    h("label", { for: "reason" }, `Reason for the ${words.noun} (required)`),
     reason,
     h("p", { id: "reason-help", class: "help" }, "Shown in the timeline and the audit log with your address, e.g. “refund was a mistake, ticket #4711”. At most 500 characters."),
     error,
@@ -283,15 +328,15 @@ function onAction(action, opener) {
       reason.focus();
       return;
     }
-    confirmAction(action, text, opener);
+    confirmAction(target, action, text, opener);
   });
   slot.replaceChildren(form);
   reason.focus();
 }
 
-function confirmAction(action, reason, opener) {
+function confirmAction(target, action, reason, opener) {
   const words = ACTIONS[action];
-  const ent = current.view.entitlement || {};
+  const ent = target.view.entitlement || {};
   const dialog = $("confirm");
   $("confirm-title").textContent = words.title;
   $("confirm-ok").textContent = words.ok;
@@ -311,8 +356,14 @@ function confirmAction(action, reason, opener) {
   dialog.addEventListener(
     "close",
     () => {
-      if (dialog.returnValue === "ok") perform(action, reason);
-      else opener.focus();
+      if (dialog.returnValue !== "ok") opener.focus();
+      else if (current !== target) {
+        // Another purchase is shown now (or none): never act on one that is not on the screen.
+        notice(
+          `Nothing was done: the page no longer shows ${ent.purchase_id}.` +
+            ` Open it again to ${words.noun} it.`,
+        );
+      } else perform(target, action, reason);
     },
     { once: true },
   );
@@ -320,16 +371,47 @@ function confirmAction(action, reason, opener) {
   $("confirm-cancel").focus();
 }
 
-async function perform(action, reason) {
-  const { namespace, purchaseId } = current;
+/** Re-grant or revoke `target`, then reload it. What the action did is always said, even when
+ * a newer search has replaced the page meanwhile (only the reload is then dropped). */
+async function perform(target, action, reason) {
+  const { namespace, purchaseId } = target;
+  const words = ACTIONS[action];
   const key = crypto.randomUUID();
   clearNotice();
-  await busy(async () => {
-    const { replayed } = await api.act(action, namespace, purchaseId, reason, key);
-    const { data } = await api.lookup(namespace, purchaseId);
-    showPurchase(namespace, purchaseId, data, null);
-    const done = ACTIONS[action].done + (replayed ? " (already done: nothing new written)" : "");
-    notice(`${done} The timeline shows your entry.`, "success");
+  await busy(async (mine) => {
+    let answer;
+    try {
+      answer = await api.act(action, namespace, purchaseId, reason, key);
+    } catch (err) {
+      if (newest("view", mine)) throw err;
+      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) handle(err);
+      else notice(`The ${words.noun} of ${purchaseId} failed: ${explain(err)}`);
+      return;
+    }
+    // Idempotent-Replayed can only follow the page's own retry (a new key per click): the first
+    // try was written but its answer lost (or an error); the retry found that entry. This click
+    // wrote it, once.
+    const retried = answer.replayed
+      ? " The first try got no clear answer; the retry found your change already written" +
+        " (once, not twice)."
+      : "";
+    let data;
+    try {
+      ({ data } = await api.lookup(namespace, purchaseId));
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) throw err;
+      if (newest("view", mine)) {
+        $("results-body").replaceChildren();
+        show($("results"), false);
+      }
+      notice(`${words.done}${retried} Reloading ${purchaseId} failed: ${explain(err)}`);
+      return;
+    }
+    if (showPurchase(namespace, purchaseId, data, null, mine)) {
+      notice(`${words.done}${retried} The timeline shows your entry.`, "success");
+    } else {
+      notice(`${words.done} (${purchaseId})${retried}`, "success");
+    }
   });
 }
 

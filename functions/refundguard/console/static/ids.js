@@ -9,6 +9,8 @@
 // Apple order ids are letters and digits (MQ3ZRTV4X1); Google purchase tokens are long runs of
 // letters, digits, '.', '-' and '_'. "Look up as" overrides the guess.
 
+import { withArticle } from "./words.js";
+
 export const KINDS = {
   "google-order": "Google order",
   "google-token": "Google purchase token",
@@ -36,7 +38,7 @@ export function classify(raw, kind = "auto") {
     const allowed = order
       ? "an order id is 1-200 letters, digits and . _ : -"
       : "a purchase id is 1-1024 letters, digits and . _ - : ~ + =";
-    return { error: `That does not look like a ${KINDS[kind]}: ${allowed}.` };
+    return { error: `That does not look like ${withArticle(KINDS[kind])}: ${allowed}.` };
   }
   return { kind, id };
 }

@@ -14,11 +14,25 @@ import {
 } from "./words.js";
 
 const TIMELINE_LIMIT = 200; // entries shown at once; the rest behind "Show all"
+const LATE_MS = 60_000; // an event received this much after its time says when it was received
+
+function time(value) {
+  return typeof value === "number" && Number.isFinite(value) ? value : -Infinity;
+}
+
+/** History in the order of the time each entry shows: event time, newest first; entries with the
+ * same event time newest received first. (The API lists them by receipt.) */
+export function byEventTime(history) {
+  return [...history].sort(
+    (a, b) =>
+      time(b.event_time_ms) - time(a.event_time_ms) || time(b.received_ms) - time(a.received_ms),
+  );
+}
 
 /** One purchase: {status, entitlement, history, history_truncated} from the API. */
 export function renderPurchase(view, { onAction, found }) {
   const ent = view.entitlement || {};
-  const history = Array.isArray(view.history) ? view.history : [];
+  const history = byEventTime(Array.isArray(view.history) ? view.history : []);
   const sentence = statusSentence(ent, history);
   const access = ent.access === true;
   const heading = h("h2", { id: "purchase-title", tabindex: "-1" }, sentence.text);
@@ -124,7 +138,7 @@ function actions(ent, onAction) {
 }
 
 function timeline(history, view, ent) {
-  const list = h("ol", { class: "timeline", "aria-label": "History, newest first" });
+  const list = h("ol", { class: "timeline", "aria-label": "History, newest event time first" });
   const render = (entries) => list.replaceChildren(...entries.map(event));
   render(history.slice(0, TIMELINE_LIMIT));
   const more =
@@ -150,9 +164,10 @@ function timeline(history, view, ent) {
     h(
       "p",
       { class: "help" },
-      `Newest first: ${history.length} of ${total} event(s)` +
+      `Newest first, by when each event happened: ${history.length} of ${total} event(s)` +
         (view.history_truncated ? " (older ones are not shown)" : "") +
-        ". Who or what changed the purchase, when, and why.",
+        ". Who or what changed the purchase, when, and why. An event that reached refundguard" +
+        " late says when it was received.",
     ),
     history.length ? list : h("p", {}, "No events yet."),
     more,
@@ -167,6 +182,7 @@ function event(entry) {
       : h("p", { class: "who-line" }, `From ${sourceWords(entry.source)}`);
   const details = entry.details && typeof entry.details === "object" ? entry.details : {};
   const keys = Object.keys(details);
+  const late = time(entry.received_ms) - time(entry.event_time_ms) >= LATE_MS;
   return h(
     "li",
     { class: `event event--${source} event--${entry.effect || "none"}` },
@@ -175,6 +191,7 @@ function event(entry) {
       { class: "event-head" },
       h("span", { class: "source" }, sourceWords(entry.source)),
       when(entry.event_time_ms),
+      late ? h("span", { class: "received" }, "received ", when(entry.received_ms)) : null,
     ),
     h(
       "p",

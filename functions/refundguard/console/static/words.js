@@ -51,7 +51,13 @@ const TYPES = {
 };
 
 const SOURCES = { google: "Google Play", apple: "App Store", admin: "Admin" };
-const ARTICLE = { google: "a Google", apple: "an Apple" };
+const SOURCE_ADJECTIVES = { google: "Google", apple: "Apple" };
+
+/** "a Google purchase token", "an Apple order id", "an unknown source" (by the first letter). */
+export function withArticle(noun) {
+  const text = String(noun ?? "");
+  return `${/^[aeiou]/i.test(text) ? "an" : "a"} ${text}`;
+}
 
 export function typeWords(type) {
   const known = TYPES[type];
@@ -114,7 +120,7 @@ export function statusSentence(entitlement, history) {
     const text = entry.type === "ADMIN_REGRANT" ? `Access ${cause}` : `${verb} ${cause}`;
     return { text: `${text} on ${whenText(entry.event_time_ms)}`, reason: entry.reason || null };
   }
-  const article = ARTICLE[entry.source] || `a ${sourceWords(entry.source)}`;
-  cause = `by ${article} ${typeWords(entry.type)}`;
+  const adjective = SOURCE_ADJECTIVES[entry.source] || sourceWords(entry.source);
+  cause = `by ${withArticle(`${adjective} ${typeWords(entry.type)}`)}`;
   return { text: `${verb} ${cause} on ${whenText(entry.event_time_ms)}`, reason: null };
 }
