@@ -10,13 +10,17 @@ instead, so CI can never pass without them.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+import jsonschema
 import pytest
 from google.oauth2 import service_account
 from refundguard.appstore.api import AppStoreApiClient
@@ -174,9 +178,56 @@ def refused_start(
     return attempt
 
 
+EVENT_SCHEMA = ROOT / "docs" / "events.schema.json"
+
+
+@functools.cache
+def event_validators() -> tuple[jsonschema.Draft202012Validator, jsonschema.Draft202012Validator]:
+    """docs/events.schema.json's validators: the CloudEvent, and the message's attributes."""
+    schema = json.loads(EVENT_SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    attributes = {**schema["$defs"]["message_attributes"], "$defs": schema["$defs"]}
+    return (
+        jsonschema.Draft202012Validator(schema, format_checker=checker),
+        jsonschema.Draft202012Validator(attributes, format_checker=checker),
+    )
+
+
+def check_event(
+    event: dict[str, Any],
+    *,
+    attributes: dict[str, str] | None = None,
+    ordering_key: str | None = None,
+) -> None:
+    """An event as published must follow docs/events.schema.json, and what a schema cannot say:
+    ``subject`` is the entitlement id, which is ``<namespace>:<purchase id>``; the attributes and
+    the ordering key repeat the event's values. Every event a test receives passes here."""
+    schema, attributes_schema = event_validators()
+    problems = [f"{list(e.absolute_path)}: {e.message}" for e in schema.iter_errors(event)]
+    assert not problems, f"event breaks docs/events.schema.json: {problems}\n{event}"
+    data = event["data"]
+    namespace = data["store"] if data["environment"] == "Production" else "apple-sandbox"
+    assert event["subject"] == data["entitlement_id"] == f"{namespace}:{data['purchase_id']}"
+    if attributes is not None:
+        problems = [e.message for e in attributes_schema.iter_errors(attributes)]
+        assert not problems, f"attributes break docs/events.schema.json: {problems}"
+        assert attributes == {
+            "store": data["store"],
+            "environment": data["environment"],
+            "status": data["status"],
+            "access": "true" if data["access"] else "false",
+        }
+    if ordering_key is not None:
+        subject = event["subject"]
+        long = "sha256:" + hashlib.sha256(subject.encode()).hexdigest()
+        assert ordering_key == (subject if len(subject.encode()) <= 1024 else long)
+
+
 class PlatformEvents:
     """A fresh events topic on the Pub/Sub emulator with a pull subscription that sees every
-    message published to it (what a platform would receive), and the settings pointing at it."""
+    message published to it (what a platform would receive), and the settings pointing at it.
+    Every message received is checked against the published contract (``check_event``)."""
 
     def __init__(self, pubsub: EmulatorPubSub, name: str, host: str) -> None:
         self.pubsub = pubsub
@@ -187,8 +238,14 @@ class PlatformEvents:
         self.env = {"EVENTS_TOPIC": self.topic, "PUBSUB_EMULATOR_HOST": host}
 
     def received(self, *, settle_s: float = 0.5) -> list[Received]:
-        """Every message published since the last call (pulled and acknowledged)."""
-        return self.pubsub.drain(self.subscription, settle_s=settle_s)
+        """Every message published since the last call (pulled and acknowledged), each checked
+        against docs/events.schema.json."""
+        received = self.pubsub.drain(self.subscription, settle_s=settle_s)
+        for message in received:
+            check_event(
+                message.event, attributes=message.attributes, ordering_key=message.ordering_key
+            )
+        return received
 
 
 _topics = itertools.count(1)
