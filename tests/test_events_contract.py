@@ -354,6 +354,12 @@ def test_every_kind_of_change_is_an_event_the_schema_and_the_docs_describe(
         PACKAGE,
         play_data.voided("tok-missed", missed, voided_ms=int(time.time() * 1000) - 3_600_000),
     )
+    # ... and one whose row names no order (keyed by its void time).
+    play_api.add_product_purchase(PACKAGE, "tok-no-order", play_data.product_purchase())
+    no_order_ms = int(time.time() * 1000) - 1_800_000
+    row = play_data.voided("tok-no-order", "unused", voided_ms=no_order_ms)
+    del row["orderId"]
+    play_api.add_voided(PACKAGE, row)
     run = reconciler.post("/")
     assert run.status_code == 200, run.get_data(as_text=True)
 
@@ -412,6 +418,7 @@ def test_every_kind_of_change_is_an_event_the_schema_and_the_docs_describe(
         ("google:tok-sub", 5): ("expired", "google", "m-sub-13"),
         ("google:tok-replay", 1): ("active", "google", "m-original-id"),
         ("google:tok-missed", 1): ("revoked", "google", f"void:{missed}"),
+        ("google:tok-no-order", 1): ("revoked", "google", f"void-token:{no_order_ms}"),
         (f"apple-sandbox:{APPLE_ID}", 1): (
             "active",
             "apple",
@@ -440,7 +447,8 @@ def test_every_kind_of_change_is_an_event_the_schema_and_the_docs_describe(
             assert g.data["user_id"] == play_data.ACCOUNT, g.data
     # Every form of cause.event_id seen here is the one the docs name.
     doc = DOC.read_text()
-    for phrase in ("`void:<orderId>`", "`idem-<64 hex digits>`", "`notificationUUID`"):
+    forms = ("`void:<orderId>`", "`void-token:<voidedTimeMillis>`", "`idem-<64 hex digits>`")
+    for phrase in (*forms, "`notificationUUID`", "**Pub/Sub message id**"):
         assert phrase in doc, phrase
     assert "`refundguard_replay_of`" in doc and "32 hex digits" in doc
 
