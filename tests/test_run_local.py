@@ -175,8 +175,8 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
         answered = time.monotonic()
         assert '"status":"revoked"' in sent
         # The consumer names a Google entitlement by its token's hash, never by the token.
-        shown = "google:token_hash=" + hashlib.sha256(b"tok-custom").hexdigest()[:16]
-        seen = printed(f"[platform] REVOKE {shown}: new -> revoked (version 1;")
+        label = "google:token_hash=" + hashlib.sha256(b"tok-custom").hexdigest()[:16]
+        seen = printed(f"[platform] REVOKE {label}: new -> revoked (version 1;")
         assert seen - answered < 5, "the refund's event took more than 5 s to reach the consumer"
         token = script("scripts/dev_admin_token.py").strip()
         cli = [str(Path(sys.executable).parent / "refundguard-admin"), "--url"]
@@ -192,7 +192,7 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             check=False,
         )
         assert again.returncode == 0 and "by support@example.com" in again.stdout, again.stderr
-        printed(f"[platform] GRANT  {shown}: revoked -> active (version 2; admin ")
+        printed(f"[platform] GRANT  {label}: revoked -> active (version 2; admin ")
         printed("by support@example.com (test))")
         # The printed order recipes: both store APIs' stand-ins, seeded, answer the admin function.
         from refundguard_dev.local_stores import APPLE_ORDER, DEMO_ORDER, DEMO_TOKEN, UNSEEN_ORDER
