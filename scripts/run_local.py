@@ -19,6 +19,7 @@ Without the Pub/Sub emulator installed, everything else runs with events off.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -235,11 +236,17 @@ def watch(processes: list[subprocess.Popen[bytes]]) -> int:
     return 1
 
 
+def token_hash(purchase_token: str) -> str:
+    """How the sample consumer (and refundguard's logs) show a purchase token: a short hash."""
+    return hashlib.sha256(purchase_token.encode()).hexdigest()[:16]
+
+
 def banner(urls: dict[str, str], emails: list[str], *, events: bool = True) -> str:
     py = ".venv/bin/python"
     send = f"{py} scripts/send_play_notification.py"
     who = emails[0] if emails else "nobody"
     cli = f".venv/bin/refundguard-admin --url {urls['admin']}"
+    shown = f"google:token_hash={token_hash(DEMO_TOKEN)}"  # how the consumer names the demo token
     events_lines = (
         f"""  Pub/Sub emulator     {urls["pubsub"]}   (topic {EVENTS_TOPIC_NAME})
   platform consumer    {urls["consumer"]}/   (examples/platform_consumer; prints [platform] lines)
@@ -272,7 +279,9 @@ Look it up by order id, then refund it (a voided-purchase notification), as {who
 
 and the platform consumer prints, within a second, the event it received:
 
-  [platform] REVOKE google:{DEMO_TOKEN}: active -> revoked (version 2; google VOIDED_PURCHASE)
+  [platform] REVOKE {shown}: active -> revoked (version 2; google VOIDED_PURCHASE)
+
+(the consumer never prints a purchase token: it shows the token_hash refundguard's logs carry)
 
 Give the access back (the consumer then prints a GRANT with the admin's email and reason):
 

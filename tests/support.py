@@ -1,14 +1,19 @@
 """What the tests import besides fixtures: where things are, the store-API call policy of the
-tests, the Apple verifier trusting the test PKI, and the loud skip of a missing emulator or
+tests, the Apple verifier trusting the test PKI, the events contract check (``check_event``,
+docs/events.schema.json), and the loud skip of a missing emulator or
 browser (a failure with REFUNDGUARD_REQUIRE_EMULATOR=1, as in CI)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+import jsonschema
 import pytest
 from refundguard.appstore.verifier import AppleVerifier
 from refundguard.storeapi import CallPolicy
@@ -66,3 +71,49 @@ def require_browser() -> tuple[str, str]:
             "does, as root with apt), or set CHROMIUM_BIN and CHROMEDRIVER_BIN"
         )
     return found
+
+
+EVENT_SCHEMA = ROOT / "docs" / "events.schema.json"
+
+
+@functools.cache
+def event_validators() -> tuple[jsonschema.Draft202012Validator, jsonschema.Draft202012Validator]:
+    """docs/events.schema.json's validators: the CloudEvent, and the message's attributes."""
+    schema = json.loads(EVENT_SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    attributes = {**schema["$defs"]["message_attributes"], "$defs": schema["$defs"]}
+    return (
+        jsonschema.Draft202012Validator(schema, format_checker=checker),
+        jsonschema.Draft202012Validator(attributes, format_checker=checker),
+    )
+
+
+def check_event(
+    event: dict[str, Any],
+    *,
+    attributes: dict[str, str] | None = None,
+    ordering_key: str | None = None,
+) -> None:
+    """An event as published must follow docs/events.schema.json, and what a schema cannot say:
+    ``subject`` is the entitlement id, which is ``<namespace>:<purchase id>``; the attributes and
+    the ordering key repeat the event's values. Every event a test receives passes here."""
+    schema, attributes_schema = event_validators()
+    problems = [f"{list(e.absolute_path)}: {e.message}" for e in schema.iter_errors(event)]
+    assert not problems, f"event breaks docs/events.schema.json: {problems}\n{event}"
+    data = event["data"]
+    namespace = data["store"] if data["environment"] == "Production" else "apple-sandbox"
+    assert event["subject"] == data["entitlement_id"] == f"{namespace}:{data['purchase_id']}"
+    if attributes is not None:
+        problems = [e.message for e in attributes_schema.iter_errors(attributes)]
+        assert not problems, f"attributes break docs/events.schema.json: {problems}"
+        assert attributes == {
+            "store": data["store"],
+            "environment": data["environment"],
+            "status": data["status"],
+            "access": "true" if data["access"] else "false",
+        }
+    if ordering_key is not None:
+        subject = event["subject"]
+        long = "sha256:" + hashlib.sha256(subject.encode()).hexdigest()
+        assert ordering_key == (subject if len(subject.encode()) <= 1024 else long)

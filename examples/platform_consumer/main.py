@@ -11,6 +11,11 @@ calls. For every push it:
    arrival: the newer state is already applied), else calls ``grant_access`` / ``revoke_access``,
    placeholders for your platform's code, and records it.
 
+It never prints a Google purchase token: the guide asks you to treat one as a secret (it gives
+access to the purchase's data), so a Google entitlement is shown as ``google:token_hash=<16 hex>``,
+the token's short SHA-256, the same ``token_hash`` that refundguard's own log lines carry (grep for
+it there); an Apple entitlement, whose original transaction id is not a secret, as it is.
+
 Answers 2xx when done (including duplicates and stale events), 401/403 for a token that is not
 refundguard's, 400 for a body that is not an event (dead-lettered after the retries), 5xx when the
 placeholder fails (Pub/Sub retries).
@@ -32,6 +37,7 @@ private to Pub/Sub: ``--no-allow-unauthenticated`` plus run.invoker for the push
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import sqlite3
@@ -93,12 +99,34 @@ def revoke_access(data: Mapping[str, Any]) -> None:
     _say(f"REVOKE {_describe(data)}")
 
 
+def token_hash(purchase_id: str) -> str:
+    """A purchase token's short digest, safe to log: refundguard logs the same ``token_hash``."""
+    return hashlib.sha256(purchase_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def entitlement_label(data: Mapping[str, Any]) -> str:
+    """The entitlement as it may be logged: ``apple:<id>`` / ``apple-sandbox:<id>`` as they are,
+    anything else (a Google purchase token, a secret) as ``<namespace>:token_hash=<16 hex>``."""
+    namespace, _, purchase_id = str(data.get("entitlement_id")).partition(":")
+    if namespace in ("apple", "apple-sandbox"):
+        return f"{namespace}:{purchase_id}"
+    return f"{namespace}:token_hash={token_hash(purchase_id)}"
+
+
 def _describe(data: Mapping[str, Any]) -> str:
+    """One line about a change, without the purchase token (not even inside the admin's reason)."""
     cause = data.get("cause") or {}
-    by = f" by {cause['actor']}" if cause.get("actor") else ""
-    why = f" ({cause['reason']})" if cause.get("reason") else ""
+    namespace, _, purchase_id = str(data.get("entitlement_id")).partition(":")
+    secret = purchase_id if namespace not in ("apple", "apple-sandbox") and purchase_id else None
+
+    def free_text(value: object) -> str:
+        text = str(value)
+        return text.replace(secret, f"[token_hash={token_hash(secret)}]") if secret else text
+
+    by = f" by {free_text(cause['actor'])}" if cause.get("actor") else ""
+    why = f" ({free_text(cause['reason'])})" if cause.get("reason") else ""
     return (
-        f"{data.get('entitlement_id')}: {data.get('previous_status') or 'new'} -> {data['status']}"
+        f"{entitlement_label(data)}: {data.get('previous_status') or 'new'} -> {data['status']}"
         f" (version {data.get('version')}; {cause.get('source')} {cause.get('type')}{by}{why})"
     )
 

@@ -100,6 +100,7 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
     """The stack starts on the ports it is given; the printed recipes (send a refund, mint a
     token, show and regrant with the CLI) reach that stack, and the sample platform consumer prints
     the refund's and the re-grant's events; Ctrl-C leaves no process behind."""
+    import hashlib
     import json
     import os
     import signal
@@ -173,7 +174,9 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
         sent = script("scripts/send_play_notification.py", "voided", "--token", "tok-custom")
         answered = time.monotonic()
         assert '"status":"revoked"' in sent
-        seen = printed("[platform] REVOKE google:tok-custom: new -> revoked (version 1;")
+        # The consumer names a Google entitlement by its token's hash, never by the token.
+        label = "google:token_hash=" + hashlib.sha256(b"tok-custom").hexdigest()[:16]
+        seen = printed(f"[platform] REVOKE {label}: new -> revoked (version 1;")
         assert seen - answered < 5, "the refund's event took more than 5 s to reach the consumer"
         token = script("scripts/dev_admin_token.py").strip()
         cli = [str(Path(sys.executable).parent / "refundguard-admin"), "--url"]
@@ -189,7 +192,7 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             check=False,
         )
         assert again.returncode == 0 and "by support@example.com" in again.stdout, again.stderr
-        printed("[platform] GRANT  google:tok-custom: revoked -> active (version 2; admin ")
+        printed(f"[platform] GRANT  {label}: revoked -> active (version 2; admin ")
         printed("by support@example.com (test))")
         # The printed order recipes: both store APIs' stand-ins, seeded, answer the admin function.
         from refundguard_dev.local_stores import APPLE_ORDER, DEMO_ORDER, DEMO_TOKEN, UNSEEN_ORDER
@@ -234,6 +237,10 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
         reader.join(timeout=10)
     output = "".join(line for _, line in lines)
     assert "pushes are NOT authenticated" in output  # the local consumer says so
+    consumer_lines = [line for _, line in lines if "[platform] " in line]
+    assert len(consumer_lines) >= 4  # the refund, the re-grant, the demo purchase, its revocation
+    for token in ("tok-custom", DEMO_TOKEN, MISSED_TOKEN):
+        assert not [line for line in consumer_lines if token in line], token
     assert "Stopping..." in output
     assert not STACK_FILE.exists()
     assert f"admin console        {console}/" in output

@@ -13,6 +13,7 @@ import pytest
 from refundguard_dev.emulator import PubSubEmulator
 from refundguard_dev.id_tokens import CertServer, TestSigner, bearer, cert_server
 from refundguard_dev.pubsub import EmulatorPubSub, Received
+from support import check_event
 
 ADMIN = "admin@example.com"
 
@@ -37,7 +38,8 @@ def auth(signer: TestSigner) -> dict[str, str]:
 
 class PlatformEvents:
     """A fresh events topic on the Pub/Sub emulator with a pull subscription that sees every
-    message published to it (what a platform would receive), and the settings pointing at it."""
+    message published to it (what a platform would receive), and the settings pointing at it.
+    Every message received is checked against the published contract (``check_event``)."""
 
     def __init__(self, pubsub: EmulatorPubSub, name: str, host: str) -> None:
         self.pubsub = pubsub
@@ -48,8 +50,14 @@ class PlatformEvents:
         self.env = {"EVENTS_TOPIC": self.topic, "PUBSUB_EMULATOR_HOST": host}
 
     def received(self, *, settle_s: float = 0.5) -> list[Received]:
-        """Every message published since the last call (pulled and acknowledged)."""
-        return self.pubsub.drain(self.subscription, settle_s=settle_s)
+        """Every message published since the last call (pulled and acknowledged), each checked
+        against docs/events.schema.json."""
+        received = self.pubsub.drain(self.subscription, settle_s=settle_s)
+        for message in received:
+            check_event(
+                message.event, attributes=message.attributes, ordering_key=message.ordering_key
+            )
+        return received
 
 
 _topics = itertools.count(1)

@@ -28,6 +28,19 @@ from refundguard_dev.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.emulator
 
 TOKEN = "tok.events-1"
+ADMIN_ID = "a1b2c3d4e5f60718293a4b5c6d7e8f90"  # an admin action's id (32 hex digits)
+#: A store or admin event type that sets each status, as the functions send them (the published
+#: schema, checked on every event received, names the types that change access).
+GOOGLE_TYPES = {
+    Status.ACTIVE: "SUBSCRIPTION_PURCHASED",
+    Status.REVOKED: "SUBSCRIPTION_REVOKED",
+    Status.EXPIRED: "SUBSCRIPTION_EXPIRED",
+    Status.ON_HOLD: "SUBSCRIPTION_ON_HOLD",
+    Status.PAUSED: "SUBSCRIPTION_PAUSED",
+    Status.CANCELED: "SUBSCRIPTION_PENDING_PURCHASE_CANCELED",
+    Status.PENDING: "ONE_TIME_PRODUCT_PURCHASED",
+    None: "SUBSCRIPTION_CANCELED",  # informational
+}
 
 
 def event(
@@ -44,7 +57,11 @@ def event(
         purchase_id=token,
         event_id=event_id,
         source=source,
-        type="ADMIN_REGRANT" if source is Source.ADMIN else "SUBSCRIPTION_X",
+        type=(
+            ("ADMIN_REGRANT" if effect is Status.ACTIVE else "ADMIN_REVOKE")
+            if source is Source.ADMIN
+            else GOOGLE_TYPES[effect]
+        ),
         event_time_ms=time_ms,
         effect=effect,
         product_id="course.premium",
@@ -120,7 +137,9 @@ def test_each_change_of_access_is_one_event_with_a_strictly_increasing_version(
         event("m-4", 3_000, Status.REVOKED),  # refund: sends
         event("m-0", 500, Status.ACTIVE),  # stale: nothing sent
         event("m-4", 3_000, Status.REVOKED),  # duplicate: nothing sent
-        event("a-1", base, Status.ACTIVE, source=Source.ADMIN, actor="a@x.com", reason="goodwill"),
+        event(
+            ADMIN_ID, base, Status.ACTIVE, source=Source.ADMIN, actor="a@x.com", reason="goodwill"
+        ),
         event("m-5", 4_000, Status.EXPIRED),  # older than the admin action: stale
     ]
     effects = [events_store.apply(step).effect for step in steps]
@@ -138,7 +157,7 @@ def test_each_change_of_access_is_one_event_with_a_strictly_increasing_version(
     assert [(g.data["cause"]["event_id"], g.data["status"], g.data["version"]) for g in got] == [
         ("m-1", "active", 1),
         ("m-4", "revoked", 4),
-        ("a-1", "active", 6),
+        (ADMIN_ID, "active", 6),
     ]
     assert len({g.event["id"] for g in got}) == 3
     admin = got[-1].data
@@ -146,7 +165,7 @@ def test_each_change_of_access_is_one_event_with_a_strictly_increasing_version(
     assert admin["cause"] == {
         "source": "admin",
         "type": "ADMIN_REGRANT",
-        "event_id": "a-1",
+        "event_id": ADMIN_ID,
         "event_time": admin["cause"]["event_time"],
         "actor": "a@x.com",
         "reason": "goodwill",

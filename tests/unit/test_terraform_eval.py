@@ -1,7 +1,7 @@
 """refundguard_dev.terraform_eval on small Terraform directories written here: loading, resolving
 variables and locals, expanding for_each (literal maps, maps filtered by ``.enabled``), rendering
 each.key / each.value / merge(), and refusing, loudly, every form it does not understand.
-tests/test_infra*.py use it on infra/."""
+tests/unit/test_infra*.py use it on infra/."""
 
 from __future__ import annotations
 
