@@ -9,16 +9,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import logs
 from ..config import is_local_url
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..http import Reply
-from ..reconciliation.state import run_json
-from ..refunds import FINAL, PENDING, parse_consumption_report
-from ..wiring import Wiring
 from .actions import parse_limit
+
+if TYPE_CHECKING:
+    from ..wiring import Wiring
+
+# The reconciler's run records and the refund requests' rules are imported by the routes that use
+# them (rare next to look-ups): the admin function's cold start does not pay for them.
 
 DEFAULT_RUNS, MAX_RUNS = 20, 100
 DEFAULT_REQUESTS, MAX_REQUESTS = 100, 500
@@ -51,6 +54,8 @@ def dispatch(
 
 def runs(wiring: Wiring, args: Mapping[str, str]) -> Reply:
     limit = parse_limit(args.get("limit"), default=DEFAULT_RUNS, high=MAX_RUNS)
+    from ..reconciliation.state import run_json
+
     records = wiring.runs.recent_runs(limit)
     logs.bind(runs=len(records))
     return Reply({"runs": [run_json(r) for r in records]}, "admin action")
@@ -59,6 +64,8 @@ def runs(wiring: Wiring, args: Mapping[str, str]) -> Reply:
 def refund_requests(wiring: Wiring, args: Mapping[str, str]) -> Reply:
     limit = parse_limit(args.get("limit"), default=DEFAULT_REQUESTS, high=MAX_REQUESTS)
     state = args.get("state")
+    from ..refunds import FINAL, PENDING
+
     if state is not None and state not in FINAL | {PENDING}:
         raise rejected("bad_state", "state must be pending, answered, unanswerable or expired")
     found = wiring.refunds.recent(limit=limit)
@@ -72,6 +79,8 @@ def report_consumption(
     wiring: Wiring, body: Mapping[str, Any], *, actor: str, now_ms: int
 ) -> Reply:
     """What the platform knows about a purchase's use, for the refund-request policy."""
+    from ..refunds import parse_consumption_report
+
     report = parse_consumption_report(body)  # every field checked before anything is read
     logs.bind(
         store=str(body["store"])[:40], purchase_token_hash=logs.token_hash(report.purchase_id)
@@ -146,6 +155,8 @@ def trigger(wiring: Wiring, url: str | None, *, actor: str) -> Reply:
 def _still_running(wiring: Wiring, request_id: str) -> Reply:
     """The reconciler took longer than we wait: the run record it made for ``request_id`` says
     whether it runs."""
+    from ..reconciliation.state import run_json
+
     for _ in range(10):
         record = wiring.runs.find_by_request(request_id)
         if record is not None:
