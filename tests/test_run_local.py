@@ -385,6 +385,26 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
         assert "status       active" in cli_ok("show", "google", DEMO_TOKEN)
         revoked = cli_ok("revoke", "--order", DEMO_ORDER, "--reason", "chargeback")
         assert "Revoked: now revoked" in revoked
+        # The post-deploy smoke check, against this stack (never a real deployment in tests).
+        smoke = subprocess.run(
+            [
+                sys.executable, "scripts/smoke_check.py",
+                "--apple-url", stack["urls"]["apple_notifications"] + "/",
+                "--admin-url", stack["urls"]["admin"],
+                "--console-url", console, "--token", token,
+            ],
+            cwd=root, env=env, capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        assert smoke.stdout.count("OK  ") == 5 and "FAIL" not in smoke.stdout, smoke.stdout
+        assert "last reconciliation run: succeeded" in smoke.stdout, smoke.stdout
+        # ... which fails, naming it, when a function is not there.
+        gone = f"http://127.0.0.1:{free_port()}"
+        broken = subprocess.run(
+            [sys.executable, "scripts/smoke_check.py", "--apple-url", gone],
+            cwd=root, env=env, capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        assert broken.returncode == 1 and "FAIL apple_notifications" in broken.stdout
     finally:
         left = started.stop(signal.SIGINT)
     output = started.output
