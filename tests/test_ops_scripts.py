@@ -118,3 +118,19 @@ def test_bootstrap_refuses_bad_names_before_running_anything(
 def test_smoke_check_needs_to_be_told_where() -> None:
     done = _run("smoke_check.py")
     assert done.returncode == 2 and "give the URLs to check" in done.stderr
+
+
+def test_the_tfvars_example_names_admins_and_the_docs_say_what_each_admin_list_is_for() -> None:
+    """The CLI's token path depends on ``admins``: the example sets it; deploy.md calls none of
+    the three lists required (each defaults to []) and says what happens when each is empty."""
+    import re
+
+    example = (ROOT / "infra" / "terraform.tfvars.example").read_text()
+    assert re.search(r"^admins\s*=\s*\[\"", example, flags=re.MULTILINE)
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    for name in ("admins", "admin_members", "admin_emails"):
+        row = next(line for line in deploy.splitlines() if line.startswith(f"| `{name}`"))
+        assert "Empty:" in row, name
+        assert f"**`{name}`**" not in deploy, f"{name} is not required (default [])"
+    assert "Only the admin function uses it" not in deploy
+    assert "The only manual steps are in" not in deploy
