@@ -368,7 +368,8 @@ reconciler catches it (Cloud Scheduler runs it every 30 minutes when deployed; h
   {cli} show google {MISSED_TOKEN}      # revoked, by VOIDED_PURCHASE via the reconciler
 
 Google now lists the void of {DEMO_ORDER} too (the one the notification brought above), then
-`run` again: seen 1, applied 0, known 1. A void seen both ways is one event, so the re-grant stands:
+`run` again: applied 0, the void is already known. A void seen both ways is one event, so the
+re-grant stands:
 
   {py} scripts/add_play_void.py --token {DEMO_TOKEN} --order {DEMO_ORDER}
   {cli} run
