@@ -13,6 +13,7 @@ help:
 	@echo "              .venv/bin/python scripts/run_local.py --help lists them"
 	@echo "make test   - set up, lint, run every test (Firestore emulator and headless Chromium included)"
 	@echo "              PYTEST_ARGS='tests/test_run_local.py -x -q' make test: pytest arguments (a subset, -k, -x)"
+	@echo "make setup  - create .venv and install the pinned dependencies (run and test do it first)"
 	@echo "make lint   - ruff check and ruff format --check"
 	@echo "make format - ruff format (rewrites the files)"
 	@echo "make bench  - run the benchmarks under bench/"

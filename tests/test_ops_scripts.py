@@ -134,3 +134,23 @@ def test_the_tfvars_example_names_admins_and_the_docs_say_what_each_admin_list_i
         assert f"**`{name}`**" not in deploy, f"{name} is not required (default [])"
     assert "Only the admin function uses it" not in deploy
     assert "The only manual steps are in" not in deploy
+
+
+def test_make_help_and_the_readme_document_every_target_and_pytest_args() -> None:
+    import re
+    import shutil
+
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z]+):", makefile, flags=re.MULTILINE)) - {"help"}
+    readme = (ROOT / "README.md").read_text()
+    for target in targets:
+        assert f"make {target}" in readme, target
+    assert "PYTEST_ARGS" in readme and "PORT_BASE" in readme
+    if shutil.which("make") is None:
+        return
+    shown = subprocess.run(
+        ["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    for target in targets:
+        assert f"make {target}" in shown, target
+    assert "PYTEST_ARGS" in shown and "PORT_BASE" in shown
