@@ -8,13 +8,17 @@ CHECKOV_VENV ?= .venv-checkov
 .PHONY: help setup browser run test test-unit test-integration test-e2e lint format bench screenshots clean
 
 help:
-	@echo "make run    - set up, start the Firestore emulator and the functions locally (admin console included)"
+	@echo "make run    - set up, start the emulators, every function and the store stand-ins locally (Ctrl-C stops all)"
+	@echo "              ports: PORT_BASE=9081 make run moves all twelve (9081..9093); FOO_PORT=N moves one;"
+	@echo "              .venv/bin/python scripts/run_local.py --help lists them"
 	@echo "make test   - set up, lint, run every test (Firestore emulator and headless Chromium included)"
 	@echo "make test-unit | test-integration | test-e2e - one layer of tests (unit: no emulator, seconds)"
 	@echo "               PYTEST_ARGS='-k name -x' passes arguments to pytest in every test target"
+	@echo "make setup  - create .venv and install the pinned dependencies (run and test do it first)"
+	@echo "make lint   - ruff check and ruff format --check"
+	@echo "make format - ruff format (rewrites the files)"
 	@echo "make bench  - run the benchmarks under bench/"
-	@echo "make lint   - ruff"
-	@echo "make screenshots - the admin console's screenshots into docs/console/"
+	@echo "make screenshots - the admin console's screenshots into docs/console/ (needs the browser)"
 	@echo "make browser - install chromium and chromium-driver when missing (root with apt)"
 	@echo "make clean  - remove virtualenvs and caches"
 

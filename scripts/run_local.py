@@ -3,22 +3,27 @@
 a sample platform consumer, locally, until Ctrl-C.
 
 Ports come from environment variables (see ``refundguard_dev.stack.PORTS``; e.g.
-``ADMIN_PORT=9083 make run``); each is checked before anything starts. Each function runs in its own
-``functions-framework`` process, as Cloud Functions runs it. The stack is described in
-``.run/stack.json``, which the helper scripts read, so they always talk to this stack. Nothing here
-reaches Google Cloud, Google Play or Apple: every client points at an emulator or a local stand-in
-(the Play Developer API's and the App Store Server API's, seeded with demo orders). Ctrl-C (or
-SIGTERM) stops everything this script started.
+``ADMIN_PORT=9083 make run``), or all at once from a base port (``PORT_BASE=9081 make run`` or
+``--base-port 9081``: 9081..9093); every busy one is named before anything starts. Each function
+runs in its own ``functions-framework`` process, as Cloud Functions runs it. The stack is
+described in ``.run/stack.json``, which the helper scripts read, so they always talk to this
+stack. Nothing here reaches Google Cloud, Google Play or Apple: every client points at an emulator
+or a local stand-in (the Play Developer API's and the App Store Server API's, seeded with demo
+orders). Ctrl-C, SIGINT or SIGTERM stops everything this script started (the handlers are
+installed explicitly, so this holds even when SIGINT was ignored at start, as under nohup or a CI
+runner).
 
 Access-change events: the functions publish to a topic on the Pub/Sub emulator, which pushes each
 event to the sample platform consumer (examples/platform_consumer, token checks off: the emulator
 signs nothing), which prints it here; the events sweep runs every minute, as Cloud Scheduler would.
-The reconciler runs every five minutes against the stand-ins (a missed refund is seeded).
+The reconciler runs when asked (``refundguard-admin run``, the banner's recipe), so a reader sees
+it catch the seeded missed refund; ``RECONCILE_EVERY_SECONDS=300`` schedules it as well.
 Without the Pub/Sub emulator installed, everything else runs with events off.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import shutil
@@ -68,11 +73,56 @@ from refundguard_dev.stack import STACK_FILE, Stack, StackError, read_ports
 FUNCTIONS = ("play_notifications", "apple_notifications", "admin", "admin_console")
 CONSUMER = ROOT / "examples" / "platform_consumer" / "main.py"
 SWEEP_EVERY_S = 60
-RECONCILE_EVERY_S = 300
+#: 0 (the default): the reconciler runs only when asked, so the banner's recipe shows its catch.
+RECONCILE_EVERY_VARIABLE = "RECONCILE_EVERY_SECONDS"
+
+
+class Stop(KeyboardInterrupt):
+    """SIGINT or SIGTERM: stop everything started, then exit."""
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM both stop the stack. Installed explicitly: a process started with SIGINT
+    ignored (nohup, a non-interactive shell, a CI runner) has no KeyboardInterrupt otherwise."""
+
+    def shutdown(signum: int, _frame: object) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/run_local.py",
+        description="Start refundguard locally (make run): the emulators, every function, the "
+        "store APIs' stand-ins and a sample platform consumer, until Ctrl-C or SIGTERM.",
+        epilog="Ports: each service's variable (FIRESTORE_PORT, PLAY_PORT, APPLE_PORT, ADMIN_PORT, "
+        "ADMIN_CERTS_PORT, PLAY_API_PORT, APPLE_API_PORT, PUBSUB_PORT, CONSUMER_PORT, "
+        "EVENTS_SWEEP_PORT, RECONCILE_PORT, CONSOLE_PORT) wins over the base. Other variables: "
+        f"{RECONCILE_EVERY_VARIABLE} (schedule the reconciler, seconds; default 0: only when "
+        "asked), REFUND_REQUESTS, ADMIN_EMAILS, ADMIN_CERTS_URL.",
+    )
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        metavar="N",
+        help="move every port: N plus each default's offset from 8081 (N..N+12); the same as "
+        "PORT_BASE=N",
+    )
+    return parser.parse_args(argv)
+
+
+def reconcile_every_s(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    raw = environ.get(RECONCILE_EVERY_VARIABLE, "").strip() or "0"
+    if not raw.isdigit():
+        raise StackError(f"{RECONCILE_EVERY_VARIABLE}={raw!r} is not a number of seconds")
+    return int(raw)
 
 
 def preflight() -> dict[str, int]:
     """Everything that can be known wrong before starting anything, said in one line."""
+    reconcile_every_s()
     ports = read_ports()
     if shutil.which(os.environ.get("JAVA", "java")) is None:
         raise StackError(
@@ -88,8 +138,18 @@ def preflight() -> dict[str, int]:
     return ports
 
 
-def main() -> int:
-    ports = preflight()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.base_port is not None:
+        os.environ["PORT_BASE"] = str(args.base_port)
+    stop_on_signals()
+    try:
+        return run(preflight())
+    except Stop:  # a signal before anything started
+        return 0
+
+
+def run(ports: dict[str, int]) -> int:
     RUN_DIR.mkdir(exist_ok=True)
     urls = {service: f"http://127.0.0.1:{number}" for service, number in ports.items()}
     env = common_env(ports["firestore"])
@@ -100,11 +160,7 @@ def main() -> int:
         env.update(events_env(ports["pubsub"]))
     processes: list[subprocess.Popen[bytes]] = []
     stores = None
-
-    def shutdown(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, shutdown)
+    reconcile_every = reconcile_every_s()
     try:
         emails = [e.strip() for e in admin_env["ADMIN_EMAILS"].split(",") if "@" in e]
         if admin_env["ADMIN_CERTS_URL"].startswith("http://127.0.0.1:"):
@@ -121,7 +177,7 @@ def main() -> int:
         emulator = start_emulator(jar, log, project=PROJECT, port=ports["firestore"])
         processes.append(emulator.process)
         if pubsub_jar is not None:
-            processes += start_events(pubsub_jar, ports, urls)
+            start_events(pubsub_jar, ports, urls, processes)
         else:
             print(
                 "\nNOTE: the Pub/Sub emulator is not installed (apt install "
@@ -160,13 +216,17 @@ def main() -> int:
         processes.append(
             start_function("reconcile", ports["reconcile"], {**env, **own_env["reconcile"]})
         )
-        sweep_every(urls["reconcile"], RECONCILE_EVERY_S)
+        if reconcile_every:
+            sweep_every(urls["reconcile"], reconcile_every)
         if pubsub_jar is not None:
             print(f"Starting events_sweep on {urls['events_sweep']}/", flush=True)
             processes.append(start_function("events_sweep", ports["events_sweep"], env))
             sweep_every(urls["events_sweep"], SWEEP_EVERY_S)
         Stack(urls=urls, project=PROJECT, admin_emails=emails, pid=os.getpid()).write()
-        print(banner(urls, emails, events=pubsub_jar is not None), flush=True)
+        print(
+            banner(urls, emails, events=pubsub_jar is not None, reconcile_every=reconcile_every),
+            flush=True,
+        )
         return watch(processes)
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
@@ -191,20 +251,21 @@ def reconcile_env(stores: Any) -> dict[str, str]:
 
 
 def start_events(
-    jar: Path, ports: dict[str, int], urls: dict[str, str]
-) -> list[subprocess.Popen[bytes]]:
-    """The Pub/Sub emulator, the events topic, the sample consumer and its push subscription."""
+    jar: Path, ports: dict[str, int], urls: dict[str, str], processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The Pub/Sub emulator, the events topic, the sample consumer and its push subscription
+    (each process added to ``processes`` as soon as it runs, so a signal stops it too)."""
     log = RUN_DIR / "pubsub.log"
     print(f"Starting the Pub/Sub emulator on {urls['pubsub']} (log: {log})", flush=True)
     emulator = start_pubsub_emulator(jar, log, port=ports["pubsub"])
+    processes.append(emulator.process)
     pubsub = EmulatorPubSub(emulator.host, PROJECT)
     pubsub.topic(EVENTS_TOPIC_NAME)
     print(f"Starting the sample platform consumer on {urls['consumer']}/", flush=True)
-    consumer = start_function("receive", ports["consumer"], consumer_env(), source=CONSUMER)
+    processes.append(start_function("receive", ports["consumer"], consumer_env(), source=CONSUMER))
     pubsub.subscription(
         "platform-consumer-push", EVENTS_TOPIC_NAME, push_endpoint=f"{urls['consumer']}/"
     )
-    return [emulator.process, consumer]
 
 
 def sweep_every(url: str, seconds: float) -> None:
@@ -241,7 +302,9 @@ def token_hash(purchase_token: str) -> str:
     return hashlib.sha256(purchase_token.encode()).hexdigest()[:16]
 
 
-def banner(urls: dict[str, str], emails: list[str], *, events: bool = True) -> str:
+def banner(
+    urls: dict[str, str], emails: list[str], *, events: bool = True, reconcile_every: int = 0
+) -> str:
     py = ".venv/bin/python"
     send = f"{py} scripts/send_play_notification.py"
     who = emails[0] if emails else "nobody"
@@ -255,6 +318,9 @@ def banner(urls: dict[str, str], emails: list[str], *, events: bool = True) -> s
         if events
         else "  (access-change events are OFF: no Pub/Sub emulator)\n"
     )
+    schedule = (
+        f"also every {reconcile_every} s" if reconcile_every else "runs when asked: `run` below"
+    )
     return f"""
 refundguard is running locally (Ctrl-C stops everything). Functions log to this terminal.
 
@@ -265,7 +331,7 @@ refundguard is running locally (Ctrl-C stops everything). Functions log to this 
   admin console        {urls["admin_console"]}/   (open it in a browser; local sign-in as {who})
   Play Developer API   {urls["play_api"]}/   (stand-in; PLAY_DEVELOPER_API=on, key in .run/)
   App Store Server API {urls["apple_api"]}/   (stand-in, Production; key in .run/)
-  reconcile            {urls["reconcile"]}/   (every {RECONCILE_EVERY_S // 60} min)
+  reconcile            {urls["reconcile"]}/   ({schedule})
 {events_lines}
 A purchase, granted once the Play API stand-in says PURCHASED (it records order {DEMO_ORDER}):
 
@@ -275,7 +341,7 @@ Look it up by order id, then refund it (a voided-purchase notification), as {who
 
   export REFUNDGUARD_ID_TOKEN=$({py} scripts/dev_admin_token.py)
   {cli} order {DEMO_ORDER}
-  {send} voided --token {DEMO_TOKEN}
+  {send} voided --token {DEMO_TOKEN} --order-id {DEMO_ORDER}
 
 and the platform consumer prints, within a second, the event it received:
 
@@ -303,17 +369,20 @@ The same in a browser: open {urls["admin_console"]}/ , sign in as {who} with the
 paste {DEMO_ORDER} (or the token), read the timeline, re-grant with a reason.
 
 A refund whose notification never arrived (seeded: {MISSED_ORDER}, refunded an hour ago): the
-reconciler (every {RECONCILE_EVERY_S // 60} minutes here, {urls["reconcile"]}/) catches it; or now:
+reconciler catches it (Cloud Scheduler runs it every 30 minutes when deployed; here, you do):
 
   {cli} show google {MISSED_TOKEN}      # active? not yet known
   {cli} run
   {cli} runs
   {cli} show google {MISSED_TOKEN}      # revoked, by VOIDED_PURCHASE via the reconciler
 
-Another one, then `run` again (the second finds only it; what is known costs one read a page):
+Google now lists the void of {DEMO_ORDER} too (the one the notification brought above), then
+`run` again: applied 0, the void is already known. A void seen both ways is one event, so the
+re-grant stands:
 
   {py} scripts/add_play_void.py --token {DEMO_TOKEN} --order {DEMO_ORDER}
   {cli} run
+  {cli} show google {DEMO_TOKEN}      # still active, by the admin's re-grant
   {cli} refund-requests
 
 What waits unpublished:

@@ -3,6 +3,8 @@
 
 Examples (against ``make run``; the Play function listens on port 8081), with ``.venv/bin/python``:
 
+    scripts/send_play_notification.py voided --token demo-purchase-token-0001 \
+        --order-id GPA.3301-0000-0000-00001
     scripts/send_play_notification.py voided --token tok-123
     scripts/send_play_notification.py subscription --notification-type 4 --token tok-123
     scripts/send_play_notification.py one-time --notification-type 1 --token tok-123
@@ -25,6 +27,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+from refundguard_dev.local_stores import demo_order_id
 from refundguard_dev.play_messages import DEFAULT_PACKAGE, developer_notification, envelope
 from refundguard_dev.stack import local_url
 
@@ -40,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", default=DEFAULT_PACKAGE)
     parser.add_argument("--notification-type", type=int, help="subscription/one-time type number")
     parser.add_argument("--product", default="course.premium")
-    parser.add_argument("--order-id", default="GPA.0000-0000-0000-00000")
+    parser.add_argument(
+        "--order-id",
+        default=None,
+        help="default: the demo order of a demo token (make run's stand-in knows it), else one "
+        "derived from the token (the same every time)",
+    )
     parser.add_argument(
         "--product-type", type=int, default=2, help="of a void: 1 subscription, 2 one-time"
     )
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         event_time_ms=args.event_time_ms or int(time.time() * 1000),
         notification_type=args.notification_type,
         product=args.product,
-        order_id=args.order_id,
+        order_id=args.order_id or demo_order_id(args.token),
         product_type=args.product_type,
     )
     body, headers = envelope(

@@ -1,5 +1,5 @@
 """Admin CLI for the ``admin`` function: ``show``, ``order``, ``regrant``, ``revoke``, and (``ops``)
-``runs``, ``run``, ``refund-requests``.
+``runs``, ``run``, ``refund-requests``, ``apple-test``, ``apple-test-status``.
 
     refundguard-admin --url URL show google PURCHASE_TOKEN
     refundguard-admin --url URL order GPA.3372-4150-9088-12345
@@ -8,6 +8,7 @@
     refundguard-admin --url URL revoke google PURCHASE_TOKEN --reason "chargeback" --json
     refundguard-admin --url URL run && refundguard-admin --url URL runs --limit 5
     refundguard-admin --url URL refund-requests --state pending
+    refundguard-admin --url URL apple-test --environment Sandbox
 
 ``--order`` resolves the order through ``GET /orders/{order_id}`` and acts on its one
 entitlement (refused when the order has several: name the store and purchase id then).
@@ -234,7 +235,17 @@ def _call(args: argparse.Namespace, url: str, err: TextIO) -> Reply:
         raise CliError(EXIT_NO_TOKEN, str(exc)) from exc
     if args.command in ops.COMMANDS:
         method, path = ops.request_of(args)
-        return call(method, url.rstrip("/") + path, token, timeout_s=timeout)
+        base = url.rstrip("/")
+        reply = call(method, base + path, token, body=ops.body_of(args), timeout_s=timeout)
+        if args.command == "apple-test" and reply.status == 200 and args.wait > 0:
+
+            def get(status_path: str) -> tuple[int, dict[str, Any]]:
+                answer = call("GET", base + status_path, token, timeout_s=timeout)
+                return answer.status, answer.body
+
+            status, body = ops.follow_test(reply.body, args, get)
+            reply = Reply(status, body, False)
+        return reply
     if args.command == "order":
         return call("GET", order_url(url, args.order_id), token, timeout_s=timeout)
     target = {"store": args.store, "purchase_id": args.purchase_id}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .emulator import free_port
+from .processes import terminate_tree
 from .stack import PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,13 +147,10 @@ class LocalStack:
         return "".join(self.lines)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        """SIGTERM (run_local stops its children); after a grace, SIGKILL to it and to every
+        descendant still alive, whatever happened."""
+        if self.process is not None:
+            terminate_tree(self.process, signum=signal.SIGTERM, grace_s=60)
         self._run_dir.cleanup()
 
     def script(self, *args: str) -> str:

@@ -138,6 +138,16 @@ def start_pubsub_emulator(
 def _wait_ok(
     process: subprocess.Popen[bytes], host: str, log_path: Path, name: str, timeout_s: float
 ) -> None:
+    try:
+        _wait_ready(process, host, log_path, name, timeout_s)
+    except BaseException:  # a signal while it starts (Ctrl-C, a test's SIGTERM): stop it too
+        stop_process(process)
+        raise
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], host: str, log_path: Path, name: str, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -147,7 +157,6 @@ def _wait_ok(
                 return
         except OSError:
             time.sleep(0.25)
-    stop_process(process)
     raise RuntimeError(f"the {name} emulator did not answer within {timeout_s}s; see {log_path}")
 
 

@@ -9,9 +9,12 @@ otherwise. Endpoints: Look Up Order ID (Production only), Get Transaction Info, 
 History v2 (``revision`` paging, 20 a page), Get Notification History (``paginationToken``;
 ``onlyFailures``; tampered notifications on request),
 Send Consumption Information v2 (202, or 400 by every documented field rule of ConsumptionRequest:
-``consumption_errors``); errors as ``{"errorCode", "errorMessage"}``. Faults (``fail_next``) come
-from ``fake_http``. ``POST /_dev/order`` (no token; for ``make run``'s stack, which runs in another
-process) adds an order and its transaction, optionally answered late.
+``consumption_errors``), Request a Test Notification (a token; then, as Apple does, a signed
+``TEST`` notification POSTed to ``notification_url``, each attempt's result recorded) and Get Test
+Notification Status (its signed payload and send attempts; 400 4000020 for a malformed token, 404
+4040008 for an unknown one); errors as ``{"errorCode", "errorMessage"}``. Faults
+(``fail_next``) come from ``fake_http``. ``POST /_dev/order`` (no token; for ``make run``'s stack,
+which runs in another process) adds an order and its transaction, optionally answered late.
 Run alone: ``python -m refundguard_dev.fake_appstore_api``.
 """
 
@@ -20,7 +23,11 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,6 +69,14 @@ INVALID_CUSTOMER_CONSENTED = (4000035, "Invalid customer consented.")
 INVALID_DELIVERY_STATUS = (4000036, "Invalid delivery status.")
 INVALID_SAMPLE_CONTENT = (4000041, "Invalid sample content provided.")
 INVALID_REFUND_PREFERENCE = (4000044, "Invalid request. The refund preference field is invalid.")
+INVALID_TEST_NOTIFICATION_TOKEN = (4000020, "Invalid test notification token.")
+TEST_NOTIFICATION_NOT_FOUND = (
+    4040008,
+    "Either the test notification token is expired or the notification and status are not yet "
+    "available.",
+)
+#: Apple's test notification tokens: a UUID, an underscore, milliseconds since the epoch.
+TEST_TOKEN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}_\d{13}$")
 PERCENTAGE_OUT_OF_RANGE = (4000000, "ConsumptionPercentageOutOfRangeError.")
 UNDELIVERED_PERCENTAGE_NON_ZERO = (4000000, "UndeliveredConsumptionPercentageNonZeroError.")
 PERCENTAGE_AUTO_RENEWABLE = (
@@ -135,6 +150,10 @@ class FakeAppStoreApi(FakeServer):
         self.orders: dict[str, list[str]] = {}
         self.notifications: list[dict[str, Any]] = []
         self.consumption: dict[str, list[dict[str, Any]]] = {}
+        #: Where TEST notifications go (App Store Connect's URL for this environment); None: none
+        #: configured (the status then shows no attempt).
+        self.notification_url: str | None = None
+        self.test_notifications: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ seeding
 
@@ -274,6 +293,10 @@ class FakeAppStoreApi(FakeServer):
                 return self._notification_history(bid, request)
             case ["inApps", "v2", "transactions", "consumption", tx] if method == "PUT":
                 return self._consumption(bid, tx, request)
+            case ["inApps", "v1", "notifications", "test"] if method == "POST":
+                return self._request_test_notification(bid)
+            case ["inApps", "v1", "notifications", "test", token] if method == "GET":
+                return self._test_notification_status(bid, token)
         return Reply(404, b"Not Found\n", {"Content-Type": "text/plain"})
 
     def _transaction(self, bid: str, tx: str) -> dict[str, Any] | Reply:
@@ -401,6 +424,51 @@ class FakeAppStoreApi(FakeServer):
             return self._error(code, message)
         self.consumption.setdefault(tx, []).append(body)
         return Reply(202, None)
+
+    # ------------------------------------------------------------------ test notifications
+
+    def _request_test_notification(self, bid: str) -> Reply:
+        token = f"{uuid.uuid4()}_{int(time.time() * 1000)}"
+        payload = notification_payload(
+            "TEST",
+            environment=self.environment,
+            bundle_id=bid,
+            app_apple_id=self.app_apple_id,
+            signed_date=int(time.time() * 1000),
+        )
+        test = {"bid": bid, "signed": self.pki.sign(payload), "attempts": []}
+        self.test_notifications[token] = test
+        if self.notification_url:
+            url = self.notification_url
+            threading.Thread(target=self._send_test, args=(test, url), daemon=True).start()
+        return Reply(200, {"testNotificationToken": token})
+
+    def _send_test(self, test: dict[str, Any], url: str) -> None:
+        """One attempt to deliver, as App Store Server Notifications does (Sandbox: no retry)."""
+        body = json.dumps({"signedPayload": test["signed"]}).encode()
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                result = "SUCCESS" if answer.status == 200 else "UNSUCCESSFUL_HTTP_RESPONSE_CODE"
+        except urllib.error.HTTPError:
+            result = "UNSUCCESSFUL_HTTP_RESPONSE_CODE"
+        except TimeoutError:
+            result = "TIMED_OUT"
+        except OSError:
+            result = "NO_RESPONSE"
+        with self.lock:
+            attempt = {"attemptDate": int(time.time() * 1000), "sendAttemptResult": result}
+            test["attempts"].append(attempt)
+
+    def _test_notification_status(self, bid: str, token: str) -> Reply:
+        if not TEST_TOKEN.match(token):
+            return self._error(*INVALID_TEST_NOTIFICATION_TOKEN)
+        test = self.test_notifications.get(token)
+        if test is None or test["bid"] != bid:
+            return self._error(*TEST_NOTIFICATION_NOT_FOUND)
+        return Reply(200, {"signedPayload": test["signed"], "sendAttempts": list(test["attempts"])})
 
 
 def consumption_errors(body: dict[str, Any], product_type: Any) -> list[tuple[int, str]]:

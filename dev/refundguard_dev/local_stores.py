@@ -6,6 +6,7 @@ local test PKI). Nothing here reaches Google or Apple."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -33,6 +34,25 @@ MISSED_ORDER = "GPA.3301-0000-0000-00004"
 #: An Apple order (Look Up Order ID answers Production only) and its transaction.
 APPLE_ORDER = "MQ3ZRTV4X1"
 APPLE_TRANSACTION = "2000000000000001"
+#: Each demo purchase's order, so that a notification and the stand-in name the same order (a void
+#: seen through RTDN and through the reconciler is then one event).
+DEMO_ORDERS = {
+    DEMO_TOKEN: DEMO_ORDER,
+    UNSEEN_TOKEN: UNSEEN_ORDER,
+    MISSED_TOKEN: MISSED_ORDER,
+    DEMO_SUBSCRIPTION: SUBSCRIPTION_LATEST_ORDER,
+}
+
+
+def demo_order_id(token: str) -> str:
+    """The demo purchase's order id; for any other token one of its own, the same every time
+    (``GPA.`` and digits from its SHA-256), so a resent void is the same void."""
+    if token in DEMO_ORDERS:
+        return DEMO_ORDERS[token]
+    digits = str(int(hashlib.sha256(token.encode()).hexdigest(), 16))[:17].rjust(17, "0")
+    return f"GPA.{digits[:4]}-{digits[4:8]}-{digits[8:12]}-{digits[12:]}"
+
+
 #: google-auth must never look anything up at Google from a local function.
 NO_GOOGLE_LOOKUPS = {
     "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED": "false"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -85,19 +86,88 @@ def start_function(
         stderr=subprocess.STDOUT if output else None,
         start_new_session=True,
     )
-    wait_port(function_port, timeout_s=60, process=process)
+    try:
+        wait_port(function_port, timeout_s=60, process=process)
+    except BaseException:  # a signal or a failure while it starts: it is not left behind
+        stop([process])
+        raise
     return process
 
 
-def stop(processes: list[subprocess.Popen[bytes]], *, ignore_signals: bool = False) -> None:
+def stop(
+    processes: list[subprocess.Popen[bytes]], *, ignore_signals: bool = False, grace_s: float = 10
+) -> None:
+    """SIGTERM to each process's group (each child leads its own session), then SIGKILL to the
+    groups still there after ``grace_s``."""
     if ignore_signals:  # a second Ctrl-C while stopping must not leave processes behind
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for process in processes:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            _killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
     for process in processes:
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        _killpg(process.pid, signal.SIGKILL)  # whatever of its group outlived it
+
+
+def _killpg(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living descendant of ``pid`` (Linux ``/proc``; empty elsewhere): what a test must
+    find stopped after the stack it started has been told to stop."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if fields and fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited and not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def terminate_tree(process: subprocess.Popen[bytes], *, signum: int, grace_s: float) -> set[int]:
+    """For tests: ``signum`` to ``process``; after ``grace_s``, SIGKILL to it and to every
+    descendant (and its group) still alive, whatever the process did with the signal. Returns
+    the descendants that were still alive when the grace ran out (none, if it stopped them)."""
+    family = descendants(process.pid)
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signum)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_s)
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {p for p in family if alive(p)}
+    for pid in [process.pid, *left]:
+        for kill in (os.kill, os.killpg):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    return left

@@ -43,12 +43,22 @@ class StackError(SystemExit):
         super().__init__(f"make run: {message}")
 
 
+#: ``PORT_BASE=N`` (or ``run_local.py --base-port N``) moves every port: each service gets N plus
+#: its default's offset from the first default (8081), so PORT_BASE=9081 gives 9081..9093. A port
+#: variable set as well still wins for its own service.
+PORT_BASE_VARIABLE = "PORT_BASE"
+FIRST_DEFAULT = min(default for _, default in PORTS.values())
+SPAN = max(default for _, default in PORTS.values()) - FIRST_DEFAULT
+
+
 def read_ports(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
-    """Each service's port from its variable (or the default), checked: a number, distinct, and
-    free on 127.0.0.1 (a busy port is named with its variable, before anything starts)."""
+    """Each service's port from its variable (or the default, shifted by ``PORT_BASE``), checked:
+    a number, distinct, and free on 127.0.0.1. Every busy port is named at once, with its
+    variable, before anything starts, and a base port that is free is offered."""
+    base = _base(environ)
     ports: dict[str, int] = {}
     for service, (variable, default) in PORTS.items():
-        raw = environ.get(variable, "").strip() or str(default)
+        raw = environ.get(variable, "").strip() or str(default - FIRST_DEFAULT + base)
         if not raw.isdigit() or not 1 <= int(raw) <= 65535:
             raise StackError(f"{variable}={raw!r} is not a port number")
         ports[service] = int(raw)
@@ -58,12 +68,40 @@ def read_ports(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
             other = PORTS[seen[number]][0]
             raise StackError(f"{PORTS[service][0]} and {other} are both {number}")
         seen[number] = service
-        if not port_is_free(number):
-            raise StackError(
-                f"port {number} ({PORTS[service][0]}, for {service}) is in use; stop what holds"
-                f" it or choose another: {PORTS[service][0]}=NNNN make run"
-            )
+    busy = [(number, service) for service, number in ports.items() if not port_is_free(number)]
+    if busy:
+        named = ", ".join(f"{n} ({PORTS[s][0]}, for {s})" for n, s in busy)
+        offer = free_base(exclude=base)
+        hint = (
+            f"; or move every port at once: PORT_BASE={offer} make run "
+            f"(scripts/run_local.py --base-port {offer})"
+            if offer is not None
+            else ""
+        )
+        raise StackError(
+            f"{len(busy)} port{'s' if len(busy) > 1 else ''} in use: {named}. Stop what holds "
+            f"{'them' if len(busy) > 1 else 'it'} or choose others (VARIABLE=NNNN make run){hint}"
+        )
     return ports
+
+
+def _base(environ: Mapping[str, str]) -> int:
+    raw = environ.get(PORT_BASE_VARIABLE, "").strip() or str(FIRST_DEFAULT)
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535 - SPAN:
+        raise StackError(
+            f"{PORT_BASE_VARIABLE}={raw!r} is not a base port (1..{65535 - SPAN}: every port "
+            f"from it to {SPAN} above must exist)"
+        )
+    return int(raw)
+
+
+def free_base(*, exclude: int, candidates: range = range(9081, 60000, 1000)) -> int | None:
+    """The first base port whose whole range (base .. base + SPAN) is free: an offer, not a
+    promise (something may take one before ``make run`` does)."""
+    for base in candidates:
+        if base != exclude and all(port_is_free(base + i) for i in range(SPAN + 1)):
+            return base
+    return None
 
 
 def port_is_free(number: int) -> bool:

@@ -21,7 +21,7 @@ from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
 from ..wiring import Wiring
-from . import orders, reconciliation, routes
+from . import apple_test, orders, reconciliation, routes
 from .actions import (
     ACTIONS,
     Action,
@@ -76,18 +76,8 @@ def admin_handler(
             return Reply(answer, "admin action")
         if route.name == "unpublished_events":
             return _unpublished(entitlements, request.args.get("limit"), clock_ms())
-        if route.name in reconciliation.ROUTES:
-            body = None
-            if route.name == "consumption":
-                body = parse_json_object(read_body(request, max_bytes=MAX_BODY_BYTES))
-            return reconciliation.dispatch(
-                route.name,
-                wiring,
-                args=request.args,
-                body=body,
-                url=settings.reconcile_url,
-                actor=caller.email,
-            )
+        if route.name in reconciliation.ROUTES | apple_test.ROUTES:
+            return _operations(request, route, caller)
         action = ACTIONS.get(route.name)
         path_target = None
         if not route.in_body:
@@ -103,6 +93,26 @@ def admin_handler(
         assert reason is not None
         logs.bind(reason=reason)
         return _act(request, caller, action, target, reason)
+
+    def _operations(request: flask.Request, route: routes.Route, caller: Caller) -> Reply:
+        """The reconciler's and refund requests' routes, and Apple's test notification."""
+        body = None
+        if request.method == "POST" and route.name != "run":
+            raw = read_body(request, max_bytes=MAX_BODY_BYTES)
+            # Apple's test: an empty body means the defaults
+            body = parse_json_object(raw) if raw.strip() or route.name == "consumption" else {}
+        if route.name in apple_test.ROUTES:
+            return apple_test.dispatch(
+                route.name, settings.apple, params=route.params, args=request.args, body=body
+            )
+        return reconciliation.dispatch(
+            route.name,
+            wiring,
+            args=request.args,
+            body=body,
+            url=settings.reconcile_url,
+            actor=caller.email,
+        )
 
     def _act(
         request: flask.Request, caller: Caller, action: Action, target: Target, reason: str

@@ -27,12 +27,16 @@ TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("run", "POST", ("reconciliation:run",)),
     ("refund_requests", "GET", ("refund-requests",)),
     ("consumption", "POST", ("entitlements:consumption",)),
+    # Apple's test notification: does App Store Server Notifications reach us (docs/deploy.md)?
+    ("apple_test_notification", "POST", ("apple", "notifications:test")),
+    ("apple_test_notification_status", "GET", ("apple", "notifications", "test", "{token}")),
 )
 HELP = (
     "POST /entitlements:lookup|:regrant|:revoke with a JSON body, "
     "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke, "
     "GET /orders/{order_id}, GET /events/unpublished, GET /reconciliation/runs, "
-    "POST /reconciliation:run, GET /refund-requests, POST /entitlements:consumption"
+    "POST /reconciliation:run, GET /refund-requests, POST /entitlements:consumption, "
+    "POST /apple/notifications:test, GET /apple/notifications/test/{token}"
 )
 
 
@@ -44,7 +48,7 @@ class Route:
     @property
     def in_body(self) -> bool:
         """Whether the store and purchase id come in the body rather than the path."""
-        return "purchase_id" not in self.params and "order_id" not in self.params
+        return not {"purchase_id", "order_id", "token"} & set(self.params)
 
 
 def _bind(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:

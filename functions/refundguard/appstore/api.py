@@ -1,9 +1,9 @@
 """A thin App Store Server API client on requests and PyJWT, as Apple's own library keeps it: one
 request helper (``_call``), one parser per answer (``resources``). Look Up Order ID, Get
-Transaction Info, Get Transaction History (v2), Get Notification History and Send Consumption
-Information (v2). It returns Apple's signed data as
-signed: verifying it is ``appstore.verified``'s, with an ``AppleVerifier``. Its settings and API
-tokens are in ``appstore.credentials``."""
+Transaction Info, Get Transaction History (v2), Get Notification History, Send Consumption
+Information (v2), Request a Test Notification and Get Test Notification Status. It returns Apple's
+signed data as signed: verifying it is ``appstore.verified``'s, with an ``AppleVerifier``. Its
+settings and API tokens are in ``appstore.credentials``."""
 
 from __future__ import annotations
 
@@ -303,6 +303,46 @@ class AppStoreApiClient:
             json_body=body,
             expect=(200, 202),
         )
+
+    def request_test_notification(
+        self, *, bundle_id: str, environment: str, deadline_s: float | None = None
+    ) -> str:
+        """Request a Test Notification: ``POST /inApps/v1/notifications/test``; Apple then sends
+        a ``TEST`` notification to the app's notification URL of that environment. Returns the
+        ``testNotificationToken`` (for ``get_test_notification_status``)."""
+        op = "notifications.test"
+        body = self._call(
+            op,
+            "POST",
+            "/inApps/v1/notifications/test",
+            bundle_id=bundle_id,
+            environment=environment,
+            deadline_s=deadline_s,
+            idempotent=False,  # each request is a new test: retried only if it never arrived
+        )
+        return str(_parse(op, resources.parse_test_notification_token, body))
+
+    def get_test_notification_status(
+        self,
+        test_notification_token: str,
+        *,
+        bundle_id: str,
+        environment: str,
+        deadline_s: float | None = None,
+    ) -> resources.TestNotificationStatus:
+        """Get Test Notification Status: ``GET /inApps/v1/notifications/test/{token}`` (for six
+        months): the TEST notification's signed payload and Apple's send attempts."""
+        op = "notifications.test.status"
+        token = _segment(test_notification_token, "test notification token", op)
+        body = self._call(
+            op,
+            "GET",
+            f"/inApps/v1/notifications/test/{token}",
+            bundle_id=bundle_id,
+            environment=environment,
+            deadline_s=deadline_s,
+        )
+        return _parse(op, resources.parse_test_notification_status, body)
 
 
 def _parse(operation: str, parse: Callable[[Any], Any], body: Any) -> Any:

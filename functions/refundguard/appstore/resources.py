@@ -120,6 +120,39 @@ def parse_notification_history(doc: Any) -> SignedNotificationPage:
     return page
 
 
+def parse_test_notification_token(doc: Any) -> str:
+    """``SendTestNotificationResponse``: its ``testNotificationToken``."""
+    doc = _obj(doc, "test notification")
+    return _str(doc, "testNotificationToken", required=True) or ""
+
+
+@dataclass(frozen=True)
+class TestNotificationStatus:
+    """``CheckTestNotificationResponse``: the TEST notification Apple sent (signed, still to
+    verify) and its send attempts (up to six), oldest first."""
+
+    signed_payload: str | None
+    send_attempts: tuple[SendAttempt, ...]
+
+    @property
+    def delivered(self) -> bool:
+        return any(a.result == "SUCCESS" for a in self.send_attempts)
+
+
+def parse_test_notification_status(doc: Any) -> TestNotificationStatus:
+    doc = _obj(doc, "test notification status")
+    raw = doc.get("sendAttempts") or []
+    if not isinstance(raw, list) or len(raw) > MAX_SIGNED_ITEMS:
+        raise MalformedAnswer("sendAttempts must be a list")
+    attempts = []
+    for item in raw:
+        attempt = _obj(item, "sendAttempts[]")
+        attempts.append(
+            SendAttempt(_int(attempt, "attemptDate"), _str(attempt, "sendAttemptResult"))
+        )
+    return TestNotificationStatus(_str(doc, "signedPayload"), tuple(attempts))
+
+
 # ---------------------------------------------------------------------------------------- verified
 
 
