@@ -1,0 +1,184 @@
+"""Outbound HTTP bounded by a deadline as a whole: ``session()`` builds a ``requests`` session
+whose connections take part in ``deadline(...)``. Inside ``with deadline(s) as guard:``, every
+connection the session connects or sends on is registered with ``guard``; when the deadline passes,
+a watchdog shuts those sockets down, so a blocked connect, header read or body read returns at
+once, whatever the far end does (a trickled answer would otherwise restart a read timeout with
+every byte). ``guard.expired`` then says that the failure was the deadline's."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+_current: contextvars.ContextVar[Guard | None] = contextvars.ContextVar(
+    "refundguard_outbound_guard", default=None
+)
+
+
+class Guard:
+    """One deadline (monotonic seconds) and the connections used before it."""
+
+    def __init__(self, end: float) -> None:
+        self.end = end
+        self.expired = False
+        self._done = False
+        self._lock = threading.Lock()
+        self._connections: list[Any] = []
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def register(self, connection: Any) -> None:
+        with self._lock:
+            if self._done:
+                return
+            if connection not in self._connections:
+                self._connections.append(connection)
+            if self.expired:
+                _shut(connection)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for connection in self._connections:
+                _shut(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            self._done = True
+            self._connections.clear()
+
+
+def _shut(connection: Any) -> None:
+    """Wake whatever blocks on the connection's socket (``shutdown``, not ``close``: a close
+    does not interrupt a blocked ``recv`` on Linux). The pool then drops the connection."""
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # not SSLSocket's: keep its state
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[Guard]:
+    """Bound the outbound calls of ``session()`` sessions made in this block to ``seconds``."""
+    with deadline_at(time.monotonic() + seconds) as guard:
+        yield guard
+
+
+@contextlib.contextmanager
+def deadline_at(end: float) -> Iterator[Guard]:
+    """As ``deadline``, to a ``time.monotonic()`` instant. Nested blocks keep the earlier end."""
+    outer = _current.get()
+    if outer is not None and outer.end <= end:
+        yield outer
+        return
+    guard = Guard(end)
+    timer = threading.Timer(max(0.0, guard.remaining()), guard.fire)
+    timer.daemon = True
+    token = _current.set(guard)
+    timer.start()
+    try:
+        yield guard
+    finally:
+        timer.cancel()
+        guard.close()
+        _current.reset(token)
+
+
+def _register(connection: Any) -> None:
+    guard = _current.get()
+    if guard is not None:
+        guard.register(connection)
+
+
+class _Bounded:
+    """Mixed into urllib3's connections: registered with the current guard when they connect
+    and on every request (a kept-alive connection does not connect again)."""
+
+    def connect(self) -> None:
+        _register(self)
+        super().connect()  # type: ignore[misc]
+        _register(self)  # the deadline may have passed while connecting
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        _register(self)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_Bounded, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Bounded, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class BoundedAdapter(HTTPAdapter):
+    """requests' adapter whose connections obey ``deadline``."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def mount(session: requests.Session) -> requests.Session:
+    """``session`` with bounded adapters for http:// and https://."""
+    session.mount("https://", BoundedAdapter())
+    session.mount("http://", BoundedAdapter())
+    return session
+
+
+def session() -> requests.Session:
+    """A new ``requests`` session whose calls obey ``deadline``."""
+    return mount(requests.Session())
+
+
+def google_auth_request() -> Any:
+    """google-auth's transport for token fetches (OAuth token endpoint, metadata server) on a
+    bounded session: a token fetch made inside ``deadline`` is bounded by it too."""
+    from google.auth.transport.requests import Request
+
+    return Request(session())
+
+
+def read_body(response: Any, limit: int) -> bytes:
+    """A streamed ``requests`` response's body, at most ``limit`` bytes (``TooLarge`` beyond);
+    the enclosing ``deadline`` bounds the time it takes."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks, size = [], 0
+    guard = _current.get()
+    for chunk in response.iter_content(64 * 1024):  # wraps urllib3's errors as requests'
+        if guard is not None and guard.remaining() <= 0:
+            guard.fire()
+            raise requests.Timeout("the deadline passed while reading the answer")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class TooLarge(Exception):
+    """An answer larger than the caller's limit."""
