@@ -217,10 +217,12 @@ def check_base_url(url: str, *, setting: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
+    """A store's text for our messages: ``secrets`` (purchase tokens) replaced by their hash,
+    credentials it may quote removed (``logs.scrub``), then cut."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, f"[{logs.token_hash(secret)}]")
-    return text[:MAX_MESSAGE_CHARS]
+    return logs.scrub(text)[:MAX_MESSAGE_CHARS]
 
 
 # ---------------------------------------------------------------------------------------- answers
