@@ -145,6 +145,14 @@ class _Fixed(FakeServer):
     def __init__(self, body: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__()
         self.body, self.headers = body, headers or {}
+        self.connections = 0  # TCP connections accepted
+        accept = self._httpd.process_request
+
+        def counted(request: Any, address: Any) -> None:
+            self.connections += 1
+            accept(request, address)
+
+        self._httpd.process_request = counted  # type: ignore[method-assign]
 
     def handle(self, request: Request) -> Reply:
         return Reply(200, self.body, dict(self.headers))
@@ -178,6 +186,20 @@ def test_a_trickled_publish_ends_within_its_timeouts() -> None:
         _, error, took = bounded(lambda: publisher.publish([entry]))
         assert isinstance(error, PublishError) and took < 1.0 + MARGIN_S
         assert publisher.publish([entry]) == ["1"]
+
+
+def test_a_connection_back_in_its_pool_is_not_shut_by_the_deadline_of_its_last_call() -> None:
+    from refundguard import outbound
+
+    with _Fixed({"ok": True}) as server:
+        session = outbound.session()
+        with outbound.deadline(0.2) as guard:
+            assert session.get(server.url, timeout=2).json() == {"ok": True}
+            time.sleep(0.4)  # the deadline passes after the answer, the block still open
+        assert guard.expired
+        assert session.get(server.url, timeout=2).json() == {"ok": True}
+        session.close()
+        assert server.connections == 1  # the first connection, kept alive and reused
 
 
 # ---------------------------------------------------------------------------------------- ids

@@ -47,6 +47,12 @@ class Guard:
             if self.expired:
                 _shut(connection)
 
+    def unregister(self, connection: Any) -> None:
+        """The connection went back to its pool: another call may take it, leave it be."""
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+
     def fire(self) -> None:
         with self._lock:
             if self._done:
@@ -125,11 +131,21 @@ class _HTTPSConnection(_Bounded, HTTPSConnection):
     pass
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _Released:
+    """Mixed into urllib3's pools: a connection put back is no longer the guard's to shut."""
+
+    def _put_conn(self, conn: Any) -> None:
+        guard = _current.get()
+        if guard is not None and conn is not None:
+            guard.unregister(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _HTTPPool(_Released, HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_Released, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
