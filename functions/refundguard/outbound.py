@@ -3,12 +3,15 @@ whose connections take part in ``deadline(...)``. Inside ``with deadline(s) as g
 connection the session connects or sends on is registered with ``guard``; when the deadline passes,
 a watchdog shuts those sockets down, so a blocked connect, header read or body read returns at
 once, whatever the far end does (a trickled answer would otherwise restart a read timeout with
-every byte). ``guard.expired`` then says that the failure was the deadline's."""
+every byte). ``guard.expired`` then says that the failure was the deadline's. One watchdog thread
+serves every guard."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -66,6 +69,54 @@ class Guard:
             self._done = True
             self._connections.clear()
 
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
+class _Watchdog:
+    """One daemon thread firing the guards whose deadline passed (a thread per call would cost
+    about 0.3 ms a call). Closed guards are dropped when they reach the top of the heap."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Guard]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._prune_at = 1024
+
+    def watch(self, guard: Guard) -> None:
+        with self._cond:
+            if len(self._heap) >= self._prune_at:  # many closed guards of long deadlines
+                self._heap = [item for item in self._heap if not item[2].done]
+                heapq.heapify(self._heap)
+                self._prune_at = max(1024, 2 * len(self._heap))
+            heapq.heappush(self._heap, (guard.end, next(self._order), guard))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="refundguard-outbound-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                guard = heapq.heappop(self._heap)[2]
+            guard.fire()
+
+
+_watchdog = _Watchdog()
+
 
 def _shut(connection: Any) -> None:
     """Wake whatever blocks on the connection's socket (``shutdown``, not ``close``: a close
@@ -91,14 +142,11 @@ def deadline_at(end: float) -> Iterator[Guard]:
         yield outer
         return
     guard = Guard(end)
-    timer = threading.Timer(max(0.0, guard.remaining()), guard.fire)
-    timer.daemon = True
     token = _current.set(guard)
-    timer.start()
+    _watchdog.watch(guard)
     try:
         yield guard
     finally:
-        timer.cancel()
         guard.close()
         _current.reset(token)
 
