@@ -208,6 +208,8 @@ class FakeAppStoreApi(FakeServer):
 
     def error_reply(self, status: int, message: str, reason: str | None = None) -> Reply:
         code, text = ERRORS.get(status, (status * 10000, message))
+        if message.startswith("injected fault; "):  # a fault quoting the request's headers
+            text = message
         return Reply(status, {"errorCode": code, "errorMessage": text})
 
     def _error(self, code: int, message: str) -> Reply:

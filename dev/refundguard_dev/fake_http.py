@@ -1,7 +1,8 @@
 """The machinery of the local store-API stand-ins: a real HTTP server on 127.0.0.1 (port 0 by
 default) that records every request, and a queue of injected faults (a forced status with
-``Retry-After``, a malformed or oversized body, a delay, a dropped connection) served before the
-stand-in's own answer. ``fake_play_api`` and ``fake_appstore_api`` build on it."""
+``Retry-After``, a malformed or oversized body, a delay, a dropped connection, an answer trickled
+byte by byte, an error quoting the request's headers) served before the stand-in's own answer.
+``fake_play_api`` and ``fake_appstore_api`` build on it."""
 
 from __future__ import annotations
 
@@ -50,8 +51,11 @@ class Fault:
     ``status``/``retry_after``: a forced answer with the stand-in's error body (or ``body``);
     ``body`` alone: a 200 with that raw body (malformed JSON); ``oversize``: a 200 of that many
     bytes; ``delay_s``: wait first (then answer normally unless something else is set);
-    ``drop``: close the connection without an answer. ``target``: "api" or "token" requests;
-    ``path``: only requests whose path contains it."""
+    ``drop``: close the connection without an answer; ``trickle_s``: send the answer (forced or
+    the stand-in's own) one byte every ``trickle_s`` seconds, its body only or, with
+    ``trickle_head``, its status line and headers too; ``quote_headers``: a forced error whose
+    message quotes these request headers (``Authorization: Bearer ...``), as some servers' errors
+    do. ``target``: "api" or "token" requests; ``path``: only requests whose path contains it."""
 
     status: int | None = None
     retry_after: str | None = None
@@ -63,6 +67,9 @@ class Fault:
     path: str | None = None
     content_type: str = "application/json"
     chunked: bool = False  # oversize without a Content-Length (chunked transfer encoding)
+    trickle_s: float = 0.0
+    trickle_head: bool = False
+    quote_headers: tuple[str, ...] = ()
 
     def matches(self, target: str, path: str) -> bool:
         return self.target == target and (self.path is None or self.path in path)
@@ -82,6 +89,7 @@ class FakeServer:
         self.requests: list[Request] = []
         self.faults: deque[Fault] = deque()
         self.lock = threading.RLock()
+        self._stopping = threading.Event()  # ends trickled answers
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,6 +115,7 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -169,7 +178,7 @@ class FakeServer:
             fault = next((f for f in self.faults if f.matches(target, request.path)), None)
             if fault is not None:
                 self.faults.remove(fault)
-        reply = self._faulted(fault, handler) if fault else None
+        reply = self._faulted(fault, handler, request) if fault else None
         if fault is not None and fault.drop:
             return
         if reply is None:
@@ -177,9 +186,14 @@ class FakeServer:
                 reply = self.handle(request)
             except Exception as exc:  # a bug of the stand-in: a 500 the client sees
                 reply = self.error_reply(500, f"fake server error: {type(exc).__name__}: {exc}")
-        self._write(handler, reply)
+        if fault is not None and fault.trickle_s > 0:
+            self._trickle(handler, reply, fault.trickle_s, head=fault.trickle_head)
+        else:
+            self._write(handler, reply)
 
-    def _faulted(self, fault: Fault, handler: BaseHTTPRequestHandler) -> Reply | None:
+    def _faulted(
+        self, fault: Fault, handler: BaseHTTPRequestHandler, request: Request
+    ) -> Reply | None:
         if fault.delay_s:
             time.sleep(fault.delay_s)
         if fault.drop:
@@ -194,7 +208,11 @@ class FakeServer:
                 headers["Transfer-Encoding"] = "chunked"
             return Reply(200, filler, {"Content-Type": fault.content_type, **headers})
         if fault.status is not None:
-            reply = self.error_reply(fault.status, "injected fault", "injected")
+            quoted = "; ".join(
+                f"{name}: {request.headers.get(name.lower(), '')}" for name in fault.quote_headers
+            )
+            message = f"injected fault; the request had {quoted}" if quoted else "injected fault"
+            reply = self.error_reply(fault.status, message, "injected")
             if fault.body is not None:
                 reply.body = fault.body
             reply.headers.update(headers)
@@ -203,14 +221,35 @@ class FakeServer:
             return Reply(200, fault.body, {"Content-Type": fault.content_type, **headers})
         return None  # a delay only: answer normally, late
 
+    def _trickle(
+        self, handler: BaseHTTPRequestHandler, reply: Reply, every_s: float, *, head: bool
+    ) -> None:
+        """The whole answer, its head at once (unless ``head``) then one byte every ``every_s``
+        seconds, until it is sent, the client hangs up or the server stops."""
+        data = _data(reply)
+        status_line = f"HTTP/1.1 {reply.status} {handler.responses[reply.status][0]}\r\n"
+        headers = {"Content-Type": "application/json", **reply.headers}
+        headers["Content-Length"] = str(len(data))
+        raw_head = (
+            status_line + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        ).encode("latin-1")
+        handler.close_connection = True
+        try:
+            if not head:
+                handler.wfile.write(raw_head)
+                handler.wfile.flush()
+            rest = raw_head + data if head else data
+            for index in range(len(rest)):
+                if self._stopping.wait(every_s):
+                    return
+                handler.wfile.write(rest[index : index + 1])
+                handler.wfile.flush()
+        except OSError:
+            pass  # the client gave up: what a deadline does
+
     @staticmethod
     def _write(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
-        if reply.body is None:
-            data = b""
-        elif isinstance(reply.body, bytes):
-            data = reply.body
-        else:
-            data = json.dumps(reply.body, separators=(",", ":")).encode()
+        data = _data(reply)
         chunked = reply.headers.get("Transfer-Encoding") == "chunked"
         try:
             handler.send_response(reply.status)
@@ -229,6 +268,14 @@ class FakeServer:
             handler.wfile.write(b"0\r\n\r\n")
         except OSError:
             pass  # the client gave up (a timeout test)
+
+
+def _data(reply: Reply) -> bytes:
+    if reply.body is None:
+        return b""
+    if isinstance(reply.body, bytes):
+        return reply.body
+    return json.dumps(reply.body, separators=(",", ":")).encode()
 
 
 def bearer(request: Request) -> str | None:

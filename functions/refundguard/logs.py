@@ -1,6 +1,8 @@
 """Structured logs: one JSON line per event, in the shape Cloud Logging parses (``severity``,
 ``message``, other keys as ``jsonPayload``), every field bounded so no line nears the 256 KB limit.
-``bind`` adds fields to the current request's line (``http.serve`` writes it)."""
+``bind`` adds fields to the current request's line (``http.serve`` writes it). ``scrub`` takes
+credentials out of every string a line holds (bearer and OAuth tokens, JWTs, private keys), so a
+store's error that quotes our ``Authorization`` header never puts the token in the logs."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import contextvars
 import hashlib
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,6 +24,49 @@ _stream: TextIO | None = None  # None: sys.stdout at call time (pytest's capsys 
 _bound: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "refundguard_log_fields", default=None
 )
+
+
+REDACTED = "[redacted]"
+_B64TOKEN = r"[A-Za-z0-9._~+/=-]"  # RFC 6750's b64token
+_B64URL = r"[A-Za-z0-9_-]"
+#: What a credential looks like, each with its replacement (applied in this order).
+_SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (  # PEM key material, to its END line or to the end of a text cut short
+        re.compile(
+            r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+            re.DOTALL,
+        ),
+        f"-----{REDACTED} PRIVATE KEY-----",
+    ),
+    (re.compile(rf"(?i)(bearer)(?:\s|%20|\+)+{_B64TOKEN}+"), rf"\1 {REDACTED}"),
+    (  # key: value / key=value of a credential (JSON, form or URL query)
+        re.compile(
+            r"(?i)(authorization|access_token|refresh_token|id_token|client_secret|assertion)"
+            r"""((?:["']|%22)?\s*[:=]\s*(?:["']|%22)?\s*)(?!bearer\s)(?:basic\s+)?[^\s"',;&]+"""
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+    (re.compile(r"ya29\.[A-Za-z0-9._-]+"), REDACTED),  # Google OAuth access tokens
+    (re.compile(r"1//[A-Za-z0-9._-]{16,}"), REDACTED),  # Google OAuth refresh tokens
+    (  # JWS/JWE (a JSON header: eyJ...), two segments or more, a third cut short included
+        re.compile(rf"eyJ{_B64URL}{{5,}}\.{_B64URL}{{5,}}(?:\.{_B64URL}*)*"),
+        REDACTED,
+    ),
+)
+_MAYBE = re.compile(
+    r"(?i)-----BEGIN|bearer|authorization|access_token|refresh_token|id_token|client_secret"
+    r"|assertion|ya29\.|1//|eyJ"
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` without the credentials it may quote (``_SCRUBS``): what a store, a token
+    endpoint or an exception says comes from outside and may echo our own request."""
+    if not _MAYBE.search(text):
+        return text
+    for pattern, replacement in _SCRUBS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def token_hash(value: str | None) -> str | None:
@@ -39,7 +85,7 @@ def bounded(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
-        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = scrub(value.encode("utf-8", "backslashreplace").decode("utf-8"))
         return text if len(text) <= MAX_FIELD_CHARS else text[:MAX_FIELD_CHARS] + "...[cut]"
     if depth >= MAX_DEPTH:
         return "...[nested]"

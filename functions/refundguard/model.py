@@ -68,11 +68,17 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,400}")
 
 
 def check_purchase_id(purchase_id: str) -> str:
-    """Google purchase tokens use letters, digits, '.', '-', '_'; Apple ids are digits."""
-    if not isinstance(purchase_id, str) or not _PURCHASE_ID.fullmatch(purchase_id):
+    """Google purchase tokens use letters, digits, '.', '-', '_'; Apple ids are digits. Never
+    dots only: ``.`` and ``..`` would be dot segments in a store API's URL path."""
+    if (
+        not isinstance(purchase_id, str)
+        or not _PURCHASE_ID.fullmatch(purchase_id)
+        or not purchase_id.strip(".")
+    ):
         raise rejected(
             "bad_purchase_id",
-            "purchase id must be 1-1024 characters of letters, digits and . _ - : ~ + =",
+            "purchase id must be 1-1024 characters of letters, digits and . _ - : ~ + =, "
+            "not dots only",
         )
     return purchase_id
 

@@ -57,14 +57,20 @@ Fetcher = Callable[[str, float], FetchResult]
 
 
 def http_fetch(url: str, timeout_s: float) -> FetchResult:
-    import requests
+    """The key set, within ``timeout_s`` as a whole (``outbound.deadline``)."""
+    from . import outbound
 
-    with requests.get(url, timeout=timeout_s, stream=True, allow_redirects=False) as response:
+    with (
+        outbound.deadline(timeout_s),
+        outbound.session() as session,
+        session.get(url, timeout=timeout_s, stream=True, allow_redirects=False) as response,
+    ):
         if response.status_code != 200:
             raise OSError(f"key endpoint answered HTTP {response.status_code}")
-        body = response.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
-        if len(body) > MAX_JWKS_BYTES:
-            raise OSError("key endpoint answered more than the size limit")
+        try:
+            body = outbound.read_body(response, MAX_JWKS_BYTES)
+        except outbound.TooLarge:
+            raise OSError("key endpoint answered more than the size limit") from None
         return body, response.headers.get("Cache-Control")
 
 

@@ -15,13 +15,15 @@ from typing import Any
 
 import requests
 
+from . import outbound
 from .config import EventsSettings
 from .events import OutboxEntry, pubsub_message
 
 PUBSUB_URL = "https://pubsub.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/pubsub"
-#: (connect, read) seconds of one publish request: a request that changed access waits at most this
-#: long for Pub/Sub before it answers anyway (the outbox keeps the event for the sweep).
+#: (connect, read) seconds of one publish request; their sum bounds the request as a whole: a
+#: request that changed access waits at most this long for Pub/Sub before it answers anyway (the
+#: outbox keeps the event for the sweep).
 TIMEOUT_S = (2.0, 5.0)
 MAX_MESSAGES_PER_REQUEST = 100  # Pub/Sub takes 1,000 and 10 MB; an event is about 1 KB
 
@@ -50,16 +52,19 @@ class Publisher:
         self._timeout_s = timeout_s
 
     def _http(self) -> requests.Session:
-        """Built at the first publish: Google credentials are looked up only when needed."""
+        """Built at the first publish: Google credentials are looked up only when needed. Its
+        connections (token fetches included) obey ``outbound.deadline``."""
         if self._session is None:
             if self.emulator_host:
-                self._session = requests.Session()
+                self._session = outbound.session()
             else:
                 import google.auth
                 from google.auth.transport.requests import AuthorizedSession
 
                 credentials, _ = google.auth.default(scopes=[SCOPE])
-                self._session = AuthorizedSession(credentials)
+                self._session = outbound.mount(
+                    AuthorizedSession(credentials, auth_request=outbound.google_auth_request())
+                )
         return self._session
 
     def publish(self, entries: Sequence[OutboxEntry]) -> list[str]:
@@ -73,7 +78,8 @@ class Publisher:
 
     def _post(self, body: dict[str, Any]) -> list[str]:
         try:
-            response = self._http().post(self.url, json=body, timeout=self._timeout_s)
+            with outbound.deadline(sum(self._timeout_s)):  # connect + read: the whole request
+                response = self._http().post(self.url, json=body, timeout=self._timeout_s)
         except Exception as exc:  # network, credentials, anything: the entries stay in the outbox
             raise PublishError(f"Pub/Sub unreachable ({type(exc).__name__})") from exc
         if response.status_code != 200:

@@ -217,10 +217,12 @@ def check_base_url(url: str, *, setting: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
+    """A store's text for our messages: ``secrets`` (purchase tokens) replaced by their hash,
+    credentials it may quote removed (``logs.scrub``), then cut."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, f"[{logs.token_hash(secret)}]")
-    return text[:MAX_MESSAGE_CHARS]
+    return logs.scrub(text)[:MAX_MESSAGE_CHARS]
 
 
 # ---------------------------------------------------------------------------------------- answers
@@ -262,14 +264,23 @@ def bad_argument(store: str, operation: str, problem: str) -> StoreRequestError:
 
 
 def path_segment(value: Any, what: str, *, store: str, operation: str, max_chars: int) -> str:
-    """An id for a URL path segment, quoted: a non-empty string without controls or spaces."""
+    """An id for one URL path segment, quoted (``/``, ``%``, ``?``, ``#`` included): a non-empty
+    string without controls or spaces, and not made of dots only (``.`` and ``..`` are dot
+    segments, which the HTTP stack resolves: ``orders/..`` would climb the API's path)."""
     if not isinstance(value, str) or not value or len(value) > max_chars:
         raise bad_argument(
             store, operation, f"{what} must be a non-empty string of <= {max_chars} characters"
         )
     if any(ch.isspace() or not ch.isprintable() for ch in value):
         raise bad_argument(store, operation, f"{what} has spaces or control characters")
+    if is_dots(value):
+        raise bad_argument(store, operation, f"{what} cannot be made of dots only")
     return quote(value, safe="")
+
+
+def is_dots(value: str) -> bool:
+    """Whether ``value`` is made of dots only (``.``, ``..``: a URL's dot segments)."""
+    return bool(value) and not value.strip(".")
 
 
 def is_milliunits(value: Any) -> bool:

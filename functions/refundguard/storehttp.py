@@ -1,5 +1,6 @@
 """``Transport``: one store's HTTP calls for the API clients. Timeouts on every try, bounded
-retries on 429, 5xx and network errors honouring ``Retry-After`` within a deadline, a bounded answer
+retries on 429, 5xx and network errors honouring ``Retry-After`` within a deadline that bounds the
+call as a whole (connect, headers, body, token fetch: ``outbound.deadline``), a bounded answer
 size, and errors as ``storeapi.StoreApiError`` whose messages never hold a token or a key."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import logs
+from . import logs, outbound
 from .errors import Kind
 from .storeapi import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -52,7 +53,7 @@ class Transport:
     ) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/")
-        self.session = session
+        self.session = outbound.mount(session)  # its connections obey outbound.deadline
         self.policy = policy or CallPolicy()
         self.max_response_bytes = max_response_bytes
         self._explain = explain
@@ -91,29 +92,33 @@ class Transport:
                 min(policy.read_timeout_s, remaining),
             )
             self.calls += 1
+            guard = None
             try:
-                answer = self._send(
-                    method,
-                    path,
-                    params=params,
-                    json_body=json_body,
-                    timeout=timeout,
-                    headers=headers,
-                    remaining=remaining,
-                )
+                with outbound.deadline_at(end) as guard:
+                    answer = self._send(
+                        method,
+                        path,
+                        params=params,
+                        json_body=json_body,
+                        timeout=timeout,
+                        headers=headers,
+                        remaining=remaining,
+                    )
             except requests.ConnectionError as exc:
                 timed_out = isinstance(exc, requests.ConnectTimeout) or _read_timeout(exc)
+                timed_out = timed_out or bool(guard and guard.expired)
                 fail.network("store_timeout" if timed_out else "store_unreachable", exc)
                 retry = idempotent or _never_sent(exc)
             except (requests.Timeout, TimeoutError) as exc:
                 fail.network("store_timeout", exc)
                 retry = idempotent
-            except _TooLarge:
+            except outbound.TooLarge:
                 raise fail.bad_answer(
                     f"answered more than {self.max_response_bytes} bytes"
                 ) from None
             except requests.RequestException as exc:
-                fail.network("store_unreachable", exc)
+                expired = bool(guard and guard.expired)
+                fail.network("store_timeout" if expired else "store_unreachable", exc)
                 retry = idempotent
             except _AuthRefused as exc:
                 raise fail.auth(exc.message, self._auth_hint) from None
@@ -174,21 +179,8 @@ class Transport:
         except Exception as exc:  # google.auth.exceptions.RefreshError / TransportError
             raise _auth_failure(exc) from None
         with response:
-            body = self._read(response)
+            body = outbound.read_body(response, self.max_response_bytes)
             return Answer(response.status_code, body, dict(response.headers))
-
-    def _read(self, response: Any) -> bytes:
-        limit = self.max_response_bytes
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise _TooLarge
-        chunks, size = [], 0
-        for chunk in response.iter_content(64 * 1024):  # wraps urllib3's errors as requests'
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _parsed(self, answer: Answer, fail: _Failures) -> Answer:
         raw: bytes = answer.body
@@ -229,10 +221,6 @@ class Transport:
         if 400 <= status < 500:
             raise fail.error(StoreRequestError, status, refusal)
         raise fail.bad_answer(f"answered HTTP {status}")
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -4,9 +4,8 @@ function trusts the local test root (and only in Sandbox)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import hashlib
+from typing import Any
 
 import pytest
 from refundguard_dev.dev_issuer import mint

@@ -6,7 +6,9 @@ unreachable; malformed, untrusted and refused answers; the CLI's order commands.
 from __future__ import annotations
 
 import io
+import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -274,6 +276,74 @@ def test_a_refused_key_is_503_naming_the_fix(
     assert response.status_code == 503
     body = response.get_json()
     assert body["error"] == "store_permission" and "APPLE_API_KEY_ID" in body["message"]
+
+
+# ------------------------------------------------------------------- deadlines, ids, secrets
+
+
+def store_requests(play_api: FakePlayApi, apple: FakeAppStoreApi) -> list[str]:
+    return [r.path for r in [*play_api.requests, *apple.requests] if r.path != "/token"]
+
+
+@pytest.mark.parametrize("order_id", [".", "..", "...", "GPA.."])
+def test_a_dot_order_id_is_400_without_asking_a_store(
+    client: Any,
+    auth: dict[str, str],
+    play_api: FakePlayApi,
+    appstore_production: FakeAppStoreApi,
+    order_id: str,
+) -> None:
+    response = get_order(client, auth, order_id)
+    if order_id == "GPA..":  # dots, but not dots only: one segment, asked as it is
+        assert [p.rsplit("/", 1)[-1] for p in store_requests(play_api, appstore_production)] == [
+            "GPA..",
+            "GPA..",
+        ]
+        return
+    assert response.status_code == 400 and response.get_json()["error"] == "bad_order_id"
+    assert store_requests(play_api, appstore_production) == []
+
+
+def test_a_trickling_store_is_503_within_the_deadline(
+    client: Any, auth: dict[str, str], play_api: FakePlayApi
+) -> None:
+    seed_google(play_api)
+    play_api.fail_next(Fault(trickle_s=0.2))  # the body a byte every 0.2 s: reads never time out
+    started = time.monotonic()
+    response = get_order(client, auth, GOOGLE_ORDER)
+    assert time.monotonic() - started < 3 + 3.0  # the admin's deadline (3 s) and a margin
+    assert response.status_code == 503 and response.get_json()["error"] == "store_timeout"
+
+
+def test_a_store_error_quoting_our_token_reaches_neither_the_audit_line_nor_the_answer(
+    client: Any,
+    auth: dict[str, str],
+    play_api: FakePlayApi,
+    appstore_production: FakeAppStoreApi,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    echo = Fault(status=403, quote_headers=("Authorization",))
+    capsys.readouterr()
+    play_api.fail_next(echo, echo)
+    google = get_order(client, auth, GOOGLE_ORDER)
+    appstore_production.fail_next(Fault(status=401, quote_headers=("Authorization",)))
+    apple = get_order(client, auth, APPLE_ORDER)
+    out = capsys.readouterr().out
+    answers = google.get_data(as_text=True) + apple.get_data(as_text=True)
+    assert google.status_code == apple.status_code == 503
+    assert "Bearer [redacted]" in google.get_json()["message"]
+    assert "Bearer [redacted]" in apple.get_json()["message"]
+    audit = [json.loads(x) for x in out.splitlines() if '"admin' in x]
+    assert audit and any("Bearer [redacted]" in json.dumps(x) for x in audit)
+    sent = [
+        r.headers.get("authorization", "")
+        for r in [*play_api.requests, *appstore_production.requests]
+    ]
+    secrets = {h.split(" ", 1)[1] for h in sent if h.lower().startswith("bearer ")}
+    assert any(s.startswith("ya29.") for s in secrets) and any(s.startswith("eyJ") for s in secrets)
+    for secret in secrets:
+        assert secret not in out and secret not in answers
+        assert secret.split(".")[-1] not in out + answers  # not even a JWT's signature
 
 
 # ---------------------------------------------------------------------------------------- the CLI

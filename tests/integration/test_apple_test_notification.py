@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import MAIN_PY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from refundguard.appstore.api import AppStoreApiClient
@@ -25,6 +24,7 @@ from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
 from refundguard_dev.emulator import free_port
 from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
+from support import MAIN_PY
 
 pytestmark = pytest.mark.emulator
 

@@ -8,6 +8,7 @@ permission errors named on an ERROR line, refund reviews keyed by their order.""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,76 @@ def test_a_refund_review_of_an_order_nobody_knows_is_quarantined(client: Any, st
     response = _review(client, "GPA.nobody")
     assert response.status_code == 200 and response.get_json()["effect"] == "quarantined"
     assert response.get_json()["code"] == "unknown_order"
+
+
+# ------------------------------------------------------------------- deadlines, ids, secrets
+
+TRICKLE = Fault(trickle_s=0.2)  # 200 and headers at once, then a byte every 0.2 s (read: 2 s)
+
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    return call(), time.monotonic() - started
+
+
+def test_a_void_is_applied_within_its_deadline_while_the_api_trickles(
+    client: Any, store: Any, play_api: FakePlayApi
+) -> None:
+    play_api.add_product_purchase(PACKAGE, "tok-tv", data.product_purchase(order_id=ORDER))
+    play_api.fail_next(TRICKLE)
+    response, took = _timed(lambda: send(client, "voided", "tok-tv", 2_000, order_id=ORDER))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert took < play_judge.REVOCATION_API_DEADLINE_S + 3.0  # not the trickle's minutes
+    assert store.get(StoreName.GOOGLE, "tok-tv").status is Status.REVOKED
+    assert newest(store, "tok-tv").details.get("api.error") == "store_timeout"
+
+
+def test_a_purchase_while_the_api_trickles_is_503_within_its_deadline(
+    client: Any, store: Any, play_api: FakePlayApi
+) -> None:
+    play_api.add_product_purchase(PACKAGE, "tok-tg", data.product_purchase(order_id=ORDER))
+    play_api.fail_next(TRICKLE)
+    response, took = _timed(lambda: send(client, "one-time", "tok-tg", 1_000, notification_type=1))
+    assert response.status_code == 503 and response.get_json()["error"] == "store_timeout"
+    assert took < play_judge.GRANT_API_DEADLINE_S + 3.0
+    assert store.get(StoreName.GOOGLE, "tok-tg") is None
+
+
+@pytest.mark.parametrize("token", [".", "..", "..."])
+def test_a_dot_token_is_quarantined_without_asking_the_api(
+    client: Any, store: Any, play_api: FakePlayApi, token: str
+) -> None:
+    for kind, extra in (("one-time", {"notification_type": 1}), ("voided", {"order_id": ORDER})):
+        response = send(client, kind, token, 1_000, **extra)
+        assert response.status_code == 200 and response.get_json()["effect"] == "quarantined"
+        assert response.get_json()["code"] == "bad_purchase_token"
+    assert [r.path for r in play_api.requests] == []
+
+
+def test_a_store_error_quoting_our_access_token_never_reaches_the_logs(
+    client: Any, store: Any, play_api: FakePlayApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    echo = Fault(status=403, quote_headers=("Authorization",))
+    play_api.add_product_purchase(PACKAGE, "tok-e", data.product_purchase(order_id=ORDER))
+    capsys.readouterr()
+    play_api.fail_next(echo)
+    revoked = send(client, "voided", "tok-e", 2_000, order_id=ORDER)
+    play_api.fail_next(echo)
+    refused = send(client, "one-time", "tok-e2", 1_000, notification_type=1)
+    tokens = list(play_api.access_tokens)
+    assert tokens and all(t.startswith("ya29.") for t in tokens)
+    out = capsys.readouterr().out
+    lines = [json.loads(x) for x in out.splitlines() if x]
+    assert any("api_problem" in x for x in lines)  # the alarm is raised, the token cut out
+    assert "Authorization: Bearer [redacted]" in out
+    answers = revoked.get_data(as_text=True) + refused.get_data(as_text=True)
+    assert refused.status_code == 503 and "Bearer [redacted]" in answers
+    history = json.dumps(
+        [e.details | {"reason": e.reason} for e in store.history(StoreName.GOOGLE, "tok-e")]
+    )
+    for token in tokens:
+        assert token not in out and token not in answers and token not in history
+        assert token[len("ya29.") :] not in out + answers + history
 
 
 # ---------------------------------------------------------------------------------------- settings

@@ -117,3 +117,95 @@ def test_a_large_body_is_cut_by_bytes_not_characters() -> None:
     )
     assert data["body_encoding"] == "utf-8"
     assert len(data["body"].encode()) <= quarantine.MAX_BODY and data["body_size"] == 800_000
+
+
+# ------------------------------------------------------------------------- credentials redacted
+
+B64TOKEN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@st.composite
+def bearer_tokens(draw: st.DrawFn) -> tuple[str, list[str]]:
+    scheme = draw(st.sampled_from(["Bearer", "bearer", "BEARER"]))
+    space = draw(st.sampled_from([" ", "  ", "\t", "%20", "+"]))
+    token = draw(st.text(B64TOKEN, min_size=16, max_size=80)) + draw(st.sampled_from(["", "=="]))
+    return f"{scheme}{space}{token}", [token]
+
+
+@st.composite
+def google_tokens(draw: st.DrawFn) -> tuple[str, list[str]]:
+    body = draw(st.text(B64URL + ".", min_size=16, max_size=120))
+    return f"ya29.{body}", [body]
+
+
+@st.composite
+def jwts(draw: st.DrawFn) -> tuple[str, list[str]]:
+    import jwt
+
+    claims = draw(st.dictionaries(st.text(B64URL, min_size=1, max_size=8), st.text(), max_size=4))
+    key = draw(st.text(B64URL, min_size=32, max_size=40))
+    token = jwt.encode({"iss": "x", **claims}, key, algorithm="HS256")
+    _header, payload, signature = token.split(".")
+    return token, [payload, signature]
+
+
+@st.composite
+def pem_keys(draw: st.DrawFn) -> tuple[str, list[str]]:
+    import base64
+
+    label = draw(st.sampled_from(["PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"]))
+    raw = base64.b64encode(draw(st.binary(min_size=24, max_size=200))).decode()
+    lines = [raw[i : i + 64] for i in range(0, len(raw), 64)]
+    newline = draw(st.sampled_from(["\n", "\r\n", "\\n"]))
+    end = draw(st.sampled_from([f"-----END {label}-----", ""]))  # a text cut short: no END
+    text = newline.join([f"-----BEGIN {label}-----", *lines, end])
+    return text, [line for line in lines if len(line) >= 16]
+
+
+secrets_in_text = st.one_of(bearer_tokens(), google_tokens(), jwts(), pem_keys())
+
+
+@settings(max_examples=400, deadline=None)
+@given(before=st.text(max_size=40), secret=secrets_in_text, after=st.text(max_size=40))
+def test_a_credential_anywhere_in_a_text_never_survives_a_log_line(
+    before: str, secret: tuple[str, list[str]], after: str
+) -> None:
+    text, parts = secret
+    stream = io.StringIO()
+    original, logs._stream = logs._stream, stream
+    try:
+        quoted = before + text + after
+        logs.error("store said: " + quoted, detail=quoted, nested={quoted: [quoted]})
+    finally:
+        logs._stream = original
+    line = json.loads(stream.getvalue())
+    written = json.dumps(line, ensure_ascii=False)
+    for part in parts:
+        if part in before or part in after:
+            continue  # the surrounding text holds the same characters by chance
+        assert part not in written
+        assert part not in logs.scrub(quoted)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GPA.3300-0000-0000-00001..0",
+        "com.example.app",
+        "keys.example.com answered HTTP 503",
+        "the basic plan, version 1.2.3",
+        "purchase token [6f791bc1a4c00624]",
+        "Authorization header missing",
+        "google API orders.get answered HTTP 404: Order not found.",
+    ],
+)
+def test_ordinary_text_is_left_as_it_is(text: str) -> None:
+    assert logs.scrub(text) == text
+
+
+def test_what_is_redacted_still_says_what_it_was() -> None:
+    quoted = 'error: "Authorization: Bearer ya29.a0AfH6SMBx-y_z" {"access_token": "ya29.q"}'
+    assert logs.scrub(quoted) == (
+        'error: "Authorization: Bearer [redacted]" {"access_token": "[redacted]"}'
+    )

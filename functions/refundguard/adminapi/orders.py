@@ -34,9 +34,11 @@ _NOT_HERE = (Kind.NOT_FOUND, Kind.REJECTED)
 
 
 def parse_order_id(raw: str) -> str:
-    if not _ORDER_ID.fullmatch(raw):
+    """Never dots only: ``.`` and ``..`` would be dot segments in a store API's URL path."""
+    if not _ORDER_ID.fullmatch(raw) or not raw.strip("."):
         raise rejected(
-            "bad_order_id", "order id must be 1-200 characters of letters, digits and . _ : -"
+            "bad_order_id",
+            "order id must be 1-200 characters of letters, digits and . _ : -, not dots only",
         )
     return raw
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import logs
+from .. import logs, outbound
 from ..config import is_local_url
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..http import Reply
@@ -28,6 +28,7 @@ DEFAULT_REQUESTS, MAX_REQUESTS = 100, 500
 #: How long ``POST /reconciliation:run`` waits for the run to finish before answering 202 with
 #: the run still running (it goes on: the reconciler answers Cloud Run, not us).
 TRIGGER_WAIT_S = 10.0
+ID_TOKEN_DEADLINE_S = 10.0  # the metadata server's ID token, fetch included
 
 
 ROUTES = frozenset({"runs", "run", "refund_requests", "consumption"})
@@ -122,13 +123,17 @@ def trigger(wiring: Wiring, url: str | None, *, actor: str) -> Reply:
     if not is_local_url(url):
         headers["Authorization"] = f"Bearer {_id_token(url)}"
     body = {"request_id": request_id, "trigger": "admin", "actor": actor}
+    guard = None
     try:
-        response = requests.post(
-            f"{url}/", json=body, headers=headers, timeout=(3.05, TRIGGER_WAIT_S)
-        )
+        with outbound.deadline(3.05 + TRIGGER_WAIT_S) as guard, outbound.session() as session:
+            response = session.post(
+                f"{url}/", json=body, headers=headers, timeout=(3.05, TRIGGER_WAIT_S)
+            )
     except requests.Timeout:
         return _still_running(wiring, request_id)
     except requests.RequestException as exc:
+        if guard is not None and guard.expired:
+            return _still_running(wiring, request_id)
         raise transient("reconciler_unreachable", "the reconciler could not be reached") from exc
     answer = _json(response)
     if response.status_code == 409:
@@ -177,9 +182,11 @@ def _id_token(audience: str) -> str:
     it run.invoker there)."""
     try:
         import google.oauth2.id_token
-        from google.auth.transport.requests import Request
 
-        return str(google.oauth2.id_token.fetch_id_token(Request(), audience))
+        with outbound.deadline(ID_TOKEN_DEADLINE_S):
+            return str(
+                google.oauth2.id_token.fetch_id_token(outbound.google_auth_request(), audience)
+            )
     except Exception as exc:
         raise transient(
             "reconciler_token", "no ID token for the reconciler could be obtained"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import outbound
 from ..config import Settings
 from ..storeapi import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -165,7 +166,11 @@ class PlayApiClient:
         if credentials is None:
             credentials, _ = google.auth.default(scopes=[SCOPE])
         credentials = with_scopes_if_required(credentials, [SCOPE])
-        session = AuthorizedSession(credentials, refresh_timeout=policy.read_timeout_s)
+        session = AuthorizedSession(  # token fetches bounded by each call's deadline too
+            credentials,
+            refresh_timeout=policy.read_timeout_s,
+            auth_request=outbound.google_auth_request(),
+        )
         self.transport = Transport(
             GOOGLE,
             settings.base_url,

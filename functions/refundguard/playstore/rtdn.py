@@ -309,7 +309,9 @@ def _token(value: Any, mid: str) -> str:
         return check_purchase_id(value)
     except RefundGuardError:
         raise rejected(
-            "bad_purchase_token", "purchaseToken has unexpected characters", message_id=mid
+            "bad_purchase_token",
+            "purchaseToken has unexpected characters or is dots only",
+            message_id=mid,
         ) from None
 
 
