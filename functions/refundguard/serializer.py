@@ -102,11 +102,6 @@ def _fields(record: Any, timestamp: Any) -> dict[str, Any]:
     return data
 
 
-def stored_fields(cls: type) -> tuple[str, ...]:
-    """The names ``load`` reads back from a document of ``cls`` (no ``*_at`` sibling)."""
-    return tuple(f.name for f in _plan(cls))
-
-
 def to_firestore(record: Any) -> dict[str, Any]:
     """A Firestore document's fields: ``*_at`` siblings are datetimes (Firestore timestamps)."""
     return _fields(record, ms_to_datetime)

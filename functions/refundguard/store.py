@@ -22,10 +22,6 @@ rides on the next batch this instance commits (``Outbox.take_deletes``: no round
 A duplicate whose entry is still there, and not published by this instance, publishes and deletes
 it.
 
-The read asks only for the fields the dataclasses have (a field mask, ``READ_FIELDS``): the
-``*_at`` timestamps, written for people reading the console, are neither sent nor decoded nor
-copied.
-
 Every attempt shares one deadline (``FIRESTORE_DEADLINE_SECONDS``); no call is retried by the client
 library (whose loops last 60-300 s). Unreachable or too slow: ``TRANSIENT`` (503, the sender
 retries). An attempt whose commit landed but whose answer was lost is found as a duplicate by the
@@ -61,7 +57,7 @@ from .model import (
     document_id,
 )
 from .outbox import Outbox
-from .serializer import load, stored_fields, to_firestore
+from .serializer import load, to_firestore
 
 if TYPE_CHECKING:
     from .publisher import Publisher
@@ -75,11 +71,6 @@ _CONFLICTS = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted)
 # What the client library raises while encoding a value Firestore has no type for (an int beyond
 # 64 bits, a lone surrogate, an empty map key...), and the serializer for a time beyond year 9999.
 _ENCODING_ERRORS = (ValueError, TypeError, OverflowError)
-
-#: What ``apply`` reads of its documents (a field mask: the ``*_at`` siblings are never read back).
-READ_FIELDS = sorted(
-    {*stored_fields(Entitlement), *stored_fields(HistoryEntry), *stored_fields(OutboxEntry)}
-)
 
 
 @dataclass(frozen=True)
@@ -215,7 +206,7 @@ class EntitlementStore:
         snapshots = {
             snapshot.reference.path: snapshot
             for snapshot in self._client.get_all(
-                refs, field_paths=READ_FIELDS, retry=None, timeout=self._remaining(deadline)
+                refs, retry=None, timeout=self._remaining(deadline)
             )
         }
         ent_snap = snapshots.get(ent_ref.path)
