@@ -148,8 +148,16 @@ def main() -> None:
                 changes = [play_request("voided", t, message_id=f"m-{t}") for t in tokens]
                 scenarios[mode] = {
                     "access changes": changes,
+                    # A void of another order of the purchase (a void is keyed by its order id:
+                    # the same order again would be a duplicate): applied, revoked -> revoked.
                     "same status again": [
-                        play_request("voided", t, message_id=f"again-{t}") for t in tokens
+                        play_request(
+                            "voided",
+                            t,
+                            message_id=f"again-{t}",
+                            order_id=f"GPA.{r:04d}-{i:04d}-9012-34567..1",
+                        )
+                        for i, t in enumerate(tokens)
                     ],
                     "duplicates": changes,
                 }
