@@ -1,12 +1,15 @@
 """The transactional outbox on Firestore: ``outbox/{event id}`` documents, each a whole Pub/Sub
 message. The store writes one in the same batch as the change it announces; after the commit it is
-published and deleted (``deliver``). What is left (Pub/Sub unreachable, the function stopped) is
-published by a redelivery of the same source event (the store reads the entry with the entitlement)
-or by the sweep (``sweep``: entries older than a grace period, in version order per entitlement,
-deleted once published). Publishing twice is harmless: consumers dedupe by event id."""
+published (``deliver``), and its delete rides on the next batch this instance commits
+(``take_deletes``), so an access change costs one round trip more than events off, not two. What is
+left (Pub/Sub unreachable, the function stopped before its next commit) is published by a
+redelivery of the same source event (the store reads the entry with the entitlement; that rare path
+deletes at once) or by the sweep (``sweep``: entries older than a grace period, in version order per
+entitlement, deleted once published). Publishing twice is harmless: consumers dedupe by event id."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
 OUTBOX = "outbox"
 MAX_BATCH_WRITES = 500  # Firestore's limit per commit
 DELETE_TIMEOUT_S = 5.0
+#: Published entries whose delete waits for this instance's next commit; beyond this many the oldest
+#: are forgotten (the sweep publishes them again, consumers dedupe): a commit stays far below 500.
+MAX_DEFERRED_DELETES = 100
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class Outbox:
         self._deadline_s = deadline_s
         self._retry = retry(deadline_s)
         self._function = function
+        self._published: dict[str, None] = {}  # published here, delete not yet committed (ordered)
+        self._lock = threading.Lock()
 
     @property
     def source(self) -> str:
@@ -63,9 +71,11 @@ class Outbox:
 
     # ------------------------------------------------------------------------- after a commit
 
-    def deliver(self, entry: OutboxEntry) -> bool:
-        """Publish one committed entry, then delete it. Never raises: the change is committed
-        whatever happens here, and what is not published stays for the sweep (a WARNING line)."""
+    def deliver(self, entry: OutboxEntry, *, delete_now: bool = False) -> bool:
+        """Publish one committed entry. Its delete is left to this instance's next commit
+        (``take_deletes``), or made now with ``delete_now`` (a redelivery found the entry: there may
+        be no next commit soon). Never raises: the change is committed whatever happens here, and
+        what is not published stays for the sweep (a WARNING line)."""
         assert self.publisher is not None
         fields = {
             "function": self._function,
@@ -86,6 +96,9 @@ class Outbox:
             )
             return False
         logs.bind(platform_event_id=entry.event_id, platform_event_published=True)
+        if not delete_now:
+            self.give_back([entry.event_id])
+            return True
         try:
             self.ref(entry.event_id).delete(retry=None, timeout=DELETE_TIMEOUT_S)
         except CALL_ERRORS as exc:
@@ -96,6 +109,27 @@ class Outbox:
                 **fields,
             )
         return True
+
+    def published_here(self, event_id: str) -> bool:
+        """Whether this instance published ``event_id`` and has not committed its delete yet."""
+        with self._lock:
+            return event_id in self._published
+
+    def take_deletes(self) -> list[str]:
+        """The ids of the published entries waiting for a commit to delete them, handed over:
+        the caller adds their deletes to its batch and gives them back if the commit fails."""
+        with self._lock:
+            ids = list(self._published)
+            self._published.clear()
+        return ids
+
+    def give_back(self, event_ids: Sequence[str]) -> None:
+        """Published entries whose delete is still to be committed (the oldest beyond
+        ``MAX_DEFERRED_DELETES`` are forgotten: the sweep publishes them again)."""
+        with self._lock:
+            self._published.update(dict.fromkeys(event_ids))
+            while len(self._published) > MAX_DEFERRED_DELETES:
+                del self._published[next(iter(self._published))]
 
     # ------------------------------------------------------------------------- reads and deletes
 

@@ -17,8 +17,10 @@ decided again. A duplicate costs the read and no write, and its answer carries t
 
 With events on (a ``Publisher``), the same read also gets the event's outbox entry and the same
 batch creates it when the change sends one (``events.sends``); after the commit the entry is
-published and deleted (``Outbox.deliver``: one Pub/Sub request and one Firestore delete, and only
-for changes of access). A duplicate whose entry is still there publishes it.
+published (``Outbox.deliver``: one Pub/Sub request, only for changes of access), and its delete
+rides on the next batch this instance commits (``Outbox.take_deletes``: no round trip of its own).
+A duplicate whose entry is still there, and not published by this instance, publishes and deletes
+it.
 
 Every attempt shares one deadline (``FIRESTORE_DEADLINE_SECONDS``); no call is retried by the client
 library (whose loops last 60-300 s). Unreachable or too slow: ``TRANSIENT`` (503, the sender
@@ -182,7 +184,9 @@ class EntitlementStore:
             else:  # committed (or a duplicate): the event, if any, goes out now
                 if result.event is None:
                     return result
-                return replace(result, published=self.outbox.deliver(result.event))
+                found = result.effect is Effect.DUPLICATE  # a redelivery found it: delete it now
+                published = self.outbox.deliver(result.event, delete_now=found)
+                return replace(result, published=published)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._transient(code) from cause
@@ -207,14 +211,17 @@ class EntitlementStore:
         }
         ent_snap = snapshots.get(ent_ref.path)
         hist_snap = snapshots.get(hist_ref.path)
-        out_snap = snapshots.get(out_ref.path) if out_ref is not None else None
         current = load(Entitlement, ent_snap.to_dict() or {}) if _exists(ent_snap) else None
         seen = _exists(hist_snap)
         decision = decide(current, event, already_seen=seen, now_ms=self._clock_ms())
         if not decision.writes:
             assert hist_snap is not None
             stored = load(HistoryEntry, hist_snap.to_dict() or {})
-            unpublished = load(OutboxEntry, out_snap.to_dict() or {}) if _exists(out_snap) else None
+            unpublished = None
+            if out_ref is not None and not self.outbox.published_here(out_ref.id):
+                out_snap = snapshots.get(out_ref.path)
+                if _exists(out_snap):
+                    unpublished = load(OutboxEntry, out_snap.to_dict() or {})
             return ApplyResult(decision.effect, decision.entitlement, stored, attempt, unpublished)
         assert decision.entitlement is not None and decision.history is not None
         entry = None
@@ -235,8 +242,18 @@ class EntitlementStore:
                 batch.create(ent_ref, fields)
         except _ENCODING_ERRORS as exc:
             raise _unstorable() from exc
-        # Never retried blindly: a new attempt reads again (and finds a landed commit a duplicate).
-        batch.commit(retry=None, timeout=self._remaining(deadline))
+        # The deletes of entries published since this instance's last commit ride along (a delete
+        # never fails a batch; given back when the commit fails, for the next one).
+        deletes = self.outbox.take_deletes() if out_ref is not None else []
+        for published in deletes:
+            batch.delete(self.outbox.ref(published))
+        try:
+            # Never retried blindly: a new attempt reads again (and finds a landed commit a
+            # duplicate).
+            batch.commit(retry=None, timeout=self._remaining(deadline))
+        except BaseException:
+            self.outbox.give_back(deletes)
+            raise
         return ApplyResult(decision.effect, decision.entitlement, decision.history, attempt, entry)
 
     # ---------------------------------------------------------------- reads

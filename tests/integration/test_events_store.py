@@ -1,5 +1,6 @@
 """The outbox against the real Firestore and Pub/Sub emulators: an access change commits its event
-in the same batch and publishes it; nothing else sends one; a Pub/Sub cut never fails a change and
+in the same batch and publishes it, and the delete of the published entry rides on the next commit;
+nothing else sends one; a Pub/Sub cut never fails a change and
 loses nothing (a redelivery or the sweep publishes what was left, in version order per entitlement);
 events off writes no outbox at all.
 
@@ -100,10 +101,16 @@ def test_an_access_change_commits_its_event_in_the_same_write_and_publishes_it(
     counter = RpcCounter(events_store._client)
     result = events_store.apply(event("m-1", 1_000, Status.ACTIVE, order_id="GPA.1"))
     # One read (entitlement, history entry, outbox entry), one commit (the change and its
-    # event), then the delete of the published entry: the one extra round trip of events on.
-    assert counter.take() == {"batch_get_documents": 1, "commit": 2}
+    # event), then the publish: the one extra round trip of events on. The published entry is
+    # deleted by the next commit of this instance, whatever it commits.
+    assert counter.take() == {"batch_get_documents": 1, "commit": 1}
     assert result.effect is Effect.APPLIED and result.published is True
-    assert result.event is not None and outbox_ids(events_store) == []
+    assert result.event is not None and outbox_ids(events_store) == [result.event.event_id]
+    counter.take()
+    assert events_store.apply(event("m-1", 1_000, Status.ACTIVE)).event is None  # not again
+    events_store.apply(event("m-2", 1_500, None))  # informational: recorded, nothing sent
+    assert counter.take() == {"batch_get_documents": 2, "commit": 1}
+    assert outbox_ids(events_store) == []
 
     [got] = platform_events.received()
     assert got.event["id"] == result.event.event_id
@@ -282,23 +289,57 @@ def test_the_sweep_leaves_entries_younger_than_its_grace_period(
     assert [g.event["id"] for g in platform_events.received()] == [result.event.event_id]
 
 
-def test_an_event_published_whose_outbox_delete_failed_comes_again_with_the_same_id(
-    events_store: EntitlementStore, platform_events: Any, monkeypatch: pytest.MonkeyPatch
+def test_an_event_published_by_an_instance_that_stopped_before_its_next_commit_comes_again(
+    events_store: EntitlementStore, platform_events: Any, emulator_env: dict[str, str]
 ) -> None:
-    from google.cloud.firestore_v1.document import DocumentReference
-
-    def unavailable(self: Any, *args: Any, **kw: Any) -> Any:
-        raise gexc.ServiceUnavailable("Firestore went away after the publish")
-
-    monkeypatch.setattr(DocumentReference, "delete", unavailable)
     result = events_store.apply(event("m-1", 1_000, Status.REVOKED))
-    assert result.published is True
-    monkeypatch.undo()
-    swept = events_store.outbox.sweep(now_ms=now_ms(), grace_ms=0, budget_s=5)
-    assert swept.published == 1
+    assert result.published is True and outbox_ids(events_store) == [result.event.event_id]
+    # The instance is gone (its deferred delete with it); another one sees the entry as unpublished.
+    other = EntitlementStore(
+        firestore.Client(project=emulator_env["GOOGLE_CLOUD_PROJECT"]),
+        publisher=events_store.outbox.publisher,
+    )
+    again = other.apply(event("m-1", 1_000, Status.REVOKED))  # a redelivery elsewhere
+    assert again.effect is Effect.DUPLICATE and again.published is True
+    assert outbox_ids(events_store) == []  # the rare path deletes at once
     got = platform_events.received()
     assert [g.event["id"] for g in got] == [result.event.event_id] * 2  # consumers dedupe by id
+
+    second = events_store.apply(event("m-2", 2_000, Status.ACTIVE))
+    other.outbox.take_deletes()
+    swept = other.outbox.sweep(now_ms=now_ms(), grace_ms=0, budget_s=5)
+    assert swept.published == 1
+    assert [g.event["id"] for g in platform_events.received()] == [second.event.event_id] * 2
     assert outbox_ids(events_store) == []
+
+
+def test_deletes_of_published_entries_wait_for_a_commit_that_lands(
+    events_store: EntitlementStore, platform_events: Any
+) -> None:
+    first = events_store.apply(event("m-1", 1_000, Status.ACTIVE))
+    client = events_store.client
+    original = client.batch
+
+    def failing_batch() -> Any:
+        batch = original()
+
+        def commit(*args: Any, **kw: Any) -> Any:
+            raise gexc.InvalidArgument("refused")
+
+        batch.commit = commit  # type: ignore[method-assign]
+        return batch
+
+    client.batch = failing_batch  # type: ignore[method-assign]
+    with pytest.raises(RefundGuardError):
+        events_store.apply(event("m-2", 2_000, Status.REVOKED))
+    del client.batch
+    assert outbox_ids(events_store) == [first.event.event_id]  # given back, still to delete
+    second = events_store.apply(event("m-3", 3_000, Status.REVOKED))
+    assert outbox_ids(events_store) == [second.event.event_id]
+    assert [g.event["id"] for g in platform_events.received()] == [
+        first.event.event_id,
+        second.event.event_id,
+    ]
 
 
 def test_sweep_order_groups_each_entitlement_in_one_request() -> None:
