@@ -10,13 +10,16 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import jsonschema
 import pytest
+from refundguard.appstore import verified
+from refundguard.appstore.api import AppStoreApiClient
 from refundguard.appstore.verifier import AppleVerifier
-from refundguard.storeapi import CallPolicy
+from refundguard.storeapi import CallPolicy, StoreApiError
 from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
 from refundguard_dev.browser import find_browser
 
@@ -45,6 +48,24 @@ def trusting_test_pki() -> AppleVerifier:
         bundle_ids=[BUNDLE_ID],
         environments=["Production", "Sandbox"],
         app_apple_id=APP_APPLE_ID,
+    )
+
+
+def fails(call: Callable[[], Any], error: type[StoreApiError]) -> StoreApiError:
+    """The store-API error ``call`` raises (of type ``error``)."""
+    with pytest.raises(error) as info:
+        call()
+    return info.value
+
+
+def sandbox_call(client: AppStoreApiClient, name: str, *args: Any, **kw: Any) -> Any:
+    """A call of ``client`` for the test app in Sandbox; a read goes through ``appstore.verified``
+    (the thin client's call, its signed answer verified)."""
+    if name not in VERIFIED:  # a write: nothing signed comes back
+        return getattr(client, name)(*args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw)
+    read = getattr(verified, VERIFIED[name])
+    return read(
+        client, trusting_test_pki(), *args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw
     )
 
 

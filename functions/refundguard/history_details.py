@@ -54,39 +54,40 @@ GOOGLE = frozenset(
     }
 )
 
-#: Apple: App Store Server Notifications V2 (``appstore/notifications.py``), from the endpoint or
-#: from Apple's notification history.
+#: Apple: the fields of a notification's signed transaction, its ``data`` and its signed renewal
+#: info that history keeps (``appstore/notifications.py`` copies these, from the endpoint or from
+#: Apple's notification history; renewal fields as ``renewal.<name>``).
+APPLE_TRANSACTION = (
+    "transactionId",
+    "productId",
+    "type",
+    "inAppOwnershipType",
+    "purchaseDate",
+    "expiresDate",
+    "revocationDate",
+    "revocationReason",
+    "revocationType",
+    "revocationPercentage",
+    "transactionReason",
+    "offerType",
+    "quantity",
+    "storefront",
+)
+APPLE_DATA = ("status", "consumptionRequestReason", "bundleId", "appAppleId", "bundleVersion")
+APPLE_RENEWAL = (
+    "autoRenewStatus",
+    "autoRenewProductId",
+    "expirationIntent",
+    "isInBillingRetryPeriod",
+    "gracePeriodExpiresDate",
+)
 APPLE = frozenset(
     {
         "notificationType",
         "subtype",
-        # the signed transaction
-        "transactionId",
-        "productId",
-        "type",
-        "inAppOwnershipType",
-        "purchaseDate",
-        "expiresDate",
-        "revocationDate",
-        "revocationReason",
-        "revocationType",
-        "revocationPercentage",
-        "transactionReason",
-        "offerType",
-        "quantity",
-        "storefront",
-        # the notification's data
-        "status",
-        "consumptionRequestReason",
-        "bundleId",
-        "appAppleId",
-        "bundleVersion",
-        # the signed renewal info
-        "renewal.autoRenewStatus",
-        "renewal.autoRenewProductId",
-        "renewal.expirationIntent",
-        "renewal.isInBillingRetryPeriod",
-        "renewal.gracePeriodExpiresDate",
+        *APPLE_TRANSACTION,
+        *APPLE_DATA,
+        *(f"renewal.{name}" for name in APPLE_RENEWAL),
     }
 )
 

@@ -25,12 +25,11 @@ from refundguard.appstore.credentials import (
 )
 from refundguard.config import Settings
 from refundguard.storeapi import (
-    StoreApiError,
     StoreAuthError,
 )
 from refundguard_dev.apple_pki import BUNDLE_ID
 from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi, Fault
-from support import VERIFIED, trusting_test_pki
+from support import fails, sandbox_call, trusting_test_pki
 
 TX = "2000000000000001"
 OTHER_APP = "com.example.other"
@@ -61,22 +60,6 @@ def make_client(
 @pytest.fixture
 def client(make_apple_client: Callable[..., AppStoreApiClient]) -> AppStoreApiClient:
     return make_apple_client()
-
-
-def fails(call: Callable[[], Any], error: type[StoreApiError]) -> StoreApiError:
-    with pytest.raises(error) as info:
-        call()
-    return info.value
-
-
-def sandbox_call(client: AppStoreApiClient, name: str, *args: Any, **kw: Any) -> Any:
-    """A read through ``appstore.verified``: the thin client's call, its signed answer verified."""
-    if name not in VERIFIED:  # a write: nothing signed comes back
-        return getattr(client, name)(*args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw)
-    read = getattr(verified, VERIFIED[name])
-    return read(
-        client, trusting_test_pki(), *args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw
-    )
 
 
 # ---------------------------------------------------------------------------------------- tokens

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from google.auth import _helpers
@@ -33,6 +32,7 @@ from refundguard.storeapi import (
 from refundguard_dev import play_api_data as data
 from refundguard_dev.emulator import free_port
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
+from support import fails
 
 PKG = data.PACKAGE
 FAST = CallPolicy(read_timeout_s=2, base_backoff_s=0.01, max_wait_s=3)  # as conftest's
@@ -51,12 +51,6 @@ def make_client(make_play_client: Callable[..., PlayApiClient]) -> Callable[...,
 @pytest.fixture
 def client(play_client: PlayApiClient) -> PlayApiClient:
     return play_client
-
-
-def fails(call: Callable[[], Any], error: type[StoreApiError]) -> StoreApiError:
-    with pytest.raises(error) as info:
-        call()
-    return info.value
 
 
 # ---------------------------------------------------------------------------------------- reads

@@ -7,7 +7,6 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from refundguard.errors import Kind
@@ -16,7 +15,6 @@ from refundguard.playstore.api import (
 )
 from refundguard.storeapi import (
     CallPolicy,
-    StoreApiError,
     StoreAuthError,
     StoreBadAnswerError,
     StoreConflictError,
@@ -28,6 +26,7 @@ from refundguard.storeapi import (
 from refundguard_dev import play_api_data as data
 from refundguard_dev.emulator import free_port
 from refundguard_dev.fake_play_api import DEFAULT_ACCOUNT, FakePlayApi, Fault
+from support import fails
 
 PKG = data.PACKAGE
 FAST = CallPolicy(read_timeout_s=2, base_backoff_s=0.01, max_wait_s=3)  # as conftest's
@@ -46,12 +45,6 @@ def make_client(make_play_client: Callable[..., PlayApiClient]) -> Callable[...,
 @pytest.fixture
 def client(play_client: PlayApiClient) -> PlayApiClient:
     return play_client
-
-
-def fails(call: Callable[[], Any], error: type[StoreApiError]) -> StoreApiError:
-    with pytest.raises(error) as info:
-        call()
-    return info.value
 
 
 # ---------------------------------------------------------------------------------------- failures

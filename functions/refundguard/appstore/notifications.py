@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Kind, RefundGuardError
+from ..history_details import APPLE_DATA, APPLE_RENEWAL, APPLE_TRANSACTION
 from ..model import MAX_EVENT_TIME_MS, LedgerEvent, Source, Status, StoreName
 from .verifier import VerifiedNotification
 
@@ -70,31 +71,11 @@ ACKNOWLEDGE_REASONS = {
     "RESCIND_CONSENT": "consent rescinded for the app (appData): not a purchase, nothing to key by",
 }
 
-# Transaction / renewal / data fields kept in history when present (all JSON scalars).
-_TRANSACTION_DETAILS = (
-    "transactionId",
-    "productId",
-    "type",
-    "inAppOwnershipType",
-    "purchaseDate",
-    "expiresDate",
-    "revocationDate",
-    "revocationReason",
-    "revocationType",
-    "revocationPercentage",
-    "transactionReason",
-    "offerType",
-    "quantity",
-    "storefront",
-)
-_DATA_DETAILS = ("status", "consumptionRequestReason", "bundleId", "appAppleId", "bundleVersion")
-_RENEWAL_DETAILS = (
-    "autoRenewStatus",
-    "autoRenewProductId",
-    "expirationIntent",
-    "isInBillingRetryPeriod",
-    "gracePeriodExpiresDate",
-)
+# Transaction / renewal / data fields kept in history when present (all JSON scalars): the
+# allow-list's own (``history_details``), so that what is copied and what is kept are one list.
+_TRANSACTION_DETAILS = APPLE_TRANSACTION
+_DATA_DETAILS = APPLE_DATA
+_RENEWAL_DETAILS = APPLE_RENEWAL
 
 
 #: revocationReason -> words (Apple: 0 another reason, 1 an actual or perceived issue in the app).
