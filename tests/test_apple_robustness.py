@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jwt import exceptions as jwt_exceptions
 from refundguard.appstore.verifier import (
+    _JWS,
     _JWT,
     PRODUCTION,
     SANDBOX,
@@ -464,7 +465,7 @@ def _our_segment(segment: bytes) -> bytes | str:
 def test_the_segment_hook_is_pyjwts() -> None:
     """The verifier's PyJWS replaces a hook PyJWT 2.15 has: renamed, the speed-up would be lost."""
     assert isinstance(jwt.PyJWS.__dict__["_decode_base64url_segment"], staticmethod)
-    assert isinstance(_JWT._jws, _PyJWS)
+    assert _JWT._jws is _JWS and isinstance(_JWS, _PyJWS)
 
 
 @GENERATED

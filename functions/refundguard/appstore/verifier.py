@@ -103,12 +103,15 @@ class _PyJWS(jwt.PyJWS):
         return decoded
 
 
+_JWS = _PyJWS(algorithms=[_ALGORITHM])
+
+
 class _PyJWT(jwt.PyJWT):
-    """PyJWT's JWT (payload JSON, registered claims) over ``_PyJWS``, ES256 only."""
+    """PyJWT's JWT (payload JSON, registered claims) over ``_JWS``, ES256 only."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._jws = _PyJWS(algorithms=[_ALGORITHM], options=self._get_sig_options())
+        self._jws = _JWS
 
 
 _JWT = _PyJWT()
@@ -116,7 +119,7 @@ _JWT = _PyJWT()
 
 def _unverified_header(token: str) -> dict[str, Any]:
     try:
-        return _JWT._jws.get_unverified_header(token)
+        return _JWS.get_unverified_header(token)
     except _DECODE_ERRORS as exc:
         raise _pyjwt_failure(exc) from None
 
