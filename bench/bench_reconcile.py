@@ -5,7 +5,8 @@ bench_store.py does), for a first run (100 new voids to judge and apply) and a s
 same window (nothing new). Events off (the outbox's cost is bench_events.py's).
 
 The 9,900 known voids are seeded directly (one batch per 250 entitlements: each entitlement and
-its history entry, as the ledger would have written them).
+its history entry, as the ledger would have written them); the stand-in knows each new void's order
+(refunded) and purchase, as Play does, so that judging them costs what it costs against Play.
 
     .venv/bin/python bench/bench_reconcile.py [TOTAL [NEW]]
 """
@@ -41,7 +42,8 @@ def seed(api: FakePlayApi, store: EntitlementStore, now_ms: int) -> None:
     for i in range(TOTAL):
         token, order = f"bench-tok-{i:05d}", f"GPA.9{i:04d}-0000-0000-00001"
         rows.append(data.voided(token, order, voided_ms=now_ms - 3_600_000 - i))
-        if i >= TOTAL - NEW:  # new: the API must know the purchase to judge its void
+        if i >= TOTAL - NEW:  # new: the API knows its order and purchase, as Play would
+            api.add_order(PACKAGE, data.order(order, token, state="REFUNDED"))
             api.add_product_purchase(PACKAGE, token, data.product_purchase(order_id=order))
     for row in rows:
         api.add_voided(PACKAGE, row)

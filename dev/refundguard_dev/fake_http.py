@@ -94,6 +94,9 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: with Nagle's algorithm on, a keep-alive
+            # client's delayed ACK would hold every body back about 40 ms.
+            disable_nagle_algorithm = True
 
             def _any(self) -> None:
                 server._serve(self)

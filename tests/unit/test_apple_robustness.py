@@ -15,11 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jwt import exceptions as jwt_exceptions
 from refundguard.appstore.verifier import (
+    _JWS,
+    _JWT,
     PRODUCTION,
     SANDBOX,
     AppleVerificationError,
     AppleVerifier,
     VerificationStatus,
+    _PyJWS,
 )
 from refundguard.errors import Kind
 from refundguard_dev.apple_pki import (
@@ -406,9 +409,9 @@ def test_every_pyjwt_exception_becomes_the_one_exception(
     def decode(*_: Any, **__: Any) -> Any:
         raise _instance(cls)
 
-    monkeypatch.setattr(jwt, "decode", decode)
+    monkeypatch.setattr(jwt.PyJWT, "decode", decode)  # the class: the verifier has its instance
     assert outcome(VALID) is EXPECTED.get(cls.__name__, S.MALFORMED)
-    monkeypatch.setattr(jwt, "get_unverified_header", decode)
+    monkeypatch.setattr(jwt.PyJWS, "get_unverified_header", decode)
     assert outcome(VALID, verifier()) is EXPECTED.get(cls.__name__, S.MALFORMED)  # fresh cache
 
 
@@ -421,7 +424,7 @@ def test_odd_exceptions_from_pyjwt_are_malformed(
     def decode(*_: Any, **__: Any) -> Any:
         raise exc
 
-    monkeypatch.setattr(jwt, "decode", decode)
+    monkeypatch.setattr(jwt.PyJWT, "decode", decode)
     assert outcome(VALID) is S.MALFORMED
 
 
@@ -436,6 +439,67 @@ def test_an_inner_token_goes_through_the_same_checks() -> None:
         outcome(signed_notification(signedTransactionInfo=f"{header}.{payload}."))
         is S.INVALID_SIGNATURE
     )
+
+
+# --------------------------------------------------------------------------- segments at C speed
+
+_SEGMENT_CHARS = st.sampled_from(
+    "ABCXYZabcxyz0189-_" + "AQgw" + "===" + "+/ \n\t%.\x00\x7f"
+)  # the alphabet, the 4 endings that carry no spare bits, padding, and characters outside it
+
+
+def _stock_segment(segment: bytes) -> bytes | str:
+    try:
+        return jwt.PyJWS._decode_base64url_segment(segment, "payload")
+    except jwt.DecodeError as err:
+        return str(err)
+
+
+def _our_segment(segment: bytes) -> bytes | str:
+    try:
+        return _PyJWS._decode_base64url_segment(segment, "payload")
+    except jwt.DecodeError as err:
+        return str(err)
+
+
+def test_the_segment_hook_is_pyjwts() -> None:
+    """The verifier's PyJWS replaces a hook PyJWT 2.15 has: renamed, the speed-up would be lost."""
+    assert isinstance(jwt.PyJWS.__dict__["_decode_base64url_segment"], staticmethod)
+    assert _JWT._jws is _JWS and isinstance(_JWS, _PyJWS)
+
+
+@GENERATED
+@given(st.text(_SEGMENT_CHARS, max_size=40), st.binary(max_size=40))
+def test_segments_decode_as_pyjwt_decodes_them(text: str, data: bytes) -> None:
+    """The C-speed segment check gives PyJWT's own verdict: the same bytes or the same error."""
+    for segment in (text.encode(), b64url(data).encode() + text.encode(), data):
+        assert _our_segment(segment) == _stock_segment(segment)
+
+
+@GENERATED
+@given(st.integers(0, 2), st.integers(0, 100), st.text(_SEGMENT_CHARS, max_size=12))
+def test_mutated_segments_get_pyjwts_verdict(index: int, cut: int, tail: str) -> None:
+    """A valid JWS with one segment cut and extended: refused as malformed exactly when stock PyJWT
+    cannot decode it, as a bad signature exactly when stock PyJWT says so, else valid."""
+    segments = VALID.split(".")
+    kept = segments[index][: max(0, len(segments[index]) - cut)]
+    segments[index] = kept + tail.replace(".", "")
+    token = ".".join(segments)
+    try:
+        jwt.decode(token, default_pki().leaf.key.public_key(), algorithms=["ES256"])
+        stock = None
+    except jwt.InvalidSignatureError:
+        stock = S.INVALID_SIGNATURE
+    except jwt.PyJWTError:
+        stock = S.MALFORMED
+    try:
+        verifier().verify_jws(token)
+        ours = None
+    except AppleVerificationError as err:
+        ours = err.status
+    if index == 0 and ours not in (None, S.MALFORMED, S.INVALID_SIGNATURE):
+        return  # a header that still decodes can fail its x5c or alg check first: not a segment
+    assert ours is stock
 
 
 def test_base64_padding_and_x5c_spelling_are_pyjwt_and_rfc_7515() -> None:

@@ -1,14 +1,18 @@
 """Verify App Store signed data (JWS with an ``x5c`` chain) and notifications, with PyJWT.
 
 PyJWT decodes and checks every JWS (segments, JSON, headers, ES256 signature, registered claims)
-with the leaf key that ``chain`` verified against the pinned roots; this module adds Apple's rules:
+with the leaf key that ``chain`` verified against the pinned roots, through a ``PyJWS`` whose
+segment check runs at C speed (same verdicts as PyJWT's own); this module adds Apple's rules:
 the chain valid at ``signedDate``, the notification's ``bundleId``, ``environment`` and
 ``appAppleId``, inner/outer consistency. Any failure is an ``AppleVerificationError``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -69,9 +73,53 @@ def _pyjwt_failure(exc: Exception) -> AppleVerificationError:
     return _fail(status, f"PyJWT refused the JWS ({type(exc).__name__})")
 
 
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*")
+
+
+class _PyJWS(jwt.PyJWS):
+    """PyJWT's JWS, its segment check done by a compiled regex instead of a Python loop over every
+    character (about 60% of a warm verification). Same rule, same ``DecodeError``: up to two
+    ``=`` only on a length that is a multiple of 4, the base64url alphabet, canonical (re-encodes
+    to itself). Were a PyJWT release to rename this hook, its own check would run: slower, as
+    strict."""
+
+    @staticmethod
+    def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
+        stripped = segment.rstrip(b"=")
+        padding = len(segment) - len(stripped)
+        if (
+            padding > 2
+            or (padding and len(segment) % 4)
+            or len(stripped) % 4 == 1
+            or _BASE64URL.fullmatch(stripped) is None
+        ):
+            raise jwt_errors.DecodeError(f"Invalid {name} padding")
+        try:
+            decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
+        except (TypeError, binascii.Error) as err:
+            raise jwt_errors.DecodeError(f"Invalid {name} padding") from err
+        if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
+            raise jwt_errors.DecodeError(f"Invalid {name} padding")
+        return decoded
+
+
+_JWS = _PyJWS(algorithms=[_ALGORITHM])
+
+
+class _PyJWT(jwt.PyJWT):
+    """PyJWT's JWT (payload JSON, registered claims) over ``_JWS``, ES256 only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._jws = _JWS
+
+
+_JWT = _PyJWT()
+
+
 def _unverified_header(token: str) -> dict[str, Any]:
     try:
-        return jwt.get_unverified_header(token)
+        return _JWS.get_unverified_header(token)
     except _DECODE_ERRORS as exc:
         raise _pyjwt_failure(exc) from None
 
@@ -79,7 +127,7 @@ def _unverified_header(token: str) -> dict[str, Any]:
 def _decode(token: str, key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
     """PyJWT's full check: decoding, headers, ``alg`` ES256, the signature, registered claims."""
     try:
-        return jwt.decode(token, key, algorithms=[_ALGORITHM])
+        return _JWT.decode(token, key, algorithms=[_ALGORITHM])
     except _DECODE_ERRORS as exc:
         raise _pyjwt_failure(exc) from None
 
