@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import logs
@@ -25,6 +24,8 @@ from .firestore_calls import CALL_ERRORS, retry
 from .serializer import load
 
 if TYPE_CHECKING:
+    from google.cloud import firestore
+
     from .publisher import Publisher
 
 OUTBOX = "outbox"

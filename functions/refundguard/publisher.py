@@ -11,13 +11,15 @@ once a function has answered)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from . import outbound
-from .config import EventsSettings
 from .events import OutboxEntry, pubsub_message
+
+if TYPE_CHECKING:
+    import requests
+
+    from .config import EventsSettings
 
 PUBSUB_URL = "https://pubsub.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/pubsub"

@@ -8,14 +8,15 @@ import base64
 import hashlib
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from google.cloud import firestore
+from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .errors import transient
 from .firestore_calls import CALL_ERRORS, retry
 from .serializer import ms_to_datetime
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
 
 QUARANTINE = "quarantine"
 MAX_BODY = 512 * 1024  # bytes kept; base64 makes it 683 KiB, under Firestore's 1 MiB a document

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from . import config
 from .store import EntitlementStore, now_ms
 
 if TYPE_CHECKING:
     from google.cloud import firestore
 
+    from . import config
     from .ingest import Ingestion
     from .quarantine import Quarantine
     from .reconciliation.state import ReconcileState

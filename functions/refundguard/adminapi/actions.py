@@ -9,11 +9,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import rejected
 from ..model import LedgerEvent, Source, Status, StoreName, namespace
-from ..oidc import Caller
+
+if TYPE_CHECKING:
+    from ..oidc import Caller
 
 MAX_REASON_CHARS = 500
 MAX_IDEMPOTENCY_KEY_CHARS = 255

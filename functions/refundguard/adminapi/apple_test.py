@@ -7,14 +7,16 @@ Status). Shapes: docs/admin.md."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import logs
-from ..appstore.credentials import AppleApiAccess
 from ..appstore.verifier import PRODUCTION, SANDBOX
 from ..errors import Kind, RefundGuardError, rejected
 from ..http import Reply
 from ..storeapi import CallPolicy
+
+if TYPE_CHECKING:
+    from ..appstore.credentials import AppleApiAccess
 
 ROUTES = frozenset({"apple_test_notification", "apple_test_notification_status"})
 POLICY = CallPolicy(deadline_s=15.0)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-
-import flask
+from typing import TYPE_CHECKING
 
 from .. import logs
 from ..errors import Kind, RefundGuardError, not_found
 from ..events import unpublished_json
 from ..http import Handler, Reply, parse_json_object, read_body
 from ..model import Effect, check_purchase_id, parse_namespace
-from ..oidc import Caller
 from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
@@ -31,7 +29,12 @@ from .actions import (
     parse_idempotency_key,
     parse_limit,
 )
-from .settings import AdminSettings
+
+if TYPE_CHECKING:
+    import flask
+
+    from ..oidc import Caller
+    from .settings import AdminSettings
 
 MAX_BODY_BYTES = 16 * 1024
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..model import PRODUCTION, Entitlement, LedgerEvent, Source, StoreName, check_purchase_id
 from ..serializer import to_json
-from ..store import EntitlementStore
 from ..storeapi import StoreApiError, StoreAuthError
 
 if TYPE_CHECKING:  # the clients are built (and imported) only when their API is on
     from ..appstore.api import AppStoreApiClient
     from ..appstore.verifier import AppleVerifier
     from ..playstore.api import PlayApiClient
+    from ..store import EntitlementStore
 
 T = TypeVar("T")
 HISTORY_LIMIT = 500

@@ -8,17 +8,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import flask
-
 from .. import logs
 from ..appstore.notifications import UnmappableNotification
-from ..appstore.verifier import AppleVerifier
 from ..errors import RefundGuardError, method_not_allowed, rejected
 from ..http import App, Reply, parse_json_object, read_body, serve
 from ..ingest import apple_event
 from .settings import AppleSettings
 
 if TYPE_CHECKING:
+    import flask
+
+    from ..appstore.verifier import AppleVerifier
     from ..store import EntitlementStore
 
 FUNCTION = "apple_notifications"

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Kind, RefundGuardError
 from ..history_details import APPLE_DATA, APPLE_RENEWAL, APPLE_TRANSACTION
 from ..model import MAX_EVENT_TIME_MS, LedgerEvent, Source, Status, StoreName
-from .verifier import VerifiedNotification
+
+if TYPE_CHECKING:
+    from .verifier import VerifiedNotification
 
 #: notificationType -> the status it sets (absent: informational, recorded without changing access).
 EFFECTS: dict[str, Status] = {

@@ -6,12 +6,14 @@ environment's asked for) before anything of it is used. Signed data that fails i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..storeapi import APPLE, MalformedAnswer, StoreBadAnswerError, bad_answer
 from . import resources
-from .api import AppStoreApiClient
 from .verifier import PRODUCTION, AppleVerificationError, AppleVerifier
+
+if TYPE_CHECKING:
+    from .api import AppStoreApiClient
 
 
 def transactions(

@@ -16,15 +16,17 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from jwt import exceptions as jwt_errors
 
 from .chain import Chain, ChainCache, verify_x5c
 from .errors import AppleVerificationError, VerificationStatus
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = [
     "ENVIRONMENTS",

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-
-import flask
+from typing import TYPE_CHECKING
 
 from .. import logs
 from ..adminapi.handler import admin_handler
@@ -20,6 +19,9 @@ from ..http import App, Reply, serve
 from ..store import EntitlementStore, now_ms
 from .settings import ConsoleSettings
 from .site import Site
+
+if TYPE_CHECKING:
+    import flask
 
 FUNCTION = "admin_console"
 

@@ -7,18 +7,21 @@ revocation is applied whatever the API does."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import flask
+from typing import TYPE_CHECKING
 
 from .. import logs
 from ..errors import RefundGuardError, method_not_allowed
 from ..http import App, Reply, read_body, serve
 from ..playstore import envelope, rtdn
 from ..playstore.api import PlayApiClient
-from ..store import EntitlementStore
 from ..storeapi import CallPolicy
 from ..wiring import Wiring
 from .settings import PlaySettings
+
+if TYPE_CHECKING:
+    import flask
+
+    from ..store import EntitlementStore
 
 FUNCTION = "play_notifications"
 MAX_BODY_BYTES = 10 * 1024 * 1024

@@ -8,10 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import outbound
-from ..config import Settings
 from ..storeapi import (
     DEFAULT_MAX_RESPONSE_BYTES,
     GOOGLE,
@@ -28,7 +27,10 @@ from ..storeapi import (
 from ..storehttp import Transport
 from . import resources
 from .credentials import SCOPE, read_play_credentials
-from .resources import Order, ProductPurchase, SubscriptionPurchase, VoidedPage
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .resources import Order, ProductPurchase, SubscriptionPurchase, VoidedPage
 
 DEFAULT_BASE_URL = "https://androidpublisher.googleapis.com"
 API_ROOT = "/androidpublisher/v3/applications"

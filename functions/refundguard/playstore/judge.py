@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import logs
 from ..errors import Kind, RefundGuardError, rejected, transient
@@ -15,7 +15,9 @@ from ..model import LedgerEvent
 from ..storeapi import StoreApiError, StoreAuthError
 from . import rtdn, verify
 from .api import MAX_BATCH, PlayApiClient
-from .resources import Order
+
+if TYPE_CHECKING:
+    from .resources import Order
 
 #: A revocation never waits long for the API: it is applied, judged or not, within this time.
 REVOCATION_API_DEADLINE_S = 5.0

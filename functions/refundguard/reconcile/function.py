@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-
-import flask
+from typing import TYPE_CHECKING
 
 from .. import logs
 from ..appstore.api import AppStoreApiClient
@@ -20,6 +19,9 @@ from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
 from ..wiring import Wiring
 from .settings import ReconcileSettings
+
+if TYPE_CHECKING:
+    import flask
 
 FUNCTION = "reconcile"
 API_POLICY = CallPolicy(deadline_s=20.0)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .. import logs
 from ..appstore.api import AppStoreApiClient, ConsumptionInfo
 from ..errors import RefundGuardError
 from ..playstore.api import PlayApiClient, RefundReview
-from ..refund_store import RefundStore
 from ..refunds import (
     ANSWERED,
     APPLE_CONSUMPTION,
@@ -25,8 +25,11 @@ from ..refunds import (
     history_event,
     judge,
 )
-from ..store import EntitlementStore
 from ..storeapi import StoreApiError, StoreConflictError
+
+if TYPE_CHECKING:
+    from ..refund_store import RefundStore
+    from ..store import EntitlementStore
 
 MAX_CALL_S = 15.0
 

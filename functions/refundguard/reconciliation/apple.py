@@ -7,18 +7,20 @@ on past it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import logs
-from ..appstore.api import AppStoreApiClient
 from ..appstore.notifications import UnmappableNotification
-from ..appstore.resources import SignedNotificationPage
 from ..appstore.verifier import AppleVerificationError, AppleVerifier
 from ..ingest import Ingestion, apple_event
-from ..model import LedgerEvent
 from . import plan
 from .pages import PagedSource
-from .state import ReconcileState
+
+if TYPE_CHECKING:
+    from ..appstore.api import AppStoreApiClient
+    from ..appstore.resources import SignedNotificationPage
+    from ..model import LedgerEvent
+    from .state import ReconcileState
 
 
 class AppleHistory(PagedSource):

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import logs
 from ..errors import RefundGuardError
-from ..ingest import Ingestion
-from ..model import LedgerEvent
-from ..playstore.api import PlayApiClient
 from ..playstore.judge import VoidJudge
-from ..playstore.resources import VoidedPage, VoidedPurchase
 from . import plan
 from .pages import PagedSource
-from .quota import PlayQuota
-from .state import ReconcileState
+
+if TYPE_CHECKING:
+    from ..ingest import Ingestion
+    from ..model import LedgerEvent
+    from ..playstore.api import PlayApiClient
+    from ..playstore.resources import VoidedPage, VoidedPurchase
+    from .quota import PlayQuota
+    from .state import ReconcileState
 
 PAGE_SIZE = 1000
 

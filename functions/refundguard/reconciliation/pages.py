@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .. import logs
 from ..errors import RefundGuardError
-from ..ingest import Ingestion
-from ..model import LedgerEvent
 from ..storeapi import StoreApiError, StoreAuthError, StoreRequestError
 from . import plan
-from .state import ReconcileState
+
+if TYPE_CHECKING:
+    from ..ingest import Ingestion
+    from ..model import LedgerEvent
+    from .state import ReconcileState
 
 PAGE_ATTEMPTS = 3  # each a Transport call with its own retries of 429 / 5xx
 PAGE_BACKOFF_S = 2.0

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import LedgerEvent, Source, Status, StoreName
-from ..playstore.resources import VoidedPurchase
 from ..playstore.rtdn import void_event_id
+
+if TYPE_CHECKING:
+    from ..playstore.resources import VoidedPurchase
 
 DAY_MS = 86_400_000
 #: voidedpurchases.list looks back 30 days; ask a minute less so the clocks may differ a little.

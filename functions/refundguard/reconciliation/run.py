@@ -11,22 +11,24 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import logs
-from ..appstore.api import AppStoreApiClient
 from ..appstore.credentials import AppleApiAccess
 from ..errors import Kind, RefundGuardError
-from ..playstore.api import PlayApiClient
 from ..refunds import Policy
 from ..serializer import ms_to_datetime
-from ..wiring import Wiring
 from . import plan
 from .answers import Answerer
 from .apple import AppleHistory
 from .google import GoogleVoids
 from .quota import PlayQuota
 from .state import run_json
+
+if TYPE_CHECKING:
+    from ..appstore.api import AppStoreApiClient
+    from ..playstore.api import PlayApiClient
+    from ..wiring import Wiring
 
 #: The lease outlives the run's budget by this much (a stopped function's lease then expires).
 LEASE_MARGIN_S = 120.0

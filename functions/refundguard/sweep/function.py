@@ -6,8 +6,7 @@ stopped)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-
-import flask
+from typing import TYPE_CHECKING
 
 from .. import logs
 from ..errors import method_not_allowed
@@ -15,6 +14,9 @@ from ..http import App, Reply, serve
 from ..store import EntitlementStore, now_ms
 from ..wiring import Wiring
 from .settings import SweepSettings
+
+if TYPE_CHECKING:
+    import flask
 
 FUNCTION = "events_sweep"
 
