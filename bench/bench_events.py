@@ -204,6 +204,11 @@ def main() -> None:
                 rate = statistics.median(rates[(label, mode)])
                 trips = per_notification(rpcs[(label, mode)], N * ROUNDS)
                 print(f"  {label:<18} events {mode:<3} {rate:7.1f} notifications/s   {trips}")
+        on_trips = sum(rpcs[("access changes", "on")].values()) / (N * ROUNDS)
+        verdict = "met" if on_trips <= 3.0 + 1e-9 else "NOT met"
+        print(
+            f"  an access change with events on: {on_trips:.2f} round trips (goal <= 3: {verdict})"
+        )
         print(f"  events published (pulled from the topic): {published}")
         print(
             f"  outbox entries left after the last round: {left} (published; each instance's next"
