@@ -394,7 +394,7 @@ def test_with_the_policy_off_requests_are_recorded_and_never_answered(
 
 
 def test_the_policy_thresholds() -> None:
-    from refundguard.refunds import Policy, preference
+    from refundguard.refund_answers import Policy, preference
 
     policy = Policy(True, 10, 50)
 

@@ -1,9 +1,10 @@
 """The answers to the stores' refund questions, as classes of input (pure: no emulator): over every
 policy, delivery status, product type and percentage, each answer refundguard builds is one the
 store's documented rules accept (Apple's Send Consumption Information v2 as the App Store stand-in
-enforces them, ``refunds.apple_problems``; Google's ``orders.reviewrefund`` as ``RefundReview``
-sends it); a policy with no problems answers every consented report, and one with problems is
-shown to produce a refused answer. The stand-in's rules and refundguard's agree on any body."""
+enforces them, ``refund_answers.apple_problems``; Google's ``orders.reviewrefund`` as
+``RefundReview`` sends it); a policy with no problems answers every consented report, and one
+with problems is shown to produce a refused answer. The stand-in's rules and refundguard's agree
+on any body."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from refundguard.playstore.api import RefundReview
-from refundguard.refunds import (
-    APPLE_PRODUCT_TYPES,
-    AUTO_RENEWABLE,
-    DELIVERED,
-    DELIVERY_STATUSES,
-    Consumption,
+from refundguard.refund_answers import (
     Policy,
     apple_answer,
     apple_problems,
     google_answer,
     google_problems,
     policy_problems,
+)
+from refundguard.refunds import (
+    APPLE_PRODUCT_TYPES,
+    AUTO_RENEWABLE,
+    DELIVERED,
+    DELIVERY_STATUSES,
+    Consumption,
 )
 from refundguard_dev.fake_appstore_api import consumption_errors
 

@@ -13,7 +13,7 @@ from ..appstore.credentials import AppleApiAccess, read_apple_api_access
 from ..config import EventsSettings, FirestoreSettings, Settings
 from ..playstore.api import PlayApiSettings, read_play_api_settings
 from ..reconciliation.run import Scope
-from ..refunds import Policy, policy_problems
+from ..refund_answers import Policy, policy_problems
 
 DEFAULT_OVERLAP_MINUTES = 360.0
 DEFAULT_BUDGET_SECONDS = 45.0

@@ -1,6 +1,6 @@
 """Answering the stores' refund questions (every run): each pending ``refund_requests`` document
-is judged by the policy (``refunds.judge``) with what the platform reported, then answered once
-(Apple Send Consumption Information, Google ``orders.reviewrefund``; Google's 409 means it was
+is judged by the policy (``refund_answers.judge``) with what the platform reported, then answered
+once (Apple Send Consumption Information, Google ``orders.reviewrefund``; Google's 409 means it was
 answered already), left pending with its reason, refused, or expired at its deadline. What became
 of it is recorded in the entitlement's history (an informational entry)."""
 
@@ -15,15 +15,14 @@ from .. import logs
 from ..appstore.api import AppStoreApiClient, ConsumptionInfo
 from ..errors import RefundGuardError
 from ..playstore.api import PlayApiClient, RefundReview
+from ..refund_answers import Policy, judge
 from ..refunds import (
     ANSWERED,
     APPLE_CONSUMPTION,
     EXPIRED,
     UNANSWERABLE,
-    Policy,
     RefundRequest,
     history_event,
-    judge,
 )
 from ..storeapi import StoreApiError, StoreConflictError
 

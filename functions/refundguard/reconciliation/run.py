@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import logs
 from ..appstore.credentials import AppleApiAccess
 from ..errors import Kind, RefundGuardError
-from ..refunds import Policy
+from ..refund_answers import Policy
 from ..serializer import ms_to_datetime
 from . import plan
 from .answers import Answerer
