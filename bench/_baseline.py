@@ -1,6 +1,7 @@
-"""The "before" of the Apple benchmarks: ``functions/`` at git commit 43c6dde (the hand-written JWS
-verifier, before PyJWT did that work), extracted with ``git archive`` into a temporary directory and
-measured in a subprocess whose PYTHONPATH points there. Nothing is copied into the tree."""
+"""The "before" of the benchmarks: ``functions/`` at a git commit (by default 43c6dde, the
+hand-written JWS verifier, before PyJWT did that work), extracted with ``git archive`` into a
+temporary directory and measured in a subprocess whose PYTHONPATH points there. Nothing is copied
+into the tree."""
 
 from __future__ import annotations
 
@@ -18,28 +19,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def baseline_functions() -> Iterator[Path | None]:
-    """``<tmp>/functions`` as of BASELINE, or None (after a printed note) when git or the commit is
-    not available, e.g. in a shallow clone or an unpacked archive."""
+def baseline_functions(commit: str = BASELINE) -> Iterator[Path | None]:
+    """``<tmp>/functions`` as of ``commit`` (BASELINE by default), or None (after a printed note)
+    when git or the commit is not available, e.g. in a shallow clone or an unpacked archive."""
     try:
         subprocess.run(
-            ["git", "-C", str(ROOT), "cat-file", "-e", f"{BASELINE}^{{commit}}"],
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
             check=True,
             capture_output=True,
         )
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", BASELINE, "functions"],
+            ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "functions"],
             check=True,
             capture_output=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         print(
-            f"  note: git commit {BASELINE} is not available (no git history here, e.g. a shallow "
+            f"  note: git commit {commit} is not available (no git history here, e.g. a shallow "
             "clone): 'before' is skipped"
         )
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix=f"refundguard-{BASELINE}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"refundguard-{commit}-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             if hasattr(tarfile, "data_filter"):  # Python 3.11.4+
                 tar.extractall(tmp, filter="data")

@@ -21,7 +21,7 @@ COMMON_ENV = (
     "EVENTS_TOPIC",
 )
 
-#: The Play Developer API's settings (read by ``playstore.api.read_play_api_settings``).
+#: The Play Developer API's settings (read by ``playstore.credentials.read_play_api_settings``).
 PLAY_API_ENV = ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL")
 #: The App Store Server API's settings (read by ``appstore.credentials``);
 #: APPLE_API_PRIVATE_KEY comes from Secret Manager (``SECRET_ENV``).

@@ -10,14 +10,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import logs
-from ..appstore.verifier import PRODUCTION, SANDBOX
 from ..errors import Kind, RefundGuardError, rejected
 from ..http import Reply
+from ..model import PRODUCTION
 from ..storeapi import CallPolicy
 
 if TYPE_CHECKING:
     from ..appstore.credentials import AppleApiAccess
 
+SANDBOX = "Sandbox"  # Apple's other environment (appstore.verifier.ENVIRONMENTS)
 ROUTES = frozenset({"apple_test_notification", "apple_test_notification_status"})
 POLICY = CallPolicy(deadline_s=15.0)
 

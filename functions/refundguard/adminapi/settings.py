@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..appstore.credentials import AppleApiAccess, read_apple_api_access
-from ..appstore.verifier import PRODUCTION
-from ..config import EventsSettings, FirestoreSettings, Settings
+from ..config import APPLE_API_ENV, EventsSettings, FirestoreSettings, Settings
+from ..model import PRODUCTION
 from ..oidc import Authenticator, read_authenticator
-from ..playstore.api import PlayApiSettings, read_play_api_settings
+from ..playstore.credentials import PlayApiSettings, read_play_api_settings
 from ..storeapi import check_base_url
+
+if TYPE_CHECKING:
+    from ..appstore.credentials import AppleApiAccess
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,11 @@ class AdminSettings:
                     "PLAY_PACKAGE_NAMES must list the apps whose orders to look up "
                     "(PLAY_DEVELOPER_API is on)"
                 )
-        apple = read_apple_api_access(settings, (PRODUCTION,), asked_for="orders")
+        apple = None
+        if any(settings.raw(name) for name in APPLE_API_ENV):  # the App Store API is configured
+            from ..appstore.credentials import read_apple_api_access  # cryptography's x509 too
+
+            apple = read_apple_api_access(settings, (PRODUCTION,), asked_for="orders")
         reconcile_url = None
         if settings.raw("RECONCILE_URL"):
             reconcile_url = settings.check(

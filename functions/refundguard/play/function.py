@@ -13,7 +13,6 @@ from .. import logs
 from ..errors import RefundGuardError, method_not_allowed
 from ..http import App, Reply, read_body, serve
 from ..playstore import envelope, rtdn
-from ..playstore.api import PlayApiClient
 from ..storeapi import CallPolicy
 from ..wiring import Wiring
 from .settings import PlaySettings
@@ -21,6 +20,7 @@ from .settings import PlaySettings
 if TYPE_CHECKING:
     import flask
 
+    from ..playstore.api import PlayApiClient
     from ..store import EntitlementStore
 
 FUNCTION = "play_notifications"
@@ -46,6 +46,8 @@ def create_handler(
     ingestion = wiring.ingestion
     api = play_api
     if api is None and settings.api is not None:
+        from ..playstore.api import PlayApiClient  # only when the API is on: a lighter cold start
+
         api = PlayApiClient(settings.api, policy=API_POLICY)
 
     def handle(request: flask.Request) -> Reply:

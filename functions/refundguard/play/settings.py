@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
-from ..playstore.api import PlayApiSettings, read_play_api_settings
+from ..playstore.credentials import PlayApiSettings, read_play_api_settings
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A small Google Play Developer API (androidpublisher v3) client on google-auth and requests:
 orders (get, batchGet, reviewrefund), one-time purchases (productsv2), subscriptions
 (subscriptionsv2) and voided purchases, answering the dataclasses of ``play.resources``. Also its
-settings (``config.PLAY_API_ENV``, ``read_play_api_settings``). No generated API client."""
+settings are in ``credentials`` (read without importing this client). No generated API client."""
 
 from __future__ import annotations
 
@@ -20,19 +20,24 @@ from ..storeapi import (
     StoreRequestError,
     bad_answer,
     bad_argument,
-    check_base_url,
     is_milliunits,
     path_segment,
 )
 from ..storehttp import Transport
 from . import resources
-from .credentials import SCOPE, read_play_credentials
+from .credentials import SCOPE, PlayApiSettings, read_play_api_settings
+
+__all__ = [  # with the settings the client is built from (``credentials``), for callers' ease
+    "SCOPE",
+    "PlayApiClient",
+    "PlayApiSettings",
+    "RefundReview",
+    "read_play_api_settings",
+]
 
 if TYPE_CHECKING:
-    from ..config import Settings
     from .resources import Order, ProductPurchase, SubscriptionPurchase, VoidedPage
 
-DEFAULT_BASE_URL = "https://androidpublisher.googleapis.com"
 API_ROOT = "/androidpublisher/v3/applications"
 MAX_BATCH = 1000  # orders.batchGet: 1 to 1,000 distinct order ids
 MAX_VOIDED_RESULTS = 1000
@@ -46,34 +51,6 @@ _PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+")
 _QUOTA_REASONS = frozenset(
     {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
 )
-
-
-# ---------------------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class PlayApiSettings:
-    base_url: str = DEFAULT_BASE_URL
-    #: None: the runtime's service account (application default credentials); against a local
-    #: stand-in, its key file's (``play.credentials``).
-    credentials: Any = field(default=None, repr=False, compare=False)
-
-
-def read_play_api_settings(settings: Settings) -> PlayApiSettings | None:
-    """``PLAY_DEVELOPER_API`` (``on``/``off``, default off), ``PLAY_API_BASE_URL`` and the
-    credentials to call it with; None when off. Problems are recorded on ``settings``."""
-    switch = settings.text("PLAY_DEVELOPER_API", default="off").lower()
-    if switch not in ("on", "off"):
-        settings.problem(f"PLAY_DEVELOPER_API must be on or off, not {switch[:20]!r}")
-    url = settings.check(
-        lambda: check_base_url(
-            settings.text("PLAY_API_BASE_URL", default=DEFAULT_BASE_URL),
-            setting="PLAY_API_BASE_URL",
-        )
-    )
-    if switch != "on" or url is None:
-        return None
-    return PlayApiSettings(url, read_play_credentials(settings, url))
 
 
 # ---------------------------------------------------------------------------------------- requests

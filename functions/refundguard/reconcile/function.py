@@ -10,10 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from .. import logs
-from ..appstore.api import AppStoreApiClient
 from ..errors import method_not_allowed, rejected
 from ..http import App, Reply, parse_json_object, read_body, serve
-from ..playstore.api import PlayApiClient
 from ..reconciliation.run import Reconciler
 from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
@@ -22,6 +20,9 @@ from .settings import ReconcileSettings
 
 if TYPE_CHECKING:
     import flask
+
+    from ..appstore.api import AppStoreApiClient
+    from ..playstore.api import PlayApiClient
 
 FUNCTION = "reconcile"
 API_POLICY = CallPolicy(deadline_s=20.0)
@@ -46,9 +47,13 @@ def create_handler(
     )
     play = play_api
     if play is None and settings.play_api is not None:
+        from ..playstore.api import PlayApiClient  # each client imported when its API is on
+
         play = PlayApiClient(settings.play_api, policy=API_POLICY)
     apple = apple_api
     if apple is None and settings.apple is not None:
+        from ..appstore.api import AppStoreApiClient
+
         apple = AppStoreApiClient(settings.apple.api, policy=API_POLICY)
     if play is None and apple is None:
         logs.warning(

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..appstore.config import read_environments
-from ..appstore.credentials import AppleApiAccess, read_apple_api_access
-from ..config import EventsSettings, FirestoreSettings, Settings
-from ..playstore.api import PlayApiSettings, read_play_api_settings
+from ..config import APPLE_API_ENV, EventsSettings, FirestoreSettings, Settings
+from ..playstore.credentials import PlayApiSettings, read_play_api_settings
 from ..reconciliation.run import Scope
 from ..refund_answers import Policy, policy_problems
+
+if TYPE_CHECKING:
+    from ..appstore.credentials import AppleApiAccess
 
 DEFAULT_OVERLAP_MINUTES = 360.0
 DEFAULT_BUDGET_SECONDS = 45.0
@@ -42,9 +44,14 @@ class ReconcileSettings:
         packages = settings.csv("PLAY_PACKAGE_NAMES")
         if play_api is not None and not packages:
             settings.problem("PLAY_PACKAGE_NAMES must list the apps whose voided purchases to list")
-        apple = read_apple_api_access(
-            settings, read_environments(settings), asked_for="notification history"
-        )
+        apple = None
+        if any(settings.raw(name) for name in APPLE_API_ENV):  # the App Store API is configured
+            from ..appstore.config import read_environments  # cryptography's x509 too
+            from ..appstore.credentials import read_apple_api_access
+
+            apple = read_apple_api_access(
+                settings, read_environments(settings), asked_for="notification history"
+            )
         overlap = settings.number(
             "RECONCILE_OVERLAP_MINUTES", default=DEFAULT_OVERLAP_MINUTES, low=0, high=7 * 24 * 60
         )

@@ -12,9 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import logs
-from ..appstore.api import AppStoreApiClient, ConsumptionInfo
 from ..errors import RefundGuardError
-from ..playstore.api import PlayApiClient, RefundReview
 from ..refund_answers import Policy, judge
 from ..refunds import (
     ANSWERED,
@@ -27,6 +25,8 @@ from ..refunds import (
 from ..storeapi import StoreApiError, StoreConflictError
 
 if TYPE_CHECKING:
+    from ..appstore.api import AppStoreApiClient
+    from ..playstore.api import PlayApiClient
     from ..refund_store import RefundStore
     from ..store import EntitlementStore
 
@@ -128,6 +128,8 @@ class Answerer:
         )
         if request.kind == APPLE_CONSUMPTION:
             assert self.apple is not None and request.transaction_id
+            from ..appstore.api import ConsumptionInfo  # built when Apple is answered
+
             info = ConsumptionInfo(
                 customer_consented=True,
                 delivery_status=str(body["deliveryStatus"]),
@@ -144,6 +146,8 @@ class Answerer:
             )
             return
         assert self.play is not None and request.order_id and request.pending_refund_token
+        from ..playstore.api import RefundReview  # built when Google is answered
+
         review = RefundReview(
             pending_refund_token=request.pending_refund_token,
             refund_preference=str(body["refundPreference"]),

@@ -14,19 +14,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import logs
-from ..appstore.credentials import AppleApiAccess
 from ..errors import Kind, RefundGuardError
 from ..refund_answers import Policy
 from ..serializer import ms_to_datetime
 from . import plan
 from .answers import Answerer
-from .apple import AppleHistory
-from .google import GoogleVoids
 from .quota import PlayQuota
 from .state import run_json
 
 if TYPE_CHECKING:
     from ..appstore.api import AppStoreApiClient
+    from ..appstore.credentials import AppleApiAccess
     from ..playstore.api import PlayApiClient
     from ..wiring import Wiring
 
@@ -115,10 +113,14 @@ class Reconciler:
                     clock_ms=self.clock_ms,
                     sleep=self.sleep,
                 )
+                from .google import GoogleVoids  # each source imported when its API is on
+
                 voids = GoogleVoids(self.play, ingestion, self.state, quota=quota, **common)
                 tallies += [voids.run(package) for package in scope.packages]
             if self.apple is not None and scope.apple is not None:
                 verifier = scope.apple.verifier
+                from .apple import AppleHistory
+
                 history = AppleHistory(self.apple, verifier, ingestion, self.state, **common)
                 for bundle_id in scope.apple.bundle_ids:
                     for environment in scope.apple.environments:
