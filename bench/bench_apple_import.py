@@ -12,6 +12,7 @@ from pathlib import Path
 from _baseline import BASELINE, baseline_functions, env_with
 
 VERIFIER = "refundguard.appstore.verifier"
+OLD_VERIFIER = "refundguard.apple.verifier"
 APPLE = "appstoreserverlibrary.signed_data_verifier"
 MODULES = [
     (VERIFIER, "refundguard verifier now (PyJWT)"),
@@ -45,7 +46,9 @@ def before(rounds: int) -> float | None:
     with baseline_functions() as functions:
         if functions is None:
             return None
-        seconds, path = import_time(VERIFIER, rounds, env_with(functions))
+        # The verifier lived in refundguard.apple before the store libraries (refundguard.appstore).
+        old = VERIFIER if (functions / "refundguard" / "appstore").is_dir() else OLD_VERIFIER
+        seconds, path = import_time(old, rounds, env_with(functions))
         if not Path(path).is_relative_to(functions):
             raise SystemExit(f"'before' imported {path}, not {BASELINE}'s verifier")
         return seconds
