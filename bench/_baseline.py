@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-BASELINE = "43c6dde"
+#: The commit the benchmarks compare against; REFUNDGUARD_BENCH_BASELINE names another.
+BASELINE = os.environ.get("REFUNDGUARD_BENCH_BASELINE", "43c6dde")
 ROOT = Path(__file__).resolve().parent.parent
 
 
