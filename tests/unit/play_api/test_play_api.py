@@ -5,7 +5,6 @@ refund reviews, every failure a call can meet, token caching, and no secret in t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,21 +35,6 @@ from support import fails
 
 PKG = data.PACKAGE
 FAST = CallPolicy(read_timeout_s=2, base_backoff_s=0.01, max_wait_s=3)  # as conftest's
-
-
-@pytest.fixture
-def api(play_api: FakePlayApi) -> FakePlayApi:
-    return play_api
-
-
-@pytest.fixture
-def make_client(make_play_client: Callable[..., PlayApiClient]) -> Callable[..., PlayApiClient]:
-    return make_play_client
-
-
-@pytest.fixture
-def client(play_client: PlayApiClient) -> PlayApiClient:
-    return play_client
 
 
 # ---------------------------------------------------------------------------------------- reads

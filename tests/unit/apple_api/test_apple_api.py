@@ -23,38 +23,11 @@ from refundguard.storeapi import (
     StoreUnavailableError,
 )
 from refundguard_dev.apple_pki import BUNDLE_ID, generate_pki
-from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi, Fault
+from refundguard_dev.fake_appstore_api import FakeAppStoreApi, Fault
 from support import fails, sandbox_call, trusting_test_pki
 
 TX = "2000000000000001"
 OTHER_APP = "com.example.other"
-
-
-@pytest.fixture
-def key(apple_api_key: ApiKey) -> ApiKey:
-    return apple_api_key
-
-
-@pytest.fixture
-def sandbox(appstore_sandbox: FakeAppStoreApi) -> FakeAppStoreApi:
-    return appstore_sandbox
-
-
-@pytest.fixture
-def production(appstore_production: FakeAppStoreApi) -> FakeAppStoreApi:
-    return appstore_production
-
-
-@pytest.fixture
-def make_client(
-    make_apple_client: Callable[..., AppStoreApiClient],
-) -> Callable[..., AppStoreApiClient]:
-    return make_apple_client
-
-
-@pytest.fixture
-def client(make_apple_client: Callable[..., AppStoreApiClient]) -> AppStoreApiClient:
-    return make_apple_client()
 
 
 # ---------------------------------------------------------------------------------------- reads
