@@ -162,7 +162,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------ store APIs
-# The local stand-ins of Google's and Apple's APIs (tests/unit/play_api/, tests/unit/apple_api/): real HTTP servers.
+# The local stand-ins of Google's and Apple's APIs (tests/unit/play_api/, tests/unit/apple_api/):
+# real HTTP servers.
 
 
 @pytest.fixture
