@@ -5,12 +5,14 @@ browser (a failure with REFUNDGUARD_REQUIRE_EMULATOR=1, as in CI)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -67,6 +69,37 @@ def sandbox_call(client: AppStoreApiClient, name: str, *args: Any, **kw: Any) ->
     return read(
         client, trusting_test_pki(), *args, bundle_id=BUNDLE_ID, environment="Sandbox", **kw
     )
+
+
+def serve(
+    target: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *, port: int = 0
+) -> Any:
+    """The entry point ``target`` loaded from ``functions/main.py`` as production does (``env`` set
+    in the process), served over real HTTP on 127.0.0.1 (``port`` 0: a free one) in a thread;
+    the caller shuts it down (``served`` does)."""
+    import functions_framework
+    from werkzeug.serving import make_server
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
+    app = functions_framework.create_app(target=target, source=str(MAIN_PY))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
+@contextlib.contextmanager
+def served(
+    target: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *, port: int = 0
+) -> Iterator[str]:
+    """``serve`` for the block: its URL, and the server stopped whatever happens."""
+    server = serve(target, env, monkeypatch, port=port)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def require(found: Path | None, what: str, install: str) -> Path:

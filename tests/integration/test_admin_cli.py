@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from refundguard_admin import cli
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner
-from support import MAIN_PY
+from support import served
 
 ADMIN = "admin@example.com"
 PURCHASE = "opaque.tok-en_with.dots-and_underscores"
@@ -26,25 +25,9 @@ PURCHASE = "opaque.tok-en_with.dots-and_underscores"
 def server_url(
     emulator_env: dict[str, str], certs: CertServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    import functions_framework
-    from werkzeug.serving import make_server
-
-    for name, value in {
-        "ADMIN_AUDIENCES": AUDIENCE,
-        "ADMIN_EMAILS": ADMIN,
-        "ADMIN_CERTS_URL": certs.url,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
-    app = functions_framework.create_app(target="admin", source=str(MAIN_PY))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    env = {"ADMIN_AUDIENCES": AUDIENCE, "ADMIN_EMAILS": ADMIN, "ADMIN_CERTS_URL": certs.url}
+    with served("admin", env, monkeypatch) as url:
+        yield url
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -242,25 +225,17 @@ def identity_admin(
 ) -> Iterator[str]:
     """The admin function over HTTP, trusting the identity stand-in's keys, its admins a person's
     own admin service account and an automation account; returns its URL."""
-    import functions_framework
     from refundguard_dev.emulator import free_port
-    from werkzeug.serving import make_server
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"  # the audience of the ID tokens
-    monkeypatch.setenv("ADMIN_AUDIENCES", url)
-    monkeypatch.setenv("ADMIN_EMAILS", f"{PERSONAL_SA},{AUTOMATION_SA}")
-    monkeypatch.setenv("ADMIN_CERTS_URL", identity.certs_url)
-    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
-    app = functions_framework.create_app(target="admin", source=str(MAIN_PY))
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    env = {
+        "ADMIN_AUDIENCES": url,
+        "ADMIN_EMAILS": f"{PERSONAL_SA},{AUTOMATION_SA}",
+        "ADMIN_CERTS_URL": identity.certs_url,
+    }
+    with served("admin", env, monkeypatch, port=port):
         yield url
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 PERSON = "alice@example.com"

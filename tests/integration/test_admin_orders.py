@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki, gene
 from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner
-from support import MAIN_PY, STORE_API_POLICY
+from support import STORE_API_POLICY, served
 
 pytestmark = pytest.mark.emulator
 
@@ -351,21 +350,8 @@ def test_a_store_error_quoting_our_token_reaches_neither_the_audit_line_nor_the_
 
 @pytest.fixture
 def server_url(admin_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    import functions_framework
-    from werkzeug.serving import make_server
-
-    for name, value in admin_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
-    app = functions_framework.create_app(target="admin", source=str(MAIN_PY))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served("admin", admin_env, monkeypatch) as url:
+        yield url
 
 
 def run(url: str, token: str, *argv: str) -> tuple[int, str, str]:

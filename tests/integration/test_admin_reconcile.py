@@ -27,25 +27,12 @@ from refundguard_dev import play_api_data as data
 from refundguard_dev.fake_play_api import FakePlayApi, Fault
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner
 from refundguard_dev.play_messages import PACKAGE
-from support import MAIN_PY, STORE_API_POLICY
+from support import STORE_API_POLICY, serve
 
 pytestmark = pytest.mark.emulator
 
 ADMIN = "admin@example.com"
 NOW_MS = int(time.time() * 1000)
-
-
-def serve(target: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    import functions_framework
-    from werkzeug.serving import make_server
-
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
-    app = functions_framework.create_app(target=target, source=str(MAIN_PY))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    return server
 
 
 @pytest.fixture

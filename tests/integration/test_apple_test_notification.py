@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from refundguard_dev.apple_pki import APP_APPLE_ID, BUNDLE_ID, default_pki
 from refundguard_dev.emulator import free_port
 from refundguard_dev.fake_appstore_api import ApiKey, FakeAppStoreApi
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner, bearer, cert_server
-from support import MAIN_PY
+from support import served
 
 pytestmark = pytest.mark.emulator
 
@@ -42,21 +41,6 @@ def certs(signer: TestSigner) -> Iterator[CertServer]:
         yield server
 
 
-def _serve(target: str) -> tuple[str, Callable[[], None]]:
-    import functions_framework
-    from werkzeug.serving import make_server
-
-    app = functions_framework.create_app(target=target, source=str(MAIN_PY))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-
-    return f"http://127.0.0.1:{server.server_port}", stop
-
-
 @pytest.fixture
 def urls(
     emulator_env: dict[str, str],
@@ -70,7 +54,7 @@ def urls(
     """The admin function and a Sandbox-only Apple function over HTTP (their settings agree)."""
     root = tmp_path / "root.der"
     root.write_bytes(default_pki().root_der)
-    for name, value in {
+    env = {
         "ADMIN_AUDIENCES": AUDIENCE,
         "ADMIN_EMAILS": ADMIN,
         "ADMIN_CERTS_URL": certs.url,
@@ -83,16 +67,12 @@ def urls(
         "APPLE_APP_APPLE_ID": str(APP_APPLE_ID),
         "APPLE_ROOT_CERTS": str(root),
         "APPLE_ENVIRONMENTS": "Sandbox",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("FUNCTION_TARGET", raising=False)
-    admin, stop_admin = _serve("admin")
-    apple, stop_apple = _serve("apple_notifications")
-    try:
+    }
+    with (
+        served("admin", env, monkeypatch) as admin,
+        served("apple_notifications", env, monkeypatch) as apple,
+    ):
         yield {"admin": admin, "apple": apple}
-    finally:
-        stop_admin()
-        stop_apple()
 
 
 def run(url: str, token: str, *argv: str) -> tuple[int, str, str]:
