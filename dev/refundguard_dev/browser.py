@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .emulator import free_port
+from .emulator import free_ports
 from .processes import terminate_tree
 from .stack import PORTS
 
@@ -108,7 +108,8 @@ class LocalStack:
     """``scripts/run_local.py`` (what ``make run`` runs) on free ports; its output kept."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self.ports = {variable: free_port() for variable, _ in PORTS.values()}
+        variables = [variable for variable, _ in PORTS.values()]
+        self.ports = dict(zip(variables, free_ports(len(variables)), strict=True))
         self.env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}, **(env or {})}
         self.env.pop("ADMIN_CERTS_URL", None)
         self._run_dir = tempfile.TemporaryDirectory(prefix="refundguard-stack-")

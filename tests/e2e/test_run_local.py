@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from refundguard_dev.dev_issuer import mint
-from refundguard_dev.emulator import free_port
+from refundguard_dev.emulator import free_port, free_ports
 from refundguard_dev.local import local_admin_env, local_apple_env, serve_dev_certs
 
 pytestmark = pytest.mark.emulator
@@ -160,7 +160,8 @@ def test_a_demo_project_never_reaches_a_real_firestore() -> None:
 def _free_ports() -> dict[str, str]:
     from refundguard_dev.stack import PORTS
 
-    return {variable: str(free_port()) for variable, _ in PORTS.values()}
+    variables = [variable for variable, _ in PORTS.values()]
+    return {v: str(port) for v, port in zip(variables, free_ports(len(variables)), strict=True)}
 
 
 class Started:

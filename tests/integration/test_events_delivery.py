@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 from refundguard import logs
-from refundguard_dev.emulator import free_port
+from refundguard_dev.emulator import free_port, free_ports
 from refundguard_dev.play_messages import PACKAGE, play_request
 from refundguard_dev.processes import start_function, stop
 from refundguard_dev.pubsub import EmulatorPubSub
@@ -42,7 +42,7 @@ def stack(
     topic = pubsub.topic(name)
     proxy = TcpProxy(pubsub_emulator.host)
     events_env = {**emulator_env, "EVENTS_TOPIC": topic, "PUBSUB_EMULATOR_HOST": proxy.address}
-    ports = {"play": free_port(), "sweep": free_port(), "consumer": free_port()}
+    ports = dict(zip(("play", "sweep", "consumer"), free_ports(3), strict=True))
     db = tmp_path / "platform.sqlite3"
     processes = [
         start_function(
