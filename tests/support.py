@@ -162,6 +162,7 @@ def check_event(
         problems = [e.message for e in attributes_schema.iter_errors(attributes)]
         assert not problems, f"attributes break docs/events.schema.json: {problems}"
         assert attributes == {
+            "tenant": data["tenant"],
             "store": data["store"],
             "environment": data["environment"],
             "status": data["status"],

@@ -71,6 +71,7 @@ def cloudevent(entitlement: Entitlement, history: HistoryEntry, *, source: str) 
         "datacontenttype": CONTENT_TYPE,
         "data": {
             "entitlement_id": subject,
+            "tenant": entitlement.tenant,
             "store": entitlement.store.value,
             "environment": entitlement.environment,
             "purchase_id": entitlement.purchase_id,
@@ -111,6 +112,7 @@ def access_event(
         data=json.dumps(event, ensure_ascii=False, separators=(",", ":")),
         created_ms=history.received_ms,
         attributes={
+            "tenant": data["tenant"],
             "store": data["store"],
             "environment": data["environment"],
             "status": data["status"],

@@ -6,7 +6,7 @@ theirs and hand over what they read."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from . import logs
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .quarantine import Quarantine
     from .refund_store import RefundStore
     from .store import ApplyResult, EntitlementStore
+    from .tenant_registry import TenantDirectory
+    from .tenants import Tenant
 
 #: The quarantine key of a rejected request (e.g. ``play:<messageId>``), or None: the body's digest.
 KeyOf = Callable[[RefundGuardError], str | None]
@@ -52,9 +54,18 @@ class Ingestion:
     """Store events -> ledger, refund requests, quarantine."""
 
     def __init__(
-        self, entitlements: EntitlementStore, refunds: RefundStore, quarantine: Quarantine
+        self,
+        entitlements: EntitlementStore,
+        refunds: RefundStore,
+        quarantine: Quarantine,
+        tenants: TenantDirectory | None = None,
     ) -> None:
         self.entitlements, self.refunds, self.quarantine = entitlements, refunds, quarantine
+        self.tenants = tenants
+
+    def tenant_of(self, store: StoreName, app: str) -> Tenant | None:
+        """The tenant that claims ``app``; None when none does (or tenants are not wired)."""
+        return self.tenants.for_app(store, app) if self.tenants is not None else None
 
     def apply(
         self,
@@ -67,7 +78,11 @@ class Ingestion:
         """Apply one event (one the store cannot keep is tagged with ``key``, e.g.
         ("message_id", id), so that it is quarantined under it), bind the outcome to the log
         line, and record the refund question it asks (Google's ``pending_refund_token`` comes
-        beside the event: history never holds it)."""
+        beside the event: history never holds it). A store event without a tenant is given the
+        one that claims ``app``."""
+        event = self._stamped(event, app)
+        if event.tenant is not None:
+            logs.bind(tenant=event.tenant)
         try:
             result = self.entitlements.apply(event)
         except RefundGuardError as err:
@@ -78,6 +93,13 @@ class Ingestion:
         logs.bind(effect=result.effect.value, status=status, attempts=result.attempts)
         self.record_request(event, app, pending_refund_token=pending_refund_token)
         return Applied(result, status)
+
+    def _stamped(self, event: LedgerEvent, app: str) -> LedgerEvent:
+        if event.tenant is None and event.source.value == event.store.value:
+            tenant = self.tenant_of(event.store, app)
+            if tenant is not None:
+                return replace(event, tenant=tenant.id)
+        return event
 
     def record_request(
         self, event: LedgerEvent, app: str, *, pending_refund_token: str | None = None
@@ -103,7 +125,7 @@ class Ingestion:
         does not hold yet, then each through ``judge`` and ``apply``; a refused one is counted,
         never a reason to stop. ``stop`` is asked before each event (the run's time budget): what
         was applied stays applied, and the rest is found new again next time."""
-        events = list(events)
+        events = [self._stamped(event, app) for event in events]
         known = self.entitlements.seen(events)
         new: list[LedgerEvent] = []
         for event in events:
@@ -137,9 +159,15 @@ class Ingestion:
         self, notification: PlayNotification, message_id: str, api: PlayApiClient | None
     ) -> Applied | None:
         """An RTDN: keyed (a refund review naming only an order), judged by the Play API when it
-        is on, applied. None: a test notification (nothing to apply)."""
+        is on (for the deployment, and for the tenant whose app it is), applied. None: a test
+        notification (nothing to apply)."""
         from .playstore import judge
 
+        tenant = self.tenant_of(StoreName.GOOGLE, notification.package_name)
+        if tenant is not None:
+            logs.bind(tenant=tenant.id)
+            if not tenant.play_api:
+                api = None
         event = notification.event
         if notification.unkeyed is not None:
             event = judge.keyed(notification, message_id, known_token=self._token_of, api=api)

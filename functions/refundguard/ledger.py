@@ -6,11 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .history_details import allowed
-from .model import MAX_ORDER_IDS, Effect, Entitlement, HistoryEntry, LedgerEvent, Source, Status
+from .model import (
+    DEFAULT_TENANT,
+    MAX_ORDER_IDS,
+    Effect,
+    Entitlement,
+    HistoryEntry,
+    LedgerEvent,
+    Source,
+    Status,
+)
 
 #: How far in the future (after it was received) an event may be dated before its time is clamped
 #: to the moment it was received: a clock error must never let an event outrank later ones.
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+
+_STORES = (Source.GOOGLE, Source.APPLE)
 
 # Ties between state-setting events with equal event times: the more restrictive status wins.
 _TIE_RANK = {
@@ -83,6 +94,7 @@ def decide(
         purchase_id=event.purchase_id,
         environment=event.environment,
         status=Status.UNKNOWN,
+        tenant=event.tenant or DEFAULT_TENANT,
         created_ms=now_ms,
     )
     time_ms = effective_time_ms(event, now_ms)
@@ -98,6 +110,9 @@ def decide(
 
     after = replace(
         base,
+        # A store event proves whose app the purchase is in: its tenant wins over one an admin
+        # action gave a purchase the store had not told us about yet.
+        tenant=event.tenant if event.tenant and event.source in _STORES else base.tenant,
         product_id=base.product_id or event.product_id,
         user_id=base.user_id or event.user_id,
         purchase_time_ms=base.purchase_time_ms or event.purchase_time_ms,

@@ -15,6 +15,8 @@ from typing import Any
 from .errors import rejected
 
 PRODUCTION = "Production"
+#: The tenant of an entitlement written before tenants (and of the apps set in the environment).
+DEFAULT_TENANT = "default"
 
 
 class StoreName(enum.StrEnum):
@@ -141,6 +143,9 @@ class LedgerEvent:
     actor: str | None = None  # admin's email for admin actions
     reason: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # JSON-safe facts shown in history
+    #: The tenant whose app the store event is for (resolved from the verified app id); None for
+    #: admin actions, which keep the entitlement's.
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         check_purchase_id(self.purchase_id)
@@ -163,6 +168,8 @@ class Entitlement:
     purchase_id: str
     environment: str
     status: Status
+    #: Whose customer this is; written before tenants: ``default``.
+    tenant: str = DEFAULT_TENANT
     product_id: str | None = None
     user_id: str | None = None  # Google's obfuscated account id, Apple's appAccountToken
     order_id: str | None = None  # the order of the newest applied event that named one

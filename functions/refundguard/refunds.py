@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import rejected
-from .model import LedgerEvent, Source, StoreName, check_purchase_id, document_id, parse_namespace
+from .model import (
+    DEFAULT_TENANT,
+    LedgerEvent,
+    Source,
+    StoreName,
+    check_purchase_id,
+    document_id,
+    parse_namespace,
+)
 
 APPLE_CONSUMPTION = "apple_consumption"
 GOOGLE_REFUND_REVIEW = "google_refund_review"
@@ -67,6 +75,8 @@ class RefundRequest:
     attempts: int = 0
     updated_ms: int = 0
     answered_ms: int | None = None
+    #: Whose app asked (the event's tenant); written before tenants: ``default``.
+    tenant: str = DEFAULT_TENANT
 
     def public(self) -> dict[str, Any]:
         """What admins see (``GET /refund-requests``): never the pending refund token."""
@@ -74,6 +84,7 @@ class RefundRequest:
 
         return {
             "id": self.id,
+            "tenant": self.tenant,
             "kind": self.kind,
             "store": self.store,
             "environment": self.environment,
@@ -112,6 +123,7 @@ def request_for(
             transaction_id=transaction if isinstance(transaction, str) else event.purchase_id,
             product_type=_text(details.get("type")),
             reason=_text(details.get("consumptionRequestReason")),
+            tenant=event.tenant or DEFAULT_TENANT,
         )
     if event.source is Source.GOOGLE and event.type == "PENDING_REFUND_REVIEW":
         token = pending_refund_token
@@ -130,6 +142,7 @@ def request_for(
             order_id=order,
             pending_refund_token=token if isinstance(token, str) and token else None,
             reason=_text(details.get("refundReason")),
+            tenant=event.tenant or DEFAULT_TENANT,
         )
     return None
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .quarantine import Quarantine
     from .reconciliation.state import ReconcileState
     from .refund_store import RefundStore
+    from .tenant_registry import TenantDirectory, TenantRegistry
+    from .tenants import Tenant
 
 
 class Wiring:
@@ -25,10 +27,16 @@ class Wiring:
     only the repositories it uses)."""
 
     def __init__(
-        self, entitlements: EntitlementStore, *, clock_ms: Callable[[], int] = now_ms
+        self,
+        entitlements: EntitlementStore,
+        *,
+        clock_ms: Callable[[], int] = now_ms,
+        default_tenant: Tenant | None = None,
     ) -> None:
         self.entitlements = entitlements
         self.clock_ms = clock_ms
+        #: The apps set in the environment (``tenants.default_tenant``), if any.
+        self.default_tenant = default_tenant
 
     @classmethod
     def connect(
@@ -38,10 +46,11 @@ class Wiring:
         *,
         function: str,
         clock_ms: Callable[[], int] = now_ms,
+        default_tenant: Tenant | None = None,
     ) -> Wiring:
         """A function's wiring (a WARNING at start-up when events are off)."""
         store = EntitlementStore.connect(firestore_settings, events, function=function)
-        return cls(store, clock_ms=clock_ms)
+        return cls(store, clock_ms=clock_ms, default_tenant=default_tenant)
 
     @classmethod
     def build(
@@ -52,11 +61,18 @@ class Wiring:
         *,
         function: str,
         clock_ms: Callable[[], int] = now_ms,
+        default_tenant: Tenant | None = None,
     ) -> Wiring:
         """Over ``entitlements`` when given (tests, benchmarks), else connected."""
         if entitlements is not None:
-            return cls(entitlements, clock_ms=clock_ms)
-        return cls.connect(firestore_settings, events, function=function, clock_ms=clock_ms)
+            return cls(entitlements, clock_ms=clock_ms, default_tenant=default_tenant)
+        return cls.connect(
+            firestore_settings,
+            events,
+            function=function,
+            clock_ms=clock_ms,
+            default_tenant=default_tenant,
+        )
 
     @property
     def client(self) -> firestore.Client:
@@ -85,7 +101,21 @@ class Wiring:
         return Quarantine(self.client, timeout_s=self.deadline_s, clock_ms=self.clock_ms)
 
     @cached_property
+    def registry(self) -> TenantRegistry:
+        from .tenant_registry import TenantRegistry
+
+        reserved = self.default_tenant.app_keys if self.default_tenant else ()
+        return TenantRegistry(self.client, timeout_s=self.deadline_s, reserved=reserved)
+
+    @cached_property
+    def tenants(self) -> TenantDirectory:
+        """Whose app is this: the environment's apps, then the registry (cached in-process)."""
+        from .tenant_registry import TenantDirectory
+
+        return TenantDirectory(self.registry, self.default_tenant)
+
+    @cached_property
     def ingestion(self) -> Ingestion:
         from .ingest import Ingestion
 
-        return Ingestion(self.entitlements, self.refunds, self.quarantine)
+        return Ingestion(self.entitlements, self.refunds, self.quarantine, self.tenants)

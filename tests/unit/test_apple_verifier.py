@@ -187,7 +187,6 @@ def test_settings_read_der_and_pem_and_resolve_relative_paths(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"APPLE_BUNDLE_IDS": ""}, "APPLE_BUNDLE_IDS"),
         ({"APPLE_ENVIRONMENTS": "sandbox"}, "APPLE_ENVIRONMENTS"),
         ({"APPLE_ENVIRONMENTS": "Xcode"}, "APPLE_ENVIRONMENTS"),
         ({"APPLE_ENVIRONMENTS": "Production", "APPLE_APP_APPLE_ID": ""}, "APPLE_APP_APPLE_ID"),
@@ -202,7 +201,6 @@ def test_settings_read_der_and_pem_and_resolve_relative_paths(tmp_path: Path) ->
         ),
     ],
     ids=[
-        "no_bundles",
         "env_case",
         "xcode",
         "prod_without_app_id",

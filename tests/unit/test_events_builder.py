@@ -94,6 +94,7 @@ def test_the_cloudevent_and_its_message() -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", event["id"]) and event["id"] == built.event_id
     assert event["data"] == {
         "entitlement_id": "google:tok-1",
+        "tenant": "default",
         "store": "google",
         "environment": "Production",
         "purchase_id": "tok-1",
@@ -116,6 +117,7 @@ def test_the_cloudevent_and_its_message() -> None:
     }
     message = events.pubsub_message(built)
     assert message["attributes"] == {
+        "tenant": "default",
         "store": "google",
         "environment": "Production",
         "status": "revoked",

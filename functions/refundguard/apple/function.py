@@ -9,16 +9,20 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import logs
+from ..appstore.errors import VerificationStatus
 from ..appstore.notifications import UnmappableNotification
+from ..appstore.verifier import check_app
 from ..errors import RefundGuardError, method_not_allowed, rejected
 from ..http import App, Reply, parse_json_object, read_body, serve
 from ..ingest import apple_event
+from ..model import StoreName
 from .settings import AppleSettings
 
 if TYPE_CHECKING:
     import flask
 
-    from ..appstore.verifier import AppleVerifier
+    from ..appstore.verifier import AppCheck, AppleVerifier
+    from ..ingest import Ingestion
     from ..store import EntitlementStore
 
 FUNCTION = "apple_notifications"
@@ -33,11 +37,17 @@ def create_handler(
 ) -> App:
     """Build the handler; raises ``ConfigError`` (the function does not start) on bad settings."""
     settings = settings or AppleSettings.from_env(env)
-    verifier = verifier or settings.verifier()
     from ..wiring import Wiring  # google-cloud-firestore: imported once, at start-up
 
-    wiring = Wiring.build(entitlements, settings.firestore, settings.events, function=FUNCTION)
+    wiring = Wiring.build(
+        entitlements,
+        settings.firestore,
+        settings.events,
+        function=FUNCTION,
+        default_tenant=settings.default_tenant(),
+    )
     ingestion = wiring.ingestion
+    verifier = verifier or settings.verifier(tenant_apps(ingestion))
     logs.info(
         "apple_notifications ready",
         function=FUNCTION,
@@ -113,3 +123,26 @@ def app_transaction_facts(verifier: AppleVerifier, payload: Mapping[str, Any]) -
         for name in names
         if isinstance(app_transaction.get(name), (str, int))
     }
+
+
+def tenant_apps(ingestion: Ingestion) -> AppCheck:
+    """The verifier's app check over the tenants: the bundle id must be claimed (the
+    environment's ``default`` tenant or a registered one), in one of that app's environments,
+    and in Production name that app's Apple ID. The registry unreachable: TRANSIENT (503)."""
+
+    def check(
+        bundle_id: str, environment: str, app_apple_id: int | None
+    ) -> tuple[VerificationStatus, str] | None:
+        tenant = ingestion.tenant_of(StoreName.APPLE, bundle_id)
+        app = tenant.apple_app(bundle_id) if tenant is not None else None
+        if tenant is None or app is None:
+            return (
+                VerificationStatus.INVALID_APP_IDENTIFIER,
+                "bundleId is not claimed by any tenant",
+            )
+        logs.bind(tenant=tenant.id)
+        return check_app(
+            environment, app_apple_id, environments=app.environments, expected=app.app_apple_id
+        )
+
+    return check

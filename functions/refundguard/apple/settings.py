@@ -17,8 +17,9 @@ from ..appstore.config import (
     read_environments,
     read_roots,
 )
-from ..appstore.verifier import PRODUCTION, AppleVerifier
+from ..appstore.verifier import PRODUCTION, AppCheck, AppleVerifier
 from ..config import EventsSettings, FirestoreSettings, Settings
+from ..tenants import AppleApp, Tenant, default_tenant
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,20 @@ class AppleSettings:
     def from_env(cls, env: Mapping[str, str]) -> AppleSettings:
         return load_settings(env)
 
-    def verifier(self) -> AppleVerifier:
+    def verifier(self, apps: AppCheck | None = None) -> AppleVerifier:
+        """The verifier of the configured apps, or of those ``apps`` accepts (the tenants')."""
         return AppleVerifier(
             self.roots,
             bundle_ids=self.bundle_ids,
-            environments=self.environments,
+            environments=self.environments or (PRODUCTION,),
             app_apple_id=self.app_apple_id,
+            apps=apps,
         )
+
+    def default_tenant(self) -> Tenant | None:
+        """The ``default`` tenant: ``APPLE_BUNDLE_IDS`` in ``APPLE_ENVIRONMENTS``."""
+        apps = tuple(AppleApp(b, self.app_apple_id, self.environments) for b in self.bundle_ids)
+        return default_tenant(apple_apps=apps)
 
 
 def load_settings(
@@ -54,10 +62,11 @@ def load_settings(
     settings = Settings(env)
     firestore = FirestoreSettings.read(settings)
     events = EventsSettings.read(settings)
-    bundle_ids = settings.csv("APPLE_BUNDLE_IDS", required=True)
+    # The default tenant's apps (tenants registered at run time bring their own).
+    bundle_ids = settings.csv("APPLE_BUNDLE_IDS")
     environments = read_environments(settings)
     production = PRODUCTION in environments
-    app_apple_id = read_app_apple_id(settings, required=production)
+    app_apple_id = read_app_apple_id(settings, required=production and bool(bundle_ids))
     roots, others = read_roots(
         settings, production=production, base_dir=base_dir, trusted=trusted_production_fingerprints
     )

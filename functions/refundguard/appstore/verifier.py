@@ -65,6 +65,26 @@ _PYJWT_STATUS: tuple[tuple[type[Exception], VerificationStatus], ...] = (
 _DECODE_ERRORS = (jwt_errors.PyJWTError, ValueError, TypeError, RecursionError, OverflowError)
 
 
+#: Whether a verified notification's (bundleId, environment, appAppleId) is one of ours: None,
+#: or why not (the verification status and a message). A tenant directory answers it at run time.
+AppCheck = Callable[[str, str, "int | None"], "tuple[VerificationStatus, str] | None"]
+
+
+def check_app(
+    environment: str,
+    app_apple_id: int | None,
+    *,
+    environments: Collection[str],
+    expected: int | None,
+) -> tuple[VerificationStatus, str] | None:
+    """An app's environments and, in Production, its Apple ID (Apple's rules for both)."""
+    if environment not in environments:
+        return _S.INVALID_ENVIRONMENT, "environment is not configured"
+    if environment == PRODUCTION and (app_apple_id is None or app_apple_id != expected):
+        return _S.INVALID_APP_IDENTIFIER, "appAppleId is not configured"
+    return None
+
+
 def _fail(status: VerificationStatus, message: str) -> AppleVerificationError:
     return AppleVerificationError(status, message)
 
@@ -159,6 +179,7 @@ class AppleVerifier:
         bundle_ids: Collection[str],
         environments: Collection[str] = (PRODUCTION,),
         app_apple_id: int | None = None,
+        apps: AppCheck | None = None,
         clock: Callable[[], float] = time.time,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
@@ -175,9 +196,10 @@ class AppleVerifier:
             raise ValueError(
                 f"environments must be among {sorted(ENVIRONMENTS)}, not {sorted(unknown)}"
             )
-        if PRODUCTION in self._environments and app_apple_id is None:
+        if apps is None and PRODUCTION in self._environments and app_apple_id is None:
             raise ValueError("app_apple_id is required when Production is enabled")
         self._app_apple_id = app_apple_id
+        self._apps = apps or self._configured_app
         self._clock = clock
         self._cache = ChainCache(cache_size)
 
@@ -238,16 +260,15 @@ class AppleVerifier:
         """Verify a ``signedPayload`` and every JWS inside it; check app and environment."""
         payload = self.verify_jws(signed_payload)
         bundle_id, app_apple_id, environment = _app_fields(payload)
-        if not isinstance(bundle_id, str) or bundle_id not in self._bundle_ids:
-            raise _fail(_S.INVALID_APP_IDENTIFIER, "bundleId is not configured")
-        if not isinstance(environment, str) or environment not in self._environments:
-            raise _fail(_S.INVALID_ENVIRONMENT, "environment is not configured")
-        if environment == PRODUCTION and (
-            not isinstance(app_apple_id, int)
-            or isinstance(app_apple_id, bool)
-            or app_apple_id != self._app_apple_id
-        ):
-            raise _fail(_S.INVALID_APP_IDENTIFIER, "appAppleId is not configured")
+        if not isinstance(bundle_id, str):
+            raise _fail(_S.INVALID_APP_IDENTIFIER, "bundleId must be text")
+        if not isinstance(environment, str):
+            raise _fail(_S.INVALID_ENVIRONMENT, "environment must be text")
+        if isinstance(app_apple_id, bool) or not isinstance(app_apple_id, int):
+            app_apple_id = None
+        problem = self._apps(bundle_id, environment, app_apple_id)
+        if problem is not None:
+            raise _fail(*problem)
 
         transaction = renewal = None
         data = payload.get("data")
@@ -274,6 +295,17 @@ class AppleVerifier:
                         "the renewal info's environment differs from the notification's",
                     )
         return VerifiedNotification(payload, bundle_id, environment, transaction, renewal)
+
+    def _configured_app(
+        self, bundle_id: str, environment: str, app_apple_id: int | None
+    ) -> tuple[VerificationStatus, str] | None:
+        """The apps given to the constructor: ``bundle_ids`` in ``environments``, Production
+        naming ``app_apple_id``."""
+        if bundle_id not in self._bundle_ids:
+            return _S.INVALID_APP_IDENTIFIER, "bundleId is not configured"
+        return check_app(
+            environment, app_apple_id, environments=self._environments, expected=self._app_apple_id
+        )
 
     @property
     def cached_chains(self) -> int:

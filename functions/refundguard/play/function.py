@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .. import logs
 from ..errors import RefundGuardError, method_not_allowed
 from ..http import App, Reply, read_body, serve
+from ..model import StoreName
 from ..playstore import envelope, rtdn
 from ..storeapi import CallPolicy
 from ..wiring import Wiring
@@ -20,6 +21,7 @@ from .settings import PlaySettings
 if TYPE_CHECKING:
     import flask
 
+    from ..ingest import Ingestion
     from ..playstore.api import PlayApiClient
     from ..store import EntitlementStore
 
@@ -42,8 +44,15 @@ def create_handler(
             "and this function (fine locally, not in production)",
             function=FUNCTION,
         )
-    wiring = Wiring.build(entitlements, settings.firestore, settings.events, function=FUNCTION)
+    wiring = Wiring.build(
+        entitlements,
+        settings.firestore,
+        settings.events,
+        function=FUNCTION,
+        default_tenant=settings.default_tenant(),
+    )
     ingestion = wiring.ingestion
+    claimed = ClaimedPackages(ingestion)
     api = play_api
     if api is None and settings.api is not None:
         from ..playstore.api import PlayApiClient  # only when the API is on: a lighter cold start
@@ -58,7 +67,7 @@ def create_handler(
         body = read_body(request, max_bytes=MAX_BODY_BYTES)
         message = envelope.parse(request.headers, body)
         logs.bind(message_id=message.message_id, delivery=message.delivery)
-        notification = rtdn.parse(message, settings.package_names)
+        notification = rtdn.parse(message, claimed)
         logs.bind(package=notification.package_name, notification=notification.type)
         applied = ingestion.play(notification, message.message_id, api)
         if applied is None:
@@ -84,3 +93,15 @@ def create_handler(
         return f"play:{message_id}" if isinstance(message_id, str) and message_id else None
 
     return serve(FUNCTION, handle, on_rejected=ingestion.quarantiner("play", key_of=key_of))
+
+
+class ClaimedPackages:
+    """``package in claimed``: whether a tenant claims the package (the registry, cached)."""
+
+    def __init__(self, ingestion: Ingestion) -> None:
+        self._ingestion = ingestion
+
+    def __contains__(self, package: object) -> bool:
+        if not isinstance(package, str):
+            return False
+        return self._ingestion.tenant_of(StoreName.GOOGLE, package) is not None

@@ -1,5 +1,6 @@
-"""The Play function's settings, read once at start-up: Firestore, the accepted packages, the push
-identity's token check, and the Play Developer API (``PLAY_DEVELOPER_API``, default off)."""
+"""The Play function's settings, read once at start-up: Firestore, the ``default`` tenant's
+packages (``PLAY_PACKAGE_NAMES``; registered tenants' come from the registry), the push identity's
+token check, and the Play Developer API (``PLAY_DEVELOPER_API``, default off)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from ..config import EventsSettings, FirestoreSettings, Settings
 from ..oidc import Authenticator, read_authenticator
 from ..playstore.credentials import PlayApiSettings, read_play_api_settings
+from ..tenants import Tenant, default_tenant
 
 
 @dataclass(frozen=True)
@@ -22,12 +24,16 @@ class PlaySettings:
     #: Where changes of access are published; None: events off (a WARNING at start-up).
     events: EventsSettings | None = None
 
+    def default_tenant(self) -> Tenant | None:
+        return default_tenant(play_packages=self.package_names, play_api=self.api is not None)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PlaySettings:
         settings = Settings(env)
         firestore = FirestoreSettings.read(settings)
         events = EventsSettings.read(settings)
-        packages = settings.csv("PLAY_PACKAGE_NAMES", required=True)
+        # The default tenant's apps (tenants registered at run time bring their own).
+        packages = settings.csv("PLAY_PACKAGE_NAMES")
         push_auth = read_authenticator(
             settings,
             emails="PLAY_PUSH_SERVICE_ACCOUNTS",

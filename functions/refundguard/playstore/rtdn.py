@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +123,9 @@ def keyed(unkeyed: Unkeyed, purchase_token: str) -> LedgerEvent:
     )
 
 
-def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNotification:
+def parse(message: PubSubMessage, allowed_packages: Container[str]) -> PlayNotification:
+    """The notification in ``message``, for a package in ``allowed_packages`` (a list, or
+    anything that answers ``in``: the tenants' claims)."""
     mid = message.message_id
     try:
         payload = parse_json_object(message.data, what="message data")
@@ -136,7 +138,7 @@ def parse(message: PubSubMessage, allowed_packages: Collection[str]) -> PlayNoti
     if package not in allowed_packages:
         raise rejected(
             "unknown_package",
-            f"package {package!r} is not in PLAY_PACKAGE_NAMES",
+            f"package {package!r} is not claimed by any tenant (nor in PLAY_PACKAGE_NAMES)",
             message_id=mid,
             package=package,
         )
