@@ -36,6 +36,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from refundguard_dev import demo_tenants
+from refundguard_dev.demo_tenants import DEMO_TENANTS
 from refundguard_dev.emulator import (
     find_emulator_jar,
     find_pubsub_jar,
@@ -176,6 +178,9 @@ def run(ports: dict[str, int]) -> int:
         assert jar is not None
         emulator = start_emulator(jar, log, project=PROJECT, port=ports["firestore"])
         processes.append(emulator.process)
+        print("Registering the demo tenants (creators) in Firestore", flush=True)
+        apple_bundles = tuple(b for b in local_apple_env()["APPLE_BUNDLE_IDS"].split(",") if b)
+        demo_tenants.register(emulator.host, env, apple_bundles)
         if pubsub_jar is not None:
             start_events(pubsub_jar, ports, urls, processes)
         else:
@@ -222,9 +227,14 @@ def run(ports: dict[str, int]) -> int:
             print(f"Starting events_sweep on {urls['events_sweep']}/", flush=True)
             processes.append(start_function("events_sweep", ports["events_sweep"], env))
             sweep_every(urls["events_sweep"], SWEEP_EVERY_S)
+        problems = demo_tenants.send_purchases(
+            urls["play_notifications"] + "/", urls["apple_notifications"] + "/"
+        )
         Stack(urls=urls, project=PROJECT, admin_emails=emails, pid=os.getpid()).write()
         print(
             banner(urls, emails, events=pubsub_jar is not None, reconcile_every=reconcile_every),
+            tenants_banner(urls, stores.tenant_keys, problems),
+            sep="",
             flush=True,
         )
         return watch(processes)
@@ -391,6 +401,38 @@ What waits unpublished:
 Apple (signed with the local test PKI):  {py} scripts/send_apple_notification.py REFUND
 Any Play notification type:              {send} --help
 """
+
+
+def tenants_banner(
+    urls: dict[str, str], keys: dict[str, tuple[str, str]], problems: list[str]
+) -> str:
+    """The demo tenants: their apps, their purchases, and the tenant admin who signs in to the
+    console and sees their own tenant only."""
+    title = "Tenants (creators) registered at start-up, each with its own apps and Apple team:"
+    lines = ["", title, ""]
+    for demo in DEMO_TENANTS:
+        key_id, issuer = keys.get(demo.id, (demo.apple_key_id, "?"))
+        lines += [
+            f"  {demo.id:<10} {demo.display_name}",
+            f"             Play {demo.play_package}, Apple {demo.bundle_id} "
+            f"(appAppleId {demo.app_apple_id})",
+            f"             purchases: token {demo.token} (order {demo.order}), "
+            f"Apple transaction {demo.transaction} (Sandbox)",
+            f"             tenant admin: {demo.admin}; Apple key {key_id}, issuer {issuer},",
+            f"             .p8 in {demo.apple_key_file.relative_to(ROOT)} (upload it on the "
+            "tenant's page: Apple key)",
+        ]
+    first, other = DEMO_TENANTS[0], DEMO_TENANTS[1]
+    lines += [
+        "",
+        f"Sign in to the console ({urls['admin_console']}/) as tenant admin {first.admin}: "
+        f"{first.id}'s purchases",
+        f"only. {first.token} is found; {other.token} ({other.id}'s) is not found,",
+        "exactly like an id that does not exist. As the platform admin, pick a tenant or look up "
+        "across all of them.",
+    ]
+    lines += [f"WARNING: {problem}" for problem in problems]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

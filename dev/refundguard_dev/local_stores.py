@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import play_api_data as data
 from .apple_pki import APP_APPLE_ID
+from .demo_tenants import DEMO_TENANTS
 from .fake_appstore_api import FakeAppStoreApi, new_api_key
 from .fake_play_api import FakePlayApi
 from .local import APPLE_BUNDLE_ID, APPLE_ROOT_DER, RUN_DIR, local_apple_pki
@@ -41,6 +42,7 @@ DEMO_ORDERS = {
     UNSEEN_TOKEN: UNSEEN_ORDER,
     MISSED_TOKEN: MISSED_ORDER,
     DEMO_SUBSCRIPTION: SUBSCRIPTION_LATEST_ORDER,
+    **{demo.token: demo.order for demo in DEMO_TENANTS},
 }
 
 
@@ -65,6 +67,8 @@ class LocalStores:
     apple: FakeAppStoreApi
     play_env: dict[str, str]  # the Play function's and the admin function's Play API settings
     apple_env: dict[str, str]  # the admin function's App Store Server API settings
+    #: Each demo tenant's App Store Server API key: tenant id -> (key id, issuer id).
+    tenant_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def stop(self) -> None:
         self.play.stop()
@@ -88,24 +92,45 @@ def seed_play(api: FakePlayApi, package: str = data.PACKAGE) -> None:
             SUBSCRIPTION_FIRST_ORDER, DEMO_SUBSCRIPTION, product_id=data.MONTHLY, subscription=True
         ),
     )
+    for demo in DEMO_TENANTS:  # each demo tenant's purchase, in its own package
+        api.add_product_purchase(
+            demo.play_package, demo.token, data.product_purchase(order_id=demo.order)
+        )
+        api.add_order(demo.play_package, data.order(demo.order, demo.token))
 
 
 def seed_apple(api: FakeAppStoreApi) -> None:
     api.add_transaction(original_transaction_id=APPLE_TRANSACTION, bundle_id=APPLE_BUNDLE_ID)
     api.add_order(APPLE_ORDER, APPLE_TRANSACTION)
+    for demo in DEMO_TENANTS:
+        api.add_transaction(original_transaction_id=demo.transaction, bundle_id=demo.bundle_id)
+
+
+def register_tenant_keys(api: FakeAppStoreApi) -> dict[str, tuple[str, str]]:
+    """One App Store Server API key per demo tenant (its own Apple team: its own issuer id),
+    written under ``.run/`` for the tenant's key upload (``PUT /tenants/{id}/apple-key``):
+    tenant id -> (key id, issuer id)."""
+    keys = {}
+    for demo in DEMO_TENANTS:
+        key = api.register_key(new_api_key(demo.apple_key_id))
+        key.write_p8(demo.apple_key_file)
+        keys[demo.id] = (key.key_id, key.issuer_id)
+    return keys
 
 
 def start_local_stores(play_port: int, apple_port: int, package: str = data.PACKAGE) -> LocalStores:
     """Both stand-ins on their ports, seeded, with the settings that reach them."""
     RUN_DIR.mkdir(exist_ok=True)
-    play = FakePlayApi(play_port, packages=[package])
+    play = FakePlayApi(play_port, packages=[package, *(d.play_package for d in DEMO_TENANTS)])
     play.write_service_account_key(PLAY_KEY_FILE)
     seed_play(play, package)
+    bundle_ids = [APPLE_BUNDLE_ID, *(d.bundle_id for d in DEMO_TENANTS)]
     apple = FakeAppStoreApi(
-        apple_port, environment="Production", bundle_ids=[APPLE_BUNDLE_ID], pki=local_apple_pki()
+        apple_port, environment="Production", bundle_ids=bundle_ids, pki=local_apple_pki()
     )
     key = apple.register_key(new_api_key("RGLOCAL001"))
     key.write_p8(APPLE_KEY_FILE)
+    tenant_keys = register_tenant_keys(apple)
     seed_apple(apple)
     play.start()
     apple.start()
@@ -125,4 +150,4 @@ def start_local_stores(play_port: int, apple_port: int, package: str = data.PACK
         "APPLE_APP_APPLE_ID": str(APP_APPLE_ID),
         "APPLE_ROOT_CERTS": str(APPLE_ROOT_DER),
     }
-    return LocalStores(play, apple, play_env, apple_env)
+    return LocalStores(play, apple, play_env, apple_env, tenant_keys)

@@ -246,6 +246,21 @@ class Started:
         return left
 
 
+def lookup(admin_url: str, token: str, store: str, purchase_id: str) -> dict[str, Any]:
+    """``POST /entitlements:lookup`` on the admin function, as the CLI's ``show`` does."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        admin_url + "/entitlements:lookup",
+        data=json.dumps({"store": store, "purchase_id": purchase_id}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return dict(json.loads(answer.read()))
+
+
 def _assert_all_stopped(started: Started, left: set[int], ports: dict[str, str]) -> None:
     from refundguard_dev.stack import port_is_free
 
@@ -298,6 +313,7 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
     import urllib.request
     from pathlib import Path
 
+    from refundguard_dev.demo_tenants import DEMO_TENANTS
     from refundguard_dev.local_stores import (
         APPLE_ORDER,
         DEMO_ORDER,
@@ -342,6 +358,18 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             assert done.returncode == 0, done.stderr + done.stdout
             return done.stdout
 
+        # The demo tenants' purchases, applied at start-up through the Play and Apple functions,
+        # each stamped with its own tenant (the banner names them and the tenant admins).
+        for demo in DEMO_TENANTS:
+            for store, purchase_id in (("google", demo.token), ("apple-sandbox", demo.transaction)):
+                found = lookup(stack["urls"]["admin"], token, store, purchase_id)
+                assert found["entitlement"]["tenant"] == demo.id, found
+                assert found["status"] == "active", found
+            assert f"  {demo.id:<10} {demo.display_name}" in started.output
+            assert f"tenant admin: {demo.admin};" in started.output
+            assert f"Play {demo.play_package}, Apple {demo.bundle_id} " in started.output
+        assert f"as tenant admin {DEMO_TENANTS[0].admin}: " in started.output
+        assert "WARNING: creator-" not in started.output
         # Nothing ran the reconciler on its own: the reader's `run` is the first.
         assert "(none)" in cli_ok("runs")
         sent = script("scripts/send_play_notification.py", "voided", "--token", "tok-custom")
@@ -422,3 +450,35 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
     assert "runs when asked" in output
     assert f"voided --token {DEMO_TOKEN} --order-id {DEMO_ORDER}" in output
     _assert_all_stopped(started, left, ports)
+
+
+def test_the_demo_tenants_are_registered_with_their_apps_and_tenant_admins(
+    emulator_env: dict[str, str],
+) -> None:
+    """make run's two creators: registered through the registry (twice: the second run leaves
+    them), each with its own Play package and Apple bundle id, and a tenant admin of its own in
+    ``staff/{email}``; an app of the environment's ``default`` tenant cannot be taken."""
+    from google.cloud import firestore
+    from refundguard.errors import RefundGuardError
+    from refundguard.tenant_registry import TenantRegistry
+    from refundguard_dev.demo_tenants import DEMO_TENANTS, register
+
+    host, project = emulator_env["FIRESTORE_EMULATOR_HOST"], emulator_env["GOOGLE_CLOUD_PROJECT"]
+    env = {"PLAY_PACKAGE_NAMES": "com.example.courses"}
+    for _ in range(2):
+        register(host, env, ("com.example.refundguard",), project=project)
+    client = firestore.Client(project=project)
+    tenants = TenantRegistry(client, timeout_s=20).list()
+    assert [t.id for t in tenants] == ["creator-a", "creator-b"]
+    apps = [app for t in tenants for app in t.app_keys]
+    assert len(apps) == len(set(apps)) == 4  # a package and a bundle id each, none shared
+    for tenant, demo in zip(tenants, DEMO_TENANTS, strict=True):
+        assert tenant.play_packages == (demo.play_package,) and tenant.play_api
+        assert [a.bundle_id for a in tenant.apple_apps] == [demo.bundle_id]
+        staff = client.collection("staff").document(demo.admin).get().to_dict()
+        assert staff == {"platform": None, "tenants": {demo.id: "admin"}}
+    assert len({d.admin for d in DEMO_TENANTS}) == len(DEMO_TENANTS)
+    client.collection("tenants").document("creator-a").delete()
+    taken = {"PLAY_PACKAGE_NAMES": DEMO_TENANTS[0].play_package}
+    with pytest.raises(RefundGuardError, match="default tenant"):
+        register(host, taken, (), project=project)
