@@ -140,7 +140,10 @@ class FakeAppStoreApi(FakeServer):
     ) -> None:
         super().__init__(port)
         self.environment = environment
+        bundle_ids = list(bundle_ids)
         self.bundle_ids = set(bundle_ids)
+        #: The first app given: the one ``POST /_dev/order`` adds transactions to.
+        self.first_bundle_id = bundle_ids[0] if bundle_ids else BUNDLE_ID
         self.app_apple_id = app_apple_id
         self.pki = pki or default_pki()  # swap for another PKI: answers stop verifying
         self.keys: dict[str, tuple[str, ec.EllipticCurvePublicKey]] = {}
@@ -227,7 +230,7 @@ class FakeAppStoreApi(FakeServer):
 
     def _dev_order(self, request: Request) -> Reply:
         """``{"orderId", "transactionId", "delay_s"}``: an order of one transaction (of the first
-        known app); with ``delay_s``, its next Look Up Order ID answers that many seconds late."""
+        app given); with ``delay_s``, its next Look Up Order ID answers that many seconds late."""
         body = request.json() if request.body else None
         order_id = body.get("orderId") if isinstance(body, dict) else None
         tx = body.get("transactionId") if isinstance(body, dict) else None
@@ -236,7 +239,7 @@ class FakeAppStoreApi(FakeServer):
             return self._error(4000000, "orderId and a numeric transactionId are required")
         if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 60:
             return self._error(4000000, "delay_s must be 0-60 seconds")
-        bundle_id = sorted(self.bundle_ids)[0]
+        bundle_id = self.first_bundle_id
         self.add_transaction(original_transaction_id=tx, bundle_id=bundle_id)
         self.add_order(order_id, tx)
         if delay:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from refundguard_dev.browser import (
     visible,
     wait_for,
 )
+from refundguard_dev.demo_tenants import DEMO_TENANTS
 from refundguard_dev.dev_issuer import mint
 from refundguard_dev.emulator import DEFAULT_JAR, find_emulator_jar
 from refundguard_dev.local import LOCAL_CONSOLE_CLIENT_ID, PROJECT
@@ -409,3 +411,192 @@ def test_a_lost_answer_and_its_retry_say_what_was_written(stack: LocalStack, bro
     assert len(entries) == before + 1 and "ADMIN_REGRANT" in entries[0]
     lines = [line for line in audit_lines(stack) if line.get("action") == "regrant"][-2:]
     assert [line.get("replayed") for line in lines] == [False, True]
+
+
+# ------------------------------------------------------------------------------------ tenants
+# make run registers two creators (refundguard_dev.demo_tenants), each with a tenant admin. The
+# tenant routes (GET /me, /tenants..., docs/console.md) belong to the admin API: the tests that
+# need one are skipped, saying so, while the stack's admin API does not serve it.
+
+
+def api_call(
+    stack: LocalStack, method: str, path: str, email: str = ADMIN, body: Any = None
+) -> tuple[int, dict[str, Any]]:
+    """One call of the console's API as ``email`` (a local console token): status and JSON."""
+    token = mint(email, LOCAL_CONSOLE_CLIENT_ID)
+    request = urllib.request.Request(
+        console(stack) + path.lstrip("/"),
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def require_route(stack: LocalStack, method: str, path: str, body: Any = None) -> None:
+    """Skip unless the stack's admin API serves ``method path`` (asked as the platform admin; a
+    request it refuses as bad input writes nothing)."""
+    status, answer = api_call(stack, method, path, body=body)
+    code = answer.get("error")
+    code = code.get("code") if isinstance(code, dict) else code
+    if status == 404 and code == "no_such_route":
+        pytest.skip(
+            f"{method} /{path} is not served by this admin API yet (issue 17's tenant routes, "
+            "docs/console.md); run this test once they are merged"
+        )
+
+
+def pick(driver: Any, tenant_id: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(visible(driver, "#tenant")).select_by_value(tenant_id)
+    driver.find_element("id", "tenant-switch").click()
+
+
+def picked(driver: Any) -> str:
+    from selenium.webdriver.support.ui import Select
+
+    option = Select(driver.find_element("id", "tenant")).first_selected_option
+    return str(option.get_attribute("value"))
+
+
+def focused(driver: Any) -> str:
+    return str(driver.switch_to.active_element.get_attribute("id"))
+
+
+def test_without_tenant_routes_the_page_is_a_platform_admins_as_before(
+    stack: LocalStack, browser: Any
+) -> None:
+    """An admin API from before tenants (no GET /me): no picker, no set-up pages, every action."""
+    status, _ = api_call(stack, "GET", "me")
+    if status != 404:
+        pytest.skip("this admin API serves GET /me: the tenant tests below cover the page")
+    sign_in(browser, console(stack), ADMIN)
+    wait_for(browser, lambda d: focused(d) == "query")
+    assert not browser.find_element("id", "tenant-bar").is_displayed()
+    search(browser, DEMO_TENANTS[1].token)
+    wait_for(browser, lambda d: fact(d, "purchase-id") == DEMO_TENANTS[1].token)
+    assert visible(browser, "[data-action=regrant]") and not browser.find_elements(
+        "css selector", ".tenant-note, [data-fact=tenant]"
+    )
+
+
+def test_a_platform_admin_picks_a_tenant_switches_and_sets_it_up(
+    stack: LocalStack, browser: Any
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    require_route(stack, "GET", "me")
+    a, b = DEMO_TENANTS
+    sign_in(browser, console(stack), ADMIN)
+    wait_for(browser, lambda d: focused(d) == "query")
+    values = [o.get_attribute("value") for o in Select(visible(browser, "#tenant")).options]
+    assert values[0] == "*" and {a.id, b.id} <= set(values)
+    assert picked(browser) == "*" and text_of(browser, "#tenant-role") == "platform admin"
+    # All tenants: a look-up finds any tenant's purchase, and says whose it is.
+    search(browser, b.token)
+    wait_for(browser, lambda d: fact(d, "purchase-id") == b.token)
+    assert b.id in fact(browser, "tenant") and visible(browser, "[data-action=revoke]")
+    # Picking creator-a: creator-b's purchase is still a platform admin's to see, marked as
+    # another tenant's, with a switch to its own tenant.
+    pick(browser, a.id)
+    assert not browser.find_element("id", "results").is_displayed()  # the old answer is gone
+    search(browser, b.token)
+    note = text_of(browser, ".tenant-note")
+    assert f"belongs to {b.display_name} ({b.id})" in note
+    visible(browser, "#switch-to-owner").click()
+    wait_for(browser, lambda d: picked(d) == b.id)
+    assert fact(browser, "purchase-id") == b.token
+    assert not browser.find_elements("css selector", ".tenant-note")
+    # creator-b's set-up pages: its apps (a platform admin's to change), its staff, the Play
+    # service account to invite.
+    visible(browser, "#view-setup-button").click()
+    assert visible(browser, "#apps-play").get_attribute("value") == b.play_package
+    assert b.bundle_id in visible(browser, "#apps-apple").get_attribute("value")
+    wait_for(browser, lambda d: b.admin in text_of(d, "#setup-staff"))
+    assert not browser.find_element("id", "view-purchases").is_displayed()
+    wait_for(browser, lambda d: "@" in (visible(d, "#play-account").get_attribute("value") or ""))
+    # Back to all tenants: the set-up page is the new-tenant form.
+    pick(browser, "*")
+    visible(browser, "#new-tenant-id")
+
+
+def test_tenant_staff_see_their_tenant_only(stack: LocalStack, browser: Any) -> None:
+    """A tenant admin: no picker; their tenant's purchases; another tenant's purchase id reads
+    exactly like one that does not exist (and the API's audit line says why); their tenant's apps
+    read-only; its staff theirs to change."""
+    require_route(stack, "GET", "me")
+    a, b = DEMO_TENANTS
+    sign_in(browser, console(stack), a.admin)
+    wait_for(browser, lambda d: focused(d) == "query")
+    assert not browser.find_element("id", "tenant-pick").is_displayed()
+    assert a.id in text_of(browser, "#tenant-name")
+    assert text_of(browser, "#tenant-role") == "tenant admin"
+    search(browser, a.token)
+    wait_for(browser, lambda d: fact(d, "purchase-id") == a.token)
+    assert visible(browser, "[data-action=regrant]")
+
+    def not_found(purchase_id: str) -> str:
+        browser.execute_script("document.getElementById('notice').hidden = true")
+        search(browser, purchase_id)
+        return text_of(browser, "#notice")
+
+    others = not_found(b.token)
+    nobodys = not_found("creator-z-purchase-token-0404")
+    assert others == nobodys and others.startswith("Not found")
+    assert not browser.find_element("id", "results").is_displayed()
+    denied = [line for line in audit_lines(stack) if line.get("denied") == "other_tenant"]
+    assert denied and denied[-1]["actor"] == a.admin
+    # The tenant's pages: apps to read, staff to manage, nothing of the other tenant.
+    visible(browser, "#view-setup-button").click()
+    wait_for(browser, lambda d: a.play_package in text_of(d, "#setup-apps"))
+    assert not browser.find_elements("id", "apps-play")  # a platform admin's to change
+    wait_for(browser, lambda d: a.admin in text_of(d, "#setup-staff"))
+    visible(browser, "#staff-email").send_keys("support-a@example.com")
+    browser.find_element("css selector", "#setup-staff button[type=submit]").click()
+    wait_for(browser, lambda d: "support-a@example.com" in text_of(d, "#staff-list"))
+    assert api_call(stack, "GET", f"tenants/{a.id}/staff", a.admin)[0] == 200
+    visible(browser, '[data-email="support-a@example.com"] button').click()
+    visible(browser, "#confirm-ok").click()
+    wait_for(browser, lambda d: "support-a@example.com" not in text_of(d, "#setup-staff"))
+    page = browser.find_element("tag name", "body").text
+    assert b.id not in page and b.display_name not in page
+
+
+def test_a_tenant_admin_uploads_the_apple_key_once_and_checks_access(
+    stack: LocalStack, browser: Any
+) -> None:
+    """The key's text leaves the page once: the form is emptied, the page never shows it, the
+    tenant lists the key id; check access names each store's state, with the fix when it fails."""
+    import re
+
+    require_route(stack, "GET", "me")
+    a = DEMO_TENANTS[0]
+    require_route(stack, "PUT", f"tenants/{a.id}/apple-key", body={})
+    issuer = re.search(rf"Apple key {a.apple_key_id}, issuer ([0-9a-f-]+),", stack.output())
+    assert issuer, "the banner names each tenant's Apple key and issuer"
+    pem = a.apple_key_file.read_text()
+    sign_in(browser, console(stack), a.admin)
+    wait_for(browser, lambda d: focused(d) == "query")
+    visible(browser, "#view-setup-button").click()
+    visible(browser, "#key-id").send_keys(a.apple_key_id)
+    visible(browser, "#key-issuer").send_keys(issuer.group(1))
+    visible(browser, "#key-file").send_keys(str(a.apple_key_file))
+    browser.find_element("css selector", "#setup-key button[type=submit]").click()
+    wait_for(browser, lambda d: f"{a.apple_key_id} (in use)" in text_of(d, "#setup-key"))
+    assert visible(browser, "#key-text").get_attribute("value") == ""
+    body = pem.strip().splitlines()[1]
+    assert body not in browser.page_source
+    visible(browser, "#check-access").click()
+    items = wait_for(
+        browser, lambda d: d.find_elements("css selector", "#access-results li[data-store]")
+    )
+    assert len(items) == 2
+    for item in items:
+        assert re.search(r"(Google Play|App Store): ", item.text)
+        if item.find_element("css selector", "code").text != "ok":
+            assert "What to do: " in item.text

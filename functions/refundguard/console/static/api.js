@@ -39,9 +39,15 @@ export function createApi(getToken) {
       data = null;
     }
     if (!response.ok) {
-      const code = (data && typeof data.error === "string" && data.error) || "http_error";
-      const message = (data && typeof data.message === "string" && data.message) || "";
-      throw new ApiError(response.status, code, message || `HTTP ${response.status}`, data?.details);
+      // {"error": code, "message": ...}, or {"error": {code, message}}
+      const error = data && typeof data.error === "object" && data.error ? data.error : data;
+      const code =
+        (error && typeof error.code === "string" && error.code) ||
+        (data && typeof data.error === "string" && data.error) ||
+        "http_error";
+      const message = (error && typeof error.message === "string" && error.message) || "";
+      const details = error?.details || data?.details;
+      throw new ApiError(response.status, code, message || `HTTP ${response.status}`, details);
     }
     return { data: data || {}, replayed: response.headers.get("Idempotent-Replayed") === "true" };
   }
@@ -51,6 +57,8 @@ export function createApi(getToken) {
       call("POST", "./entitlements:lookup", { body: { store, purchase_id: purchaseId } }),
     order: (orderId) => call("GET", `./orders/${encodeURIComponent(orderId)}`),
     list: (path) => call("GET", path),
+    get: (path) => call("GET", path),
+    send: (method, path, body) => call(method, path, { body }),
     /** Re-grant or revoke; retried once with the same Idempotency-Key, so it never acts twice. */
     async act(action, store, purchaseId, reason, key) {
       const request = () =>
@@ -81,16 +89,25 @@ export function explain(err) {
     case 401:
       return "You are signed out, or your sign-in has expired. Sign in again.";
     case 403:
-      return (
-        `Not allowed: ${err.message || "your account is not on the admin list"}. ` +
-        "Ask whoever runs refundguard to add your address to its admin list (ADMIN_EMAILS)."
-      );
+      if (err.code === "tenant_suspended") {
+        return (
+          `Not allowed: this tenant is suspended${said}. Its staff cannot act until a platform ` +
+          "admin makes it active again."
+        );
+      }
+      if (err.code === "not_an_admin") return notOnTheList(err);
+      return `Not allowed: your role does not allow this${said}.`;
     case 404:
       if (err.code === "not_found") {
         return "Not found: refundguard has no purchase with this id (no notification named it).";
       }
       if (err.code === "order_not_found") return `Order not found: ${err.message}`;
       return `Not found${said}.`;
+    case 409:
+      if (err.code === "tenant_changed") {
+        return "Someone changed this tenant since the page read it: read again, then redo your change.";
+      }
+      return `Refused: ${err.message || err.code}.`;
     case 422:
       return `Refused${said}.`;
     case 503: {
@@ -102,4 +119,20 @@ export function explain(err) {
       if (err.status >= 400 && err.status < 500) return `The request was refused${said}.`;
       return `refundguard answered HTTP ${err.status}${said}. Try again in a minute.`;
   }
+}
+
+function notOnTheList(err) {
+  return (
+    `Not allowed: ${err.message || "your account is not on the admin list"}. ` +
+    "Ask whoever runs refundguard to add your address to its admin list (ADMIN_EMAILS), or " +
+    "your tenant's admin to add you to its staff."
+  );
+}
+
+/** The refusal of a sign-in (the first call after it), in words. */
+export function explainSignIn(err) {
+  if (err instanceof ApiError && err.status === 403 && err.code !== "tenant_suspended") {
+    return notOnTheList(err);
+  }
+  return explain(err);
 }

@@ -4,26 +4,47 @@
 // memory (never in storage, cookies or URLs) and is dropped on sign-out, expiry or a 401.
 //
 // The newest request wins: every request whose answer replaces what the page shows (a search, a
-// link, the reload after an action, the panels) takes a ticket, and an answer (or error) whose
-// ticket is no longer the newest is dropped. Sign-out makes every ticket old.
+// link, the reload after an action, the panels, a tenant's pages) takes a ticket, and an answer
+// (or error) whose ticket is no longer the newest is dropped. Sign-out makes every ticket old.
+//
+// Tenants: after sign-in the page asks GET /me. A platform admin picks a tenant (or all of them,
+// for look-ups); tenant staff see their own tenant(s) only. Without GET /me (an admin API from
+// before tenants) the page is a platform admin's of the one deployment, as it was. The API
+// enforces every role; the page hides only what the API would refuse (tenants.js).
 
-import { ApiError, createApi, explain } from "./api.js";
+import { ApiError, createApi, explain, explainSignIn } from "./api.js";
 import { h, show, visible } from "./dom.js";
 import { classify, fragmentFor, KINDS, namespacesFor, namespaceOf, parseFragment } from "./ids.js";
 import { renderRefundRequests, renderRuns } from "./panels.js";
 import { renderChoice, renderPurchase } from "./render.js";
+import { renderNewTenant, renderSetup } from "./setup.js";
+import {
+  ALL,
+  canAct,
+  canSetUp,
+  choices,
+  firstChoice,
+  label,
+  legacyMe,
+  nameOf,
+  parseMe,
+  ROLE_WORDS,
+  roleIn,
+  tenantOf,
+} from "./tenants.js";
 import { statusWords, storeWords, withArticle } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content || "";
 
-const session = { token: null, email: "", timer: null };
+const session = { token: null, email: "", timer: null, me: null, tenant: ALL, view: "purchases" };
+const details = new Map(); // tenant id -> the tenant as GET /tenants/{id} answered (this session)
 let current = null; // {namespace, purchaseId, view}: the purchase shown, which the actions act on
 const api = createApi(() => session.token);
 
 // ------------------------------------------------------------------------- newest answer wins
 
-const tickets = { view: 0, panels: 0 };
+const tickets = { view: 0, panels: 0, setup: 0, me: 0 };
 
 /** A ticket for a new request of this kind: answers to older ones are dropped from now on. */
 function ticket(kind) {
@@ -103,12 +124,36 @@ async function onCredential(response) {
   session.email = typeof payload.email === "string" ? payload.email : "";
   session.timer = setTimeout(() => signOut("Your sign-in has expired. Sign in again."), msLeft);
   $("sign-in-state").textContent = "Checking your access…";
+  if (!(await loadMe()) || session.token !== token) return;
   if ((await loadPanels()) && session.token === token) enterWorkspace();
+}
+
+/** GET /me: who this is and which tenants they see; the access check of a sign-in (401/403 sign
+ * out). A 404 no_such_route: an admin API from before tenants, the page as it was. */
+async function loadMe() {
+  const mine = ticket("me");
+  try {
+    const { data } = await api.get("./me");
+    if (!newest("me", mine)) return false;
+    session.me = parseMe(data, session.email);
+  } catch (err) {
+    if (!newest("me", mine)) return false;
+    if (err instanceof ApiError && err.status === 404 && err.code === "no_such_route") {
+      session.me = legacyMe(session.email);
+    } else {
+      signOut(explainSignIn(err));
+      return false;
+    }
+  }
+  session.tenant = firstChoice(session.me);
+  return true;
 }
 
 function enterWorkspace() {
   $("who-email").textContent = visible(session.email);
   show($("who"));
+  drawTenantBar();
+  showView("purchases");
   show($("sign-in"), false);
   show($("workspace"));
   $("sign-in-state").textContent = "";
@@ -120,10 +165,19 @@ function enterWorkspace() {
 function signOut(message) {
   session.token = null;
   session.email = "";
+  session.me = null;
+  session.tenant = ALL;
+  details.clear();
   clearTimeout(session.timer);
   current = null;
   ticket("view"); // answers still on their way belong to the old session: dropped
   ticket("panels");
+  ticket("setup");
+  ticket("me");
+  $("view-setup").replaceChildren();
+  show($("view-setup"), false);
+  show($("view-purchases"));
+  show($("tenant-bar"), false);
   window.google?.accounts?.id?.disableAutoSelect?.();
   $("results-body").replaceChildren();
   show($("results"), false);
@@ -135,9 +189,15 @@ function signOut(message) {
   $("sign-in-title").focus?.();
 }
 
-/** Any 401 signs out; a 403 is shown as it is and signs out too (nothing here would work). */
+/** Whether an error ends the session: a 401, or a 403 saying this person is nobody here. */
+function signsOut(err) {
+  return err instanceof ApiError && (err.status === 401 || (err.status === 403 && err.code === "not_an_admin"));
+}
+
+/** Any 401 signs out, and a 403 `not_an_admin` (nothing here would work); another 403 (a role,
+ * a suspended tenant) is shown as it is. */
 function handle(err) {
-  if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+  if (signsOut(err)) {
     signOut(explain(err));
   } else {
     notice(explain(err));
@@ -166,11 +226,14 @@ async function loadPanels() {
       show(panel);
     } catch (err) {
       if (!newest("panels", mine)) return false;
-      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+      if (signsOut(err)) {
         signOut(explain(err));
         return false;
       }
-      const absent = err instanceof ApiError && err.status === 404 && err.code === "no_such_route";
+      // Not deployed here, or not this role's (a 403): hidden.
+      const absent =
+        err instanceof ApiError &&
+        ((err.status === 404 && err.code === "no_such_route") || err.status === 403);
       if (!absent) body.replaceChildren(h("p", { class: "error" }, explain(err)));
       show(panel, !absent);
     }
@@ -252,8 +315,16 @@ function showPurchase(namespace, purchaseId, view, found, mine) {
   if (!newest("view", mine)) return false;
   const target = { namespace, purchaseId, view };
   current = target;
+  const ent = view.entitlement || {};
+  const owner = ent.tenant || (session.tenant !== ALL ? session.tenant : null);
   $("results-body").replaceChildren(
-    renderPurchase(view, { onAction: (action, opener) => onAction(target, action, opener), found }),
+    renderPurchase(view, {
+      onAction: (action, opener) => onAction(target, action, opener),
+      found,
+      allowed: canAct(session.me || legacyMe(""), owner, details.get(owner)),
+      role: session.me?.legacy ? null : ROLE_WORDS[roleIn(session.me, owner)] || null,
+      tenant: session.me?.legacy ? null : tenantFacts(ent.tenant),
+    }),
   );
   show($("results"));
   const fragment = `#${fragmentFor(view.entitlement || {})}`;
@@ -277,6 +348,151 @@ function openFragment() {
       showPurchase(target.namespace, target.purchaseId, data, "Opened from a link.", mine);
     });
   }
+}
+
+// ------------------------------------------------------------------------------------ tenants
+
+/** The purchase's tenant as the page shows it, and, when it is not the tenant picked above, a
+ * way to switch to it. */
+function tenantFacts(id) {
+  if (!id) return null;
+  const other = session.tenant !== ALL && id !== session.tenant;
+  const switchable = other && choices(session.me).some(([value]) => value === id);
+  return {
+    name: nameOf(session.me, id),
+    note: other ? `This purchase belongs to ${nameOf(session.me, id)}, not to the tenant picked above.` : null,
+    onSwitch: switchable ? () => switchTenant(id, { keep: true }) : null,
+  };
+}
+
+function drawTenantBar() {
+  const me = session.me;
+  if (!me || me.legacy) {
+    show($("tenant-bar"), false);
+    return;
+  }
+  const options = choices(me);
+  const select = $("tenant");
+  select.replaceChildren(...options.map(([value, text]) => h("option", { value }, text)));
+  select.value = session.tenant;
+  show($("tenant-pick"), options.length > 1);
+  show($("tenant-one"), options.length <= 1);
+  const only = tenantOf(me, session.tenant);
+  $("tenant-name").textContent = only ? visible(label(only)) : "none";
+  drawTenantState();
+  show($("tenant-bar"));
+}
+
+/** Role, suspension and the set-up button of the tenant picked. */
+function drawTenantState() {
+  const me = session.me;
+  const id = session.tenant;
+  const role = id === ALL ? (me.platform_role === "admin" ? "platform_admin" : me.platform_role) : roleIn(me, id);
+  $("tenant-role").textContent = ROLE_WORDS[role] || "none";
+  show($("tenant-suspended"), id !== ALL && tenantOf(me, id)?.status === "suspended");
+  const setUp = canSetUp(me, id) || (id === ALL && me.platform_role === "admin");
+  show($("view-setup-button"), setUp);
+  if (!setUp && session.view === "setup") showView("purchases");
+}
+
+/** Show tenant `id`: what was shown of another tenant goes (unless `keep`: a switch to the
+ * purchase's own tenant keeps it, re-drawn with that tenant's role). */
+function switchTenant(id, { keep = false } = {}) {
+  if (!session.me || !choices(session.me).some(([value]) => value === id)) return;
+  session.tenant = id;
+  $("tenant").value = id;
+  const only = tenantOf(session.me, id);
+  $("tenant-name").textContent = only ? visible(label(only)) : "none";
+  clearNotice();
+  drawTenantState();
+  if (keep && current) {
+    const { namespace, purchaseId, view } = current;
+    showPurchase(namespace, purchaseId, view, null, ticket("view"));
+  } else {
+    ticket("view");
+    current = null;
+    $("results-body").replaceChildren();
+    show($("results"), false);
+  }
+  if (id !== ALL && roleIn(session.me, id) === "support") loadDetails(id);
+  if (session.view === "setup") drawSetup();
+  announce(`Showing ${id === ALL ? "all tenants" : nameOf(session.me, id)}.`);
+}
+
+/** The tenant as GET /tenants/{id} gives it (support staff: whether they may act); quiet. */
+async function loadDetails(id) {
+  try {
+    const { data } = await api.get(`./tenants/${encodeURIComponent(id)}`);
+    if (data && data.tenant) details.set(id, data.tenant);
+  } catch {
+    // not this role's to read: the actions stay, and the API decides
+  }
+}
+
+function showView(which) {
+  session.view = which;
+  show($("view-purchases"), which === "purchases");
+  show($("view-setup"), which === "setup");
+  $("view-purchases-button").setAttribute("aria-pressed", String(which === "purchases"));
+  $("view-setup-button").setAttribute("aria-pressed", String(which === "setup"));
+  if (which === "setup") drawSetup();
+  else {
+    ticket("setup");
+    $("view-setup").replaceChildren();
+  }
+}
+
+function drawSetup() {
+  const mine = ticket("setup");
+  const token = session.token;
+  const id = session.tenant;
+  const ctx = {
+    api,
+    me: session.me,
+    ask,
+    notice,
+    current: () => newest("setup", mine) && session.token === token,
+    fail: (err, slot) => {
+      if (signsOut(err)) return handle(err);
+      slot.className = "error outcome";
+      slot.textContent = visible(explain(err));
+    },
+    changed: (tenant) => {
+      if (!tenant || !tenant.id) return;
+      details.set(tenant.id, tenant);
+      const known = tenantOf(session.me, tenant.id);
+      if (known) {
+        known.display_name = tenant.display_name || known.display_name;
+        known.status = tenant.status === "suspended" ? "suspended" : "active";
+        drawTenantBar();
+      }
+    },
+    created: async (tenant) => {
+      if (!(await loadMe())) return;
+      drawTenantBar();
+      switchTenant(tenant?.id || ALL);
+      notice(`Tenant ${tenant?.id} was created: add its apps below.`, "success");
+    },
+  };
+  if (id === ALL) renderNewTenant($("view-setup"), ctx);
+  else renderSetup($("view-setup"), id, ctx);
+}
+
+/** Ask for a confirmation in the page's dialog: true when confirmed. */
+function ask(title, rows, ok, danger = false) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = visible(title);
+  $("confirm-ok").textContent = ok;
+  $("confirm-ok").className = danger ? "danger" : "primary";
+  $("confirm-summary").replaceChildren(
+    h("dl", { class: "facts" }, rows.map(([k, v]) => h("div", { class: "fact" }, h("dt", {}, k), h("dd", {}, v)))),
+  );
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+    $("confirm-cancel").focus();
+  });
 }
 
 // ------------------------------------------------------------------------- re-grant / revoke
@@ -384,7 +600,7 @@ async function perform(target, action, reason) {
       answer = await api.act(action, namespace, purchaseId, reason, key);
     } catch (err) {
       if (newest("view", mine)) throw err;
-      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) handle(err);
+      if (signsOut(err)) handle(err);
       else notice(`The ${words.noun} of ${purchaseId} failed: ${explain(err)}`);
       return;
     }
@@ -399,7 +615,7 @@ async function perform(target, action, reason) {
     try {
       ({ data } = await api.lookup(namespace, purchaseId));
     } catch (err) {
-      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) throw err;
+      if (signsOut(err)) throw err;
       if (newest("view", mine)) {
         $("results-body").replaceChildren();
         show($("results"), false);
@@ -418,6 +634,12 @@ async function perform(target, action, reason) {
 // ------------------------------------------------------------------------------------- start
 
 $("search").addEventListener("submit", onSearch);
+$("tenant-pick").addEventListener("submit", (event) => {
+  event.preventDefault();
+  switchTenant($("tenant").value);
+});
+$("view-purchases-button").addEventListener("click", () => showView("purchases"));
+$("view-setup-button").addEventListener("click", () => showView("setup"));
 $("sign-out").addEventListener("click", () => signOut(null));
 $("notice-close").addEventListener("click", clearNotice);
 window.addEventListener("hashchange", openFragment);

@@ -11,6 +11,7 @@ import {
   statusWords,
   storeWords,
   typeWords,
+  withArticle,
 } from "./words.js";
 
 const TIMELINE_LIMIT = 200; // entries shown at once; the rest behind "Show all"
@@ -29,8 +30,10 @@ export function byEventTime(history) {
   );
 }
 
-/** One purchase: {status, entitlement, history, history_truncated} from the API. */
-export function renderPurchase(view, { onAction, found }) {
+/** One purchase: {status, entitlement, history, history_truncated} from the API. `allowed`:
+ * whether the signed-in role may re-grant or revoke it (false: no buttons, the reason in words);
+ * `tenant`: {name, note, onSwitch} of the purchase's tenant, or null (no tenants). */
+export function renderPurchase(view, { onAction, found, allowed = true, role = null, tenant = null }) {
   const ent = view.entitlement || {};
   const history = byEventTime(Array.isArray(view.history) ? view.history : []);
   const sentence = statusSentence(ent, history);
@@ -43,15 +46,34 @@ export function renderPurchase(view, { onAction, found }) {
     heading,
     sentence.reason ? h("p", { class: "quote" }, `Reason: “${visible(sentence.reason)}”`) : null,
     found ? h("p", { class: "help" }, found) : null,
-    facts(ent, view),
+    tenant?.note ? tenantNote(tenant) : null,
+    facts(ent, view, tenant),
     ticketLink(ent),
-    actions(ent, onAction),
+    allowed ? actions(ent, onAction) : noActions(role),
   );
   return h("div", { class: "purchase" }, status, timeline(history, view, ent));
 }
 
-function facts(ent, view) {
+function tenantNote(tenant) {
+  const button = tenant.onSwitch
+    ? h("button", { type: "button", class: "quiet", id: "switch-to-owner", onclick: tenant.onSwitch }, `Switch to ${tenant.name}`)
+    : null;
+  return h("div", { class: "tenant-note", role: "note" }, h("p", {}, tenant.note), button);
+}
+
+function noActions(role) {
+  const who = role ? `As ${withArticle(role)}, you` : "You";
+  return h(
+    "div",
+    { class: "change" },
+    h("h3", {}, "Change access"),
+    h("p", { class: "help", id: "no-actions" }, `${who} can look this purchase up, not re-grant or revoke it.`),
+  );
+}
+
+function facts(ent, view, tenant) {
   const rows = [
+    ...(tenant ? [["Tenant", tenant.name]] : []),
     ["Status", h("code", {}, ent.status || "")],
     ["Store", storeWords(ent)],
     ["Product", ent.product_id || "-"],
