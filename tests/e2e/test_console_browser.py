@@ -520,6 +520,20 @@ def test_a_platform_admin_picks_a_tenant_switches_and_sets_it_up(
     wait_for(browser, lambda d: b.admin in text_of(d, "#setup-staff"))
     assert not browser.find_element("id", "view-purchases").is_displayed()
     wait_for(browser, lambda d: "@" in (visible(d, "#play-account").get_attribute("value") or ""))
+    # A change on a stale read is refused, and the page reads the tenant again; then it saves.
+    status, read = api_call(stack, "GET", f"tenants/{b.id}")
+    assert status == 200
+    changed = {"version": read["tenant"]["version"], "support_can_act": True}
+    assert api_call(stack, "PATCH", f"tenants/{b.id}", body=changed)[0] == 200
+    visible(browser, "#policy-refund_grant_below_percent").send_keys("15")
+    browser.find_element("css selector", "#setup-policy button[type=submit]").click()
+    wait_for(browser, lambda d: "Someone changed this tenant" in text_of(d, "#notice"))
+    wait_for(browser, lambda d: visible(d, "#policy-support-can-act").is_selected())
+    visible(browser, "#policy-refund_grant_below_percent").send_keys("15")
+    browser.find_element("css selector", "#setup-policy button[type=submit]").click()
+    wait_for(browser, lambda d: "The policy was saved." in text_of(d, "#notice"))
+    saved = api_call(stack, "GET", f"tenants/{b.id}")[1]["tenant"]
+    assert saved["policy"]["REFUND_GRANT_BELOW_PERCENT"] == "15" and saved["support_can_act"]
     # Back to all tenants: the set-up page is the new-tenant form.
     pick(browser, "*")
     visible(browser, "#new-tenant-id")

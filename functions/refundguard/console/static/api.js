@@ -105,7 +105,10 @@ export function explain(err) {
       return `Not found${said}.`;
     case 409:
       if (err.code === "tenant_changed") {
-        return "Someone changed this tenant since the page read it: read again, then redo your change.";
+        return (
+          "Someone changed this tenant since the page read it: the page shows it as it is now; " +
+          "redo your change."
+        );
       }
       return `Refused: ${err.message || err.code}.`;
     case 422:

@@ -154,6 +154,9 @@ function enterWorkspace() {
   show($("who"));
   drawTenantBar();
   showView("purchases");
+  if (session.tenant !== ALL && roleIn(session.me, session.tenant) === "support") {
+    loadDetails(session.tenant);
+  }
   show($("sign-in"), false);
   show($("workspace"));
   $("sign-in-state").textContent = "";
@@ -454,6 +457,10 @@ function drawSetup() {
     current: () => newest("setup", mine) && session.token === token,
     fail: (err, slot) => {
       if (signsOut(err)) return handle(err);
+      if (err instanceof ApiError && err.code === "tenant_changed") {
+        notice(explain(err)); // read again: the pages as the tenant is now
+        return drawSetup();
+      }
       slot.className = "error outcome";
       slot.textContent = visible(explain(err));
     },
