@@ -52,7 +52,9 @@ function draw(root, tenant, ctx) {
     ctx.changed(next);
     draw(root, next, { ...ctx, focus });
   };
+  const title = `Set-up of ${tenant.display_name || tenant.id} (${tenant.id})`;
   root.replaceChildren(
+    h("h1", { id: "setup-title", class: "setup-title", tabindex: "-1" }, title),
     apps(tenant, ctx, redraw),
     playAccount(tenant, ctx),
     appleKey(tenant, ctx, redraw),
@@ -70,6 +72,19 @@ function card(id, title, ...children) {
     h("h2", { id: `${id}-title`, tabindex: "-1" }, title),
     ...children,
   );
+}
+
+function note(text) {
+  return h("p", { class: "help" }, text);
+}
+
+/** A text input that is an id (no spelling, no autofill). */
+function idInput(id, maxlength, type = "text") {
+  return h("input", { id, type, maxlength, autocomplete: "off", spellcheck: "false" });
+}
+
+function checkbox(control, text) {
+  return h("div", { class: "check" }, control, h("label", { for: control.id }, text));
 }
 
 function facts(rows) {
@@ -118,7 +133,8 @@ function said(slot, text) {
 
 function appsText(apps) {
   return (Array.isArray(apps) ? apps : [])
-    .map((a) => [a.bundle_id, a.app_apple_id ?? "", (a.environments || []).join(",")].join(" ").replace(/ +/g, " "))
+    .map((a) => [a.bundle_id, a.app_apple_id ?? "", (a.environments || []).join(",")])
+    .map((parts) => parts.filter((part) => part !== "").join(" "))
     .join("\n");
 }
 
@@ -143,30 +159,39 @@ export function parseAppleApps(text) {
   return { apps };
 }
 
+function appleAppWords(app) {
+  const environments = (app.environments || []).join(", ");
+  return `${app.bundle_id} (Apple ID ${app.app_apple_id ?? "-"}; ${environments})`;
+}
+
 function apps(tenant, ctx, redraw) {
   const keys = Array.isArray(tenant.apple_apps) ? tenant.apple_apps : [];
   const packages = Array.isArray(tenant.play_packages) ? tenant.play_packages : [];
   const shown = facts([
     ["Tenant", `${tenant.display_name || ""} (${tenant.id})`],
-    ["Status", tenant.status === "suspended" ? "Suspended: refunds still apply; its staff cannot act" : "Active"],
+    [
+      "Status",
+      tenant.status === "suspended"
+        ? "Suspended: refunds still apply; its staff cannot act"
+        : "Active",
+    ],
     ["Google Play packages", packages.length ? packages.join(", ") : "none"],
     ["Play Developer API", tenant.play_api ? "on (purchases verified, voids listed)" : "off"],
     [
       "Apple apps",
-      keys.length
-        ? keys.map((a) => `${a.bundle_id} (Apple ID ${a.app_apple_id ?? "-"}; ${(a.environments || []).join(", ")})`).join("; ")
-        : "none",
+      keys.length ? keys.map(appleAppWords).join("; ") : "none",
     ],
   ]);
   if (!canEditApps(ctx.me)) {
     return card(
       "setup-apps",
       "Apps",
-      h("p", { class: "help" }, "A platform admin registers and changes the tenant's apps; ask them for a change."),
+      note("A platform admin registers and changes the tenant's apps; ask them for a change."),
       shown,
     );
   }
-  const name = h("input", { id: "apps-name", type: "text", maxlength: 120, value: tenant.display_name || "" });
+  const name = h("input", { id: "apps-name", type: "text", maxlength: 120 });
+  name.value = tenant.display_name || "";
   const status = h(
     "select",
     { id: "apps-status" },
@@ -188,12 +213,13 @@ function apps(tenant, ctx, redraw) {
     field("apps-name", "Display name", name),
     field("apps-status", "Status", status),
     field("apps-play", "Google Play package names (one per line)", play),
-    h("div", { class: "check" }, api, h("label", { for: "apps-play-api" }, "Ask the Play Developer API (the creator has invited the service account below)")),
+    checkbox(api, "Ask the Play Developer API (the creator has invited the service account below)"),
     field(
       "apps-apple",
       "Apple apps (one per line: bundle id, app Apple ID, environments)",
       apple,
-      "For example: com.creator.app 1234567890 Production,Sandbox. Production needs the app Apple ID (App Store Connect > App Information > Apple ID).",
+      "For example: com.creator.app 1234567890 Production,Sandbox. Production needs the app " +
+        "Apple ID (App Store Connect > App Information > Apple ID).",
     ),
     h("div", { class: "row" }, button),
     done,
@@ -279,20 +305,22 @@ function appleKey(tenant, ctx, redraw) {
         { class: "setup-list" },
         keys.map((key, index) => {
           const remove = h("button", { type: "button", class: "quiet" }, `Remove key ${key.key_id}…`);
+          let after = "the newest key stays in use";
+          if (index === 0) {
+            after = keys.length > 1 ? `key ${keys[1].key_id} is used` : "no key: nothing asks Apple";
+          }
           remove.addEventListener("click", async () => {
-            const sure = await ctx.ask(
-              `Remove key ${key.key_id}?`,
-              [
-                ["Tenant", tenant.id],
-                ["Key id", key.key_id],
-                ["After", index === 0 && keys.length > 1 ? `key ${keys[1].key_id} is used` : index === 0 ? "no key: nothing asks Apple for this tenant" : "the newest key stays in use"],
-              ],
-              "Remove the key",
-              true,
-            );
-            if (!sure) return remove.focus();
+            const rows = [
+              ["Tenant", tenant.id],
+              ["Key id", key.key_id],
+              ["After", after],
+            ];
+            if (!(await ctx.ask(`Remove key ${key.key_id}?`, rows, "Remove the key", true))) {
+              return remove.focus();
+            }
+            const where = path(tenant.id, `/apple-key/${encodeURIComponent(key.key_id)}`);
             submit(remove, done, ctx, async () => {
-              const { data } = await ctx.api.send("DELETE", path(tenant.id, `/apple-key/${encodeURIComponent(key.key_id)}`));
+              const { data } = await ctx.api.send("DELETE", where);
               redraw(data.tenant, "setup-key-title");
               say(ctx, `Key ${key.key_id} was removed.`);
             });
@@ -300,15 +328,20 @@ function appleKey(tenant, ctx, redraw) {
           return h(
             "li",
             {},
-            h("p", {}, h("strong", {}, key.key_id), index === 0 ? " (in use)" : " (older: kept until you remove it)"),
+            h("p", {}, h("strong", {}, key.key_id), index === 0 ? " (in use)" : " (older: kept)"),
             h("p", { class: "help" }, `Issuer ${key.issuer_id || "-"} · added ${key.added_at || "-"}`),
             remove,
           );
         }),
       )
-    : h("p", {}, "No key yet: Apple's notifications are verified and applied, but nothing asks Apple's API for this tenant.");
-  const keyId = h("input", { id: "key-id", type: "text", maxlength: 40, autocomplete: "off", spellcheck: "false" });
-  const issuer = h("input", { id: "key-issuer", type: "text", maxlength: 80, autocomplete: "off", spellcheck: "false" });
+    : h(
+        "p",
+        {},
+        "No key yet: Apple's notifications are verified and applied, but nothing asks Apple's " +
+          "API for this tenant.",
+      );
+  const keyId = idInput("key-id", 40);
+  const issuer = idInput("key-issuer", 80);
   const file = h("input", { id: "key-file", type: "file", accept: ".p8" });
   const text = h("textarea", { id: "key-text", rows: 4, autocomplete: "off", spellcheck: "false" });
   const button = h("button", { type: "submit", class: "primary" }, "Upload the key");
@@ -322,7 +355,8 @@ function appleKey(tenant, ctx, redraw) {
       "key-text",
       "…or its text",
       text,
-      "Sent once, sealed by refundguard, never shown again (not here, not in any answer or log). Upload the new key before removing the old one: the newest is used.",
+      "Sent once, sealed by refundguard, never shown again (not here, not in any answer or " +
+        "log). Upload the new key before removing the old one: the newest is used.",
     ),
     h("div", { class: "row" }, button),
     done,
@@ -358,7 +392,10 @@ function appleKey(tenant, ctx, redraw) {
   return card(
     "setup-key",
     "Apple: App Store Server API key",
-    h("p", { class: "help" }, "From the creator's App Store Connect: Users and Access > Integrations > In-App Purchase. One key per Apple team."),
+    note(
+      "From the creator's App Store Connect: Users and Access > Integrations > In-App " +
+        "Purchase. One key per Apple team.",
+    ),
     list,
     form,
   );
@@ -390,7 +427,7 @@ function checkAccess(tenant, ctx) {
   return card(
     "setup-access",
     "Check access",
-    h("p", { class: "help" }, "One cheap read-only call to each store API the tenant uses, with what to do when it fails."),
+    note("One cheap read-only call to each store API the tenant uses, and what to do if it fails."),
     h("div", { class: "row" }, button),
     results,
   );
@@ -404,10 +441,13 @@ function accessItem(name, check) {
     { class: `access-item access--${state === "ok" ? "ok" : "bad"}`, "data-store": name },
     h("p", {}, h("strong", {}, `${name}: `), ACCESS_WORDS[state] || state, " ", h("code", {}, state)),
     check?.fix ? h("p", {}, `What to do: ${check.fix}`) : null,
-    details.length
-      ? h("dl", { class: "details" }, details.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v)))))
-      : null,
+    details.length ? h("dl", { class: "details" }, details.map(([k, v]) => detail(k, v))) : null,
   );
+}
+
+function detail(name, value) {
+  const text = value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
+  return h("div", {}, h("dt", {}, name), h("dd", {}, text));
 }
 
 // ----------------------------------------------------------------------------------- policy
@@ -441,7 +481,7 @@ function policy(tenant, ctx, redraw) {
     "form",
     { class: "setup-form", novalidate: true, "aria-label": "Refund-request policy" },
     ...fields,
-    h("div", { class: "check" }, act, h("label", { for: "policy-support-can-act" }, "Tenant support staff may re-grant and revoke (look-up is always theirs)")),
+    checkbox(act, "Tenant support staff may re-grant and revoke (look-up is always theirs)"),
     h("div", { class: "row" }, button),
     done,
   );
@@ -458,7 +498,12 @@ function policy(tenant, ctx, redraw) {
       say(ctx, "The policy was saved.");
     });
   });
-  return card("setup-policy", "Refund-request policy", h("p", { class: "help" }, "How refundguard answers Apple's and Google's refund requests for this tenant (docs/refunds.md)."), form);
+  return card(
+    "setup-policy",
+    "Refund-request policy",
+    note("How refundguard answers Apple's and Google's refund requests for this tenant."),
+    form,
+  );
 }
 
 // ------------------------------------------------------------------------------------ staff
@@ -504,9 +549,10 @@ function staff(tenant, ctx) {
         await load();
       });
     });
-    return h("li", { "data-email": p.email }, h("p", {}, h("strong", {}, p.email), ` · ${roleWords(p.role)}`), remove);
+    const who = h("p", {}, h("strong", {}, p.email), ` · ${roleWords(p.role)}`);
+    return h("li", { "data-email": p.email }, who, remove);
   };
-  const email = h("input", { id: "staff-email", type: "email", autocomplete: "off", spellcheck: "false", maxlength: 320 });
+  const email = idInput("staff-email", 320, "email");
   const role = h(
     "select",
     { id: "staff-role" },
@@ -534,14 +580,21 @@ function staff(tenant, ctx) {
     }
     email.removeAttribute("aria-invalid");
     submit(button, done, ctx, async () => {
-      await ctx.api.send("PUT", path(tenant.id, `/staff/${encodeURIComponent(address)}`), { role: role.value });
+      const where = path(tenant.id, `/staff/${encodeURIComponent(address)}`);
+      await ctx.api.send("PUT", where, { role: role.value });
       said(done, `${address} is now ${roleWords(role.value)}.`);
       email.value = "";
       await load();
     });
   });
   load();
-  return card("setup-staff", "Staff", h("p", { class: "help" }, "Who may use this tenant's purchases in the console and the API."), list, form);
+  return card(
+    "setup-staff",
+    "Staff",
+    note("Who may use this tenant's purchases in the console and the API."),
+    list,
+    form,
+  );
 }
 
 function roleWords(role) {
@@ -552,14 +605,14 @@ function roleWords(role) {
 
 /** For a platform admin looking at every tenant: create one (its apps come after). */
 export function renderNewTenant(root, ctx) {
-  const id = h("input", { id: "new-tenant-id", type: "text", maxlength: 40, autocomplete: "off", spellcheck: "false" });
+  const id = idInput("new-tenant-id", 40);
   const name = h("input", { id: "new-tenant-name", type: "text", maxlength: 120 });
   const done = outcome("new-tenant-outcome");
   const button = h("button", { type: "submit", class: "primary" }, "Create the tenant");
   const form = h(
     "form",
     { class: "setup-form", novalidate: true, "aria-label": "A new tenant" },
-    field("new-tenant-id", "Tenant id", id, "3-40 lowercase letters, digits and -, e.g. creator-c. It never changes."),
+    field("new-tenant-id", "Tenant id", id, "3-40 lowercase letters, digits and -; it never changes."),
     field("new-tenant-name", "Display name", name),
     h("div", { class: "row" }, button),
     done,
@@ -567,16 +620,21 @@ export function renderNewTenant(root, ctx) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submit(button, done, ctx, async () => {
-      const { data } = await ctx.api.send("POST", "./tenants", { id: id.value.trim(), display_name: name.value.trim() });
+      const body = { id: id.value.trim(), display_name: name.value.trim() };
+      const { data } = await ctx.api.send("POST", "./tenants", body);
       await ctx.created(data.tenant);
     });
   });
   const who = roleIn(ctx.me, null) === "platform_admin";
   root.replaceChildren(
+    h("h1", { id: "setup-title", class: "setup-title", tabindex: "-1" }, "Tenants"),
     card(
       "setup-new",
       "A new tenant",
-      h("p", { class: "help" }, "Pick a tenant above to see and change its apps, key, policy and staff. A new one starts here; add its apps on its own page."),
+      note(
+        "Pick a tenant above to see and change its apps, key, policy and staff. A new one " +
+          "starts here; add its apps on its own page.",
+      ),
       who ? form : null,
     ),
   );
