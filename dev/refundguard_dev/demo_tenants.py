@@ -149,8 +149,19 @@ def register(
         # ---- (AppleKey(key_id=demo.apple_key_id, issuer_id=..., sealed=...)), as
         # ---- PUT /tenants/{id}/apple-key does. Until then the tenants have no Apple key: their
         # ---- Apple notifications are verified and applied, but nothing asks Apple's API for them.
-        staff = {"platform": None, "tenants": {demo.id: "admin"}}
-        wiring.client.collection(STAFF).document(demo.admin).set(staff)
+        wiring.client.collection(STAFF).document(demo.admin).set(staff_document(demo))
+
+
+def staff_document(demo: DemoTenant) -> dict[str, Any]:
+    """``staff/{email}`` of the tenant's admin, as the admin API writes it: the roles
+    (``platform``, ``tenants``), with the address and the tenant ids (what "the staff of tenant T"
+    is queried by)."""
+    return {
+        "email": demo.admin,
+        "platform": None,
+        "tenants": {demo.id: "admin"},
+        "tenant_ids": [demo.id],
+    }
 
 
 def send_purchases(play_url: str, apple_url: str) -> list[str]:

@@ -591,6 +591,11 @@ def test_a_tenant_admin_uploads_the_apple_key_once_and_checks_access(
     require_route(stack, "GET", "me")
     a = DEMO_TENANTS[0]
     require_route(stack, "PUT", f"tenants/{a.id}/apple-key", body={})
+    refused = api_call(stack, "PUT", f"tenants/{a.id}/apple-key", body={})[1]
+    assert refused.get("error") != "tenant_keys_off", (
+        "make run stores no tenant keys: its admin console needs TENANT_KEYS_KMS_KEY and the KMS "
+        "stand-in (refundguard_dev.demo_tenants.register marks where the demo keys are sealed)"
+    )
     issuer = re.search(rf"Apple key {a.apple_key_id}, issuer ([0-9a-f-]+),", stack.output())
     assert issuer, "the banner names each tenant's Apple key and issuer"
     pem = a.apple_key_file.read_text()

@@ -476,7 +476,9 @@ def test_the_demo_tenants_are_registered_with_their_apps_and_tenant_admins(
         assert tenant.play_packages == (demo.play_package,) and tenant.play_api
         assert [a.bundle_id for a in tenant.apple_apps] == [demo.bundle_id]
         staff = client.collection("staff").document(demo.admin).get().to_dict()
-        assert staff == {"platform": None, "tenants": {demo.id: "admin"}}
+        assert staff is not None and staff["email"] == demo.admin
+        assert staff["platform"] is None and staff["tenants"] == {demo.id: "admin"}
+        assert staff["tenant_ids"] == [demo.id]
     assert len({d.admin for d in DEMO_TENANTS}) == len(DEMO_TENANTS)
     client.collection("tenants").document("creator-a").delete()
     taken = {"PLAY_PACKAGE_NAMES": DEMO_TENANTS[0].play_package}
