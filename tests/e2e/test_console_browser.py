@@ -576,7 +576,8 @@ def test_tenant_staff_see_their_tenant_only(stack: LocalStack, browser: Any) -> 
     assert api_call(stack, "GET", f"tenants/{a.id}/staff", a.admin)[0] == 200
     visible(browser, '[data-email="support-a@example.com"] button').click()
     visible(browser, "#confirm-ok").click()
-    wait_for(browser, lambda d: "support-a@example.com" not in text_of(d, "#setup-staff"))
+    wait_for(browser, lambda d: "support-a@example.com was removed." in text_of(d, "#setup-staff"))
+    assert "support-a@example.com" not in text_of(browser, "#staff-list")
     page = browser.find_element("tag name", "body").text
     assert b.id not in page and b.display_name not in page
 
