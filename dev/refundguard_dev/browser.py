@@ -169,6 +169,41 @@ class LocalStack:
             raise RuntimeError(f"{args}: {done.stderr}{done.stdout}")
         return done.stdout
 
+    def api(
+        self, method: str, path: str, email: str, body: Any = None
+    ) -> tuple[int, dict[str, Any]]:
+        """One call of the console's API (``path`` without a leading /) as ``email``, with a
+        local console token: the status and the JSON answer."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        from .dev_issuer import mint
+        from .local import LOCAL_CONSOLE_CLIENT_ID
+
+        request = urllib.request.Request(
+            f"{self.url('admin_console')}/{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={
+                "Authorization": f"Bearer {mint(email, LOCAL_CONSOLE_CLIENT_ID)}",
+                "Content-Type": "application/json",
+            },
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def serves(self, method: str, path: str, email: str, body: Any = None) -> bool:
+        """Whether the stack's admin API has the route (asked as ``email``; anything but a 404
+        ``no_such_route`` says it has: a request refused as bad input writes nothing)."""
+        status, answer = self.api(method, path, email, body)
+        code = answer.get("error")
+        code = code.get("code") if isinstance(code, dict) else code
+        return not (status == 404 and code == "no_such_route")
+
     def play(self, *args: str) -> str:
         """``scripts/send_play_notification.py ARGS`` to this stack's Play function."""
         url = self.url("play_notifications")
