@@ -22,6 +22,8 @@ const POLICY = [
   ["REFUND_DECLINE_FROM_PERCENT", "Prefer a decline from this share consumed on (%)"],
 ];
 const ENVIRONMENTS = ["Production", "Sandbox"];
+/** The tenant of the apps set in the environment: its set-up is the deployment's. */
+const DEFAULT_TENANT = "default";
 
 const path = (id, rest = "") => `./tenants/${encodeURIComponent(id)}${rest}`;
 
@@ -53,8 +55,17 @@ function draw(root, tenant, ctx) {
     draw(root, next, { ...ctx, focus });
   };
   const title = `Set-up of ${tenant.display_name || tenant.id} (${tenant.id})`;
+  const heading = h("h1", { id: "setup-title", class: "setup-title", tabindex: "-1" }, title);
+  if (tenant.id === DEFAULT_TENANT) {
+    const set = note(
+      "The apps of the deployment's own settings (PLAY_PACKAGE_NAMES, APPLE_BUNDLE_IDS, " +
+        "APPLE_API_*, REFUND_*): changed through Terraform, not here.",
+    );
+    root.replaceChildren(heading, card("setup-apps", "Apps", set), staff(tenant, ctx));
+    return;
+  }
   root.replaceChildren(
-    h("h1", { id: "setup-title", class: "setup-title", tabindex: "-1" }, title),
+    heading,
     apps(tenant, ctx, redraw),
     playAccount(tenant, ctx),
     appleKey(tenant, ctx, redraw),
