@@ -194,7 +194,8 @@ function signOut(message) {
 
 /** Whether an error ends the session: a 401, or a 403 saying this person is nobody here. */
 function signsOut(err) {
-  return err instanceof ApiError && (err.status === 401 || (err.status === 403 && err.code === "not_an_admin"));
+  if (!(err instanceof ApiError)) return false;
+  return err.status === 401 || (err.status === 403 && err.code === "not_an_admin");
 }
 
 /** Any 401 signs out, and a 403 `not_an_admin` (nothing here would work); another 403 (a role,
@@ -363,7 +364,9 @@ function tenantFacts(id) {
   const switchable = other && choices(session.me).some(([value]) => value === id);
   return {
     name: nameOf(session.me, id),
-    note: other ? `This purchase belongs to ${nameOf(session.me, id)}, not to the tenant picked above.` : null,
+    note: other
+      ? `This purchase belongs to ${nameOf(session.me, id)}, not to the tenant picked above.`
+      : null,
     onSwitch: switchable ? () => switchTenant(id, { keep: true }) : null,
   };
 }
@@ -390,7 +393,8 @@ function drawTenantBar() {
 function drawTenantState() {
   const me = session.me;
   const id = session.tenant;
-  const role = id === ALL ? (me.platform_role === "admin" ? "platform_admin" : me.platform_role) : roleIn(me, id);
+  const platform = me.platform_role === "admin" ? "platform_admin" : me.platform_role;
+  const role = id === ALL ? platform : roleIn(me, id);
   $("tenant-role").textContent = ROLE_WORDS[role] || "none";
   show($("tenant-suspended"), id !== ALL && tenantOf(me, id)?.status === "suspended");
   const setUp = canSetUp(me, id) || (id === ALL && me.platform_role === "admin");
@@ -491,9 +495,8 @@ function ask(title, rows, ok, danger = false) {
   $("confirm-title").textContent = visible(title);
   $("confirm-ok").textContent = ok;
   $("confirm-ok").className = danger ? "danger" : "primary";
-  $("confirm-summary").replaceChildren(
-    h("dl", { class: "facts" }, rows.map(([k, v]) => h("div", { class: "fact" }, h("dt", {}, k), h("dd", {}, v)))),
-  );
+  const fact = ([k, v]) => h("div", { class: "fact" }, h("dt", {}, k), h("dd", {}, v));
+  $("confirm-summary").replaceChildren(h("dl", { class: "facts" }, rows.map(fact)));
   dialog.returnValue = "";
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });

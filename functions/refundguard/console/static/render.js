@@ -55,9 +55,8 @@ export function renderPurchase(view, { onAction, found, allowed = true, role = n
 }
 
 function tenantNote(tenant) {
-  const button = tenant.onSwitch
-    ? h("button", { type: "button", class: "quiet", id: "switch-to-owner", onclick: tenant.onSwitch }, `Switch to ${tenant.name}`)
-    : null;
+  const attrs = { type: "button", class: "quiet", id: "switch-to-owner", onclick: tenant.onSwitch };
+  const button = tenant.onSwitch ? h("button", attrs, `Switch to ${tenant.name}`) : null;
   return h("div", { class: "tenant-note", role: "note" }, h("p", {}, tenant.note), button);
 }
 
@@ -67,7 +66,7 @@ function noActions(role) {
     "div",
     { class: "change" },
     h("h3", {}, "Change access"),
-    h("p", { class: "help", id: "no-actions" }, `${who} can look this purchase up, not re-grant or revoke it.`),
+    h("p", { class: "help", id: "no-actions" }, `${who} can look this up, not re-grant or revoke it.`),
   );
 }
 
