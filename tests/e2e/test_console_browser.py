@@ -605,3 +605,24 @@ def test_a_tenant_admin_uploads_the_apple_key_once_and_checks_access(
         assert re.search(r"(Google Play|App Store): ", item.text)
         if item.find_element("css selector", "code").text != "ok":
             assert "What to do: " in item.text
+
+
+def test_the_tenant_pages_fit_a_phone(stack: LocalStack) -> None:
+    """The picker and every set-up page at a phone's width: nothing sideways, every button a
+    finger's size."""
+    require_route(stack, "GET", "me")
+    with chromium(PHONE) as driver:
+        sign_in(driver, console(stack), ADMIN)
+        pick(driver, DEMO_TENANTS[0].id)
+        visible(driver, "#view-setup-button").click()
+        wait_for(driver, lambda d: DEMO_TENANTS[0].admin in text_of(d, "#setup-staff"))
+        visible(driver, "#check-access").click()
+        wait_for(driver, lambda d: d.find_elements("css selector", "#access-results li"))
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= driver.execute_script("return window.innerWidth")
+        buttons = driver.find_elements("css selector", "#tenant-bar button, #view-setup button")
+        assert len(buttons) >= 8
+        for button in buttons:
+            box = button.rect
+            assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE[0], button.text
+            assert box["height"] >= 44, button.text
