@@ -430,6 +430,11 @@ def tenants_banner(
         f"only. {first.token} is found; {other.token} ({other.id}'s) is not found,",
         "exactly like an id that does not exist. As the platform admin, pick a tenant or look up "
         "across all of them.",
+        "",
+        f"A refund in {first.id}'s app (one Play topic for every creator: routed by package):",
+        "",
+        f"  .venv/bin/python scripts/send_play_notification.py voided --package "
+        f"{first.play_package} --token {first.token}",
     ]
     lines += [f"WARNING: {problem}" for problem in problems]
     return "\n".join(lines) + "\n"

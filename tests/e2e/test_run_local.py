@@ -370,6 +370,13 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             assert f"Play {demo.play_package}, Apple {demo.bundle_id} " in started.output
         assert f"as tenant admin {DEMO_TENANTS[0].admin}: " in started.output
         assert "WARNING: creator-" not in started.output
+        # The banner's refund in creator-a's app: routed to creator-a by its package.
+        first = DEMO_TENANTS[0]
+        recipe = f"voided --package {first.play_package} --token {first.token}"
+        assert recipe in started.output
+        script("scripts/send_play_notification.py", *recipe.split())
+        refunded = lookup(stack["urls"]["admin"], token, "google", first.token)
+        assert refunded["status"] == "revoked" and refunded["entitlement"]["tenant"] == first.id
         # Nothing ran the reconciler on its own: the reader's `run` is the first.
         assert "(none)" in cli_ok("runs")
         sent = script("scripts/send_play_notification.py", "voided", "--token", "tok-custom")
