@@ -117,8 +117,19 @@ def app_key(store: StoreName, app: str) -> str:
     return f"{store.value}:{app}"
 
 
+def is_app_id(store: StoreName, app: object) -> bool:
+    """Whether ``app`` could be a Play package name or an Apple bundle id (anything else is
+    nobody's app, and is never looked up)."""
+    pattern = _PACKAGE if store is StoreName.GOOGLE else _BUNDLE
+    return isinstance(app, str) and len(app) <= 255 and bool(pattern.fullmatch(app))
+
+
+def is_tenant_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_TENANT_ID.fullmatch(value))
+
+
 def check_tenant_id(value: Any) -> str:
-    if not isinstance(value, str) or not _TENANT_ID.fullmatch(value):
+    if not is_tenant_id(value):
         raise rejected(
             "bad_tenant_id",
             "a tenant id is 3-40 characters of lowercase letters, digits and '-', starting "
