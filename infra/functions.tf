@@ -27,6 +27,7 @@ locals {
     GOOGLE_CLOUD_PROJECT       = var.project_id
     FIRESTORE_DATABASE         = google_firestore_database.ledger.name
     FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
+    TENANT_CACHE_SECONDS       = tostring(var.tenant_cache_seconds)
     # Every function changes entitlements (the sweep publishes their events): events.tf.
     EVENTS_TOPIC = google_pubsub_topic.events.id
   }

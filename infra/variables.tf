@@ -52,6 +52,16 @@ variable "firestore_point_in_time_recovery" {
   default     = true
 }
 
+variable "tenant_cache_seconds" {
+  type        = number
+  default     = 60
+  description = "TENANT_CACHE_SECONDS: how long a function instance trusts what it read about tenants and their apps; a tenant registered or changed at run time reaches every instance within this time."
+  validation {
+    condition     = var.tenant_cache_seconds >= 0 && var.tenant_cache_seconds <= 600
+    error_message = "tenant_cache_seconds must be between 0 and 600."
+  }
+}
+
 variable "firestore_deadline_seconds" {
   description = "FIRESTORE_DEADLINE_SECONDS: time one event may spend on Firestore before the function answers 503. Must stay below function_timeout_seconds."
   type        = number
