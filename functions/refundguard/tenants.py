@@ -255,7 +255,8 @@ def _apple_apps(value: Any) -> tuple[AppleApp, ...]:
         if (
             not isinstance(environments, list)
             or not environments
-            or not set(environments) <= set(APPLE_ENVIRONMENTS)
+            or not all(env in APPLE_ENVIRONMENTS for env in environments if isinstance(env, str))
+            or not all(isinstance(env, str) for env in environments)
             or len(set(environments)) != len(environments)
         ):
             raise rejected(
