@@ -258,7 +258,10 @@ def test_apple_notifications_go_to_the_tenant_whose_verified_bundle_it_is(
     ):
         reply = send(apple, token)
         assert reply.status_code == 400, why
-        assert reply.get_json()["error"] in ("apple_invalid_app_identifier", "apple_invalid_environment")
+        assert reply.get_json()["error"] in (
+            "apple_invalid_app_identifier",
+            "apple_invalid_environment",
+        )
     for tx in ("3000000000000003", "3000000000000004", "3000000000000005"):
         assert store.get(StoreName.APPLE, tx) is None
 

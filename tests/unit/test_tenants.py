@@ -98,11 +98,13 @@ def test_a_change_names_only_what_changes_and_never_the_id() -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(
-        st.sampled_from(["bundle_id", "app_apple_id", "environments", "REFUND_REQUESTS", "x"]),
-        inner,
-        max_size=3,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["bundle_id", "app_apple_id", "environments", "REFUND_REQUESTS", "x"]),
+            inner,
+            max_size=3,
+        )
     ),
     max_leaves=8,
 )
