@@ -276,3 +276,38 @@ def test_tenant_json_round_trips_through_the_registry(registry: TenantRegistry) 
     }
     created = registry.create(parse_tenant(body), now_ms=NOW)
     assert registry.get("creator-a") == created
+
+
+def test_onboarding_while_notifications_flow_loses_nothing(
+    play: Any, registry: TenantRegistry, store: Any
+) -> None:
+    """A creator's notifications already flow when the tenant is registered: each one is either
+    quarantined (before: kept whole, acknowledged) or applied to that tenant (after), never lost,
+    and once the tenant is seen no later notification is quarantined."""
+    outcomes: list[tuple[int, str]] = []
+    registered = threading.Event()
+
+    def flow() -> None:
+        for i in range(60):
+            if i == 20:
+                registered.set()
+            body, headers = play_request(
+                "one-time", f"tok-flow-{i}", package=A_PACKAGE, notification_type=1
+            )
+            reply = play.post("/", data=body, headers=headers)
+            assert reply.status_code == 200
+            outcomes.append((i, reply.get_json()["effect"]))
+
+    sender = threading.Thread(target=flow)
+    sender.start()
+    registered.wait(30)
+    registry.create(tenant("creator-a", packages=(A_PACKAGE,)), now_ms=NOW)
+    sender.join(60)
+    effects = [effect for _, effect in sorted(outcomes)]
+    assert len(effects) == 60 and set(effects) <= {"quarantined", "applied"}
+    first_applied = effects.index("applied")
+    assert all(e == "applied" for e in effects[first_applied:]), effects
+    quarantine = list(store.client.collection("quarantine").stream())
+    assert len(quarantine) == first_applied
+    for i in range(first_applied, 60):
+        assert store.get(StoreName.GOOGLE, f"tok-flow-{i}").tenant == "creator-a"
