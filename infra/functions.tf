@@ -144,6 +144,7 @@ locals {
         REFUND_REQUESTS             = var.refund_requests
         REFUND_GRANT_BELOW_PERCENT  = tostring(var.refund_grant_below_percent)
         REFUND_DECLINE_FROM_PERCENT = tostring(var.refund_decline_from_percent)
+        REFUND_RULES                = jsonencode(var.refund_rules)
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id

@@ -478,6 +478,12 @@ variable "refund_decline_from_percent" {
   }
 }
 
+variable "refund_rules" {
+  description = "REFUND_RULES: the default tenant's ordered refund-request rules (docs/refunds.md): each {name, answer = refund|decline|prorated|neutral|skip, and optional stores, products, storefronts, min_age_days, below_age_days, min_consumed_percent, below_consumed_percent}; the first that matches decides, none matching: the two thresholds. Registered tenants set theirs through the admin API."
+  type        = list(any)
+  default     = []
+}
+
 # ---------------------------------------------------------------------------------------------------
 # Monitoring
 # ---------------------------------------------------------------------------------------------------

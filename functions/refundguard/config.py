@@ -39,6 +39,7 @@ REFUND_POLICY_ENV = (
     "REFUND_REQUESTS",
     "REFUND_GRANT_BELOW_PERCENT",
     "REFUND_DECLINE_FROM_PERCENT",
+    "REFUND_RULES",
 )
 
 #: What looking orders up takes (the admin function and the console; the reconciler reads it too):

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import rejected
 from .model import DEFAULT_TENANT, PRODUCTION, StoreName
+from .refund_rules import RefundRule, parse_rules
 
 __all__ = ["DEFAULT_TENANT"]  # also: the tenant of a deployment's environment-set apps
 
@@ -66,6 +67,8 @@ class Tenant:
     #: The refund-request policy's settings (``REFUND_*`` names, docs/refunds.md); empty: the
     #: deployment's.
     policy: Mapping[str, str] = field(default_factory=dict)
+    #: Ordered refund-request rules (``refund_rules``); empty: the thresholds of ``policy``.
+    refund_rules: tuple[RefundRule, ...] = ()
     #: Whether tenant support staff may re-grant and revoke (look-up is always theirs).
     support_can_act: bool = False
     created_ms: int = 0
@@ -149,6 +152,7 @@ _FIELDS = frozenset(
         "apple_apps",
         "play_api",
         "policy",
+        "refund_rules",
         "support_can_act",
     }
 )
@@ -187,6 +191,8 @@ def parse_tenant(body: Mapping[str, Any], *, current: Tenant | None = None) -> T
     changes.update(_flags(body, ("play_api", "support_can_act")))
     if "policy" in body:
         changes["policy"] = parse_policy_settings(body["policy"])
+    if "refund_rules" in body:
+        changes["refund_rules"] = parse_rules(body["refund_rules"])
     return replace(tenant, **changes)
 
 

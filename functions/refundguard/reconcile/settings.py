@@ -6,7 +6,7 @@ overlap, the run's time budget, and the refund-request policy (``REFUND_REQUESTS
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..config import APPLE_API_ENV, EventsSettings, FirestoreSettings, Settings
@@ -16,6 +16,7 @@ from ..refund_answers import Policy, policy_problems
 
 if TYPE_CHECKING:
     from ..appstore.credentials import AppleApiAccess
+    from ..refund_rules import RefundRule
 
 DEFAULT_OVERLAP_MINUTES = 360.0
 DEFAULT_BUDGET_SECONDS = 45.0
@@ -90,4 +91,23 @@ def read_policy(settings: Settings) -> Policy:
             f"REFUND_GRANT_BELOW_PERCENT={grant:g} and REFUND_DECLINE_FROM_PERCENT={decline:g}: "
             f"{problem}{hint}"
         )
-    return policy
+    return replace(policy, rules=read_rules(settings))
+
+
+def read_rules(settings: Settings) -> tuple[RefundRule, ...]:
+    """``REFUND_RULES``: the ordered rules (a JSON list, docs/refunds.md); unset: none."""
+    raw = settings.raw("REFUND_RULES")
+    if not raw:
+        return ()
+    import json
+
+    from ..errors import RefundGuardError
+    from ..refund_rules import parse_rules
+
+    try:
+        return parse_rules(json.loads(raw))
+    except ValueError:
+        settings.problem("REFUND_RULES must be a JSON list of rules (docs/refunds.md)")
+    except RefundGuardError as err:
+        settings.problem(f"REFUND_RULES: {err.message}")
+    return ()
