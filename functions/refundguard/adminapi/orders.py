@@ -218,9 +218,17 @@ def lookup(
     finder: OrderFinder,
     actor: str,
     now_ms: int,
+    visible: Callable[[Entitlement], bool] = lambda _: True,
 ) -> dict[str, Any]:
-    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer."""
-    known = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
+    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer.
+    Only the entitlements ``visible`` to the caller are shown; an order whose every one is another
+    tenant's is NOT_FOUND, and its store is not asked (nothing is written)."""
+    found_here = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
+    known = [e for e in found_here if visible(e)]
+    if found_here and not known:
+        raise not_found(
+            "order_not_found", f"order {order_id} is not known here", store=store_of(order_id).value
+        )
     if known:
         return {
             "order_id": order_id,
@@ -252,5 +260,8 @@ def lookup(
             event = link_event(order_id, bare, actor=actor, via=finder.via(guess), now_ms=now_ms)
         applied = entitlements.apply(event)
         assert applied.entitlement is not None
-        results.append(entitlement_view(entitlements, applied.entitlement))
+        if visible(applied.entitlement):
+            results.append(entitlement_view(entitlements, applied.entitlement))
+    if not results:
+        raise not_found("order_not_found", f"order {order_id} is not known here", store=guess.value)
     return {"order_id": order_id, "store": guess.value, "found_by": "store_api", "results": results}
