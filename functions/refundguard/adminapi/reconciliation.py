@@ -55,7 +55,6 @@ def dispatch(
     if name == "run":
         scope.tenants_for(Act.RUN)
         return trigger(wiring, url, actor=actor)
-    scope.ever(Act.CONSUMPTION)
     return report_consumption(
         wiring, body or {}, actor=actor, now_ms=wiring.clock_ms(), scope=scope
     )

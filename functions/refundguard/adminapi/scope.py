@@ -95,8 +95,8 @@ class Scope:
     def tenants_for(self, act: Act) -> list[str] | None:
         """The tenants whose things ``act`` may touch (None: every tenant); 403 when none may
         (``tenant_suspended`` when only suspension stands in the way)."""
-        self.ever(act)
         if self.principal.sees_every_tenant:
+            self.ever(act)
             return None
         verdicts = {t: self.verdict(act, t) for t in sorted(self.principal.tenants)}
         allowed = [t for t, v in verdicts.items() if v is Verdict.ALLOWED]
