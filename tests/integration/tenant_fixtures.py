@@ -9,9 +9,10 @@ import json
 import time
 from typing import Any
 
-from refundguard.model import LedgerEvent, Source, Status, StoreName
+from refundguard.model import Entitlement, LedgerEvent, Source, Status, StoreName
 from refundguard.refund_store import RefundStore
 from refundguard.refunds import RefundRequest
+from refundguard.serializer import to_firestore
 from refundguard_dev.id_tokens import TestSigner, bearer
 
 ADMIN = "admin@example.com"  # ADMIN_EMAILS: the bootstrap platform admin
@@ -137,3 +138,25 @@ def dump(client: Any) -> dict[str, Any]:
 
 def log_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+
+
+def old_entitlement(store: Any, purchase_id: str, tenant: str | None = None) -> None:
+    """An entitlement as refundguard wrote it before tenants: no ``tenant`` field."""
+    fields = to_firestore(
+        Entitlement(StoreName.GOOGLE, purchase_id, "Production", Status.ACTIVE, updated_ms=1000)
+    )
+    fields.pop("tenant")
+    if tenant is not None:
+        fields["tenant"] = tenant
+    store.client.collection("entitlements").document(f"google:{purchase_id}").set(fields)
+
+
+def old_request(store: Any, request_id: str) -> None:
+    fields = to_firestore(
+        RefundRequest(
+            request_id, "google_refund_review", "google", "Production", "google:x", "x",
+            "com.example.app", received_ms=1000, deadline_ms=2000,
+        )
+    )  # fmt: skip
+    fields.pop("tenant")
+    store.client.collection("refund_requests").document(request_id).set(fields)

@@ -11,11 +11,19 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from refundguard.model import Entitlement, Status, StoreName
-from refundguard.refunds import RefundRequest
-from refundguard.serializer import to_firestore
+from refundguard.model import Entitlement, Status
 from refundguard_dev.id_tokens import AUDIENCE, CertServer, TestSigner
-from tenant_fixtures import ACME_ADMIN, ADMIN, SERVICE, call, now_ms, purchase, seed
+from tenant_fixtures import (
+    ACME_ADMIN,
+    ADMIN,
+    SERVICE,
+    call,
+    now_ms,
+    old_entitlement,
+    old_request,
+    purchase,
+    seed,
+)
 
 
 @pytest.fixture
@@ -148,28 +156,6 @@ def _iso(ms: int) -> str:
 
 
 # ------------------------------------------------------------------------------- migration
-
-
-def old_entitlement(store: Any, purchase_id: str, tenant: str | None = None) -> None:
-    """An entitlement as refundguard wrote it before tenants: no ``tenant`` field."""
-    fields = to_firestore(
-        Entitlement(StoreName.GOOGLE, purchase_id, "Production", Status.ACTIVE, updated_ms=1000)
-    )
-    fields.pop("tenant")
-    if tenant is not None:
-        fields["tenant"] = tenant
-    store.client.collection("entitlements").document(f"google:{purchase_id}").set(fields)
-
-
-def old_request(store: Any, request_id: str) -> None:
-    fields = to_firestore(
-        RefundRequest(
-            request_id, "google_refund_review", "google", "Production", "google:x", "x",
-            "com.example.app", received_ms=1000, deadline_ms=2000,
-        )
-    )  # fmt: skip
-    fields.pop("tenant")
-    store.client.collection("refund_requests").document(request_id).set(fields)
 
 
 def migrate_all(client: Any, signer: TestSigner, limit: int, token: str | None = None) -> Any:
