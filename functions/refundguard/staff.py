@@ -22,6 +22,9 @@ from .firestore_calls import CALL_ERRORS, retry
 
 STAFF = "staff"
 STAFF_CACHE_SECONDS = 60.0
+#: Emails cached at most (anyone with a Google account can make the console look one up): past
+#: it the cache starts again empty.
+MAX_CACHED = 10_000
 MAX_STAFF = 500
 _EMAIL = re.compile(r"[^@\s,*/]{1,200}@[A-Za-z0-9.-]{1,200}\.[A-Za-z0-9-]{1,60}")
 
@@ -96,6 +99,8 @@ class StaffStore:
             return hit[1]
         record = self.read(email)
         with self._lock:
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
             self._cache[email] = (now + self._ttl_s, record)
         return record
 

@@ -159,6 +159,7 @@ def admin_handler(
         result = entitlements.apply(event)
         entry, entitlement = result.history, result.entitlement
         assert entry is not None and entitlement is not None
+        _still_theirs(scope, entitlement, tenant, target)
         replayed = result.effect is Effect.DUPLICATE
         if replayed and (entry.type != event.type or entry.reason != reason):
             raise RefundGuardError(
@@ -285,6 +286,13 @@ def _show(entitlements: EntitlementStore, target: Target, scope: Scope) -> Reply
     scope.require(Act.LOOKUP, entitlement.tenant, lambda: _absent(target))
     logs.bind(status=entitlement.status.value, tenant=entitlement.tenant)
     return Reply(orders.entitlement_view(entitlements, entitlement), "admin action")
+
+
+def _still_theirs(scope: Scope, entitlement: Entitlement, tenant: str, target: Target) -> None:
+    """A store event that made the purchase another tenant's between our read and the apply: the
+    caller, who may not see that tenant, hears the 404 of an absent purchase."""
+    if entitlement.tenant != tenant:
+        scope.require(Act.ACT, entitlement.tenant, lambda: _absent(target))
 
 
 def _tenant_of_action(
