@@ -16,7 +16,7 @@ from ..access import Act
 from ..errors import Kind, RefundGuardError, not_found
 from ..events import unpublished_json
 from ..http import Handler, Reply, parse_json_object, read_body
-from ..model import Effect, Entitlement, check_purchase_id, parse_namespace
+from ..model import DEFAULT_TENANT, Effect, Entitlement, check_purchase_id, parse_namespace
 from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
@@ -240,8 +240,8 @@ def _order(
     order_id = orders.parse_order_id(route.params["order_id"])
     logs.bind(order_id=order_id)
 
-    def visible(entitlement: Entitlement) -> bool:
-        if scope.visible(Act.LOOKUP, entitlement.tenant):
+    def visible(tenant: str) -> bool:
+        if scope.visible(Act.LOOKUP, tenant):
             return True
         logs.bind(denied="other_tenant")
         return False
@@ -253,9 +253,18 @@ def _order(
         actor=caller.email,
         now_ms=now_ms,
         visible=visible,
+        app_tenant=lambda found: _app_tenant(scope, found),
     )
     logs.bind(found_by=answer["found_by"], results=len(answer["results"]))
     return Reply(answer, "admin action")
+
+
+def _app_tenant(scope: Scope, found: orders.Found) -> str:
+    """The tenant whose app the store named for an order (``default``: the environment's, or
+    nobody's)."""
+    app = found.details.get("package") or found.details.get("bundleId")
+    tenant = scope.wiring.tenants.for_app(found.store, str(app)) if app else None
+    return tenant.id if tenant is not None else DEFAULT_TENANT
 
 
 def _tenancy(request: flask.Request, route: routes.Route, scope: Scope, now_ms: int) -> Reply:
