@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .quarantine import Quarantine
     from .reconciliation.state import ReconcileState
     from .refund_store import RefundStore
+    from .staff import StaffStore
     from .tenant_registry import TenantDirectory, TenantRegistry
     from .tenants import Tenant
 
@@ -118,6 +119,13 @@ class Wiring:
 
         reserved = self.default_tenant.app_keys if self.default_tenant else ()
         return TenantRegistry(self.client, timeout_s=self.deadline_s, reserved=reserved)
+
+    @cached_property
+    def staff(self) -> StaffStore:
+        """Who is staff of which tenant (cached in-process)."""
+        from .staff import StaffStore
+
+        return StaffStore(self.client, timeout_s=self.deadline_s)
 
     @cached_property
     def tenants(self) -> TenantDirectory:

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
-from ..model import PRODUCTION, Entitlement, LedgerEvent, Source, StoreName, check_purchase_id
+from ..model import (
+    DEFAULT_TENANT,
+    PRODUCTION,
+    Entitlement,
+    LedgerEvent,
+    Source,
+    StoreName,
+    check_purchase_id,
+)
 from ..serializer import to_json
 from ..storeapi import StoreApiError, StoreAuthError
 
@@ -218,9 +226,20 @@ def lookup(
     finder: OrderFinder,
     actor: str,
     now_ms: int,
+    visible: Callable[[str], bool] = lambda _: True,
+    app_tenant: Callable[[Found], str] = lambda _: DEFAULT_TENANT,
 ) -> dict[str, Any]:
-    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer."""
-    known = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
+    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer.
+    Only the entitlements of tenants ``visible`` to the caller are shown; an order whose every one
+    is another tenant's is NOT_FOUND, and its store is not asked; a purchase the store names in an
+    app (``app_tenant``) of a tenant the caller may not see is neither linked nor shown (nothing
+    is written); one it may see, never seen before, becomes that tenant's."""
+    found_here = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
+    known = [e for e in found_here if visible(e.tenant)]
+    if found_here and not known:
+        raise not_found(
+            "order_not_found", f"order {order_id} is not known here", store=store_of(order_id).value
+        )
     if known:
         return {
             "order_id": order_id,
@@ -245,12 +264,18 @@ def lookup(
         )
     results = []
     for item in found:
+        tenant = app_tenant(item)
+        if not visible(tenant):
+            continue
         try:
             event = link_event(order_id, item, actor=actor, via=finder.via(guess), now_ms=now_ms)
         except RefundGuardError:  # the store's text cannot be stored: link the ids alone
             bare = replace(item, product_id=None, user_id=None, details={"api": "not storable"})
             event = link_event(order_id, bare, actor=actor, via=finder.via(guess), now_ms=now_ms)
-        applied = entitlements.apply(event)
+        applied = entitlements.apply(replace(event, tenant=tenant))
         assert applied.entitlement is not None
-        results.append(entitlement_view(entitlements, applied.entitlement))
+        if visible(applied.entitlement.tenant):
+            results.append(entitlement_view(entitlements, applied.entitlement))
+    if not results:
+        raise not_found("order_not_found", f"order {order_id} is not known here", store=guess.value)
     return {"order_id": order_id, "store": guess.value, "found_by": "store_api", "results": results}
