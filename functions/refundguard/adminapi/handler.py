@@ -19,7 +19,7 @@ from ..serializer import to_json
 from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
 from ..wiring import Wiring
-from . import apple_test, orders, reconciliation, routes
+from . import apple_test, orders, reconciliation, routes, tenant_keys
 from .actions import (
     ACTIONS,
     Action,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import flask
 
     from ..oidc import Caller
+    from ..tenant_apis import TenantApis
     from .settings import AdminSettings
 
 MAX_BODY_BYTES = 16 * 1024
@@ -57,7 +58,8 @@ def admin_handler(
         entitlements, settings.firestore, settings.events, function=function, clock_ms=clock_ms
     )
     entitlements = wiring.entitlements
-    finder = order_finder(settings)
+    key_access = tenant_keys.access(settings, wiring, settings.tenant_apis(API_POLICY), clock_ms)
+    finder = order_finder(settings, key_access.apis, wiring)
 
     def handle(request: flask.Request) -> Reply:
         logs.bind(audit=True)
@@ -79,7 +81,7 @@ def admin_handler(
             return Reply(answer, "admin action")
         if route.name == "unpublished_events":
             return _unpublished(entitlements, request.args.get("limit"), clock_ms())
-        if route.name in reconciliation.ROUTES | apple_test.ROUTES:
+        if route.name in reconciliation.ROUTES | apple_test.ROUTES | tenant_keys.ROUTES:
             return _operations(request, route, caller)
         action = ACTIONS.get(route.name)
         path_target = None
@@ -98,7 +100,10 @@ def admin_handler(
         return _act(request, caller, action, target, reason)
 
     def _operations(request: flask.Request, route: routes.Route, caller: Caller) -> Reply:
-        """The reconciler's and refund requests' routes, and Apple's test notification."""
+        """The reconciler's and refund requests' routes, Apple's test notification, and a
+        tenant's store access (its Apple key, check access: ``tenant_keys``)."""
+        if route.name in tenant_keys.ROUTES:
+            return tenant_keys.serve(request, route.name, route.params, key_access)
         body = None
         if request.method == "POST" and route.name != "run":
             raw = read_body(request, max_bytes=MAX_BODY_BYTES)
@@ -106,7 +111,14 @@ def admin_handler(
             body = parse_json_object(raw) if raw.strip() or route.name == "consumption" else {}
         if route.name in apple_test.ROUTES:
             return apple_test.dispatch(
-                route.name, settings.apple, params=route.params, args=request.args, body=body
+                route.name,
+                settings.apple,
+                params=route.params,
+                args=request.args,
+                body=body,
+                tenant_apple=lambda tid: key_access.apis.apple_access(
+                    tenant_keys.load_tenant(wiring.registry, tid)
+                ),
             )
         return reconciliation.dispatch(
             route.name,
@@ -166,8 +178,11 @@ def admin_handler(
     return handle
 
 
-def order_finder(settings: AdminSettings) -> orders.OrderFinder:
-    """The store APIs that look orders up, as configured (each may be off)."""
+def order_finder(
+    settings: AdminSettings, apis: TenantApis | None = None, wiring: Wiring | None = None
+) -> orders.OrderFinder:
+    """The store APIs that look orders up, as configured (each may be off): the environment's
+    apps, then registered tenants' with their own APIs (``apis``)."""
     play = apple = None
     if settings.play_api is not None:
         from ..playstore.api import PlayApiClient
@@ -183,6 +198,8 @@ def order_finder(settings: AdminSettings) -> orders.OrderFinder:
         apple=apple,
         verifier=settings.apple.verifier if settings.apple else None,
         bundle_ids=settings.apple.bundle_ids if settings.apple else (),
+        tenants=wiring.registry.all if wiring is not None else None,
+        apis=apis,
     )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import logs
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..model import PRODUCTION, Entitlement, LedgerEvent, Source, StoreName, check_purchase_id
 from ..serializer import to_json
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # the clients are built (and imported) only when their API is
     from ..appstore.verifier import AppleVerifier
     from ..playstore.api import PlayApiClient
     from ..store import EntitlementStore
+    from ..tenant_apis import TenantApis
+    from ..tenants import Tenant
 
 T = TypeVar("T")
 HISTORY_LIMIT = 500
@@ -59,6 +62,8 @@ class Found:
     user_id: str | None = None
     purchase_time_ms: int | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: The registered tenant whose app the order is in (None: an app set in the environment).
+    tenant: str | None = None
 
 
 def link_event(order_id: str, found: Found, *, actor: str, via: str, now_ms: int) -> LedgerEvent:
@@ -81,6 +86,7 @@ def link_event(order_id: str, found: Found, *, actor: str, via: str, now_ms: int
         actor=actor,
         reason=f"order {order_id} found through {via}",
         details=dict(found.details),
+        tenant=found.tenant,
     )
 
 
@@ -98,7 +104,10 @@ def entitlement_view(entitlements: EntitlementStore, entitlement: Entitlement) -
 
 
 class OrderFinder:
-    """Asks the stores' APIs which purchases an order is (None: that store's API is off)."""
+    """Asks the stores' APIs which purchases an order is (None: that store's API is off): the
+    apps set in the environment with their clients, then each registered tenant's apps
+    (``tenants``) with that tenant's API (``apis``: the Play API for a tenant whose play_api is
+    on, the tenant's own Apple key)."""
 
     def __init__(
         self,
@@ -108,9 +117,19 @@ class OrderFinder:
         apple: AppStoreApiClient | None = None,
         verifier: AppleVerifier | None = None,
         bundle_ids: tuple[str, ...] = (),
+        tenants: Callable[[], Iterable[Tenant]] | None = None,
+        apis: TenantApis | None = None,
     ) -> None:
         self.play, self.packages = play, packages
         self.apple, self.verifier, self.bundle_ids = apple, verifier, bundle_ids
+        self.tenants, self.apis = tenants, apis
+
+    def _registered(self) -> Iterable[Tenant]:
+        from ..tenants import DEFAULT_TENANT
+
+        if self.tenants is None or self.apis is None:
+            return ()
+        return (t for t in self.tenants() if t.id != DEFAULT_TENANT)
 
     def via(self, store: StoreName) -> str:
         if store is StoreName.GOOGLE:
@@ -118,7 +137,11 @@ class OrderFinder:
         return "the App Store Server API (Look Up Order ID)"
 
     def enabled(self, store: StoreName) -> bool:
-        return (self.play if store is StoreName.GOOGLE else self.apple) is not None
+        if (self.play if store is StoreName.GOOGLE else self.apple) is not None:
+            return True
+        if self.tenants is None or self.apis is None:
+            return False
+        return self.apis.play_on if store is StoreName.GOOGLE else self.apis.apple_on
 
     def find(self, order_id: str, store: StoreName) -> list[Found]:
         """The purchases of ``order_id``, asking each app in turn. An app whose API refuses our
@@ -137,10 +160,17 @@ class OrderFinder:
             **err.details,
         ) from err
 
+    def _google_apps(self) -> Iterable[tuple[PlayApiClient, str, str | None]]:
+        if self.play is not None:
+            yield from ((self.play, package, None) for package in self.packages)
+        for tenant in self._registered():
+            client = self.apis.play(tenant) if self.apis is not None else None
+            if client is not None:
+                yield from ((client, package, tenant.id) for package in tenant.play_packages)
+
     def _google(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
-        assert self.play is not None
-        for package in self.packages:
-            order = _ask(functools.partial(self.play.get_order, package, order_id), refused)
+        for client, package, tenant in self._google_apps():
+            order = _ask(functools.partial(client.get_order, package, order_id), refused)
             if order is None:
                 continue
             item = order.line_items[0] if order.line_items else None
@@ -154,17 +184,43 @@ class OrderFinder:
                     product_id=item.product_id if item else None,
                     purchase_time_ms=order.create_time_ms,
                     details=details,
+                    tenant=tenant,
                 )
             ]
         return []
 
+    def _apple_apps(
+        self, unopened: list[RefundGuardError]
+    ) -> Iterable[tuple[AppStoreApiClient, AppleVerifier, str, str | None]]:
+        """Each app with the client and verifier of its key; a tenant whose key cannot be opened
+        now is skipped (kept in ``unopened``: KMS down is the answer if no other app knows)."""
+        if self.apple is not None and self.verifier is not None:
+            yield from ((self.apple, self.verifier, b, None) for b in self.bundle_ids)
+        for tenant in self._registered():
+            if tenant.apple_key is None or self.apis is None:
+                continue
+            try:
+                access = self.apis.apple_access(tenant)
+                client = self.apis.apple(tenant)
+            except RefundGuardError as err:
+                logs.bind(apple_key_unopened=tenant.id)
+                unopened.append(err)
+                continue
+            except ValueError:  # the stored key is not a .p8
+                continue
+            if access is None or client is None:
+                continue
+            for app in tenant.apple_apps:
+                if PRODUCTION in app.environments:  # Look Up Order ID is Production only
+                    yield client, access.verifier, app.bundle_id, tenant.id
+
     def _apple(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
         from ..appstore import verified
 
-        assert self.apple is not None and self.verifier is not None
-        for bundle_id in self.bundle_ids:
+        unopened: list[RefundGuardError] = []
+        for client, verifier, bundle_id, tenant in self._apple_apps(unopened):
             ask = functools.partial(
-                verified.look_up_order, self.apple, self.verifier, order_id, bundle_id=bundle_id
+                verified.look_up_order, client, verifier, order_id, bundle_id=bundle_id
             )
             lookup = _ask(ask, refused)
             if lookup is None or not lookup.valid:
@@ -181,9 +237,13 @@ class OrderFinder:
                         user_id=tx.app_account_token,
                         purchase_time_ms=tx.purchase_date_ms,
                         details={"bundleId": bundle_id, "transactionId": tx.transaction_id},
+                        tenant=tenant,
                     ),
                 )
             return list(found.values())[:MAX_RESULTS]
+        transient_errors = [e for e in unopened if e.kind is Kind.TRANSIENT]
+        if transient_errors:  # a tenant's key could not be opened: the order may be its
+            raise transient_errors[0]
         return []
 
 
