@@ -167,6 +167,13 @@ def _put_key(tenant: Tenant, access: KeyAccess, body: Mapping[str, Any]) -> Repl
     version = body.get("version", tenant.version)
     if isinstance(version, bool) or not isinstance(version, int):
         raise rejected("bad_field", "version must be the tenant's version (an integer)")
+    if version != tenant.version:  # stale: refused before KMS is asked (and again on write)
+        raise RefundGuardError(
+            Kind.CONFLICT,
+            "tenant_changed",
+            f"tenant {tenant.id} changed since version {version} (it is at {tenant.version}); "
+            "read it again",
+        )
     if access.keys is None:
         raise RefundGuardError(
             Kind.CONFLICT,
