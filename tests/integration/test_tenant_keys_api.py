@@ -513,3 +513,26 @@ def test_a_google_order_is_looked_up_in_the_tenant_whose_package_it_is(
     entitlement = response.get_json()["results"][0]["entitlement"]
     assert entitlement["tenant"] == "creator-g" and entitlement["purchase_id"] == "tok-tenant"
     assert play_api.count("/com.example.off/") == 0  # play_api off: never asked
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize("function", ["admin", "reconcile"])
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"TENANT_KEYS_KMS_KEY": "projects/p/keyRings/r"}, "TENANT_KEYS_KMS_KEY must be"),
+        ({"TENANT_KEYS_KMS_BASE_URL": "http://kms.example"}, "TENANT_KEYS_KMS_BASE_URL must"),
+        ({"APPLE_ROOT_CERTS": ""}, "APPLE_ROOT_CERTS must be set"),
+    ],
+)
+def test_the_functions_that_open_keys_refuse_to_start_with_bad_kms_settings(
+    refused_start: Any,
+    env: dict[str, str],
+    function: str,
+    changes: dict[str, str],
+    problem: str,
+) -> None:
+    problems = refused_start(function, **{**env, **changes})
+    assert any(p.startswith(problem) for p in problems), problems

@@ -299,3 +299,51 @@ def test_settings_name_a_crypto_key_and_a_local_url_only_with_a_key_file(tmp_pat
         s.done()
     deployed = read_kms_settings(Settings({"TENANT_KEYS_KMS_KEY": DEFAULT_KEY}))
     assert deployed == KmsSettings(DEFAULT_KEY, kms.DEFAULT_BASE_URL)
+
+
+# ---------------------------------------------------------------------------------- check access
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.sampled_from(["ok", "refused", "unreachable"]),
+        max_size=6,
+    )
+)
+def test_apple_states_from_each_apps_answer(results: dict[str, str]) -> None:
+    from refundguard import store_access as sa
+
+    state = sa.classify_apple(results)
+    values = set(results.values())
+    if not values or values == {"ok"}:
+        assert state == sa.OK
+    elif values == {"refused"}:
+        assert state == sa.KEY_REFUSED  # every app refused: the key, not a bundle
+    elif "refused" in values:
+        assert state == sa.WRONG_BUNDLE  # the key works for another app of the tenant
+    else:
+        assert state == sa.UNREACHABLE
+
+
+def test_google_states_from_the_play_apis_refusals() -> None:
+    from refundguard import store_access as sa
+    from refundguard.storeapi import (
+        StoreAuthError,
+        StoreNotFoundError,
+        StoreQuotaError,
+        StoreUnavailableError,
+    )
+
+    def auth(message: str, status: int | None = 403) -> StoreAuthError:
+        return StoreAuthError(message, store="google", operation="x", status=status)
+
+    assert sa.classify_google(auth("The caller does not have permission")) == sa.NOT_INVITED
+    assert sa.classify_google(auth("it is disabled. Enable it by visiting")) == sa.API_OFF
+    assert sa.classify_google(auth("the token endpoint refused", status=None)) == sa.KEY_REFUSED
+    assert sa.classify_google(StoreNotFoundError("x", store="google", operation="x")) == (
+        sa.WRONG_BUNDLE
+    )
+    for err in (StoreUnavailableError, StoreQuotaError):
+        assert sa.classify_google(err("x", store="google", operation="x")) == sa.UNREACHABLE
+    assert sa.worst({"a": sa.OK, "b": sa.NOT_INVITED, "c": sa.UNREACHABLE}) == sa.NOT_INVITED
