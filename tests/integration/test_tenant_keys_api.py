@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -536,3 +537,24 @@ def test_the_functions_that_open_keys_refuse_to_start_with_bad_kms_settings(
 ) -> None:
     problems = refused_start(function, **{**env, **changes})
     assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_check_access_stays_within_its_budget_when_a_store_is_slow(
+    client: Any,
+    auth: dict[str, str],
+    registry: TenantRegistry,
+    play_api: FakePlayApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from refundguard import store_access
+
+    monkeypatch.setattr(store_access, "CHECK_BUDGET_S", 1.0)
+    packages = (TENANT_PACKAGE, "com.example.second", "com.example.third")
+    add_tenant(registry, "creator-s", packages=packages)
+    play_api.fail_next(*[Fault(delay_s=1.5, path="voidedpurchases") for _ in range(3)])
+    started = time.monotonic()
+    google = check(client, auth, "creator-s")["google"]
+    assert time.monotonic() - started < 5
+    assert google["state"] == "unreachable", google["details"]
+    assert set(google["details"]["packages"].values()) == {"unreachable"}
+    assert "not checked: out of time" in google["details"]["store_said"].values()

@@ -66,11 +66,13 @@ def access(
     settings: AdminSettings, wiring: Wiring, apis: TenantApis, clock_ms: Callable[[], int]
 ) -> KeyAccess:
     """These routes' view of the admin function."""
+    from ..tenant_keys import TenantKeys
+
     keys = apis.keys
     return KeyAccess(
         wiring.registry,
         wiring.tenants,
-        keys if hasattr(keys, "seal") else None,  # type: ignore[arg-type]
+        keys if isinstance(keys, TenantKeys) else None,
         apis,
         play_account(settings.play_api.credentials if settings.play_api else None),
         clock_ms,
