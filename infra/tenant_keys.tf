@@ -18,17 +18,6 @@ variable "tenant_keys_kms_base_url" {
   default     = "https://cloudkms.googleapis.com"
 }
 
-variable "tenant_keys_rotation_days" {
-  description = "Days between automatic rotations of the KMS key's primary version (older versions keep decrypting what they encrypted)."
-  type        = number
-  default     = 90
-
-  validation {
-    condition     = var.tenant_keys_rotation_days >= 1 && var.tenant_keys_rotation_days <= 365
-    error_message = "tenant_keys_rotation_days must be 1 to 365."
-  }
-}
-
 locals {
   # Deployed entry points allowed to encrypt, and to decrypt, with the key.
   tenant_keys_encrypters = toset([for name in ["admin", "admin_console"] : name if contains(keys(local.enabled_functions), name)])
@@ -44,10 +33,11 @@ resource "google_kms_key_ring" "tenant_keys" {
 }
 
 resource "google_kms_crypto_key" "tenant_keys" {
-  name            = "apple-api-keys"
-  key_ring        = google_kms_key_ring.tenant_keys.id
-  purpose         = "ENCRYPT_DECRYPT"
-  rotation_period = "${var.tenant_keys_rotation_days * 86400}s"
+  name     = "apple-api-keys"
+  key_ring = google_kms_key_ring.tenant_keys.id
+  purpose  = "ENCRYPT_DECRYPT"
+  # A new primary version every 90 days (older versions keep decrypting what they encrypted).
+  rotation_period = "7776000s"
 
   version_template {
     algorithm        = "GOOGLE_SYMMETRIC_ENCRYPTION"
