@@ -235,7 +235,8 @@ class KmsClient:
                 raise _Mismatch
             return ciphertext
 
-        return self._call("encrypt", body, check, deadline_s)
+        # An error that quotes the request (as INVALID_ARGUMENT can) never carries the key.
+        return self._call("encrypt", body, check, deadline_s, secrets=(body["plaintext"],))
 
     def decrypt(self, ciphertext: bytes, aad: bytes, *, deadline_s: float | None = None) -> bytes:
         """The plaintext of ``ciphertext``, given the ``aad`` it was encrypted with."""
@@ -262,6 +263,8 @@ class KmsClient:
         body: dict[str, str],
         check: Callable[[Any], bytes],
         deadline_s: float | None,
+        *,
+        secrets: tuple[str, ...] = (),
     ) -> bytes:
         for _ in range(CHECKSUM_ATTEMPTS):
             answer = self.transport.call(
@@ -270,6 +273,7 @@ class KmsClient:
                 f"/v1/{self.key}:{operation}",
                 json_body=body,
                 deadline_s=deadline_s,
+                secrets=secrets,
             )
             try:
                 return check(answer.body)

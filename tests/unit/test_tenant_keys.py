@@ -20,7 +20,7 @@ from refundguard import kms
 from refundguard.config import ConfigError, Settings
 from refundguard.errors import Kind, RefundGuardError
 from refundguard.kms import KmsClient, KmsSettings, crc32c, read_kms_settings
-from refundguard.tenant_keys import SEALED_PREFIX, TenantKeys
+from refundguard.tenant_keys import SEALED_PREFIX, TenantKeys, canonical_pem
 from refundguard_dev.fake_appstore_api import new_api_key
 from refundguard_dev.fake_kms import DEFAULT_ACCOUNT, DEFAULT_KEY, FakeKms, Fault
 from refundguard_dev.fake_kms import crc32c as oracle_crc32c
@@ -347,3 +347,21 @@ def test_google_states_from_the_play_apis_refusals() -> None:
     for err in (StoreUnavailableError, StoreQuotaError):
         assert sa.classify_google(err("x", store="google", operation="x")) == sa.UNREACHABLE
     assert sa.worst({"a": sa.OK, "b": sa.NOT_INVITED, "c": sa.UNREACHABLE}) == sa.NOT_INVITED
+
+
+def test_an_error_quoting_the_request_never_carries_the_key(
+    keys: TenantKeys, server: FakeKms
+) -> None:
+    quoted = base64.b64encode(canonical_pem(P8)).decode()
+    body = {
+        "error": {
+            "code": 400,
+            "message": f"Invalid value at 'plaintext' (TYPE_BYTES), \"{quoted}\"",
+            "status": "INVALID_ARGUMENT",
+        }
+    }
+    server.fail_next(Fault(status=400, body=json.dumps(body).encode()))
+    with pytest.raises(RefundGuardError) as failed:
+        keys.seal("creator-a", "KEYAAAA001", ISSUER, P8)
+    text = f"{failed.value.message} {failed.value.details}"
+    assert quoted[:40] not in text and failed.value.code == "kms_refused"
