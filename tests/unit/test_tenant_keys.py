@@ -365,3 +365,41 @@ def test_an_error_quoting_the_request_never_carries_the_key(
         keys.seal("creator-a", "KEYAAAA001", ISSUER, P8)
     text = f"{failed.value.message} {failed.value.details}"
     assert quoted[:40] not in text and failed.value.code == "kms_refused"
+
+
+# ---------------------------------------------------------------------------------- routes
+
+
+@given(tenant=tenant_ids, prefix=st.sampled_from(["", "/refundguard-admin"]))
+def test_a_tenants_routes_bind_its_id_with_or_without_the_function_name(
+    tenant: str, prefix: str
+) -> None:
+    from refundguard.adminapi import routes
+
+    check = routes.match("POST", f"{prefix}/tenants/{tenant}:check-access")
+    assert (check.name, check.params) == ("tenant_check_access", {"tenant_id": tenant})
+    put = routes.match("PUT", f"{prefix}/tenants/{tenant}/apple-key")
+    assert (put.name, put.params) == ("tenant_apple_key_put", {"tenant_id": tenant})
+    delete = routes.match("DELETE", f"{prefix}/tenants/{tenant}/apple-key/KEY1")
+    assert delete.params == {"tenant_id": tenant, "key_id": "KEY1"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/tenants/:check-access"),  # no id before the verb
+        ("POST", "/tenants/t1:check"),
+        ("GET", "/tenants/t1:check-access"),
+        ("POST", "/tenants/t1/apple-key"),
+        ("POST", "/play/service-account"),
+    ],
+)
+def test_what_is_not_a_tenants_route(method: str, path: str) -> None:
+    from refundguard.adminapi import routes
+
+    try:
+        route = routes.match(method, path)
+    except RefundGuardError as refused:
+        assert refused.http_status in (404, 405)
+        return
+    assert route.name not in ("tenant_check_access", "tenant_apple_key_put", "play_account")
