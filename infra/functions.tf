@@ -27,6 +27,7 @@ locals {
     GOOGLE_CLOUD_PROJECT       = var.project_id
     FIRESTORE_DATABASE         = google_firestore_database.ledger.name
     FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
+    TENANT_CACHE_SECONDS       = tostring(var.tenant_cache_seconds)
     # Every function changes entitlements (the sweep publishes their events): events.tf.
     EVENTS_TOPIC = google_pubsub_topic.events.id
   }
@@ -146,6 +147,7 @@ locals {
         REFUND_REQUESTS             = var.refund_requests
         REFUND_GRANT_BELOW_PERCENT  = tostring(var.refund_grant_below_percent)
         REFUND_DECLINE_FROM_PERCENT = tostring(var.refund_decline_from_percent)
+        REFUND_RULES                = jsonencode(var.refund_rules)
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id

@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 import pytest
 import requests
+import tenant_fixtures as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from refundguard.adminapi import handler as admin_function
@@ -558,3 +559,92 @@ def test_check_access_stays_within_its_budget_when_a_store_is_slow(
     assert google["state"] == "unreachable", google["details"]
     assert set(google["details"]["packages"].values()) == {"unreachable"}
     assert "not checked: out of time" in google["details"]["store_said"].values()
+
+
+# ---------------------------------------------------------------------------------- roles
+
+
+ROUTES_OF = {
+    "put": ("PUT", "/tenants/{t}/apple-key"),
+    "delete": ("DELETE", "/tenants/{t}/apple-key/CREATORA01"),
+    "check": ("POST", "/tenants/{t}:check-access"),
+}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES_OF))
+@pytest.mark.parametrize(
+    ("who", "tenant", "status"),
+    [
+        (tf.ACME_ADMIN, "acme", 200),
+        (tf.ACME_ADMIN, "globex", 404),  # another tenant's: as if it did not exist
+        (tf.ACME_ADMIN, "nosuch", 404),
+        (tf.ACME_SUPPORT, "acme", 403),  # a tenant's support never touches its key
+        (tf.SERVICE, "acme", 403),
+        (tf.GLOBEX_ADMIN, "acme", 404),
+    ],
+)
+def test_only_a_tenants_admins_and_platform_admins_reach_its_key_and_check(
+    client: Any,
+    store: Any,
+    signer: Any,
+    appstore_production: FakeAppStoreApi,
+    capsys: pytest.CaptureFixture[str],
+    route: str,
+    who: str,
+    tenant: str,
+    status: int,
+) -> None:
+    tf.seed(client, signer, store)
+    key = appstore_production.register_key(new_api_key("CREATORA01", ISSUER))
+    body = {"key_id": key.key_id, "issuer_id": ISSUER, "private_key": key.pem}
+    if route == "delete":  # a key to delete, put by the platform admin
+        for t in ("acme", "globex"):
+            added = tf.call(client, ADMIN, signer, "PUT", f"/tenants/{t}/apple-key", body)
+            assert added.status_code == 200, added.get_json()
+    before = tf.dump(store.client)
+    capsys.readouterr()
+    method, path = ROUTES_OF[route]
+    answer = tf.call(
+        client, who, signer, method, path.format(t=tenant), body if route == "put" else None
+    )
+    assert answer.status_code == status, answer.get_json()
+    lines = tf.log_lines(capsys.readouterr().out)
+    if status != 200 or route == "check":
+        assert tf.dump(store.client) == before  # nothing written
+    if status == 404:
+        assert answer.get_json()["error"] == "no_such_tenant"
+        if tenant != "nosuch":
+            assert lines[-1]["audit"] is True and lines[-1]["denied"] == "other_tenant"
+    for line in lines:
+        assert_nowhere(json.dumps(line), key)
+
+
+def test_a_suspended_tenants_admin_cannot_touch_its_key_but_a_platform_admin_can(
+    client: Any, store: Any, signer: Any
+) -> None:
+    tf.seed(client, signer, store)
+    tenant = tf.call(client, ADMIN, signer, "GET", "/tenants/acme").get_json()["tenant"]
+    suspended = tf.call(
+        client,
+        ADMIN,
+        signer,
+        "PATCH",
+        "/tenants/acme",
+        {"version": tenant["version"], "status": "suspended"},
+    )
+    assert suspended.status_code == 200, suspended.get_json()
+    key = new_api_key("CREATORA01", ISSUER)
+    body = {"key_id": key.key_id, "issuer_id": ISSUER, "private_key": key.pem}
+    refused = tf.call(client, tf.ACME_ADMIN, signer, "PUT", "/tenants/acme/apple-key", body)
+    assert refused.status_code == 403 and refused.get_json()["error"] == "tenant_suspended"
+    allowed = tf.call(client, ADMIN, signer, "PUT", "/tenants/acme/apple-key", body)
+    assert allowed.status_code == 200, allowed.get_json()
+
+
+@pytest.mark.parametrize(("who", "status"), [(tf.ACME_ADMIN, 200), (tf.ACME_SUPPORT, 403)])
+def test_the_play_account_is_shown_to_whoever_onboards_a_tenant(
+    client: Any, store: Any, signer: Any, who: str, status: int
+) -> None:
+    tf.seed(client, signer, store)
+    answer = tf.call(client, who, signer, "GET", "/play/service-account")
+    assert answer.status_code == status, answer.get_json()

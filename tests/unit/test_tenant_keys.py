@@ -377,11 +377,11 @@ def test_a_tenants_routes_bind_its_id_with_or_without_the_function_name(
     from refundguard.adminapi import routes
 
     check = routes.match("POST", f"{prefix}/tenants/{tenant}:check-access")
-    assert (check.name, check.params) == ("tenant_check_access", {"tenant_id": tenant})
+    assert (check.name, check.params) == ("tenant_check_access", {"tenant": tenant})
     put = routes.match("PUT", f"{prefix}/tenants/{tenant}/apple-key")
-    assert (put.name, put.params) == ("tenant_apple_key_put", {"tenant_id": tenant})
+    assert (put.name, put.params) == ("tenant_apple_key_put", {"tenant": tenant})
     delete = routes.match("DELETE", f"{prefix}/tenants/{tenant}/apple-key/KEY1")
-    assert delete.params == {"tenant_id": tenant, "key_id": "KEY1"}
+    assert delete.params == {"tenant": tenant, "key_id": "KEY1"}
 
 
 @pytest.mark.parametrize(

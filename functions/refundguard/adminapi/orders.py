@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import logs
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
-from ..model import PRODUCTION, Entitlement, LedgerEvent, Source, StoreName, check_purchase_id
+from ..model import (
+    DEFAULT_TENANT,
+    PRODUCTION,
+    Entitlement,
+    LedgerEvent,
+    Source,
+    StoreName,
+    check_purchase_id,
+)
 from ..serializer import to_json
 from ..storeapi import StoreApiError, StoreAuthError
 
@@ -62,8 +70,6 @@ class Found:
     user_id: str | None = None
     purchase_time_ms: int | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
-    #: The registered tenant whose app the order is in (None: an app set in the environment).
-    tenant: str | None = None
 
 
 def link_event(order_id: str, found: Found, *, actor: str, via: str, now_ms: int) -> LedgerEvent:
@@ -86,7 +92,6 @@ def link_event(order_id: str, found: Found, *, actor: str, via: str, now_ms: int
         actor=actor,
         reason=f"order {order_id} found through {via}",
         details=dict(found.details),
-        tenant=found.tenant,
     )
 
 
@@ -124,12 +129,10 @@ class OrderFinder:
         self.apple, self.verifier, self.bundle_ids = apple, verifier, bundle_ids
         self.tenants, self.apis = tenants, apis
 
-    def _registered(self) -> Iterable[Tenant]:
-        from ..tenants import DEFAULT_TENANT
-
+    def _registered(self, asks: Callable[[str], bool]) -> Iterable[Tenant]:
         if self.tenants is None or self.apis is None:
             return ()
-        return (t for t in self.tenants() if t.id != DEFAULT_TENANT)
+        return (t for t in self.tenants() if t.id != DEFAULT_TENANT and asks(t.id))
 
     def via(self, store: StoreName) -> str:
         if store is StoreName.GOOGLE:
@@ -143,14 +146,17 @@ class OrderFinder:
             return False
         return self.apis.play_on if store is StoreName.GOOGLE else self.apis.apple_on
 
-    def find(self, order_id: str, store: StoreName) -> list[Found]:
-        """The purchases of ``order_id``, asking each app in turn. An app whose API refuses our
-        credentials is skipped; when no app knows the order and one refused, that refusal is the
-        answer (503 naming the fix: the order may be that app's)."""
+    def find(
+        self, order_id: str, store: StoreName, *, asks: Callable[[str], bool] = lambda _: True
+    ) -> list[Found]:
+        """The purchases of ``order_id``, asking each app in turn (registered tenants' apps: of
+        the tenants ``asks`` names). An app whose API refuses our credentials is skipped; when no
+        app knows the order and one refused, that refusal is the answer (503 naming the fix: the
+        order may be that app's)."""
         refused: list[StoreAuthError] = []
-        found = self._google(order_id, refused) if store is StoreName.GOOGLE else None
+        found = self._google(order_id, refused, asks) if store is StoreName.GOOGLE else None
         if store is StoreName.APPLE:
-            found = self._apple(order_id, refused)
+            found = self._apple(order_id, refused, asks)
         if found or not refused:
             return found or []
         err = refused[0]
@@ -160,16 +166,18 @@ class OrderFinder:
             **err.details,
         ) from err
 
-    def _google_apps(self) -> Iterable[tuple[PlayApiClient, str, str | None]]:
+    def _google_apps(self, asks: Callable[[str], bool]) -> Iterable[tuple[PlayApiClient, str]]:
         if self.play is not None:
-            yield from ((self.play, package, None) for package in self.packages)
-        for tenant in self._registered():
+            yield from ((self.play, package) for package in self.packages)
+        for tenant in self._registered(asks):
             client = self.apis.play(tenant) if self.apis is not None else None
             if client is not None:
-                yield from ((client, package, tenant.id) for package in tenant.play_packages)
+                yield from ((client, package) for package in tenant.play_packages)
 
-    def _google(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
-        for client, package, tenant in self._google_apps():
+    def _google(
+        self, order_id: str, refused: list[StoreAuthError], asks: Callable[[str], bool]
+    ) -> list[Found]:
+        for client, package in self._google_apps(asks):
             order = _ask(functools.partial(client.get_order, package, order_id), refused)
             if order is None:
                 continue
@@ -184,19 +192,18 @@ class OrderFinder:
                     product_id=item.product_id if item else None,
                     purchase_time_ms=order.create_time_ms,
                     details=details,
-                    tenant=tenant,
                 )
             ]
         return []
 
     def _apple_apps(
-        self, unopened: list[RefundGuardError]
-    ) -> Iterable[tuple[AppStoreApiClient, AppleVerifier, str, str | None]]:
+        self, unopened: list[RefundGuardError], asks: Callable[[str], bool]
+    ) -> Iterable[tuple[AppStoreApiClient, AppleVerifier, str]]:
         """Each app with the client and verifier of its key; a tenant whose key cannot be opened
         now is skipped (kept in ``unopened``: KMS down is the answer if no other app knows)."""
         if self.apple is not None and self.verifier is not None:
-            yield from ((self.apple, self.verifier, b, None) for b in self.bundle_ids)
-        for tenant in self._registered():
+            yield from ((self.apple, self.verifier, b) for b in self.bundle_ids)
+        for tenant in self._registered(asks):
             if tenant.apple_key is None or self.apis is None:
                 continue
             try:
@@ -212,13 +219,15 @@ class OrderFinder:
                 continue
             for app in tenant.apple_apps:
                 if PRODUCTION in app.environments:  # Look Up Order ID is Production only
-                    yield client, access.verifier, app.bundle_id, tenant.id
+                    yield client, access.verifier, app.bundle_id
 
-    def _apple(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
+    def _apple(
+        self, order_id: str, refused: list[StoreAuthError], asks: Callable[[str], bool]
+    ) -> list[Found]:
         from ..appstore import verified
 
         unopened: list[RefundGuardError] = []
-        for client, verifier, bundle_id, tenant in self._apple_apps(unopened):
+        for client, verifier, bundle_id in self._apple_apps(unopened, asks):
             ask = functools.partial(
                 verified.look_up_order, client, verifier, order_id, bundle_id=bundle_id
             )
@@ -237,7 +246,6 @@ class OrderFinder:
                         user_id=tx.app_account_token,
                         purchase_time_ms=tx.purchase_date_ms,
                         details={"bundleId": bundle_id, "transactionId": tx.transaction_id},
-                        tenant=tenant,
                     ),
                 )
             return list(found.values())[:MAX_RESULTS]
@@ -278,9 +286,22 @@ def lookup(
     finder: OrderFinder,
     actor: str,
     now_ms: int,
+    visible: Callable[[str], bool] = lambda _: True,
+    app_tenant: Callable[[Found], str] = lambda _: DEFAULT_TENANT,
+    asks: Callable[[str], bool] = lambda _: True,
 ) -> dict[str, Any]:
-    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer."""
-    known = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
+    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer.
+    Only the entitlements of tenants ``visible`` to the caller are shown; an order whose every one
+    is another tenant's is NOT_FOUND, and its store is not asked; a purchase the store names in an
+    app (``app_tenant``) of a tenant the caller may not see is neither linked nor shown (nothing
+    is written); one it may see, never seen before, becomes that tenant's. Registered tenants'
+    stores are asked only for the tenants ``asks`` names (the caller's)."""
+    found_here = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
+    known = [e for e in found_here if visible(e.tenant)]
+    if found_here and not known:
+        raise not_found(
+            "order_not_found", f"order {order_id} is not known here", store=store_of(order_id).value
+        )
     if known:
         return {
             "order_id": order_id,
@@ -296,7 +317,7 @@ def lookup(
             "off here, so it was not asked",
             store=guess.value,
         )
-    found = finder.find(order_id, guess)
+    found = finder.find(order_id, guess, asks=asks)
     if not found:
         raise not_found(
             "order_not_found",
@@ -305,12 +326,18 @@ def lookup(
         )
     results = []
     for item in found:
+        tenant = app_tenant(item)
+        if not visible(tenant):
+            continue
         try:
             event = link_event(order_id, item, actor=actor, via=finder.via(guess), now_ms=now_ms)
         except RefundGuardError:  # the store's text cannot be stored: link the ids alone
             bare = replace(item, product_id=None, user_id=None, details={"api": "not storable"})
             event = link_event(order_id, bare, actor=actor, via=finder.via(guess), now_ms=now_ms)
-        applied = entitlements.apply(event)
+        applied = entitlements.apply(replace(event, tenant=tenant))
         assert applied.entitlement is not None
-        results.append(entitlement_view(entitlements, applied.entitlement))
+        if visible(applied.entitlement.tenant):
+            results.append(entitlement_view(entitlements, applied.entitlement))
+    if not results:
+        raise not_found("order_not_found", f"order {order_id} is not known here", store=guess.value)
     return {"order_id": order_id, "store": guess.value, "found_by": "store_api", "results": results}

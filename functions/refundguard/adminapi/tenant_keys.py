@@ -2,8 +2,9 @@
 Server API key, sealed with Cloud KMS, becomes the one used; the previous stays until deleted:
 rotation with no gap), ``DELETE /tenants/{id}/apple-key/{key_id}``, ``POST
 /tenants/{id}:check-access`` (``store_access``) and ``GET /play/service-account`` (the account a
-creator invites in their Play Console, with the permissions to give it). The handler passes an
-already authorized tenant. Shapes: docs/admin.md."""
+creator invites in their Play Console, with the permissions to give it). ``serve`` authorizes
+(``Act.SETTINGS`` on the tenant: its admins and platform admins; another tenant's is the 404 of
+an absent one) and ``dispatch`` acts on that tenant. Shapes: docs/admin.md."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import logs, outbound, store_access
+from ..access import Act
 from ..errors import Kind, RefundGuardError, not_found, rejected
 from ..http import Reply
-from ..serializer import to_json
-from ..tenants import MAX_APPS, Tenant
+from ..tenants import DEFAULT_TENANT, MAX_APPS, AppleApp, Tenant, default_tenant
+from .tenancy import tenant_json
 
 if TYPE_CHECKING:
     import flask
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from ..tenant_keys import TenantKeys
     from ..tenant_registry import TenantDirectory, TenantRegistry
     from ..wiring import Wiring
+    from .scope import Scope
     from .settings import AdminSettings
 
 ROUTES = frozenset(
@@ -48,14 +51,28 @@ class KeyAccess:
     apis: TenantApis | None
     play_account: Callable[[], str | None]
     clock_ms: Callable[[], int]
+    #: The apps set in the environment, as the ``default`` tenant (None: none).
+    default: Tenant | None = None
 
 
-def serve(request: flask.Request, name: str, params: Mapping[str, str], access: KeyAccess) -> Reply:
-    """Load the route's tenant (404 if none) and its body, then ``dispatch``. (Role checks go
-    between loading and dispatching: ``dispatch`` takes an authorized tenant.)"""
+def serve(
+    request: flask.Request,
+    name: str,
+    params: Mapping[str, str],
+    access: KeyAccess,
+    scope: Scope,
+) -> Reply:
+    """Authorize, load the route's tenant (404 if none, or another tenant's) and its body, then
+    ``dispatch``."""
     from ..http import parse_json_object, read_body
 
-    tenant = load_tenant(access.registry, params["tenant_id"]) if "tenant_id" in params else None
+    tenant = None
+    if "tenant" in params:
+        tenant_id = params["tenant"]
+        scope.require(Act.SETTINGS, tenant_id, lambda: _no_tenant(tenant_id))
+        tenant = load_tenant(access, tenant_id)
+    else:  # the Play account: whoever onboards a tenant
+        scope.ever(Act.SETTINGS)
     body = None
     if request.method == "PUT":
         body = parse_json_object(read_body(request, max_bytes=MAX_BODY_BYTES))
@@ -76,6 +93,13 @@ def access(
         apis,
         play_account(settings.play_api.credentials if settings.play_api else None),
         clock_ms,
+        default_tenant(
+            play_packages=settings.play_packages,
+            apple_apps=tuple(AppleApp(b) for b in settings.apple.bundle_ids)
+            if settings.apple
+            else (),
+            play_api=settings.play_api is not None,
+        ),
     )
 
 
@@ -114,26 +138,18 @@ def _email_of(credentials: Any) -> str | None:
     return email if isinstance(email, str) and "@" in email else None
 
 
-def tenant_json(tenant: Tenant) -> dict[str, Any]:
-    """TENANT JSON (docs/admin.md): a key shows its ids and when it was added, never the key nor
-    its sealed form."""
-    body = to_json(tenant)
-    body["apple_keys"] = [
-        {"key_id": k.key_id, "issuer_id": k.issuer_id, **_at(to_json(k), "added")}
-        for k in tenant.apple_keys
-    ]
-    return body
+def _no_tenant(tenant_id: str) -> RefundGuardError:
+    return not_found("no_such_tenant", f"no tenant {tenant_id[:60]}")
 
 
-def _at(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
-    return {f"{name}_at": doc.get(f"{name}_at")}
-
-
-def load_tenant(registry: TenantRegistry, tenant_id: str) -> Tenant:
-    """The tenant of a route's ``{tenant_id}``, or 404 (as if it never existed)."""
-    tenant = registry.get(tenant_id) if _plausible(tenant_id) else None
+def load_tenant(access: KeyAccess, tenant_id: str) -> Tenant:
+    """The route's tenant as it is now (read from the registry, not a cache: a key's change
+    names the version it was made on), or 404; ``default``: the environment's apps."""
+    if tenant_id == DEFAULT_TENANT and access.default is not None:
+        return access.default
+    tenant = access.registry.get(tenant_id) if _plausible(tenant_id) else None
     if tenant is None:
-        raise not_found("no_such_tenant", f"no tenant {tenant_id[:40]}")
+        raise _no_tenant(tenant_id)
     return tenant
 
 
@@ -155,6 +171,13 @@ def dispatch(
         return _play_account(access)
     assert tenant is not None
     logs.bind(tenant=tenant.id)
+    if name != "tenant_check_access" and tenant.id == DEFAULT_TENANT:
+        raise RefundGuardError(
+            Kind.CONFLICT,
+            "default_tenant_key",
+            "the default tenant's Apple key is set in the environment (APPLE_API_*, Secret "
+            "Manager; docs/deploy.md section 3), not here",
+        )
     if name == "tenant_apple_key_put":
         return _put_key(tenant, access, body or {})
     if name == "tenant_apple_key_delete":

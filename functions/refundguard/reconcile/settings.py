@@ -7,7 +7,7 @@ tenants' Apple keys (``TENANT_KEYS_KMS_KEY``: ``tenant_apis`` opens them with Cl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..config import APPLE_API_ENV, EventsSettings, FirestoreSettings, Settings
@@ -18,6 +18,7 @@ from ..tenant_keys import read_tenant_keys
 
 if TYPE_CHECKING:
     from ..appstore.credentials import AppleApiAccess
+    from ..refund_rules import RefundRule
     from ..storeapi import CallPolicy
     from ..tenant_apis import TenantApis
     from ..tenant_keys import TenantKeysSettings
@@ -109,4 +110,23 @@ def read_policy(settings: Settings) -> Policy:
             f"REFUND_GRANT_BELOW_PERCENT={grant:g} and REFUND_DECLINE_FROM_PERCENT={decline:g}: "
             f"{problem}{hint}"
         )
-    return policy
+    return replace(policy, rules=read_rules(settings))
+
+
+def read_rules(settings: Settings) -> tuple[RefundRule, ...]:
+    """``REFUND_RULES``: the ordered rules (a JSON list, docs/refunds.md); unset: none."""
+    raw = settings.raw("REFUND_RULES")
+    if not raw:
+        return ()
+    import json
+
+    from ..errors import RefundGuardError
+    from ..refund_rules import parse_rules
+
+    try:
+        return parse_rules(json.loads(raw))
+    except ValueError:
+        settings.problem("REFUND_RULES must be a JSON list of rules (docs/refunds.md)")
+    except RefundGuardError as err:
+        settings.problem(f"REFUND_RULES: {err.message}")
+    return ()
