@@ -648,3 +648,52 @@ def test_the_play_account_is_shown_to_whoever_onboards_a_tenant(
     tf.seed(client, signer, store)
     answer = tf.call(client, who, signer, "GET", "/play/service-account")
     assert answer.status_code == status, answer.get_json()
+
+
+# ---------------------------------------------------------------------------------- the CLI
+
+
+def test_the_cli_uploads_a_key_from_its_file_checks_access_and_names_the_play_account(
+    env: dict[str, str],
+    registry: TenantRegistry,
+    signer: Any,
+    appstore_production: FakeAppStoreApi,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    from refundguard_admin import cli
+
+    add_tenant(registry, "creator-a", bundles=(BUNDLE_ID,), packages=(TENANT_PACKAGE,))
+    key = appstore_production.register_key(new_api_key("CREATORA01", ISSUER))
+    p8 = key.write_p8(tmp_path / "SubscriptionKey_CREATORA01.p8")
+    with served("admin", env, monkeypatch) as url:
+
+        def admin(*argv: str) -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            code = cli.main(["--url", url, "--token", signer.token(ADMIN), *argv], out=out, err=err)
+            return code, out.getvalue(), err.getvalue()
+
+        code, out, err = admin(
+            "apple-key", "put", "creator-a", "--key-id", key.key_id, "--issuer-id", ISSUER,
+            "--p8", str(p8),
+        )  # fmt: skip
+        assert code == 0, err
+        assert "Apple keys CREATORA01" in out and "in use: CREATORA01" in out
+        code, out, err = admin("check-access", "creator-a")
+        assert code == 0, err
+        assert "google ok: nothing to do" in out and "apple  ok: nothing to do" in out
+        assert f"{TENANT_PACKAGE}: ok" in out
+        code, out, err = admin("play-account")
+        assert code == 0 and DEFAULT_ACCOUNT in out and "View financial data" in out, err
+        assert admin("apple-key", "put", "creator-a", "--key-id", "K")[0] == cli.EXIT_USAGE
+        code, _, err = admin(
+            "apple-key", "put", "creator-a", "--key-id", "K2", "--issuer-id", ISSUER,
+            "--p8", str(tmp_path / "missing.p8"),
+        )  # fmt: skip
+        assert code == cli.EXIT_API_ERROR and "cannot read" in err
+        code, out, err = admin("apple-key", "delete", "creator-a", "CREATORA01")
+        assert code == 0 and "Apple keys -" in out, err
+    assert_nowhere(capsys.readouterr().out, key)
