@@ -697,3 +697,22 @@ def test_the_cli_uploads_a_key_from_its_file_checks_access_and_names_the_play_ac
         code, out, err = admin("apple-key", "delete", "creator-a", "CREATORA01")
         assert code == 0 and "Apple keys -" in out, err
     assert_nowhere(capsys.readouterr().out, key)
+
+
+def test_the_default_tenant_is_checked_with_the_environments_key_and_never_given_one(
+    make_client: Any, env: dict[str, str], auth: dict[str, str], apple_api_key: ApiKey
+) -> None:
+    client = make_client(
+        "admin",
+        **env,
+        PLAY_PACKAGE_NAMES=data.PACKAGE,
+        APPLE_API_KEY_ID=apple_api_key.key_id,
+        APPLE_API_ISSUER_ID=apple_api_key.issuer_id,
+        APPLE_API_PRIVATE_KEY=apple_api_key.pem,
+        APPLE_BUNDLE_IDS=BUNDLE_ID,
+        APPLE_APP_APPLE_ID=str(APP_APPLE_ID),
+    )
+    result = check(client, auth, "default")
+    assert result["google"]["state"] == "ok" and result["apple"]["state"] == "ok", result
+    refused = put_key(client, auth, "default", new_api_key("CREATORA01", ISSUER))
+    assert refused.status_code == 409 and refused.get_json()["error"] == "default_tenant_key"
