@@ -46,6 +46,9 @@ locals {
     APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
     APPLE_APP_APPLE_ID         = var.apple_app_apple_id
     APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
+    # Registered tenants' own Apple keys, sealed with this Cloud KMS key (tenant_keys.tf).
+    TENANT_KEYS_KMS_KEY      = google_kms_crypto_key.tenant_keys.id
+    TENANT_KEYS_KMS_BASE_URL = var.tenant_keys_kms_base_url
   }
 
   # What differs per function, keyed by entry point.

@@ -34,6 +34,11 @@ APPLE_API_ENV = (
     "APPLE_API_SANDBOX_BASE_URL",
 )
 
+#: Tenants' App Store Server API keys, sealed with Cloud KMS (``kms``, ``tenant_keys``): read by
+#: the functions that store or use them (encrypt: admin and console; decrypt: every function that
+#: calls Apple with a tenant's key). IAM on the key decides who may do what (tenant_keys.tf).
+TENANT_KEYS_ENV = ("TENANT_KEYS_KMS_KEY", "TENANT_KEYS_KMS_BASE_URL")
+
 #: The refund-request policy (``reconcile.settings.read_policy``, docs/refunds.md).
 REFUND_POLICY_ENV = (
     "REFUND_REQUESTS",
@@ -52,6 +57,7 @@ ORDER_LOOKUP_ENV = (
     "APPLE_BUNDLE_IDS",
     "APPLE_APP_APPLE_ID",
     "APPLE_ROOT_CERTS",
+    *TENANT_KEYS_ENV,
 )
 
 #: Read by each function, by entry point name (beside COMMON_ENV). Which store API each reads:

@@ -22,7 +22,7 @@ from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
 from ..tenants import check_tenant_id
 from ..wiring import Wiring
-from . import apple_test, orders, reconciliation, routes, tenancy
+from . import apple_test, orders, reconciliation, routes, tenancy, tenant_keys
 from .actions import (
     ACTIONS,
     Action,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import flask
 
     from ..oidc import Caller
+    from ..tenant_apis import TenantApis
     from .settings import AdminSettings
 
 MAX_BODY_BYTES = 16 * 1024
@@ -47,7 +48,7 @@ API_POLICY = CallPolicy(deadline_s=15.0)
 DEFAULT_UNPUBLISHED, MAX_UNPUBLISHED = 100, 500
 
 
-def admin_handler(
+def admin_handler(  # noqa: PLR0915 - the routes' closures share one wiring and its clients
     settings: AdminSettings,
     *,
     function: str,
@@ -61,7 +62,8 @@ def admin_handler(
         entitlements, settings.firestore, settings.events, function=function, clock_ms=clock_ms
     )
     entitlements = wiring.entitlements
-    finder = order_finder(settings)
+    key_access = tenant_keys.access(settings, wiring, settings.tenant_apis(API_POLICY), clock_ms)
+    finder = order_finder(settings, key_access.apis, wiring)
 
     def handle(request: flask.Request) -> Reply:
         logs.bind(audit=True)
@@ -70,8 +72,8 @@ def admin_handler(
         scope = Scope(resolve(caller, settings.auth, wiring), wiring, settings.auth)
         route = routes.match(request.method, request.path)
         logs.bind(action=route.name)
-        if route.name in tenancy.ROUTES:
-            return _tenancy(request, route, scope, clock_ms())
+        if route.name in tenancy.ROUTES | tenant_keys.ROUTES:
+            return _tenancy(request, route, scope, clock_ms(), key_access)
         if route.name == "order":
             return _order(
                 route, caller, scope, entitlements=entitlements, finder=finder, now_ms=clock_ms()
@@ -118,7 +120,14 @@ def admin_handler(
             body = parse_json_object(raw) if raw.strip() or route.name == "consumption" else {}
         if route.name in apple_test.ROUTES:
             return apple_test.dispatch(
-                route.name, settings.apple, params=route.params, args=request.args, body=body
+                route.name,
+                settings.apple,
+                params=route.params,
+                args=request.args,
+                body=body,
+                tenant_apple=lambda tid: key_access.apis.apple_access(
+                    tenant_keys.load_tenant(key_access, tid)
+                ),
             )
         return reconciliation.dispatch(
             route.name,
@@ -189,8 +198,11 @@ def admin_handler(
     return handle
 
 
-def order_finder(settings: AdminSettings) -> orders.OrderFinder:
-    """The store APIs that look orders up, as configured (each may be off)."""
+def order_finder(
+    settings: AdminSettings, apis: TenantApis | None = None, wiring: Wiring | None = None
+) -> orders.OrderFinder:
+    """The store APIs that look orders up, as configured (each may be off): the environment's
+    apps, then registered tenants' with their own APIs (``apis``)."""
     play = apple = None
     if settings.play_api is not None:
         from ..playstore.api import PlayApiClient
@@ -206,6 +218,8 @@ def order_finder(settings: AdminSettings) -> orders.OrderFinder:
         apple=apple,
         verifier=settings.apple.verifier if settings.apple else None,
         bundle_ids=settings.apple.bundle_ids if settings.apple else (),
+        tenants=wiring.registry.all if wiring is not None else None,
+        apis=apis,
     )
 
 
@@ -254,6 +268,7 @@ def _order(
         now_ms=now_ms,
         visible=visible,
         app_tenant=lambda found: _app_tenant(scope, found),
+        asks=lambda tenant: scope.visible(Act.LOOKUP, tenant),  # whose stores may be asked
     )
     logs.bind(found_by=answer["found_by"], results=len(answer["results"]))
     return Reply(answer, "admin action")
@@ -267,8 +282,17 @@ def _app_tenant(scope: Scope, found: orders.Found) -> str:
     return tenant.id if tenant is not None else DEFAULT_TENANT
 
 
-def _tenancy(request: flask.Request, route: routes.Route, scope: Scope, now_ms: int) -> Reply:
-    """Tenants, staff, backfill and migration (``tenancy``); an empty POST body is ``{}``."""
+def _tenancy(
+    request: flask.Request,
+    route: routes.Route,
+    scope: Scope,
+    now_ms: int,
+    key_access: tenant_keys.KeyAccess,
+) -> Reply:
+    """Tenants, staff, backfill and migration (``tenancy``); an empty POST body is ``{}``. A
+    tenant's Apple key, check access and the Play account: ``tenant_keys``."""
+    if route.name in tenant_keys.ROUTES:
+        return tenant_keys.serve(request, route.name, route.params, key_access, scope)
     body = None
     if request.method in ("POST", "PUT", "PATCH"):
         raw = read_body(request, max_bytes=MAX_BODY_BYTES)
