@@ -10,6 +10,7 @@ locals {
     "cloudscheduler.googleapis.com",       # the events sweep's schedule
     "firestore.googleapis.com",            # the entitlement ledger
     "iam.googleapis.com",                  # service accounts
+    "cloudkms.googleapis.com",             # tenants' Apple keys, sealed (tenant_keys.tf)
     "iamcredentials.googleapis.com",       # OIDC tokens minted for the Pub/Sub push identity
     "logging.googleapis.com",              # function logs
     "monitoring.googleapis.com",           # the dead-letter alert policy

@@ -27,6 +27,7 @@ locals {
     GOOGLE_CLOUD_PROJECT       = var.project_id
     FIRESTORE_DATABASE         = google_firestore_database.ledger.name
     FIRESTORE_DEADLINE_SECONDS = tostring(var.firestore_deadline_seconds)
+    TENANT_CACHE_SECONDS       = tostring(var.tenant_cache_seconds)
     # Every function changes entitlements (the sweep publishes their events): events.tf.
     EVENTS_TOPIC = google_pubsub_topic.events.id
   }
@@ -45,6 +46,9 @@ locals {
     APPLE_BUNDLE_IDS           = join(",", var.apple_bundle_ids)
     APPLE_APP_APPLE_ID         = var.apple_app_apple_id
     APPLE_ROOT_CERTS           = local.apple_root_ca_g3_path
+    # Registered tenants' own Apple keys, sealed with this Cloud KMS key (tenant_keys.tf).
+    TENANT_KEYS_KMS_KEY      = google_kms_crypto_key.tenant_keys.id
+    TENANT_KEYS_KMS_BASE_URL = var.tenant_keys_kms_base_url
   }
 
   # What differs per function, keyed by entry point.
@@ -143,6 +147,7 @@ locals {
         REFUND_REQUESTS             = var.refund_requests
         REFUND_GRANT_BELOW_PERCENT  = tostring(var.refund_grant_below_percent)
         REFUND_DECLINE_FROM_PERCENT = tostring(var.refund_decline_from_percent)
+        REFUND_RULES                = jsonencode(var.refund_rules)
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id

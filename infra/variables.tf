@@ -52,6 +52,16 @@ variable "firestore_point_in_time_recovery" {
   default     = true
 }
 
+variable "tenant_cache_seconds" {
+  type        = number
+  default     = 60
+  description = "TENANT_CACHE_SECONDS: how long a function instance trusts what it read about tenants and their apps; a tenant registered or changed at run time reaches every instance within this time."
+  validation {
+    condition     = var.tenant_cache_seconds >= 0 && var.tenant_cache_seconds <= 600
+    error_message = "tenant_cache_seconds must be between 0 and 600."
+  }
+}
+
 variable "firestore_deadline_seconds" {
   description = "FIRESTORE_DEADLINE_SECONDS: time one event may spend on Firestore before the function answers 503. Must stay below function_timeout_seconds."
   type        = number
@@ -466,6 +476,12 @@ variable "refund_decline_from_percent" {
     condition     = var.refund_decline_from_percent >= 0 && var.refund_decline_from_percent <= 100
     error_message = "refund_decline_from_percent must be between 0 and 100."
   }
+}
+
+variable "refund_rules" {
+  description = "REFUND_RULES: the default tenant's ordered refund-request rules (docs/refunds.md): each {name, answer = refund|decline|prorated|neutral|skip, and optional stores, products, storefronts, min_age_days, below_age_days, min_consumed_percent, below_consumed_percent}; the first that matches decides, none matching: the two thresholds. Registered tenants set theirs through the admin API."
+  type        = list(any)
+  default     = []
 }
 
 # ---------------------------------------------------------------------------------------------------

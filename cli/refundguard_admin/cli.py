@@ -1,5 +1,7 @@
-"""Admin CLI for the ``admin`` function: ``show``, ``order``, ``regrant``, ``revoke``, and (``ops``)
-``runs``, ``run``, ``refund-requests``, ``apple-test``, ``apple-test-status``.
+"""Admin CLI for the ``admin`` function: ``show``, ``order``, ``regrant``, ``revoke``, (``ops``)
+``runs``, ``run``, ``refund-requests``, ``apple-test``, ``apple-test-status``, and (``tenancy``)
+``me``, ``tenants``, ``staff``, ``entitlements`` (backfill), ``migrate``, and (``store_access``)
+``apple-key``, ``check-access``, ``play-account``.
 
     refundguard-admin --url URL show google PURCHASE_TOKEN
     refundguard-admin --url URL order GPA.3372-4150-9088-12345
@@ -9,6 +11,11 @@
     refundguard-admin --url URL run && refundguard-admin --url URL runs --limit 5
     refundguard-admin --url URL refund-requests --state pending
     refundguard-admin --url URL apple-test --environment Sandbox
+    refundguard-admin --url URL regrant google PURCHASE_TOKEN --tenant acme --reason "invoice"
+    refundguard-admin --url URL tenants suspend acme
+    refundguard-admin --url URL staff add ann@acme.example --tenant acme --role admin
+    refundguard-admin --url URL apple-key put acme --key-id K --issuer-id I --p8 KEY.p8
+    refundguard-admin --url URL check-access acme
 
 ``--order`` resolves the order through ``GET /orders/{order_id}`` and acts on its one
 entitlement (refused when the order has several: name the store and purchase id then).
@@ -37,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from . import ops
+from . import ops, store_access, tenancy
 from .render import render, render_entitlement, render_event, render_order, safe
 from .tokens import TokenError, get_id_token
 
@@ -168,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("regrant", "give access back (with --reason)"),
         ("revoke", "take access away (with --reason)"),
         *ops.COMMANDS.items(),
+        *tenancy.COMMANDS.items(),
+        *store_access.COMMANDS.items(),
     ):
         sub = commands.add_parser(name, help=help_text)
         # SUPPRESS: an option given before the command is not overwritten by the sub-parser
@@ -177,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         if name in ops.COMMANDS:
             ops.add_arguments(name, sub)
+            continue
+        if name in tenancy.COMMANDS | store_access.COMMANDS:
+            _family(name).add_arguments(name, sub)
             continue
         optional = {"nargs": "?"} if name != "show" else {}
         sub.add_argument("store", help="google, apple or apple-sandbox", **optional)
@@ -190,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
                 help="act on the entitlement of this order id instead of STORE PURCHASE_ID",
             )
             sub.add_argument("--reason", required=True, help="why (kept in the history)")
+            sub.add_argument(
+                "--tenant",
+                help="whose a purchase never seen becomes (when you are staff of several; "
+                "platform admins: default 'default')",
+            )
             sub.add_argument(
                 "--idempotency-key",
                 help="reuse to make a retried command safe (default: a new key)",
@@ -216,7 +233,7 @@ def main(
     except CliError as exc:
         print(f"error: {safe(exc.message)}", file=err)
         return exc.exit_code
-    if reply.status not in (200, 202):
+    if reply.status not in (200, 201, 202):
         return _failed(reply, out, err, args.json)
     print(_text(args, reply), file=out)
     return EXIT_OK
@@ -233,6 +250,15 @@ def _call(args: argparse.Namespace, url: str, err: TextIO) -> Reply:
         )
     except TokenError as exc:
         raise CliError(EXIT_NO_TOKEN, str(exc)) from exc
+    if args.command in tenancy.COMMANDS | store_access.COMMANDS:
+        base = url.rstrip("/")
+
+        def send(method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+            answer = call(method, base + path, token, body=body, timeout_s=timeout)
+            return answer.status, answer.body
+
+        status, body = _family(args.command).run(args, send, err)
+        return Reply(status, body, False)
     if args.command in ops.COMMANDS:
         method, path = ops.request_of(args)
         base = url.rstrip("/")
@@ -264,7 +290,7 @@ def _call(args: argparse.Namespace, url: str, err: TextIO) -> Reply:
         "POST",
         entitlements_url(url, args.command),
         token,
-        body={**target, "reason": args.reason},
+        body={**target, "reason": args.reason, **({"tenant": args.tenant} if args.tenant else {})},
         idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4()}",
         timeout_s=timeout,
     )
@@ -273,6 +299,8 @@ def _call(args: argparse.Namespace, url: str, err: TextIO) -> Reply:
 def _text(args: argparse.Namespace, reply: Reply) -> str:
     if args.json:  # ASCII JSON: every control or format character arrives escaped
         return json.dumps(reply.body, indent=2, ensure_ascii=True)
+    if args.command in tenancy.COMMANDS | store_access.COMMANDS:
+        return _family(args.command).render(args, reply.body)
     if args.command in ops.COMMANDS:
         return ops.render(args.command, reply.body)
     if args.command == "order":
@@ -280,7 +308,14 @@ def _text(args: argparse.Namespace, reply: Reply) -> str:
     return render(args.command, reply.body, reply.replayed)
 
 
+def _family(command: str) -> Any:
+    """The module of a tenant command: ``tenancy`` or ``store_access``."""
+    return store_access if command in store_access.COMMANDS else tenancy
+
+
 def _usage_problem(args: argparse.Namespace) -> str | None:
+    if args.command in tenancy.COMMANDS | store_access.COMMANDS:
+        return _family(args.command).usage_problem(args)
     if args.command in ("show", "order", *ops.COMMANDS):
         return None
     if not args.reason.strip():

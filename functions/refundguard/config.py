@@ -19,6 +19,7 @@ COMMON_ENV = (
     "FIRESTORE_DATABASE",
     "FIRESTORE_DEADLINE_SECONDS",
     "EVENTS_TOPIC",
+    "TENANT_CACHE_SECONDS",
 )
 
 #: The Play Developer API's settings (read by ``playstore.credentials.read_play_api_settings``).
@@ -33,11 +34,17 @@ APPLE_API_ENV = (
     "APPLE_API_SANDBOX_BASE_URL",
 )
 
+#: Tenants' App Store Server API keys, sealed with Cloud KMS (``kms``, ``tenant_keys``): read by
+#: the functions that store or use them (encrypt: admin and console; decrypt: every function that
+#: calls Apple with a tenant's key). IAM on the key decides who may do what (tenant_keys.tf).
+TENANT_KEYS_ENV = ("TENANT_KEYS_KMS_KEY", "TENANT_KEYS_KMS_BASE_URL")
+
 #: The refund-request policy (``reconcile.settings.read_policy``, docs/refunds.md).
 REFUND_POLICY_ENV = (
     "REFUND_REQUESTS",
     "REFUND_GRANT_BELOW_PERCENT",
     "REFUND_DECLINE_FROM_PERCENT",
+    "REFUND_RULES",
 )
 
 #: What looking orders up takes (the admin function and the console; the reconciler reads it too):
@@ -50,6 +57,7 @@ ORDER_LOOKUP_ENV = (
     "APPLE_BUNDLE_IDS",
     "APPLE_APP_APPLE_ID",
     "APPLE_ROOT_CERTS",
+    *TENANT_KEYS_ENV,
 )
 
 #: Read by each function, by entry point name (beside COMMON_ENV). Which store API each reads:
@@ -207,6 +215,9 @@ class FirestoreSettings:
     project: str | None
     database: str
     deadline_s: float
+    #: How long an instance trusts what it read about tenants (``TENANT_CACHE_SECONDS``): a
+    #: tenant's change reaches every instance within it.
+    tenant_cache_s: float = 60.0
 
     @classmethod
     def read(cls, settings: Settings) -> FirestoreSettings:
@@ -216,7 +227,8 @@ class FirestoreSettings:
                 f"GOOGLE_CLOUD_PROJECT={project} is a local demo project, but "
                 "FIRESTORE_EMULATOR_HOST is not set: refusing to talk to a real Firestore"
             )
-        return cls(project, settings.firestore_database(), settings.firestore_deadline())
+        cache = settings.number("TENANT_CACHE_SECONDS", default=60.0, low=0, high=600)
+        return cls(project, settings.firestore_database(), settings.firestore_deadline(), cache)
 
 
 _TOPIC = re.compile(

@@ -110,6 +110,7 @@ REFUNDGUARD = frozenset(
         "consumptionPercentage",
         "refundPreference",
         "consumptionPercentageMilliunits",
+        "rule",
     }
 )
 

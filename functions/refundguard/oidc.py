@@ -43,7 +43,7 @@ def unauthenticated(code: str, message: str, realm: str) -> RefundGuardError:
 
 @dataclass(frozen=True)
 class Caller:
-    """A caller whose token verified and whose email is on the allow-list."""
+    """A caller whose token verified (``Authenticator.authenticate``: on the allow-list too)."""
 
     email: str  # lower-cased
     subject: str | None  # the token's ``sub``: Google's stable account id
@@ -322,6 +322,23 @@ class Authenticator:
         self.forbidden_code = forbidden_code
 
     def authenticate(self, authorization: str | None) -> Caller:
+        """A verified caller on the allow-list; 403 ``forbidden_code`` for anyone else."""
+        caller = self.identify(authorization)
+        if not self.listed(caller):
+            raise self.not_allowed(caller)
+        return caller
+
+    def listed(self, caller: Caller) -> bool:
+        return self.allow_list.allows(caller.email, caller.hosted_domain)
+
+    def not_allowed(self, caller: Caller) -> RefundGuardError:
+        return RefundGuardError(
+            Kind.FORBIDDEN, self.forbidden_code, f"{caller.email} is not allowed to use {self.who}"
+        )
+
+    def identify(self, authorization: str | None) -> Caller:
+        """Whoever the verified token names (signature, issuer, audience, expiry and a verified
+        email checked), allow-listed or not: the caller decides what they may do."""
         fail = self.verifier.refuse
         if not authorization or not authorization.strip():
             raise fail("missing_token", "send Authorization: Bearer <Google-signed ID token>")
@@ -334,10 +351,6 @@ class Authenticator:
         hd = claims.get("hd")
         hosted_domain = hd.lower() if isinstance(hd, str) else None
         sub = claims.get("sub")
-        if not self.allow_list.allows(email, hosted_domain):
-            raise RefundGuardError(
-                Kind.FORBIDDEN, self.forbidden_code, f"{email} is not allowed to use {self.who}"
-            )
         return Caller(email, sub if isinstance(sub, str) else None, hosted_domain)
 
 

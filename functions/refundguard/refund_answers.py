@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .model import StoreName
+from .refund_rules import APPLE_PREFERENCE, GOOGLE_PREFERENCE, SKIP, Facts, RefundRule, first_match
 from .refunds import (
     APPLE_CONSUMPTION,
     APPLE_PREFERENCES,
@@ -38,6 +39,9 @@ class Policy:
     answer: bool = False
     grant_below_percent: float = 10.0
     decline_from_percent: float = 50.0
+    #: Ordered rules (``refund_rules``): the first that matches decides the preference; none
+    #: matching, the two thresholds do.
+    rules: tuple[RefundRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,13 @@ class Verdict:
     action: str
     reason: str | None = None
     body: Mapping[str, Any] = field(default_factory=dict)
+    #: The tenant's rule that decided the answer (``THRESHOLDS``: no rule matched, the policy's
+    #: two thresholds did); None when nothing was decided (waiting, expired, off).
+    rule: str | None = None
+
+
+#: The rule name recorded when no rule matched and the thresholds decided.
+THRESHOLDS = "thresholds"
 
 
 def preference(store: str, consumption: Consumption, policy: Policy) -> str:
@@ -158,16 +169,25 @@ def google_problems(body: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def apple_answer(consumption: Consumption, policy: Policy, product_type: str | None) -> Answer:
-    """The ConsumptionRequest for Apple: the policy's preference, and a percentage only where Apple
-    takes one (0 when not delivered; none for an auto-renewable subscription or an unknown type)."""
+def apple_answer(
+    consumption: Consumption,
+    policy: Policy,
+    product_type: str | None,
+    *,
+    rule_answer: str | None = None,
+) -> Answer:
+    """The ConsumptionRequest for Apple: the policy's preference (or the matching rule's
+    ``rule_answer``: ``neutral`` sends none), and a percentage only where Apple takes one (0 when
+    not delivered; none for an auto-renewable subscription or an unknown type)."""
     problems = usage_problems(consumption)
     if problems:
         return Answer(problem="bad_usage_data: " + "; ".join(problems))
     if not consumption.customer_consented:
         return Answer(problem="no_consent: the customer did not consent to sharing data")
     known = product_type if product_type in APPLE_PRODUCT_TYPES else None
-    pref = preference(StoreName.APPLE.value, consumption, policy)
+    pref: str | None = preference(StoreName.APPLE.value, consumption, policy)
+    if rule_answer is not None:
+        pref = APPLE_PREFERENCE.get(rule_answer)
     body: dict[str, Any] = {
         "customerConsented": True,
         "deliveryStatus": consumption.delivery_status,
@@ -176,7 +196,8 @@ def apple_answer(consumption: Consumption, policy: Policy, product_type: str | N
     if known is not None and known != AUTO_RENEWABLE:
         delivered = consumption.delivery_status == DELIVERED
         body["consumptionPercentage"] = consumption.percentage_milliunits if delivered else 0
-    body["refundPreference"] = pref
+    if pref is not None:
+        body["refundPreference"] = pref
     if known is None and pref == "GRANT_PRORATED":
         return Answer(
             problem=f"unknown_product_type: Apple takes GRANT_PRORATED only with the product's "
@@ -188,14 +209,20 @@ def apple_answer(consumption: Consumption, policy: Policy, product_type: str | N
     return Answer(body)
 
 
-def google_answer(consumption: Consumption, policy: Policy) -> Answer:
-    """The ``orders.reviewrefund`` fields refundguard decides (the token is added when sent)."""
+def google_answer(
+    consumption: Consumption, policy: Policy, *, rule_answer: str | None = None
+) -> Answer:
+    """The ``orders.reviewrefund`` fields refundguard decides (the token is added when sent): the
+    policy's preference, or the matching rule's ``rule_answer``."""
     problems = usage_problems(consumption)
     if problems:
         return Answer(problem="bad_usage_data: " + "; ".join(problems))
+    pref = preference(StoreName.GOOGLE.value, consumption, policy)
+    if rule_answer is not None:
+        pref = GOOGLE_PREFERENCE.get(rule_answer, f"none for {rule_answer}")
     body = {
         "sampleContentProvided": consumption.sample_content_provided,
-        "refundPreference": preference(StoreName.GOOGLE.value, consumption, policy),
+        "refundPreference": pref,
         "consumptionPercentageMilliunits": consumption.percentage_milliunits,
     }
     problems = google_problems(body)
@@ -253,9 +280,11 @@ def judge(  # noqa: PLR0911 - one return per rule, in the order docs/refunds.md 
     *,
     api_on: bool,
     now_ms: int,
+    facts: Facts | None = None,
 ) -> Verdict:
-    """What to do with a pending request now. Never a guess: no data, no answer; never an answer
-    the store's documented rules refuse."""
+    """What to do with a pending request now: the first of the policy's rules that matches
+    ``facts`` (with the consumption reported) decides the preference, else its thresholds.
+    Never a guess: no data, no answer; never an answer the store's documented rules refuse."""
     if now_ms >= request.deadline_ms:
         why = request.reason if request.state == PENDING and request.reason else "not answered"
         return Verdict("expire", f"the deadline passed ({why})")
@@ -267,13 +296,22 @@ def judge(  # noqa: PLR0911 - one return per rule, in the order docs/refunds.md 
         return Verdict("refuse", "no_token: the notification carried no pendingRefundToken")
     if consumption is None or consumption.percentage_milliunits is None:
         return Verdict("wait", "no_usage_data: the platform has not reported consumption")
+    rule, rules = None, policy.rules
+    if rules and facts is not None:
+        percent = consumption.percentage_milliunits
+        known = replace(facts, consumed_percent=percent / 1000 if _is_milliunits(percent) else None)
+        rule = first_match(rules, known)
+    name = rule.name if rule is not None else THRESHOLDS
+    if rule is not None and rule.answer == SKIP:
+        return Verdict("refuse", f"rule_skip: rule {rule.name!r} says not to answer", rule=name)
+    chosen = rule.answer if rule is not None else None
     if request.kind == APPLE_CONSUMPTION:
-        answer = apple_answer(consumption, policy, request.product_type)
+        answer = apple_answer(consumption, policy, request.product_type, rule_answer=chosen)
     else:
-        answer = google_answer(consumption, policy)
+        answer = google_answer(consumption, policy, rule_answer=chosen)
     if answer.body is not None:
-        return Verdict("answer", None, answer.body)
+        return Verdict("answer", None, answer.body, rule=name)
     assert answer.problem is not None
     if answer.problem.startswith("bad_usage_data"):
         return Verdict("wait", answer.problem[:300])  # the platform may report again
-    return Verdict("refuse", answer.problem[:300])
+    return Verdict("refuse", answer.problem[:300], rule=name)

@@ -77,6 +77,10 @@ class RefundRequest:
     answered_ms: int | None = None
     #: Whose app asked (the event's tenant); written before tenants: ``default``.
     tenant: str = DEFAULT_TENANT
+    #: Where the purchase was made (Apple's storefront, e.g. ``USA``), when the store said.
+    storefront: str | None = None
+    #: The rule that decided the answer (``refund_rules``; ``thresholds`` when none matched).
+    rule: str | None = None
 
     def public(self) -> dict[str, Any]:
         """What admins see (``GET /refund-requests``): never the pending refund token."""
@@ -96,6 +100,7 @@ class RefundRequest:
             "state": self.state,
             "reason": self.reason,
             "answer": dict(self.answer) or None,
+            "rule": self.rule,
             "attempts": self.attempts,
             "answered_at": ms_to_iso(self.answered_ms) if self.answered_ms else None,
         }
@@ -124,6 +129,7 @@ def request_for(
             product_type=_text(details.get("type")),
             reason=_text(details.get("consumptionRequestReason")),
             tenant=event.tenant or DEFAULT_TENANT,
+            storefront=_text(details.get("storefront")),
         )
     if event.source is Source.GOOGLE and event.type == "PENDING_REFUND_REVIEW":
         token = pending_refund_token

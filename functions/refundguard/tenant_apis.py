@@ -65,6 +65,18 @@ class TenantApis:
         self._access: dict[tuple[str, int, str], AppleApiAccess] = {}
         self._clients: dict[str, tuple[AppleApiAccess, AppStoreApiClient]] = {}
 
+    @property
+    def keys(self) -> KeyOpener | None:
+        """What opens registered tenants' keys (None: only the environment's key is used)."""
+        return self._keys
+
+    @property
+    def apple_on(self) -> bool:
+        """Whether any tenant's App Store Server API can be asked here."""
+        return self._default_apple is not None or (
+            self._apple_base is not None and self._keys is not None
+        )
+
     # ------------------------------------------------------------------ Google
 
     @property

@@ -18,7 +18,7 @@ from .errors import Kind, RefundGuardError, not_found, transient
 from .firestore_calls import CALL_ERRORS, retry
 from .model import StoreName
 from .serializer import load, to_firestore
-from .tenants import DEFAULT_TENANT, Tenant, app_key
+from .tenants import DEFAULT_TENANT, Tenant, app_key, is_app_id, is_tenant_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -237,7 +237,7 @@ class TenantDirectory:
         key = app_key(store, app)
         if key in self._default_keys:
             return self.default
-        if self.registry is None:
+        if self.registry is None or not is_app_id(store, app):
             return None
         registry = self.registry
         owner = self._cached("app/" + key, lambda: registry.owner(key))
@@ -249,7 +249,7 @@ class TenantDirectory:
     def tenant(self, tenant_id: str) -> Tenant | None:
         if self.default is not None and tenant_id == DEFAULT_TENANT:
             return self.default
-        if self.registry is None:
+        if self.registry is None or not is_tenant_id(tenant_id):
             return None
         registry = self.registry
         return self._cached("tenant/" + tenant_id, lambda: registry.get(tenant_id))

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import rejected
 from .model import DEFAULT_TENANT, PRODUCTION, StoreName
+from .refund_rules import RefundRule, parse_rules
 
 __all__ = ["DEFAULT_TENANT"]  # also: the tenant of a deployment's environment-set apps
 
@@ -66,6 +67,8 @@ class Tenant:
     #: The refund-request policy's settings (``REFUND_*`` names, docs/refunds.md); empty: the
     #: deployment's.
     policy: Mapping[str, str] = field(default_factory=dict)
+    #: Ordered refund-request rules (``refund_rules``); empty: the thresholds of ``policy``.
+    refund_rules: tuple[RefundRule, ...] = ()
     #: Whether tenant support staff may re-grant and revoke (look-up is always theirs).
     support_can_act: bool = False
     created_ms: int = 0
@@ -117,8 +120,19 @@ def app_key(store: StoreName, app: str) -> str:
     return f"{store.value}:{app}"
 
 
+def is_app_id(store: StoreName, app: object) -> bool:
+    """Whether ``app`` could be a Play package name or an Apple bundle id (anything else is
+    nobody's app, and is never looked up)."""
+    pattern = _PACKAGE if store is StoreName.GOOGLE else _BUNDLE
+    return isinstance(app, str) and len(app) <= 255 and bool(pattern.fullmatch(app))
+
+
+def is_tenant_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_TENANT_ID.fullmatch(value))
+
+
 def check_tenant_id(value: Any) -> str:
-    if not isinstance(value, str) or not _TENANT_ID.fullmatch(value):
+    if not is_tenant_id(value):
         raise rejected(
             "bad_tenant_id",
             "a tenant id is 3-40 characters of lowercase letters, digits and '-', starting "
@@ -138,6 +152,7 @@ _FIELDS = frozenset(
         "apple_apps",
         "play_api",
         "policy",
+        "refund_rules",
         "support_can_act",
     }
 )
@@ -176,6 +191,8 @@ def parse_tenant(body: Mapping[str, Any], *, current: Tenant | None = None) -> T
     changes.update(_flags(body, ("play_api", "support_can_act")))
     if "policy" in body:
         changes["policy"] = parse_policy_settings(body["policy"])
+    if "refund_rules" in body:
+        changes["refund_rules"] = parse_rules(body["refund_rules"])
     return replace(tenant, **changes)
 
 
@@ -244,7 +261,8 @@ def _apple_apps(value: Any) -> tuple[AppleApp, ...]:
         if (
             not isinstance(environments, list)
             or not environments
-            or not set(environments) <= set(APPLE_ENVIRONMENTS)
+            or not all(env in APPLE_ENVIRONMENTS for env in environments if isinstance(env, str))
+            or not all(isinstance(env, str) for env in environments)
             or len(set(environments)) != len(environments)
         ):
             raise rejected(

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .quarantine import Quarantine
     from .reconciliation.state import ReconcileState
     from .refund_store import RefundStore
+    from .staff import StaffStore
     from .tenant_registry import TenantDirectory, TenantRegistry
     from .tenants import Tenant
 
@@ -32,8 +33,10 @@ class Wiring:
         *,
         clock_ms: Callable[[], int] = now_ms,
         default_tenant: Tenant | None = None,
+        tenant_cache_s: float = 60.0,
     ) -> None:
         self.entitlements = entitlements
+        self.tenant_cache_s = tenant_cache_s
         self.clock_ms = clock_ms
         #: The apps set in the environment (``tenants.default_tenant``), if any.
         self.default_tenant = default_tenant
@@ -50,7 +53,12 @@ class Wiring:
     ) -> Wiring:
         """A function's wiring (a WARNING at start-up when events are off)."""
         store = EntitlementStore.connect(firestore_settings, events, function=function)
-        return cls(store, clock_ms=clock_ms, default_tenant=default_tenant)
+        return cls(
+            store,
+            clock_ms=clock_ms,
+            default_tenant=default_tenant,
+            tenant_cache_s=firestore_settings.tenant_cache_s,
+        )
 
     @classmethod
     def build(
@@ -65,7 +73,12 @@ class Wiring:
     ) -> Wiring:
         """Over ``entitlements`` when given (tests, benchmarks), else connected."""
         if entitlements is not None:
-            return cls(entitlements, clock_ms=clock_ms, default_tenant=default_tenant)
+            return cls(
+                entitlements,
+                clock_ms=clock_ms,
+                default_tenant=default_tenant,
+                tenant_cache_s=firestore_settings.tenant_cache_s,
+            )
         return cls.connect(
             firestore_settings,
             events,
@@ -108,11 +121,18 @@ class Wiring:
         return TenantRegistry(self.client, timeout_s=self.deadline_s, reserved=reserved)
 
     @cached_property
+    def staff(self) -> StaffStore:
+        """Who is staff of which tenant (cached in-process)."""
+        from .staff import StaffStore
+
+        return StaffStore(self.client, timeout_s=self.deadline_s)
+
+    @cached_property
     def tenants(self) -> TenantDirectory:
         """Whose app is this: the environment's apps, then the registry (cached in-process)."""
         from .tenant_registry import TenantDirectory
 
-        return TenantDirectory(self.registry, self.default_tenant)
+        return TenantDirectory(self.registry, self.default_tenant, ttl_s=self.tenant_cache_s)
 
     @cached_property
     def ingestion(self) -> Ingestion:

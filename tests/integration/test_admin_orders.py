@@ -167,6 +167,32 @@ def test_an_apple_order_of_several_purchases_answers_each(
 # ---------------------------------------------------------------------------------------- not found
 
 
+def test_an_order_of_another_tenants_app_is_404_and_links_nothing(
+    client: Any, signer: TestSigner, store: Any, play_api: FakePlayApi
+) -> None:
+    """The store knows the order, in an app of tenant globex: globex's admin finds it (and the
+    purchase becomes globex's); acme's admin hears the 404 of an unknown order, and nothing is
+    written."""
+    from tenant_fixtures import call, dump
+
+    for tenant, package in (("globex", data.PACKAGE), ("acme", "com.example.first")):
+        body = {"id": tenant, "display_name": tenant, "play_packages": [package]}
+        assert call(client, ADMIN, signer, "POST", "/tenants", body).status_code == 201
+        put = {"role": "admin"}
+        path = f"/tenants/{tenant}/staff/boss@{tenant}.example"
+        assert call(client, ADMIN, signer, "PUT", path, put).status_code == 200
+    seed_google(play_api)
+    before = dump(store.client)
+    theirs = call(client, "boss@acme.example", signer, "GET", f"/orders/{GOOGLE_ORDER}")
+    assert theirs.status_code == 404 and theirs.get_json()["error"] == "order_not_found"
+    assert dump(store.client) == before
+    mine = call(client, "boss@globex.example", signer, "GET", f"/orders/{GOOGLE_ORDER}")
+    assert mine.status_code == 200, mine.get_json()
+    assert mine.get_json()["results"][0]["entitlement"]["tenant"] == "globex"
+    again = call(client, "boss@acme.example", signer, "GET", f"/orders/{GOOGLE_ORDER}")
+    assert again.status_code == 404 and again.get_json()["error"] == "order_not_found"
+
+
 def test_an_order_found_nowhere_is_404(
     client: Any, auth: dict[str, str], store: Any, appstore_production: FakeAppStoreApi
 ) -> None:

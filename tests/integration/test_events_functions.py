@@ -97,6 +97,7 @@ def test_apple_purchase_and_refund_are_events_with_the_apple_facts(
     assert [g.data["status"] for g in got] == ["active", "revoked"]
     refund = got[1]
     assert refund.attributes == {
+        "tenant": "default",
         "store": "apple",
         "environment": "Sandbox",
         "status": "revoked",

@@ -116,6 +116,7 @@ def test_an_access_change_commits_its_event_in_the_same_write_and_publishes_it(
     assert got.event["id"] == result.event.event_id
     assert got.ordering_key == f"google:{TOKEN}"
     assert got.attributes == {
+        "tenant": "default",
         "store": "google",
         "environment": "Production",
         "status": "active",

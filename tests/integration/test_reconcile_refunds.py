@@ -407,3 +407,46 @@ def test_the_policy_thresholds() -> None:
     ]  # fmt: skip
     assert [pref("google", p) for p in (5, 20, 80)] == ["APPROVE", "NEUTRAL", "DECLINE"]
     assert pref("apple", 90, "UNDELIVERED_SERVER_OUTAGE") == "GRANT_FULL"
+
+
+def test_the_first_matching_rule_decides_the_answer_and_is_recorded(
+    make_client: Any, env: dict[str, str], appstore_sandbox: FakeAppStoreApi, store: Any
+) -> None:
+    """REFUND_RULES over the thresholds: 80% consumed would be a DECLINE by the thresholds, but
+    the rule for this product grants; the answer sent, the request and its history say which
+    rule decided. A Google review of another product falls through to the thresholds."""
+    rules = (
+        '[{"name": "premium-goodwill", "answer": "refund", "stores": ["apple"],'
+        ' "products": ["com.example.refundguard.*"], "min_consumed_percent": 50},'
+        ' {"name": "never-small", "answer": "skip", "products": ["small.*"]}]'
+    )
+    appstore_sandbox.add_transaction(original_transaction_id=TX)
+    appstore_sandbox.add_notification(
+        "CONSUMPTION_REQUEST", transaction_id=TX, results=("TIMED_OUT",)
+    )
+    client = reconciler(make_client, env, REFUND_RULES=rules)
+    run(client)
+    report(store, f"apple-sandbox:{TX}", percentage_milliunits=80_000)
+    assert run(client)["refund_requests"] == {"answered": 1}
+    (sent,) = appstore_sandbox.consumption[TX]
+    assert sent["refundPreference"] == "GRANT_FULL"
+    (request,) = requests_of(store)
+    assert (request.state, request.rule) == ("answered", "premium-goodwill")
+    assert request.public()["rule"] == "premium-goodwill"
+    (answered, _) = store.history(StoreName.APPLE, TX, "Sandbox")
+    assert answered.details["rule"] == "premium-goodwill"
+
+
+@pytest.mark.parametrize(
+    ("rules", "problem"),
+    [
+        ("[{", "JSON list"),
+        ('[{"name": "x", "answer": "prorated"}]', "Apple's answer only"),
+        ('{"name": "x"}', "a list"),
+    ],
+)
+def test_rules_a_store_would_refuse_do_not_start(
+    make_client: Any, env: dict[str, str], refused_start: Any, rules: str, problem: str
+) -> None:
+    problems = refused_start("reconcile", **{**env, "REFUND_RULES": rules})
+    assert any("REFUND_RULES" in p and problem in p for p in problems), problems

@@ -611,6 +611,9 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
         ("google_pubsub_topic_iam_member", "events_publisher"),
         # The admin function may invoke the reconciler (POST /reconciliation:run), nothing else.
         ("google_cloud_run_service_iam_member", "reconcile_admin_invoker"),
+        # Tenants' Apple keys: encrypt and decrypt with the one KMS key (tenant_keys.tf).
+        ("google_kms_crypto_key_iam_member", "tenant_keys_encrypter"),
+        ("google_kms_crypto_key_iam_member", "tenant_keys_decrypter"),
     }
     for (rtype, name), body in tf.resources.items():
         if not rtype.endswith(IAM_SUFFIXES):

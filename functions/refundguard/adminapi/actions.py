@@ -48,7 +48,9 @@ def parse_body(
 ) -> tuple[Target, str | None]:
     """The request body: ``store`` and ``purchase_id`` unless the path gave them (``target``),
     and ``reason`` for an action. Unknown fields are refused."""
-    expected = ({"reason"} if reason else set()) | (set() if target else {"store", "purchase_id"})
+    expected = ({"reason", "tenant"} if reason else set()) | (
+        set() if target else {"store", "purchase_id"}
+    )
     unknown = sorted(set(body) - expected)
     if unknown:
         raise rejected(
@@ -119,8 +121,10 @@ def action_event(
     key: str | None,
     now_ms: int,
     new_event_id: str,
+    tenant: str | None = None,
 ) -> LedgerEvent:
-    """A re-grant or revoke, made now by ``caller``; with a key, its id is derived from it."""
+    """A re-grant or revoke, made now by ``caller``; with a key, its id is derived from it.
+    ``tenant``: whose a purchase never seen becomes (an existing one keeps its own)."""
     event_id = new_event_id
     if key is not None:
         event_id = idempotent_event_id(
@@ -138,4 +142,5 @@ def action_event(
         actor=caller.email,
         reason=reason,
         details={"idempotency_key": key} if key is not None else {},
+        tenant=tenant,
     )

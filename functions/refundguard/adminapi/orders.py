@@ -9,12 +9,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import logs
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
-from ..model import PRODUCTION, Entitlement, LedgerEvent, Source, StoreName, check_purchase_id
+from ..model import (
+    DEFAULT_TENANT,
+    PRODUCTION,
+    Entitlement,
+    LedgerEvent,
+    Source,
+    StoreName,
+    check_purchase_id,
+)
 from ..serializer import to_json
 from ..storeapi import StoreApiError, StoreAuthError
 
@@ -23,6 +32,8 @@ if TYPE_CHECKING:  # the clients are built (and imported) only when their API is
     from ..appstore.verifier import AppleVerifier
     from ..playstore.api import PlayApiClient
     from ..store import EntitlementStore
+    from ..tenant_apis import TenantApis
+    from ..tenants import Tenant
 
 T = TypeVar("T")
 HISTORY_LIMIT = 500
@@ -98,7 +109,10 @@ def entitlement_view(entitlements: EntitlementStore, entitlement: Entitlement) -
 
 
 class OrderFinder:
-    """Asks the stores' APIs which purchases an order is (None: that store's API is off)."""
+    """Asks the stores' APIs which purchases an order is (None: that store's API is off): the
+    apps set in the environment with their clients, then each registered tenant's apps
+    (``tenants``) with that tenant's API (``apis``: the Play API for a tenant whose play_api is
+    on, the tenant's own Apple key)."""
 
     def __init__(
         self,
@@ -108,9 +122,17 @@ class OrderFinder:
         apple: AppStoreApiClient | None = None,
         verifier: AppleVerifier | None = None,
         bundle_ids: tuple[str, ...] = (),
+        tenants: Callable[[], Iterable[Tenant]] | None = None,
+        apis: TenantApis | None = None,
     ) -> None:
         self.play, self.packages = play, packages
         self.apple, self.verifier, self.bundle_ids = apple, verifier, bundle_ids
+        self.tenants, self.apis = tenants, apis
+
+    def _registered(self, asks: Callable[[str], bool]) -> Iterable[Tenant]:
+        if self.tenants is None or self.apis is None:
+            return ()
+        return (t for t in self.tenants() if t.id != DEFAULT_TENANT and asks(t.id))
 
     def via(self, store: StoreName) -> str:
         if store is StoreName.GOOGLE:
@@ -118,16 +140,23 @@ class OrderFinder:
         return "the App Store Server API (Look Up Order ID)"
 
     def enabled(self, store: StoreName) -> bool:
-        return (self.play if store is StoreName.GOOGLE else self.apple) is not None
+        if (self.play if store is StoreName.GOOGLE else self.apple) is not None:
+            return True
+        if self.tenants is None or self.apis is None:
+            return False
+        return self.apis.play_on if store is StoreName.GOOGLE else self.apis.apple_on
 
-    def find(self, order_id: str, store: StoreName) -> list[Found]:
-        """The purchases of ``order_id``, asking each app in turn. An app whose API refuses our
-        credentials is skipped; when no app knows the order and one refused, that refusal is the
-        answer (503 naming the fix: the order may be that app's)."""
+    def find(
+        self, order_id: str, store: StoreName, *, asks: Callable[[str], bool] = lambda _: True
+    ) -> list[Found]:
+        """The purchases of ``order_id``, asking each app in turn (registered tenants' apps: of
+        the tenants ``asks`` names). An app whose API refuses our credentials is skipped; when no
+        app knows the order and one refused, that refusal is the answer (503 naming the fix: the
+        order may be that app's)."""
         refused: list[StoreAuthError] = []
-        found = self._google(order_id, refused) if store is StoreName.GOOGLE else None
+        found = self._google(order_id, refused, asks) if store is StoreName.GOOGLE else None
         if store is StoreName.APPLE:
-            found = self._apple(order_id, refused)
+            found = self._apple(order_id, refused, asks)
         if found or not refused:
             return found or []
         err = refused[0]
@@ -137,10 +166,19 @@ class OrderFinder:
             **err.details,
         ) from err
 
-    def _google(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
-        assert self.play is not None
-        for package in self.packages:
-            order = _ask(functools.partial(self.play.get_order, package, order_id), refused)
+    def _google_apps(self, asks: Callable[[str], bool]) -> Iterable[tuple[PlayApiClient, str]]:
+        if self.play is not None:
+            yield from ((self.play, package) for package in self.packages)
+        for tenant in self._registered(asks):
+            client = self.apis.play(tenant) if self.apis is not None else None
+            if client is not None:
+                yield from ((client, package) for package in tenant.play_packages)
+
+    def _google(
+        self, order_id: str, refused: list[StoreAuthError], asks: Callable[[str], bool]
+    ) -> list[Found]:
+        for client, package in self._google_apps(asks):
+            order = _ask(functools.partial(client.get_order, package, order_id), refused)
             if order is None:
                 continue
             item = order.line_items[0] if order.line_items else None
@@ -158,13 +196,40 @@ class OrderFinder:
             ]
         return []
 
-    def _apple(self, order_id: str, refused: list[StoreAuthError]) -> list[Found]:
+    def _apple_apps(
+        self, unopened: list[RefundGuardError], asks: Callable[[str], bool]
+    ) -> Iterable[tuple[AppStoreApiClient, AppleVerifier, str]]:
+        """Each app with the client and verifier of its key; a tenant whose key cannot be opened
+        now is skipped (kept in ``unopened``: KMS down is the answer if no other app knows)."""
+        if self.apple is not None and self.verifier is not None:
+            yield from ((self.apple, self.verifier, b) for b in self.bundle_ids)
+        for tenant in self._registered(asks):
+            if tenant.apple_key is None or self.apis is None:
+                continue
+            try:
+                access = self.apis.apple_access(tenant)
+                client = self.apis.apple(tenant)
+            except RefundGuardError as err:
+                logs.bind(apple_key_unopened=tenant.id)
+                unopened.append(err)
+                continue
+            except ValueError:  # the stored key is not a .p8
+                continue
+            if access is None or client is None:
+                continue
+            for app in tenant.apple_apps:
+                if PRODUCTION in app.environments:  # Look Up Order ID is Production only
+                    yield client, access.verifier, app.bundle_id
+
+    def _apple(
+        self, order_id: str, refused: list[StoreAuthError], asks: Callable[[str], bool]
+    ) -> list[Found]:
         from ..appstore import verified
 
-        assert self.apple is not None and self.verifier is not None
-        for bundle_id in self.bundle_ids:
+        unopened: list[RefundGuardError] = []
+        for client, verifier, bundle_id in self._apple_apps(unopened, asks):
             ask = functools.partial(
-                verified.look_up_order, self.apple, self.verifier, order_id, bundle_id=bundle_id
+                verified.look_up_order, client, verifier, order_id, bundle_id=bundle_id
             )
             lookup = _ask(ask, refused)
             if lookup is None or not lookup.valid:
@@ -184,6 +249,9 @@ class OrderFinder:
                     ),
                 )
             return list(found.values())[:MAX_RESULTS]
+        transient_errors = [e for e in unopened if e.kind is Kind.TRANSIENT]
+        if transient_errors:  # a tenant's key could not be opened: the order may be its
+            raise transient_errors[0]
         return []
 
 
@@ -218,9 +286,22 @@ def lookup(
     finder: OrderFinder,
     actor: str,
     now_ms: int,
+    visible: Callable[[str], bool] = lambda _: True,
+    app_tenant: Callable[[Found], str] = lambda _: DEFAULT_TENANT,
+    asks: Callable[[str], bool] = lambda _: True,
 ) -> dict[str, Any]:
-    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer."""
-    known = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
+    """The ``/orders/{order_id}`` answer, or NOT_FOUND; TRANSIENT when a store cannot answer.
+    Only the entitlements of tenants ``visible`` to the caller are shown; an order whose every one
+    is another tenant's is NOT_FOUND, and its store is not asked; a purchase the store names in an
+    app (``app_tenant``) of a tenant the caller may not see is neither linked nor shown (nothing
+    is written); one it may see, never seen before, becomes that tenant's. Registered tenants'
+    stores are asked only for the tenants ``asks`` names (the caller's)."""
+    found_here = entitlements.find_by_order(order_id, limit=MAX_RESULTS)
+    known = [e for e in found_here if visible(e.tenant)]
+    if found_here and not known:
+        raise not_found(
+            "order_not_found", f"order {order_id} is not known here", store=store_of(order_id).value
+        )
     if known:
         return {
             "order_id": order_id,
@@ -236,7 +317,7 @@ def lookup(
             "off here, so it was not asked",
             store=guess.value,
         )
-    found = finder.find(order_id, guess)
+    found = finder.find(order_id, guess, asks=asks)
     if not found:
         raise not_found(
             "order_not_found",
@@ -245,12 +326,18 @@ def lookup(
         )
     results = []
     for item in found:
+        tenant = app_tenant(item)
+        if not visible(tenant):
+            continue
         try:
             event = link_event(order_id, item, actor=actor, via=finder.via(guess), now_ms=now_ms)
         except RefundGuardError:  # the store's text cannot be stored: link the ids alone
             bare = replace(item, product_id=None, user_id=None, details={"api": "not storable"})
             event = link_event(order_id, bare, actor=actor, via=finder.via(guess), now_ms=now_ms)
-        applied = entitlements.apply(event)
+        applied = entitlements.apply(replace(event, tenant=tenant))
         assert applied.entitlement is not None
-        results.append(entitlement_view(entitlements, applied.entitlement))
+        if visible(applied.entitlement.tenant):
+            results.append(entitlement_view(entitlements, applied.entitlement))
+    if not results:
+        raise not_found("order_not_found", f"order {order_id} is not known here", store=guess.value)
     return {"order_id": order_id, "store": guess.value, "found_by": "store_api", "results": results}

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import logs, outbound
+from ..access import Act
 from ..config import is_local_url
 from ..errors import Kind, RefundGuardError, not_found, rejected, transient
 from ..http import Reply
@@ -19,6 +20,7 @@ from .actions import parse_limit
 
 if TYPE_CHECKING:
     from ..wiring import Wiring
+    from .scope import Scope
 
 # The reconciler's run records and the refund requests' rules are imported by the routes that use
 # them (rare next to look-ups): the admin function's cold start does not pay for them.
@@ -42,34 +44,44 @@ def dispatch(
     body: Mapping[str, Any] | None,
     url: str | None,
     actor: str,
+    scope: Scope,
 ) -> Reply:
-    """One of ``ROUTES``, for an authenticated admin (``body``: a POST's JSON object)."""
+    """One of ``ROUTES``, for an authenticated admin (``body``: a POST's JSON object), within
+    the tenants ``scope`` lets them see."""
     if name == "runs":
-        return runs(wiring, args)
+        return runs(wiring, args, scope.tenants_for(Act.RUNS))
     if name == "refund_requests":
-        return refund_requests(wiring, args)
+        return refund_requests(wiring, args, scope.tenants_for(Act.REFUNDS))
     if name == "run":
+        scope.tenants_for(Act.RUN)
         return trigger(wiring, url, actor=actor)
-    return report_consumption(wiring, body or {}, actor=actor, now_ms=wiring.clock_ms())
+    return report_consumption(
+        wiring, body or {}, actor=actor, now_ms=wiring.clock_ms(), scope=scope
+    )
 
 
-def runs(wiring: Wiring, args: Mapping[str, str]) -> Reply:
+def runs(wiring: Wiring, args: Mapping[str, str], tenants: list[str] | None = None) -> Reply:
+    """The newest runs; with ``tenants`` (tenant staff), only runs recorded for one of them."""
     limit = parse_limit(args.get("limit"), default=DEFAULT_RUNS, high=MAX_RUNS)
     from ..reconciliation.state import run_json
 
     records = wiring.runs.recent_runs(limit)
+    if tenants is not None:
+        records = [r for r in records if getattr(r, "tenant", None) in tenants]
     logs.bind(runs=len(records))
     return Reply({"runs": [run_json(r) for r in records]}, "admin action")
 
 
-def refund_requests(wiring: Wiring, args: Mapping[str, str]) -> Reply:
+def refund_requests(
+    wiring: Wiring, args: Mapping[str, str], tenants: list[str] | None = None
+) -> Reply:
     limit = parse_limit(args.get("limit"), default=DEFAULT_REQUESTS, high=MAX_REQUESTS)
     state = args.get("state")
     from ..refunds import FINAL, PENDING
 
     if state is not None and state not in FINAL | {PENDING}:
         raise rejected("bad_state", "state must be pending, answered, unanswerable or expired")
-    found = wiring.refunds.recent(limit=limit)
+    found = wiring.refunds.recent(limit=limit, tenants=tenants)
     if state is not None:
         found = [r for r in found if r.state == state]
     logs.bind(refund_requests=len(found))
@@ -77,7 +89,7 @@ def refund_requests(wiring: Wiring, args: Mapping[str, str]) -> Reply:
 
 
 def report_consumption(
-    wiring: Wiring, body: Mapping[str, Any], *, actor: str, now_ms: int
+    wiring: Wiring, body: Mapping[str, Any], *, actor: str, now_ms: int, scope: Scope
 ) -> Reply:
     """What the platform knows about a purchase's use, for the refund-request policy."""
     from ..refunds import parse_consumption_report
@@ -86,8 +98,14 @@ def report_consumption(
     logs.bind(
         store=str(body["store"])[:40], purchase_token_hash=logs.token_hash(report.purchase_id)
     )
-    if wiring.entitlements.get(report.store, report.purchase_id, report.environment) is None:
-        raise not_found("not_found", f"no entitlement for this {body['store']} purchase id")
+    entitlement = wiring.entitlements.get(report.store, report.purchase_id, report.environment)
+
+    def absent() -> RefundGuardError:
+        return not_found("not_found", f"no entitlement for this {body['store']} purchase id")
+
+    if entitlement is None:
+        raise absent()
+    scope.require(Act.CONSUMPTION, entitlement.tenant, absent)
     consumption = report.consumption(actor=actor, now_ms=now_ms)
     wiring.refunds.report(consumption)
     logs.bind(

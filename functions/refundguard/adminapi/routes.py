@@ -30,13 +30,39 @@ TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # Apple's test notification: does App Store Server Notifications reach us (docs/deploy.md)?
     ("apple_test_notification", "POST", ("apple", "notifications:test")),
     ("apple_test_notification_status", "GET", ("apple", "notifications", "test", "{token}")),
+    # Tenants and their people (docs/admin.md, Roles), the backfill listing, the upgrade.
+    ("me", "GET", ("me",)),
+    ("tenants", "GET", ("tenants",)),
+    ("tenant_create", "POST", ("tenants",)),
+    ("tenant", "GET", ("tenants", "{tenant}")),
+    ("tenant_update", "PATCH", ("tenants", "{tenant}")),
+    ("tenant_delete", "DELETE", ("tenants", "{tenant}")),
+    ("tenant_staff", "GET", ("tenants", "{tenant}", "staff")),
+    ("tenant_staff_put", "PUT", ("tenants", "{tenant}", "staff", "{email}")),
+    ("tenant_staff_delete", "DELETE", ("tenants", "{tenant}", "staff", "{email}")),
+    ("backfill", "GET", ("tenants", "{tenant}", "entitlements")),
+    ("platform_staff", "GET", ("staff",)),
+    ("platform_staff_put", "PUT", ("staff", "{email}")),
+    ("platform_staff_delete", "DELETE", ("staff", "{email}")),
+    ("migrate", "POST", ("migrations", "tenant-field:run")),
+    # A tenant's store access (adminapi/tenant_keys.py): its Apple key, check access, and the
+    # service account a creator invites in their Play Console.
+    ("tenant_apple_key_put", "PUT", ("tenants", "{tenant}", "apple-key")),
+    ("tenant_apple_key_delete", "DELETE", ("tenants", "{tenant}", "apple-key", "{key_id}")),
+    ("tenant_check_access", "POST", ("tenants", "{tenant}:check-access")),
+    ("play_account", "GET", ("play", "service-account")),
 )
 HELP = (
     "POST /entitlements:lookup|:regrant|:revoke with a JSON body, "
     "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke, "
     "GET /orders/{order_id}, GET /events/unpublished, GET /reconciliation/runs, "
     "POST /reconciliation:run, GET /refund-requests, POST /entitlements:consumption, "
-    "POST /apple/notifications:test, GET /apple/notifications/test/{token}"
+    "POST /apple/notifications:test, GET /apple/notifications/test/{token}, GET /me, "
+    "GET|POST /tenants, GET|PATCH|DELETE /tenants/{id}, GET /tenants/{id}/staff, "
+    "PUT|DELETE /tenants/{id}/staff/{email}, GET /tenants/{id}/entitlements, "
+    "GET /staff, PUT|DELETE /staff/{email}, POST /migrations/tenant-field:run, "
+    "PUT /tenants/{id}/apple-key, DELETE /tenants/{id}/apple-key/{key_id}, "
+    "POST /tenants/{id}:check-access, GET /play/service-account"
 )
 
 
@@ -56,10 +82,11 @@ def _bind(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | Non
         return None
     params: dict[str, str] = {}
     for part, segment in zip(pattern, segments, strict=True):
-        if part.startswith("{"):
-            if not segment:
+        if part.startswith("{"):  # a parameter, maybe followed by a fixed suffix (":verb")
+            name, _, suffix = part[1:].partition("}")
+            if len(segment) <= len(suffix) or not segment.endswith(suffix):
                 return None
-            params[part[1:-1]] = segment
+            params[name] = segment[: len(segment) - len(suffix)]
         elif part != segment:
             return None
     return params

@@ -1,21 +1,27 @@
 """The reconciler's settings, read once at start-up: Firestore and events, the Play Developer API
 and the packages whose voids to list, the App Store Server API and what verifying its signed
 notifications needs (bundle ids, environments, the app's Apple ID, pinned roots), the cursor
-overlap, the run's time budget, and the refund-request policy (``REFUND_REQUESTS``...)."""
+overlap, the run's time budget, the refund-request policy (``REFUND_REQUESTS``...), and registered
+tenants' Apple keys (``TENANT_KEYS_KMS_KEY``: ``tenant_apis`` opens them with Cloud KMS)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..config import APPLE_API_ENV, EventsSettings, FirestoreSettings, Settings
 from ..playstore.credentials import PlayApiSettings, read_play_api_settings
 from ..reconciliation.run import Scope
 from ..refund_answers import Policy, policy_problems
+from ..tenant_keys import read_tenant_keys
 
 if TYPE_CHECKING:
     from ..appstore.credentials import AppleApiAccess
+    from ..refund_rules import RefundRule
+    from ..storeapi import CallPolicy
+    from ..tenant_apis import TenantApis
+    from ..tenant_keys import TenantKeysSettings
 
 DEFAULT_OVERLAP_MINUTES = 360.0
 DEFAULT_BUDGET_SECONDS = 45.0
@@ -31,6 +37,18 @@ class ReconcileSettings:
     overlap_ms: int
     budget_s: float
     policy: Policy
+    #: Registered tenants' Apple keys (Cloud KMS); None: only the environment's key is used.
+    tenant_keys: TenantKeysSettings | None = None
+
+    def tenant_apis(self, policy: CallPolicy) -> TenantApis:
+        """The store APIs per tenant (each tenant's own Apple key, opened with KMS)."""
+        from ..tenant_apis import TenantApis
+
+        if self.tenant_keys is not None:
+            return self.tenant_keys.tenant_apis(
+                policy=policy, play=self.play_api, default_apple=self.apple
+            )
+        return TenantApis(policy=policy, play=self.play_api, default_apple=self.apple)
 
     def scope(self) -> Scope:
         return Scope(self.packages, self.apple, self.overlap_ms, self.budget_s, self.policy)
@@ -59,6 +77,7 @@ class ReconcileSettings:
             "RECONCILE_BUDGET_SECONDS", default=DEFAULT_BUDGET_SECONDS, low=5, high=3500
         )
         policy = read_policy(settings)
+        tenant_keys = read_tenant_keys(settings)
         settings.done()
         return cls(
             firestore,
@@ -69,6 +88,7 @@ class ReconcileSettings:
             int(overlap * 60_000),
             budget,
             policy,
+            tenant_keys,
         )
 
 
@@ -90,4 +110,23 @@ def read_policy(settings: Settings) -> Policy:
             f"REFUND_GRANT_BELOW_PERCENT={grant:g} and REFUND_DECLINE_FROM_PERCENT={decline:g}: "
             f"{problem}{hint}"
         )
-    return policy
+    return replace(policy, rules=read_rules(settings))
+
+
+def read_rules(settings: Settings) -> tuple[RefundRule, ...]:
+    """``REFUND_RULES``: the ordered rules (a JSON list, docs/refunds.md); unset: none."""
+    raw = settings.raw("REFUND_RULES")
+    if not raw:
+        return ()
+    import json
+
+    from ..errors import RefundGuardError
+    from ..refund_rules import parse_rules
+
+    try:
+        return parse_rules(json.loads(raw))
+    except ValueError:
+        settings.problem("REFUND_RULES must be a JSON list of rules (docs/refunds.md)")
+    except RefundGuardError as err:
+        settings.problem(f"REFUND_RULES: {err.message}")
+    return ()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .. import logs
 from ..errors import RefundGuardError
 from ..refund_answers import Policy, judge
+from ..refund_rules import Facts
 from ..refunds import (
     ANSWERED,
     APPLE_CONSUMPTION,
@@ -63,15 +64,19 @@ class Answerer:
         now = self.clock_ms()
         api_on = (self.apple if request.kind == APPLE_CONSUMPTION else self.play) is not None
         consumption = self.refunds.consumption(request.entitlement_id)
-        verdict = judge(request, consumption, self.policy, api_on=api_on, now_ms=now)
+        facts = self._facts(request) if self.policy.rules and consumption is not None else None
+        verdict = judge(request, consumption, self.policy, api_on=api_on, now_ms=now, facts=facts)
+        rule = {"rule": verdict.rule} if verdict.rule else {}
         if verdict.action == "wait":
             if request.reason != verdict.reason:
                 self.refunds.update(request, reason=verdict.reason, updated_ms=now)
             return "pending"
         if verdict.action in ("refuse", "expire"):
             state = EXPIRED if verdict.action == "expire" else UNANSWERABLE
-            done = self.refunds.update(request, state=state, reason=verdict.reason, updated_ms=now)
-            self._history(done, f"REFUND_REQUEST_{state.upper()}", now)
+            done = self.refunds.update(
+                request, state=state, reason=verdict.reason, updated_ms=now, **rule
+            )
+            self._history(done, f"REFUND_REQUEST_{state.upper()}", now, **rule)
             return state
         try:
             self._send(request, dict(verdict.body), now)
@@ -114,9 +119,26 @@ class Answerer:
             attempts=request.attempts + 1,
             updated_ms=now,
             answered_ms=now,
+            **rule,
         )
-        self._history(done, "REFUND_REQUEST_ANSWERED", now, **dict(verdict.body))
+        self._history(done, "REFUND_REQUEST_ANSWERED", now, **dict(verdict.body), **rule)
         return ANSWERED
+
+    def _facts(self, request: RefundRequest) -> Facts:
+        """What the rules may match on: the purchase's product and time (its entitlement), the
+        storefront the store named, when the store asked."""
+        from ..model import StoreName
+
+        entitlement = self.entitlements.get(
+            StoreName(request.store), request.purchase_id, request.environment
+        )
+        return Facts(
+            store=request.store,
+            product_id=entitlement.product_id if entitlement else None,
+            storefront=request.storefront,
+            purchase_time_ms=entitlement.purchase_time_ms if entitlement else None,
+            asked_ms=request.received_ms,
+        )
 
     def _send(self, request: RefundRequest, body: dict[str, object], now: int) -> None:
         deadline = max(1.0, min(MAX_CALL_S, (request.deadline_ms - now) / 1000))
@@ -135,7 +157,7 @@ class Answerer:
                 delivery_status=str(body["deliveryStatus"]),
                 sample_content_provided=bool(body["sampleContentProvided"]),
                 consumption_percentage=_int(body.get("consumptionPercentage")),
-                refund_preference=str(body["refundPreference"]),
+                refund_preference=_text(body.get("refundPreference")),
             )
             self.apple.send_consumption_information(
                 request.transaction_id,
@@ -162,6 +184,10 @@ class Answerer:
             self.entitlements.apply(history_event(request, type_=type_, now_ms=now, **details))
         except RefundGuardError as err:
             logs.warning("refund request outcome not added to history", code=err.code)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _int(value: object) -> int | None:
