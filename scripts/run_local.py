@@ -178,9 +178,6 @@ def run(ports: dict[str, int]) -> int:
         assert jar is not None
         emulator = start_emulator(jar, log, project=PROJECT, port=ports["firestore"])
         processes.append(emulator.process)
-        print("Registering the demo tenants (creators) in Firestore", flush=True)
-        apple_bundles = tuple(b for b in local_apple_env()["APPLE_BUNDLE_IDS"].split(",") if b)
-        demo_tenants.register(emulator.host, env, apple_bundles)
         if pubsub_jar is not None:
             start_events(pubsub_jar, ports, urls, processes)
         else:
@@ -195,6 +192,19 @@ def run(ports: dict[str, int]) -> int:
             flush=True,
         )
         stores = start_local_stores(ports["play_api"], ports["apple_api"])
+        print(
+            "Registering the demo tenants (creators) in Firestore, their Apple keys sealed with "
+            f"the Cloud KMS stand-in on {stores.kms_env['TENANT_KEYS_KMS_BASE_URL']}",
+            flush=True,
+        )
+        apple_bundles = tuple(b for b in local_apple_env()["APPLE_BUNDLE_IDS"].split(",") if b)
+        demo_tenants.register(
+            emulator.host,
+            env,
+            apple_bundles,
+            keys=stores.tenant_keys,
+            kms_env={**stores.kms_env, **key_file(stores)},
+        )
         own_env = {
             "play_notifications": stores.play_env,
             "apple_notifications": local_apple_env(),
@@ -202,10 +212,16 @@ def run(ports: dict[str, int]) -> int:
                 **admin_env,
                 **stores.play_env,
                 **stores.apple_env,
+                **stores.kms_env,
                 "RECONCILE_URL": urls["reconcile"],
             },
             "reconcile": reconcile_env(stores),
-            "admin_console": {**console_env, **stores.play_env, **stores.apple_env},
+            "admin_console": {
+                **console_env,
+                **stores.play_env,
+                **stores.apple_env,
+                **stores.kms_env,
+            },
         }
         for target in FUNCTIONS:
             if target == "admin_console" and not console_env["CONSOLE_OAUTH_CLIENT_ID"]:
@@ -254,10 +270,16 @@ def reconcile_env(stores: Any) -> dict[str, str]:
     return {
         **stores.play_env,
         **stores.apple_env,
+        **stores.kms_env,
         "APPLE_ENVIRONMENTS": "Production",
         "REFUND_REQUESTS": os.environ.get("REFUND_REQUESTS", "answer"),
         "RECONCILE_BUDGET_SECONDS": "45",
     }
+
+
+def key_file(stores: Any) -> dict[str, str]:
+    """The service-account key file the stand-ins trust (Play's and KMS's): the credentials."""
+    return {"GOOGLE_APPLICATION_CREDENTIALS": stores.play_env["GOOGLE_APPLICATION_CREDENTIALS"]}
 
 
 def start_events(
@@ -418,9 +440,10 @@ def tenants_banner(
             f"(appAppleId {demo.app_apple_id})",
             f"             purchases: token {demo.token} (order {demo.order}), "
             f"Apple transaction {demo.transaction} (Sandbox)",
-            f"             tenant admin: {demo.admin}; Apple key {key_id}, issuer {issuer},",
-            f"             .p8 in {demo.apple_key_file.relative_to(ROOT)} (upload it on the "
-            "tenant's page: Apple key)",
+            f"             tenant admin: {demo.admin}; Apple key {key_id} (sealed with KMS), "
+            f"issuer {issuer},",
+            f"             .p8 in {demo.apple_key_file.relative_to(ROOT)} (to upload again on "
+            "the tenant's page: Apple key)",
         ]
     first, other = DEMO_TENANTS[0], DEMO_TENANTS[1]
     lines += [

@@ -1,5 +1,6 @@
 """``make run``'s two demo tenants: two creators, each with a Play package and an Apple bundle id of
-their own (and an App Store Server API key of their own Apple team in the App Store stand-in), a
+their own and an App Store Server API key of their own Apple team (known to the App Store
+stand-in, sealed with the Cloud KMS stand-in as ``PUT /tenants/{id}/apple-key`` seals one), a
 tenant admin each (``staff/{email}``), and a purchase each, sent through the real Play and Apple
 functions at start-up. Registered through ``TenantRegistry`` in the Firestore emulator, as the
 admin API does at run time. Nothing here is ever deployed."""
@@ -13,8 +14,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,15 @@ def register(
     apple_bundle_ids: tuple[str, ...],
     *,
     project: str = PROJECT,
+    keys: Mapping[str, tuple[str, str]] | None = None,
+    kms_env: Mapping[str, str] | None = None,
 ) -> None:
     """The demo tenants and their staff in the Firestore emulator at ``firestore_host``, through
     ``TenantRegistry`` (the ``default`` tenant's apps, ``env``'s ``PLAY_PACKAGE_NAMES`` and
     ``apple_bundle_ids``, are reserved as in the functions). Run again on the same emulator: the
-    tenants that exist are left as they are."""
+    tenants that exist are left as they are. With ``keys`` (tenant id -> key id, issuer id) and
+    ``kms_env`` (``TENANT_KEYS_KMS_*`` and ``GOOGLE_APPLICATION_CREDENTIALS``), each tenant's
+    ``.p8`` under ``.run/`` is sealed with KMS and becomes the tenant's Apple key."""
     from refundguard.errors import RefundGuardError
     from refundguard.model import PRODUCTION
     from refundguard.store import EntitlementStore
@@ -138,18 +143,37 @@ def register(
         )
     wiring = Wiring(store, default_tenant=default)
     now_ms = int(time.time() * 1000)
+    sealer = _sealer(kms_env) if keys and kms_env else None
     for demo in DEMO_TENANTS:
         try:
             wiring.registry.create(parse_tenant(demo.body()), now_ms=now_ms)
         except RefundGuardError as err:
             if err.code != "tenant_exists":
                 raise
-        # ---- Per-tenant Apple keys (helper t-keys, issue 17): once the KMS stand-in and
-        # ---- tenant_keys land, seal demo.apple_key_file's .p8 here and store it on the tenant
-        # ---- (AppleKey(key_id=demo.apple_key_id, issuer_id=..., sealed=...)), as
-        # ---- PUT /tenants/{id}/apple-key does. Until then the tenants have no Apple key: their
-        # ---- Apple notifications are verified and applied, but nothing asks Apple's API for them.
+        if sealer is not None and keys is not None and demo.id in keys:
+            key_id, issuer_id = keys[demo.id]
+            sealed = sealer.seal(demo.id, key_id, issuer_id, demo.apple_key_file.read_text())
+
+            def newest_first(current: Any, sealed: Any = sealed) -> Any:
+                others = tuple(k for k in current.apple_keys if k.key_id != sealed.key_id)
+                return replace(current, apple_keys=(sealed, *others))
+
+            wiring.registry.update(demo.id, newest_first, now_ms=now_ms)
         wiring.client.collection(STAFF).document(demo.admin).set(staff_document(demo))
+
+
+def _sealer(kms_env: Mapping[str, str]) -> Any:
+    """``tenant_keys.TenantKeys`` over the KMS ``kms_env`` names, as the admin function's."""
+    from refundguard.config import Settings
+    from refundguard.kms import KmsClient, read_kms_settings
+    from refundguard.tenant_keys import TenantKeys
+
+    settings = Settings(dict(kms_env))
+    kms = read_kms_settings(settings)
+    settings.done()
+    if kms is None:
+        raise ValueError("kms_env names no TENANT_KEYS_KMS_KEY")
+    return TenantKeys(KmsClient(kms))
 
 
 def staff_document(demo: DemoTenant) -> dict[str, Any]:

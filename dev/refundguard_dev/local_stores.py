@@ -14,6 +14,7 @@ from . import play_api_data as data
 from .apple_pki import APP_APPLE_ID
 from .demo_tenants import DEMO_TENANTS
 from .fake_appstore_api import FakeAppStoreApi, new_api_key
+from .fake_kms import DEFAULT_KEY, FakeKms
 from .fake_play_api import FakePlayApi
 from .local import APPLE_BUNDLE_ID, APPLE_ROOT_DER, RUN_DIR, local_apple_pki
 
@@ -69,10 +70,16 @@ class LocalStores:
     apple_env: dict[str, str]  # the admin function's App Store Server API settings
     #: Each demo tenant's App Store Server API key: tenant id -> (key id, issuer id).
     tenant_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: The Cloud KMS stand-in that seals tenants' Apple keys, and the settings that reach it
+    #: (with ``play_env``'s key file as the credentials, which it trusts).
+    kms: FakeKms | None = None
+    kms_env: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
         self.play.stop()
         self.apple.stop()
+        if self.kms is not None:
+            self.kms.stop()
 
 
 def seed_play(api: FakePlayApi, package: str = data.PACKAGE) -> None:
@@ -132,8 +139,13 @@ def start_local_stores(play_port: int, apple_port: int, package: str = data.PACK
     key.write_p8(APPLE_KEY_FILE)
     tenant_keys = register_tenant_keys(apple)
     seed_apple(apple)
+    # The deployment's one service account: the Play API's, and the one KMS lets seal and open.
+    kms = FakeKms()
+    kms.trust_key_file(PLAY_KEY_FILE)
     play.start()
     apple.start()
+    kms.start()
+    kms_env = {"TENANT_KEYS_KMS_KEY": DEFAULT_KEY, "TENANT_KEYS_KMS_BASE_URL": kms.url}
     play_env = {
         "PLAY_DEVELOPER_API": "on",
         "PLAY_API_BASE_URL": play.url,
@@ -150,4 +162,4 @@ def start_local_stores(play_port: int, apple_port: int, package: str = data.PACK
         "APPLE_APP_APPLE_ID": str(APP_APPLE_ID),
         "APPLE_ROOT_CERTS": str(APPLE_ROOT_DER),
     }
-    return LocalStores(play, apple, play_env, apple_env, tenant_keys)
+    return LocalStores(play, apple, play_env, apple_env, tenant_keys, kms, kms_env)

@@ -246,19 +246,26 @@ class Started:
         return left
 
 
-def lookup(admin_url: str, token: str, store: str, purchase_id: str) -> dict[str, Any]:
-    """``POST /entitlements:lookup`` on the admin function, as the CLI's ``show`` does."""
+def admin_call(admin_url: str, token: str, path: str, body: Any = None) -> dict[str, Any]:
+    """``POST path`` (``GET`` without a body) on the admin function: its JSON answer."""
     import json
     import urllib.request
 
     request = urllib.request.Request(
-        admin_url + "/entitlements:lookup",
-        data=json.dumps({"store": store, "purchase_id": purchase_id}).encode(),
+        admin_url + path,
+        data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
+        method="GET" if body is None else "POST",
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return dict(json.loads(answer.read()))
+
+
+def lookup(admin_url: str, token: str, store: str, purchase_id: str) -> dict[str, Any]:
+    """``POST /entitlements:lookup`` on the admin function, as the CLI's ``show`` does."""
+    return admin_call(
+        admin_url, token, "/entitlements:lookup", {"store": store, "purchase_id": purchase_id}
+    )
 
 
 def _assert_all_stopped(started: Started, left: set[int], ports: dict[str, str]) -> None:
@@ -365,6 +372,11 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
                 found = lookup(stack["urls"]["admin"], token, store, purchase_id)
                 assert found["entitlement"]["tenant"] == demo.id, found
                 assert found["status"] == "active", found
+            # One Apple team each: its own key, sealed at start-up, works for its own apps.
+            access = f"/tenants/{demo.id}:check-access"
+            checked = admin_call(stack["urls"]["admin"], token, access, {})
+            assert checked["apple"]["state"] == checked["google"]["state"] == "ok", checked
+            assert checked["apple"]["details"]["key_id"] == demo.apple_key_id
             assert f"  {demo.id:<10} {demo.display_name}" in started.output
             assert f"tenant admin: {demo.admin};" in started.output
             assert f"Play {demo.play_package}, Apple {demo.bundle_id} " in started.output
@@ -459,24 +471,57 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
     _assert_all_stopped(started, left, ports)
 
 
-def test_the_demo_tenants_are_registered_with_their_apps_and_tenant_admins(
-    emulator_env: dict[str, str],
+def test_the_demo_tenants_are_registered_with_their_apps_keys_and_tenant_admins(
+    emulator_env: dict[str, str], tmp_path: Any
 ) -> None:
     """make run's two creators: registered through the registry (twice: the second run leaves
-    them), each with its own Play package and Apple bundle id, and a tenant admin of its own in
-    ``staff/{email}``; an app of the environment's ``default`` tenant cannot be taken."""
+    them), each with its own Play package and Apple bundle id, its own Apple key sealed with the
+    KMS stand-in (never in Firestore in clear; it opens for its tenant), and a tenant admin of its
+    own in ``staff/{email}``; an app of the environment's ``default`` tenant cannot be taken."""
     from google.cloud import firestore
+    from refundguard.config import Settings
     from refundguard.errors import RefundGuardError
+    from refundguard.kms import KmsClient, read_kms_settings
+    from refundguard.tenant_keys import TenantKeys
     from refundguard.tenant_registry import TenantRegistry
     from refundguard_dev.demo_tenants import DEMO_TENANTS, register
+    from refundguard_dev.fake_appstore_api import FakeAppStoreApi
+    from refundguard_dev.fake_kms import DEFAULT_KEY, FakeKms
+    from refundguard_dev.local_stores import register_tenant_keys
 
     host, project = emulator_env["FIRESTORE_EMULATOR_HOST"], emulator_env["GOOGLE_CLOUD_PROJECT"]
     env = {"PLAY_PACKAGE_NAMES": "com.example.courses"}
-    for _ in range(2):
-        register(host, env, ("com.example.refundguard",), project=project)
-    client = firestore.Client(project=project)
-    tenants = TenantRegistry(client, timeout_s=20).list()
+    with FakeKms() as kms, FakeAppStoreApi() as apple:
+        keys = register_tenant_keys(apple)
+        kms_env = {
+            "TENANT_KEYS_KMS_KEY": DEFAULT_KEY,
+            "TENANT_KEYS_KMS_BASE_URL": kms.url,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(
+                kms.write_service_account_key(tmp_path / "sa.json")
+            ),
+        }
+        for _ in range(2):
+            register(
+                host,
+                env,
+                ("com.example.refundguard",),
+                project=project,
+                keys=keys,
+                kms_env=kms_env,
+            )
+        client = firestore.Client(project=project)
+        tenants = TenantRegistry(client, timeout_s=20).list()
+        settings = read_kms_settings(Settings(kms_env))
+        assert settings is not None
+        opener = TenantKeys(KmsClient(settings))
+        for tenant, demo in zip(tenants, DEMO_TENANTS, strict=True):
+            assert [(k.key_id, k.issuer_id) for k in tenant.apple_keys] == [keys[demo.id]]
+            pem = demo.apple_key_file.read_text()
+            stored = str(client.collection("tenants").document(demo.id).get().to_dict())
+            assert pem.splitlines()[1] not in stored and "PRIVATE KEY" not in stored
+            assert opener.open(demo.id, tenant.apple_keys[0]).strip() == pem.strip()
     assert [t.id for t in tenants] == ["creator-a", "creator-b"]
+    assert len({k for k, _ in keys.values()}) == len({i for _, i in keys.values()}) == 2
     apps = [app for t in tenants for app in t.app_keys]
     assert len(apps) == len(set(apps)) == 4  # a package and a bundle id each, none shared
     for tenant, demo in zip(tenants, DEMO_TENANTS, strict=True):
