@@ -454,23 +454,6 @@ def focused(driver: Any) -> str:
     return str(driver.switch_to.active_element.get_attribute("id"))
 
 
-def test_without_tenant_routes_the_page_is_a_platform_admins_as_before(
-    stack: LocalStack, browser: Any
-) -> None:
-    """An admin API from before tenants (no GET /me): no picker, no set-up pages, every action."""
-    status, _ = api_call(stack, "GET", "me")
-    if status != 404:
-        pytest.skip("this admin API serves GET /me: the tenant tests below cover the page")
-    sign_in(browser, console(stack), ADMIN)
-    wait_for(browser, lambda d: focused(d) == "query")
-    assert not browser.find_element("id", "tenant-bar").is_displayed()
-    search(browser, DEMO_TENANTS[1].token)
-    wait_for(browser, lambda d: fact(d, "purchase-id") == DEMO_TENANTS[1].token)
-    assert visible(browser, "[data-action=regrant]") and not browser.find_elements(
-        "css selector", ".tenant-note, [data-fact=tenant]"
-    )
-
-
 def test_a_platform_admin_picks_a_tenant_switches_and_sets_it_up(
     stack: LocalStack, browser: Any
 ) -> None:
