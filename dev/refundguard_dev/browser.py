@@ -214,9 +214,13 @@ class LocalStack:
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout_s: float = 15) -> Any:
+    """``condition`` once it holds; an element replaced while it was read (the page re-drew it)
+    is read again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout_s).until(condition)
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout_s, ignored_exceptions=ignored).until(condition)
 
 
 def visible(driver: Any, css: str, timeout_s: float = 15) -> Any:
