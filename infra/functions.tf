@@ -34,10 +34,12 @@ locals {
 
   # Looking up an order by its id at the stores (orders.get per package, Look Up Order ID per
   # bundle, verified against the pinned Apple root): read by the admin function, the console and the
-  # reconciler (their entries' lookup_env).
+  # reconciler (their entries' lookup_env). The Play API is called as one account, impersonated
+  # (PLAY_API_SERVICE_ACCOUNT, play_api_account.tf).
   order_lookup_env = {
     PLAY_DEVELOPER_API         = local.play_developer_api
     PLAY_API_BASE_URL          = var.play_api_base_url
+    PLAY_API_SERVICE_ACCOUNT   = google_service_account.play_api.email
     PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
     APPLE_API_KEY_ID           = var.apple_api_key_id
     APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
@@ -77,6 +79,8 @@ locals {
         # Purchases verified, subscription voids judged (docs/store-api.md).
         PLAY_DEVELOPER_API = local.play_developer_api
         PLAY_API_BASE_URL  = var.play_api_base_url
+        # The one account the Play API is called as, impersonated (play_api_account.tf).
+        PLAY_API_SERVICE_ACCOUNT = google_service_account.play_api.email
       }
       secret_env = {}
     }

@@ -22,6 +22,7 @@ import tenant_fixtures as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from refundguard.adminapi import handler as admin_function
+from refundguard.adminapi import tenant_keys as tenant_keys_routes
 from refundguard.serializer import to_firestore
 from refundguard.storeapi import CallPolicy
 from refundguard.tenant_registry import TenantRegistry
@@ -496,11 +497,14 @@ def test_check_access_is_read_only(
 
 
 def test_the_play_service_account_and_its_permissions(client: Any, auth: dict[str, str]) -> None:
+    """Without PLAY_API_SERVICE_ACCOUNT (the fallback): the function's own account, with a note
+    (the shared account: test_play_api_account.py)."""
     response = client.get("/play/service-account", headers=auth)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == {
         "email": DEFAULT_ACCOUNT,
         "permissions": ["View financial data", "Manage orders and subscriptions"],
+        "note": tenant_keys_routes.FALLBACK_NOTE,
     }
 
 

@@ -23,6 +23,7 @@ from .tenancy import tenant_json
 if TYPE_CHECKING:
     import flask
 
+    from ..playstore.credentials import PlayApiSettings
     from ..tenant_apis import TenantApis
     from ..tenant_keys import TenantKeys
     from ..tenant_registry import TenantDirectory, TenantRegistry
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
 ROUTES = frozenset(
     {"tenant_apple_key_put", "tenant_apple_key_delete", "tenant_check_access", "play_account"}
 )
+#: ``GET /play/service-account`` without PLAY_API_SERVICE_ACCOUNT (the fallback).
+FALLBACK_NOTE = (
+    "PLAY_API_SERVICE_ACCOUNT is not set, so this is the admin function's own service account, "
+    "and each function that calls the Play Developer API calls it as its own (each would have to "
+    "be invited); set PLAY_API_SERVICE_ACCOUNT (Terraform does) so that one account serves all"
+)
 #: Keys a tenant may hold at once: the one in use and those being rotated out.
 MAX_KEYS = 3
 MAX_BODY_BYTES = 16 * 1024
@@ -42,7 +49,9 @@ _KEY_FIELDS = frozenset({"key_id", "issuer_id", "private_key", "version"})
 @dataclass(frozen=True)
 class KeyAccess:
     """What these routes use: the registry, the tenants' cache, the KMS sealer (None: tenants'
-    keys are off here), the store APIs per tenant, and the deployment's Play account."""
+    keys are off here), the store APIs per tenant, and the deployment's Play account (``shared``:
+    it is ``PLAY_API_SERVICE_ACCOUNT``, the one every function calls as; else the fallback, this
+    function's own)."""
 
     registry: TenantRegistry
     directory: TenantDirectory
@@ -52,6 +61,8 @@ class KeyAccess:
     clock_ms: Callable[[], int]
     #: The apps set in the environment, as the ``default`` tenant (None: none).
     default: Tenant | None = None
+    #: Whether ``play_account`` is PLAY_API_SERVICE_ACCOUNT (every function's), not the fallback.
+    play_account_shared: bool = False
 
 
 def serve(
@@ -90,7 +101,7 @@ def access(
         wiring.tenants,
         keys if isinstance(keys, TenantKeys) else None,
         apis,
-        play_account(settings.play_api.credentials if settings.play_api else None),
+        play_account(settings.play_api),
         clock_ms,
         default_tenant(
             play_packages=settings.play_packages,
@@ -99,12 +110,23 @@ def access(
             else (),
             play_api=settings.play_api is not None,
         ),
+        play_account_shared=_shared_account(settings.play_api) is not None,
     )
 
 
-def play_account(credentials: Any = None) -> Callable[[], str | None]:
-    """The email of the service account the Play Developer API is called with (``credentials``;
-    None: the runtime's, which on Cloud Functions is read once from the metadata server)."""
+def _shared_account(play: PlayApiSettings | None) -> str | None:
+    return play.service_account if play is not None else None
+
+
+def play_account(play: PlayApiSettings | None = None) -> Callable[[], str | None]:
+    """The email of the service account the Play Developer API is called as:
+    ``PLAY_API_SERVICE_ACCOUNT`` when set (every function impersonates it); else (the fallback)
+    this function's own, from its credentials (None: the runtime's, which on Cloud Functions is
+    read once from the metadata server)."""
+    shared = _shared_account(play)
+    if shared is not None:
+        return lambda: shared
+    credentials = play.credentials if play is not None else None
     lock = threading.Lock()
     found: list[str] = []
 
@@ -263,6 +285,8 @@ def _play_account(access: KeyAccess) -> Reply:
             "service_account_unknown",
             "the deployment's service account could not be read from its credentials; retry",
         )
-    return Reply(
-        {"email": email, "permissions": list(store_access.PLAY_PERMISSIONS)}, "admin action"
-    )
+    body: dict[str, Any] = {"email": email, "permissions": list(store_access.PLAY_PERMISSIONS)}
+    if not access.play_account_shared:
+        body["note"] = FALLBACK_NOTE
+    logs.bind(play_account_shared=access.play_account_shared)
+    return Reply(body, "admin action")
