@@ -380,3 +380,30 @@ def test_a_staff_change_reaches_other_instances_within_the_cache_time(
         "admin", ADMIN_AUDIENCES=AUDIENCE, ADMIN_EMAILS=ADMIN, ADMIN_CERTS_URL=certs.url
     )
     assert call(fresh, newbie, signer, "GET", "/me").status_code == 200
+
+
+def test_the_environments_apps_are_the_default_tenant_and_no_one_elses(
+    make_client: Any, emulator_env: dict[str, str], certs: CertServer, signer: TestSigner
+) -> None:
+    """A deployment configured the old way: its apps are tenant ``default``, shown as such, and
+    no registered tenant can claim them (nothing of the refused tenant is written)."""
+    client = make_client(
+        "admin",
+        ADMIN_AUDIENCES=AUDIENCE,
+        ADMIN_EMAILS=ADMIN,
+        ADMIN_CERTS_URL=certs.url,
+        PLAY_PACKAGE_NAMES="com.env.app",
+        APPLE_BUNDLE_IDS="com.env.ios",
+        APPLE_APP_APPLE_ID="123",
+    )
+    for apps in (
+        {"play_packages": ["com.env.app"]},
+        {"apple_apps": [{"bundle_id": "com.env.ios", "environments": ["Sandbox"]}]},
+    ):
+        body = {"id": "grabber", "display_name": "Grabber", **apps}
+        refused = call(client, ADMIN, signer, "POST", "/tenants", body)
+        assert refused.status_code == 409 and refused.get_json()["error"] == "app_claimed"
+        assert call(client, ADMIN, signer, "GET", "/tenants/grabber").status_code == 404
+    default = call(client, ADMIN, signer, "GET", "/tenants/default").get_json()["tenant"]
+    assert default["play_packages"] == ["com.env.app"]
+    assert [a["bundle_id"] for a in default["apple_apps"]] == ["com.env.ios"]

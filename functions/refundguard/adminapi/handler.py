@@ -59,7 +59,12 @@ def admin_handler(  # noqa: PLR0915 - the routes' closures share one wiring and 
     """The admin API behind ``settings.auth``: the admin function's, and the console's (which
     differs only in the token audience it accepts)."""
     wiring = Wiring.build(
-        entitlements, settings.firestore, settings.events, function=function, clock_ms=clock_ms
+        entitlements,
+        settings.firestore,
+        settings.events,
+        function=function,
+        clock_ms=clock_ms,
+        default_tenant=settings.default_tenant,
     )
     entitlements = wiring.entitlements
     key_access = tenant_keys.access(settings, wiring, settings.tenant_apis(API_POLICY), clock_ms)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..storeapi import CallPolicy
     from ..tenant_apis import TenantApis
     from ..tenant_keys import TenantKeysSettings
+    from ..tenants import Tenant
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class AdminSettings:
     reconcile_url: str | None = None
     #: Tenants' Apple keys (Cloud KMS); None: off (only the environment's key is used).
     tenant_keys: TenantKeysSettings | None = None
+    #: The apps set in the environment (``PLAY_PACKAGE_NAMES``, ``APPLE_BUNDLE_IDS``): the
+    #: ``default`` tenant, whose apps no registered tenant may claim.
+    default_tenant: Tenant | None = None
 
     def tenant_apis(self, policy: CallPolicy) -> TenantApis:
         """The store APIs per tenant: the Play API (every tenant's packages), the environment's
@@ -74,9 +78,8 @@ class AdminSettings:
         if auth is None and not settings.csv("ADMIN_EMAILS"):
             settings.problem("ADMIN_EMAILS must list at least one email or *@domain")
         play_api = read_play_api_settings(settings)
-        packages: tuple[str, ...] = ()
-        if play_api is not None:  # the default tenant's (registered tenants bring their own)
-            packages = settings.csv("PLAY_PACKAGE_NAMES")
+        # The default tenant's (registered tenants bring their own).
+        packages = settings.csv("PLAY_PACKAGE_NAMES")
         apple = None
         if any(settings.raw(name) for name in APPLE_API_ENV):  # the App Store API is configured
             from ..appstore.credentials import read_apple_api_access  # cryptography's x509 too
@@ -88,6 +91,31 @@ class AdminSettings:
                 lambda: check_base_url(settings.raw("RECONCILE_URL"), setting="RECONCILE_URL")
             )
         tenant_keys = read_tenant_keys(settings)
+        default = _default_tenant(settings, packages, play_api is not None)
         settings.done()
         assert auth is not None
-        return cls(firestore, auth, play_api, packages, apple, events, reconcile_url, tenant_keys)
+        return cls(
+            firestore,
+            auth,
+            play_api,
+            packages if play_api is not None else (),
+            apple,
+            events,
+            reconcile_url,
+            tenant_keys,
+            default,
+        )
+
+
+def _default_tenant(settings: Settings, packages: tuple[str, ...], play_api: bool) -> Tenant | None:
+    """The environment's apps as the ``default`` tenant (its Apple apps in the environments
+    ``APPLE_ENVIRONMENTS`` names, Production when unset, as the Apple function reads them)."""
+    from ..appstore.config import read_environments
+    from ..tenants import AppleApp, default_tenant
+
+    bundles = settings.csv("APPLE_BUNDLE_IDS")
+    raw_id = settings.raw("APPLE_APP_APPLE_ID")
+    app_apple_id = int(raw_id) if raw_id.isascii() and raw_id.isdigit() else None
+    environments = read_environments(settings)
+    apps = tuple(AppleApp(bundle, app_apple_id, environments) for bundle in bundles)
+    return default_tenant(play_packages=packages, apple_apps=apps, play_api=play_api)
