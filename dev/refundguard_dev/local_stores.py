@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from . import play_api_data as data
 from .apple_pki import APP_APPLE_ID
 from .fake_appstore_api import FakeAppStoreApi, new_api_key
-from .fake_play_api import FakePlayApi
+from .fake_play_api import DEFAULT_ACCOUNT, FakePlayApi
 from .local import APPLE_BUNDLE_ID, APPLE_ROOT_DER, RUN_DIR, local_apple_pki
 
 PLAY_KEY_FILE = RUN_DIR / "play-api-service-account.json"
@@ -95,11 +95,17 @@ def seed_apple(api: FakeAppStoreApi) -> None:
     api.add_order(APPLE_ORDER, APPLE_TRANSACTION)
 
 
+#: The one account the functions call the Play API as (PLAY_API_SERVICE_ACCOUNT), as deployed: the
+#: key file's account impersonates it at the stand-in's IAM generateAccessToken.
+LOCAL_PLAY_API_ACCOUNT = "refundguard-play-api@demo-refundguard.iam.gserviceaccount.com"
+
+
 def start_local_stores(play_port: int, apple_port: int, package: str = data.PACKAGE) -> LocalStores:
     """Both stand-ins on their ports, seeded, with the settings that reach them."""
     RUN_DIR.mkdir(exist_ok=True)
     play = FakePlayApi(play_port, packages=[package])
     play.write_service_account_key(PLAY_KEY_FILE)
+    play.add_service_account(LOCAL_PLAY_API_ACCOUNT, token_creators=[DEFAULT_ACCOUNT])
     seed_play(play, package)
     apple = FakeAppStoreApi(
         apple_port, environment="Production", bundle_ids=[APPLE_BUNDLE_ID], pki=local_apple_pki()
@@ -113,6 +119,7 @@ def start_local_stores(play_port: int, apple_port: int, package: str = data.PACK
         "PLAY_DEVELOPER_API": "on",
         "PLAY_API_BASE_URL": play.url,
         "GOOGLE_APPLICATION_CREDENTIALS": str(PLAY_KEY_FILE),
+        "PLAY_API_SERVICE_ACCOUNT": LOCAL_PLAY_API_ACCOUNT,
         **NO_GOOGLE_LOOKUPS,
     }
     apple_env = {
