@@ -29,6 +29,11 @@ ALERTS = "alerts"
 RUNS = "reconcile_runs"  # reconciliation.state.RUNS, read as plain documents (read_runs)
 MAX_READ = 2000  # documents one check reads at most in one run
 MAX_KNOWN = 10_000
+#: The checks of one run start within this many seconds (after the sweep's own
+#: FIRESTORE_DEADLINE_SECONDS), each Firestore call within CALL_TIMEOUT_S: a run stays under the
+#: function's timeout (60 s by default) even when Firestore is slow.
+BUDGET_S = 20.0
+CALL_TIMEOUT_S = 8.0
 
 
 class AlertSender:
@@ -102,8 +107,9 @@ class AlertChecks:
         self._client = client
         self._sender = sender
         self._settings = settings
-        self._timeout_s = timeout_s
-        self._retry = retry(timeout_s)
+        self._timeout_s = min(timeout_s, CALL_TIMEOUT_S)
+        self._retry = retry(self._timeout_s)
+        self._turn = 0
         self._checks = checks or {
             "refund_requests": self.refund_requests,
             "refund_spikes": self.refund_spikes,
@@ -112,10 +118,20 @@ class AlertChecks:
         }
 
     def run(self, now_ms: int) -> dict[str, Any]:
-        """Every check, whatever the others do: ``{"sent": n, "failed": [check names]}``."""
-        sent, failed = 0, []
-        for name, check in self._checks.items():
+        """Every check, whatever the others do, while ``BUDGET_S`` lasts (the checks left are
+        ``skipped``, and the next run starts with them: the order turns each run):
+        ``{"sent": n, "failed": [...], "skipped": [...]}`` (check names)."""
+        sent, failed, skipped = 0, [], []
+        names = list(self._checks)
+        first = self._turn % len(names)
+        self._turn += 1
+        ends = time.monotonic() + BUDGET_S
+        for name in names[first:] + names[:first]:
+            check = self._checks[name]
             started = time.monotonic()
+            if started >= ends:
+                skipped.append(name)
+                continue
             try:
                 for alert in check(now_ms):
                     sent += self._sender.send(alert, now_ms=now_ms)
@@ -128,7 +144,7 @@ class AlertChecks:
                     cause=logs.cause_text(exc) or str(exc)[:300],
                     elapsed_s=round(time.monotonic() - started, 3),
                 )
-        return {"sent": sent, "failed": failed}
+        return {"sent": sent, "failed": failed, "skipped": skipped}
 
     def _stream(self, query: firestore.Query) -> Iterator[firestore.DocumentSnapshot]:
         return query.stream(retry=self._retry, timeout=self._timeout_s)
@@ -197,9 +213,10 @@ class AlertChecks:
 
     def reconciliation(self, now_ms: int) -> list[Alert]:
         stale = self._settings.reconcile_stale_ms
-        runs = read_runs(self._client, since_ms=now_ms - 2 * stale, timeout_s=self._timeout_s)
+        timeout_s = self._timeout_s
+        runs = read_runs(self._client, since_ms=now_ms - 2 * stale, timeout_s=timeout_s)
         if not runs:  # nothing lately: the newest runs, if any, say whom it concerns
-            runs = read_runs(self._client, since_ms=None, timeout_s=self._timeout_s, limit=200)
+            runs = read_runs(self._client, since_ms=None, timeout_s=timeout_s, limit=200)
         found = alerts.reconcile_alerts(runs, now_ms=now_ms, stale_ms=stale)
         return [a for a in found if not self._sender.known(a.id)]
 

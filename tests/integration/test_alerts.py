@@ -128,7 +128,7 @@ def test_a_refund_request_alerts_once_near_its_deadline_and_once_expired(
     assert status == 200
     found = alerts_of(platform_events)
     if kind is None:
-        assert found == [] and body["alerts"] == {"sent": 0, "failed": []}
+        assert found == [] and body["alerts"] == {"sent": 0, "failed": [], "skipped": []}
         return
     assert [(e["data"]["kind"], e["data"]["tenant"]) for e in found] == [(kind, A)]
     assert found[0]["subject"] == f"refund_request:{mine.id}"
@@ -212,7 +212,8 @@ def test_a_refund_spike_alerts_above_the_baseline_once_per_day(
            type="REFUND", event_id=f"apple-{next(_ids)}", environment="Sandbox")  # fmt: skip
     platform_events.received()  # the access events
     sweep = make_sweep(ALERT_SPIKE_MIN_REFUNDS="3")
-    assert sweep.run()[0] == 200
+    status, body = sweep.run()
+    assert status == 200 and body["alerts"]["sent"] == (2 if alerted else 0)
     found = alerts_of(platform_events)
     if not alerted:
         assert found == []
@@ -273,7 +274,8 @@ def test_reconciliation_failing_or_not_run_for_an_hour_alerts_once(
     save_runs(client, *(run_record(A, NOW - m * 60_000, s, e) for m, s, e in runs))
     save_runs(client, run_record(B, NOW - 10 * 60_000, "succeeded"))  # another tenant: healthy
     sweep = make_sweep()
-    sweep.run()
+    status, body = sweep.run()
+    assert status == 200 and body["alerts"] == {"sent": int(alerted), "failed": [], "skipped": []}
     found = alerts_of(platform_events)
     if not alerted:
         assert found == []
@@ -352,7 +354,7 @@ def test_a_failing_check_does_not_stop_the_others(
     check_access(client, A, NOW, google="api_off")
     status, body = make_sweep().run()
     assert status == 503 and body["error"] == "alert_check_failed"
-    assert body["details"] == {"sent": 3, "failed": ["refund_spikes"]}
+    assert body["details"] == {"sent": 3, "failed": ["refund_spikes"], "skipped": []}
     kinds = {e["data"]["kind"] for e in alerts_of(platform_events)}
     assert kinds == {alerts.DEADLINE_NEAR, alerts.RECONCILE_FAILING, alerts.ACCESS_BROKEN}
 
@@ -396,8 +398,8 @@ def test_the_sweep_function_sends_alerts_and_refuses_bad_settings(
     now = time.time_ns() // 1_000_000
     RefundStore(client, timeout_s=10).record(request(A, now + HOUR))
     sweep = make_client("events_sweep")
-    assert sweep.post("/").get_json()["alerts"] == {"sent": 1, "failed": []}
-    assert sweep.post("/").get_json()["alerts"] == {"sent": 0, "failed": []}
+    assert sweep.post("/").get_json()["alerts"] == {"sent": 1, "failed": [], "skipped": []}
+    assert sweep.post("/").get_json()["alerts"] == {"sent": 0, "failed": [], "skipped": []}
     [found] = alerts_of(platform_events)
     assert found["data"]["tenant"] == A
     assert refused_start("events_sweep", ALERTS="maybe", ALERT_DEADLINE_HOURS="0") == [

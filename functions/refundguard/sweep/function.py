@@ -58,7 +58,11 @@ def create_handler(
             swept = err
         if checks is not None:
             report = checks.run(clock_ms())
-            logs.bind(alerts_sent=report["sent"], alert_checks_failed=report["failed"] or None)
+            logs.bind(
+                alerts_sent=report["sent"],
+                alert_checks_failed=report["failed"] or None,
+                alert_checks_skipped=report["skipped"] or None,
+            )
             body["alerts"] = report
             if swept is None and report["failed"]:
                 err = transient("alert_check_failed", "an alert check failed; it runs again")

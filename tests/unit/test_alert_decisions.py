@@ -1,0 +1,124 @@
+"""The alert decisions (``refundguard.alerts``, pure) over classes of input: the deadline windows,
+the spike baseline, the reconciliation window, the access-check episodes, and stable ids. Every
+alert built here is checked against docs/events.schema.json."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+from refundguard import alerts
+from refundguard.alerts import DayCounts, RequestView, RunView
+from support import check_event
+
+NOW = 1_795_698_000_000
+HOUR = alerts.HOUR_MS
+NEAR = 4 * HOUR
+TENANTS = st.sampled_from(["default", "creator-a", "creator-b"])
+STATES = st.sampled_from(["pending", "unanswerable", "expired", "answered"])
+
+
+def valid(alert: alerts.Alert) -> None:
+    entry = alerts.outbox_entry(alert, source="//refundguard/projects/demo", now_ms=NOW)
+    check_event(json.loads(entry.data), attributes=dict(entry.attributes), ordering_key="")
+
+
+@given(left=st.integers(-2 * alerts.DAY_MS, 2 * NEAR), state=STATES, tenant=TENANTS)
+def test_a_request_alerts_by_the_time_left_and_only_without_an_answer(
+    left: int, state: str, tenant: str
+) -> None:
+    view = RequestView("google:r1", tenant, "google", state, NOW + left, "waiting", "GPA.1", None)
+    found = alerts.request_alerts([view], now_ms=NOW, near_ms=NEAR)
+    if state == "answered" or (state != "expired" and left >= NEAR):
+        expected = []
+    elif left <= 0 or state == "expired":
+        expected = [alerts.REQUEST_EXPIRED]
+    else:
+        expected = [alerts.DEADLINE_NEAR]
+    assert [a.kind for a in found] == expected
+    for alert in found:
+        assert alert.tenant == tenant
+        valid(alert)
+
+
+@given(history=st.lists(st.integers(0, 500), max_size=28), floor=st.integers(1, 100))
+def test_the_baseline_is_at_least_the_floor_and_k_mean_plus_m_stddev(
+    history: list[int], floor: int
+) -> None:
+    padded = history + [0] * (28 - len(history))
+    base = alerts.baseline(padded, floor=floor)
+    assert base.limit >= floor
+    assert base.limit >= alerts.SPIKE_K * base.mean
+    assert abs(base.mean - sum(padded) / 28) < 1e-9
+
+
+@given(
+    daily=st.integers(0, 50),
+    floor=st.integers(1, 60),
+    today=st.integers(0, 200),
+    tenant=TENANTS,
+)
+def test_a_spike_is_a_count_above_the_baseline_once_per_tenant_product_and_day(
+    daily: int, floor: int, today: int, tenant: str
+) -> None:
+    """Constant days: stddev 0, the limit is max(floor, 2 x daily); exactly at it, no alert."""
+    previous = [DayCounts(tenant, f"d{i}", daily, {"p1": daily}) for i in range(28)]
+    day = DayCounts(tenant, "2026-11-26", today, {"p1": today})
+    found = alerts.spike_alerts(day, previous, floor=floor)
+    limit = max(floor, 2 * daily)
+    assert len(found) == (2 if today > limit else 0)
+    assert len({a.id for a in found}) == len(found)
+    for alert in found:
+        assert alert.tenant == tenant
+        valid(alert)
+
+
+def test_alert_ids_are_stable_and_differ_by_tenant_kind_and_key() -> None:
+    ids = {
+        alerts.alert_id(kind, tenant, key)
+        for kind in alerts.KINDS
+        for tenant in ("creator-a", "creator-b")
+        for key in ("k1", "k2")
+    }
+    assert len(ids) == len(alerts.KINDS) * 4
+    assert alerts.alert_id(alerts.REFUND_SPIKE, "a1b", "k") == alerts.alert_id(
+        alerts.REFUND_SPIKE, "a1b", "k"
+    )
+
+
+@given(
+    ok_minutes_ago=st.one_of(st.none(), st.integers(0, 200)),
+    failing_since=st.integers(0, 200),
+)
+def test_reconciliation_alerts_after_an_hour_without_a_healthy_run(
+    ok_minutes_ago: int | None, failing_since: int
+) -> None:
+    runs = [RunView("f", "creator-a", NOW - failing_since * 60_000, "failed")]
+    if ok_minutes_ago is not None:
+        runs.append(RunView("ok", "creator-a", NOW - ok_minutes_ago * 60_000, "succeeded"))
+    found = alerts.reconcile_alerts(runs, now_ms=NOW, stale_ms=HOUR)
+    recent_ok = ok_minutes_ago is not None and ok_minutes_ago < 60
+    oldest = max(failing_since, ok_minutes_ago or 0)
+    assert bool(found) == (not recent_ok and oldest >= 60)
+    for alert in found:
+        valid(alert)
+
+
+def test_an_access_episode_keeps_its_start_while_the_state_lasts() -> None:
+    first = alerts.access_check_document(
+        {"google": {"state": "not_invited", "fix": "invite"}}, previous=None, now_ms=1
+    )
+    again = alerts.access_check_document(
+        {"google": {"state": "not_invited"}}, previous=first, now_ms=2
+    )
+    other = alerts.access_check_document(
+        {"google": {"state": "key_refused"}}, previous=again, now_ms=3
+    )
+    assert first["google"]["since_ms"] == again["google"]["since_ms"] == 1
+    assert other["google"]["since_ms"] == 3
+    [a1], [a2], [a3] = (alerts.access_alerts("creator-a", d) for d in (first, again, other))
+    assert a1.id == a2.id != a3.id
+    valid(a1)
+    ok = alerts.access_check_document({"apple": {"state": "ok"}}, previous=other, now_ms=4)
+    assert alerts.access_alerts("creator-a", ok) == [] and "google" not in ok
