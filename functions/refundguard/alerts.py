@@ -14,6 +14,7 @@ from typing import Any
 
 from .events import CONTENT_TYPE, SPEC_VERSION, OutboxEntry
 from .model import DEFAULT_TENANT
+from .refund_counts import day_of
 from .serializer import ms_to_iso
 
 ALERT_TYPE = "com.refundguard.alert.v1"
@@ -65,11 +66,6 @@ class Alert:
 def alert_id(kind: str, tenant: str, key: str) -> str:
     """Stable: 32 hex digits of the SHA-256 of the type, kind, tenant and key."""
     return hashlib.sha256(f"{ALERT_TYPE}\n{kind}\n{tenant}\n{key}".encode()).hexdigest()[:32]
-
-
-def day_of(ms: int) -> str:
-    """The UTC day of a time, ``YYYY-MM-DD``."""
-    return ms_to_iso(ms)[:10]
 
 
 def day_start_ms(ms: int) -> int:

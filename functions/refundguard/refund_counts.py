@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from google.cloud import firestore
 
-from .alerts import day_of
 from .model import PRODUCTION, Effect, Entitlement, HistoryEntry, Source, Status
+from .serializer import ms_to_iso
 
 if TYPE_CHECKING:
     from google.cloud.firestore_v1.batch import WriteBatch
@@ -44,6 +44,11 @@ class RefundCount:
     @property
     def doc_id(self) -> str:
         return doc_id(self.tenant, self.day, self.shard)
+
+
+def day_of(ms: int) -> str:
+    """The UTC day of a time, ``YYYY-MM-DD``."""
+    return ms_to_iso(ms)[:10]
 
 
 def doc_id(tenant: str, day: str, shard: int) -> str:
