@@ -253,8 +253,8 @@ def spike_alerts(today: DayCounts, previous: Sequence[DayCounts], *, floor: int)
                 f"{count} refunds today ({today.day} UTC) for {what}, above the baseline of "
                 f"{base.limit:.1f} (mean {base.mean:.2f}/day, stddev {base.stddev:.2f} over "
                 f"{SPIKE_DAYS} days).",
-                "Look at what changed today: a release, a price, a fraud wave, a store outage "
-                "(refund figures per product in the console); check the refunded orders "
+                "Look at what changed today: a release, a price, a fraud wave, a store outage; "
+                "the refunded orders are in the access events and the admin API "
                 "(docs/alerts.md).",
                 {
                     "day": today.day,

@@ -406,3 +406,21 @@ def test_the_sweep_function_sends_alerts_and_refuses_bad_settings(
         "ALERTS must be on or off, not 'maybe'",
         "ALERT_DEADLINE_HOURS must be between 0.25 and 23, not 0",
     ]
+
+
+def test_the_make_run_demo_fires_one_alert_of_each_kind(
+    make_sweep: Callable[..., Sweep], client: Any, platform_events: PlatformEvents
+) -> None:
+    from refundguard_dev import alert_demo
+
+    alert_demo.seed(client, NOW)
+    alert_demo.seed(client, NOW)  # make run started twice on the same data
+    sweep = make_sweep()
+    assert sweep.run()[0] == 200
+    found = alerts_of(platform_events)
+    assert sorted(e["data"]["kind"] for e in found) == sorted(
+        [*alerts.KINDS, alerts.REFUND_SPIKE]  # the tenant's spike and its product's
+    )
+    assert {e["data"]["tenant"] for e in found} == {alert_demo.TENANT}
+    sweep.run(NOW + 60_000)
+    assert alerts_of(platform_events) == []
