@@ -16,6 +16,7 @@ from .events import CONTENT_TYPE, SPEC_VERSION, OutboxEntry
 from .model import DEFAULT_TENANT
 from .refund_counts import day_of
 from .serializer import ms_to_iso
+from .tenants import is_tenant_id
 
 ALERT_TYPE = "com.refundguard.alert.v1"
 #: The outbox entry's ``status`` of an alert (an access event's is the entitlement's status).
@@ -374,8 +375,10 @@ def access_check_document(
 
 def access_alerts(tenant: str, doc: Mapping[str, Any]) -> list[Alert]:
     """One alert per store whose latest check is broken, once per state and episode
-    (``since_ms``)."""
+    (``since_ms``); none for a document whose id is not a tenant id."""
     found: list[Alert] = []
+    if not is_tenant_id(tenant):
+        return found
     checked = doc.get("checked_ms")
     for store in STORES:
         check = doc.get(store)
@@ -408,5 +411,6 @@ def access_alerts(tenant: str, doc: Mapping[str, Any]) -> list[Alert]:
 
 
 def tenant_of(value: Any) -> str:
-    """A record's tenant (None or missing: written before tenants, ``default``)."""
-    return value if isinstance(value, str) and value else DEFAULT_TENANT
+    """A record's tenant (None, missing or not a tenant id: written before tenants,
+    ``default``)."""
+    return value if is_tenant_id(value) else DEFAULT_TENANT
