@@ -228,6 +228,26 @@ class AlertChecks:
         return [a for a in found if not self._sender.known(a.id)]
 
 
+def record_access_check(
+    client: firestore.Client,
+    tenant: str,
+    results: Mapping[str, Mapping[str, Any]],
+    *,
+    now_ms: int,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Write the latest check-access result of ``tenant`` (``{"google": {"state", "fix"...},
+    "apple": {...}}``, each store's ``store_access.Check.to_json()``) as ``access_checks/{tenant}``
+    (``alerts.access_check_document``, keeping each unchanged state's ``since_ms``), for the
+    store-access alert; the check-access route calls it. Returns the document written."""
+    ref = client.collection(alerts.ACCESS_CHECKS).document(tenant)
+    snap = ref.get(retry=retry(timeout_s), timeout=timeout_s)
+    previous = snap.to_dict() if snap.exists else None
+    doc = alerts.access_check_document(results, previous=previous, now_ms=now_ms)
+    ref.set(doc, retry=retry(timeout_s), timeout=timeout_s)
+    return doc
+
+
 def read_runs(
     client: firestore.Client, *, since_ms: int | None, timeout_s: float, limit: int = MAX_READ
 ) -> list[RunView]:

@@ -20,6 +20,7 @@ import flask
 import pytest
 from integration.conftest import PlatformEvents
 from refundguard import alerts
+from refundguard.alert_checks import record_access_check
 from refundguard.model import LedgerEvent, Source, Status, StoreName
 from refundguard.reconciliation.plan import RunRecord, SourceTally
 from refundguard.refund_store import RefundStore
@@ -302,12 +303,9 @@ def test_runs_from_before_tenants_count_as_the_default_tenant_and_none_lately_is
 
 
 def check_access(client: Any, tenant: str, now: int, **states: str) -> None:
-    """What the check-access route writes (``alerts.access_check_document``)."""
-    ref = client.collection(alerts.ACCESS_CHECKS).document(tenant)
-    snap = ref.get()
-    results = {store: {"state": state, "fix": f"fix {state}"} for store, state in states.items()}
-    previous = snap.to_dict() if snap.exists else None
-    ref.set(alerts.access_check_document(results, previous=previous, now_ms=now))
+    """What the check-access route records (``alert_checks.record_access_check``)."""
+    results = {store: {"state": s, "fix": f"fix {s}", "details": {}} for store, s in states.items()}
+    record_access_check(client, tenant, results, now_ms=now, timeout_s=10)
 
 
 def test_broken_store_access_alerts_once_per_episode(
