@@ -27,7 +27,7 @@ locals {
     }
     store_access_broken = {
       title = "store access broken"
-      doc   = "The latest check of a tenant's store access is broken (not_invited, key_refused, wrong_bundle, api_off, no_key). Fix it as the check says, then POST /tenants/{id}:check-access. docs/alerts.md."
+      doc   = "The latest check of a tenant's store access says the store refuses refundguard (not_invited, key_refused, wrong_bundle), or a store API that was ok is now api_off or no_key. Fix it as the check says, then POST /tenants/{id}:check-access. docs/alerts.md."
     }
   }
 

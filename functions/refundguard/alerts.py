@@ -340,10 +340,13 @@ def reconcile_alerts(runs: Iterable[RunView], *, now_ms: int, stale_ms: int) -> 
 # ----------------------------------------------------------------------------- store access
 
 ACCESS_CHECKS = "access_checks"
-#: A store's check state that means refundguard cannot read the tenant's store account
-#: (the states of POST /tenants/{id}:check-access); ``ok`` is fine, ``unreachable`` is the
-#: store not answering (transient: the reconciler's runs show it if it lasts).
-BROKEN_ACCESS = frozenset({"not_invited", "key_refused", "wrong_bundle", "api_off", "no_key"})
+#: Check states (the states of POST /tenants/{id}:check-access) in which the store refuses
+#: refundguard something configured: always an alert.
+REFUSED_ACCESS = frozenset({"not_invited", "key_refused", "wrong_bundle"})
+#: States that also describe a tenant that does not use the store API (no apps, the API off for
+#: the deployment, no key uploaded): an alert only when the store's previous state was ``ok``
+#: (access turned bad). ``unreachable`` (the store did not answer) is transient: never.
+UNCONFIGURED_ACCESS = frozenset({"api_off", "no_key"})
 STORES = ("google", "apple")
 
 
@@ -354,9 +357,10 @@ def access_check_document(
     now_ms: int,
 ) -> dict[str, Any]:
     """The ``access_checks/{tenant}`` document the check-access route writes (its one shape):
-    ``{"google": {"state", "fix", "since_ms"}, "apple": {...}, "checked_ms"}``, a store present
-    only when checked. ``since_ms``: when the store's state became what it is (kept from
-    ``previous`` while the state is unchanged), so a broken access alerts once per episode."""
+    ``{"google": {"state", "fix", "since_ms", "before"}, "apple": {...}, "checked_ms"}``, a store
+    present only when checked. ``since_ms``: when the store's state became what it is (kept from
+    ``previous`` while the state is unchanged), so a broken access alerts once per episode;
+    ``before``: the state it had until then (None: none known)."""
     doc: dict[str, Any] = {"checked_ms": now_ms}
     for store in STORES:
         result = results.get(store)
@@ -364,25 +368,33 @@ def access_check_document(
             continue
         state = str(result.get("state"))
         before = (previous or {}).get(store) or {}
-        since = before.get("since_ms") if before.get("state") == state else None
+        same = before.get("state") == state
+        since = before.get("since_ms") if same else None
         doc[store] = {
             "state": state,
             "fix": str(result.get("fix") or "")[:500] or None,
             "since_ms": since if isinstance(since, int) else now_ms,
+            # the state before this one began (None: the first check)
+            "before": before.get("before") if same else before.get("state"),
         }
     return doc
 
 
 def access_alerts(tenant: str, doc: Mapping[str, Any]) -> list[Alert]:
-    """One alert per store whose latest check is broken, once per state and episode
-    (``since_ms``); none for a document whose id is not a tenant id."""
+    """One alert per store whose latest check is broken (refused, or unconfigured after ``ok``),
+    once per state and episode (``since_ms``); none for a document whose id is not a tenant
+    id."""
     found: list[Alert] = []
     if not is_tenant_id(tenant):
         return found
     checked = doc.get("checked_ms")
     for store in STORES:
         check = doc.get(store)
-        if not isinstance(check, Mapping) or check.get("state") not in BROKEN_ACCESS:
+        if not isinstance(check, Mapping):
+            continue
+        refused = check.get("state") in REFUSED_ACCESS
+        turned_bad = check.get("state") in UNCONFIGURED_ACCESS and check.get("before") == "ok"
+        if not (refused or turned_bad):
             continue
         state = str(check["state"])
         since = check.get("since_ms") if isinstance(check.get("since_ms"), int) else 0

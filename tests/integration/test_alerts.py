@@ -314,6 +314,7 @@ def test_broken_store_access_alerts_once_per_episode(
     sweep = make_sweep()
     check_access(client, A, NOW, google="ok", apple="ok")
     check_access(client, B, NOW, google="unreachable")  # the store not answering: transient
+    check_access(client, B, NOW, google="unreachable", apple="api_off")  # never used Apple
     sweep.run()
     assert alerts_of(platform_events) == []
     check_access(client, A, NOW + 1, google="ok", apple="key_refused")
@@ -334,6 +335,15 @@ def test_broken_store_access_alerts_once_per_episode(
     sweep.run(NOW + 9)
     found = alerts_of(platform_events)
     assert [e["data"]["facts"]["state"] for e in found] == ["key_refused", "not_invited"]
+    # A store API that worked and is now off (or its key gone): turned bad, an alert.
+    check_access(client, A, NOW + 10, google="ok", apple="key_refused")
+    check_access(client, A, NOW + 11, google="api_off", apple="key_refused")
+    sweep.run(NOW + 12)
+    [found] = alerts_of(platform_events)
+    assert (found["subject"], found["data"]["facts"]["state"]) == (
+        "store_access:creator-a:google",
+        "api_off",
+    )
 
 
 # ------------------------------------------------------------------------ together
@@ -349,7 +359,7 @@ def test_a_failing_check_does_not_stop_the_others(
     )
     RefundStore(client, timeout_s=10).record(request(A, NOW + HOUR))
     save_runs(client, run_record(A, NOW - 2 * HOUR, "failed"))
-    check_access(client, A, NOW, google="api_off")
+    check_access(client, A, NOW, google="wrong_bundle")
     status, body = make_sweep().run()
     assert status == 503 and body["error"] == "alert_check_failed"
     assert body["details"] == {"sent": 3, "failed": ["refund_spikes"], "skipped": []}

@@ -127,3 +127,20 @@ def test_an_access_episode_keeps_its_start_while_the_state_lasts() -> None:
     valid(a1)
     ok = alerts.access_check_document({"apple": {"state": "ok"}}, previous=other, now_ms=4)
     assert alerts.access_alerts("creator-a", ok) == [] and "google" not in ok
+
+
+@given(
+    states=st.lists(
+        st.sampled_from(["ok", "api_off", "no_key", "unreachable", "key_refused"]), max_size=6
+    )
+)
+def test_an_unconfigured_store_alerts_only_when_it_was_ok_just_before(states: list[str]) -> None:
+    """api_off / no_key also mean "does not use this store": an alert only right after ok."""
+    doc: dict[str, object] | None = None
+    for i, state in enumerate(states):
+        doc = alerts.access_check_document({"apple": {"state": state}}, previous=doc, now_ms=i)
+        found = alerts.access_alerts("creator-a", doc)
+        changes = [s for j, s in enumerate(states[: i + 1]) if j == 0 or s != states[j - 1]]
+        before = changes[-2] if len(changes) > 1 else None
+        expected = state == "key_refused" or (state in ("api_off", "no_key") and before == "ok")
+        assert bool(found) == expected, (states[: i + 1], doc)
