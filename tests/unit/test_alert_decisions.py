@@ -4,8 +4,10 @@ alert built here is checked against docs/events.schema.json."""
 
 from __future__ import annotations
 
+import copy
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from refundguard import alerts
@@ -144,3 +146,27 @@ def test_an_unconfigured_store_alerts_only_when_it_was_ok_just_before(states: li
         before = changes[-2] if len(changes) > 1 else None
         expected = state == "key_refused" or (state in ("api_off", "no_key") and before == "ok")
         assert bool(found) == expected, (states[: i + 1], doc)
+
+
+BREAKS = {
+    "unknown kind": lambda e, a: e["data"].update(kind="refund_storm"),
+    "a fact missing": lambda e, a: e["data"]["facts"].pop("request_id"),
+    "a nested fact": lambda e, a: e["data"]["facts"].update(reason={"x": 1}),
+    "a field not described": lambda e, a: e["data"].update(extra=1),
+    "a subject of no tenant": lambda e, a: e.update(subject="reconciliation:Creator_A"),
+    "an entitlement's subject": lambda e, a: e.update(subject="google:tok"),
+    "attributes not the event's": lambda e, a: a.update(kind="refund_spike"),
+    "an access attribute": lambda e, a: a.update(status="revoked"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKS))
+def test_the_schema_refuses_an_alert_that_breaks_the_contract(case: str) -> None:
+    view = RequestView("google:r1", "creator-a", "google", "pending", NOW + HOUR, None, None, None)
+    [alert] = alerts.request_alerts([view], now_ms=NOW, near_ms=NEAR)
+    entry = alerts.outbox_entry(alert, source="//refundguard/projects/demo", now_ms=NOW)
+    event, attributes = json.loads(entry.data), dict(entry.attributes)
+    check_event(copy.deepcopy(event), attributes=dict(attributes))
+    BREAKS[case](event, attributes)
+    with pytest.raises(AssertionError):
+        check_event(event, attributes=attributes)
