@@ -125,12 +125,17 @@ locals {
     events_sweep = {
       enabled     = true
       title       = "events sweep function"
-      description = "Publishes the access-change events left in the Firestore outbox (called by Cloud Scheduler, events.tf)."
+      description = "Publishes the access-change events left in the Firestore outbox and runs the alert checks (called by Cloud Scheduler, events.tf, alerts.tf)."
       # Called by Cloud Scheduler in this project only (IAM: its own identity, scheduler.tf).
       ingress    = var.events_sweep_ingress_settings
       lookup_env = {}
       env = {
         EVENTS_SWEEP_GRACE_SECONDS = tostring(var.events_sweep_grace_seconds)
+        # The alert checks it runs after the sweep (alerts.tf, docs/alerts.md).
+        ALERTS                  = var.refund_alerts ? "on" : "off"
+        ALERT_DEADLINE_HOURS    = tostring(var.alert_deadline_hours)
+        ALERT_SPIKE_MIN_REFUNDS = tostring(var.alert_spike_min_refunds)
+        ALERT_RECONCILE_MINUTES = tostring(var.alert_reconcile_minutes)
       }
       secret_env = {}
     }

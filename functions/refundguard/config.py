@@ -88,7 +88,14 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         *ORDER_LOOKUP_ENV,
         "RECONCILE_URL",
     ),
-    "events_sweep": ("EVENTS_SWEEP_GRACE_SECONDS",),
+    # The sweep also runs the alert checks (docs/alerts.md).
+    "events_sweep": (
+        "EVENTS_SWEEP_GRACE_SECONDS",
+        "ALERTS",
+        "ALERT_DEADLINE_HOURS",
+        "ALERT_SPIKE_MIN_REFUNDS",
+        "ALERT_RECONCILE_MINUTES",
+    ),
     "reconcile": (
         *ORDER_LOOKUP_ENV,
         "APPLE_ENVIRONMENTS",

@@ -425,6 +425,9 @@ def test_check_access_google_states(
     assert fix_mentions in google["fix"], google
     if setup == "not_invited":
         assert DEFAULT_ACCOUNT in google["fix"]  # the exact account to invite
+    # Kept for the store-access alert (docs/alerts.md): the state the caller was shown.
+    kept = registry._client.collection("access_checks").document("creator-g").get().to_dict()
+    assert kept["google"]["state"] == state
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from .. import logs, outbound, store_access
 from ..access import Act
 from ..errors import Kind, RefundGuardError, not_found, rejected
 from ..http import Reply
-from ..tenants import DEFAULT_TENANT, AppleApp, Tenant, default_tenant
+from ..tenants import DEFAULT_TENANT, Tenant
 from .tenancy import tenant_json
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ class KeyAccess:
     clock_ms: Callable[[], int]
     #: The apps set in the environment, as the ``default`` tenant (None: none).
     default: Tenant | None = None
+    #: Keeps each check-access result (the store-access alert reads it); None: not kept.
+    record_check: Callable[[str, Mapping[str, Mapping[str, Any]]], None] | None = None
     #: Whether ``play_account`` is PLAY_API_SERVICE_ACCOUNT (every function's), not the fallback.
     play_account_shared: bool = False
 
@@ -103,19 +105,30 @@ def access(
         apis,
         play_account(settings.play_api),
         clock_ms,
-        default_tenant(
-            play_packages=settings.play_packages,
-            apple_apps=tuple(AppleApp(b) for b in settings.apple.bundle_ids)
-            if settings.apple
-            else (),
-            play_api=settings.play_api is not None,
-        ),
+        settings.default_tenant,
+        record_check=lambda tenant, results: _record_check(wiring, tenant, results, clock_ms()),
         play_account_shared=_shared_account(settings.play_api) is not None,
     )
 
 
 def _shared_account(play: PlayApiSettings | None) -> str | None:
     return play.service_account if play is not None else None
+
+
+def _record_check(
+    wiring: Wiring, tenant: str, results: Mapping[str, Mapping[str, Any]], now_ms: int
+) -> None:
+    """Keep the result for the store-access alert (``alert_checks``); best effort: the answer is
+    the caller's either way, and the next check records again."""
+    from ..alert_checks import record_access_check
+    from ..firestore_calls import CALL_ERRORS
+
+    try:
+        record_access_check(
+            wiring.client, tenant, results, now_ms=now_ms, timeout_s=wiring.deadline_s
+        )
+    except CALL_ERRORS as exc:
+        logs.warning("check-access result not recorded", tenant=tenant, error=type(exc).__name__)
 
 
 def play_account(play: PlayApiSettings | None = None) -> Callable[[], str | None]:
@@ -274,7 +287,10 @@ def _check_access(tenant: Tenant, access: KeyAccess) -> Reply:
     google = store_access.check_google(tenant, access.apis, account=account)
     apple = store_access.check_apple(tenant, access.apis, now_ms=access.clock_ms())
     logs.bind(google=google.state, apple=apple.state)
-    return Reply({"google": google.to_json(), "apple": apple.to_json()}, "admin action")
+    results = {"google": google.to_json(), "apple": apple.to_json()}
+    if access.record_check is not None:
+        access.record_check(tenant.id, results)
+    return Reply(results, "admin action")
 
 
 def _play_account(access: KeyAccess) -> Reply:
