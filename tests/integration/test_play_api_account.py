@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from refundguard.adminapi import tenant_keys as tenant_keys_routes
 from refundguard.model import Status, StoreName
 from refundguard.play import function as play_function
 from refundguard.playstore import judge as play_judge
+from refundguard.reconcile import function as reconcile_function
 from refundguard.storeapi import CallPolicy
 from refundguard.tenant_registry import TenantRegistry
 from refundguard.tenants import Tenant
@@ -250,3 +252,26 @@ def test_iam_refusing_or_down_is_503_writes_nothing_and_the_redelivery_applies(
     assert send(play_client, "tok-2").status_code == 200
     assert store.get(StoreName.GOOGLE, "tok-2").status is Status.ACTIVE
     assert play_api.api_callers() == [PLAY_ACCOUNT]
+
+
+# ------------------------------------------------------------------------------- the reconciler
+
+
+def test_the_reconciler_lists_voids_as_the_account(
+    emulator_env: dict[str, str],
+    make_client: Any,
+    play_env: dict[str, str],
+    store: Any,
+    play_api: FakePlayApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reconcile_function, "API_POLICY", STORE_API_POLICY)
+    now_ms = int(time.time() * 1000)
+    play_api.add_product_purchase(PACKAGE, "tok-v", data.product_purchase(order_id=ORDER))
+    play_api.add_voided(PACKAGE, data.voided("tok-v", ORDER, voided_ms=now_ms - 3_600_000))
+    env = {**play_env, "PLAY_PACKAGE_NAMES": PACKAGE, "RECONCILE_BUDGET_SECONDS": "30"}
+    reconciler = make_client("reconcile", **env)
+    response = reconciler.post("/")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert store.get(StoreName.GOOGLE, "tok-v").status is Status.REVOKED
+    assert play_api.api_callers() and set(play_api.api_callers()) == {PLAY_ACCOUNT}
