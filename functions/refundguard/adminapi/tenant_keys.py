@@ -36,7 +36,7 @@ ROUTES = frozenset(
 )
 #: ``GET /play/service-account`` without PLAY_API_SERVICE_ACCOUNT (the fallback).
 FALLBACK_NOTE = (
-    "PLAY_API_SERVICE_ACCOUNT is not set, so this is the admin function's own service account, "
+    "PLAY_API_SERVICE_ACCOUNT is not set, so this is the answering function's own service account, "
     "and each function that calls the Play Developer API calls it as its own (each would have to "
     "be invited); set PLAY_API_SERVICE_ACCOUNT (Terraform does) so that one account serves all"
 )
