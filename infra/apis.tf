@@ -11,7 +11,7 @@ locals {
     "firestore.googleapis.com",            # the entitlement ledger
     "iam.googleapis.com",                  # service accounts
     "cloudkms.googleapis.com",             # tenants' Apple keys, sealed (tenant_keys.tf)
-    "iamcredentials.googleapis.com",       # OIDC tokens minted for the Pub/Sub push identity
+    "iamcredentials.googleapis.com",       # tokens of the Play API account (play_api_account.tf); push OIDC tokens
     "logging.googleapis.com",              # function logs
     "monitoring.googleapis.com",           # the dead-letter alert policy
     "pubsub.googleapis.com",               # RTDN and access-events topics, their subscriptions

@@ -12,3 +12,21 @@ resource "google_firestore_database" "ledger" {
 
   depends_on = [google_project_service.apis]
 }
+
+# The refund-request alert check's query (alert_checks.py): requests without an answer (state in
+# pending, unanswerable, expired) whose deadline is in a window, by deadline.
+resource "google_firestore_index" "refund_requests_by_state_deadline" {
+  project    = var.project_id
+  database   = google_firestore_database.ledger.name
+  collection = "refund_requests"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "deadline_ms"
+    order      = "ASCENDING"
+  }
+}

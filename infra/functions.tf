@@ -34,10 +34,12 @@ locals {
 
   # Looking up an order by its id at the stores (orders.get per package, Look Up Order ID per
   # bundle, verified against the pinned Apple root): read by the admin function, the console and the
-  # reconciler (their entries' lookup_env).
+  # reconciler (their entries' lookup_env). The Play API is called as one account, impersonated
+  # (PLAY_API_SERVICE_ACCOUNT, play_api_account.tf).
   order_lookup_env = {
     PLAY_DEVELOPER_API         = local.play_developer_api
     PLAY_API_BASE_URL          = var.play_api_base_url
+    PLAY_API_SERVICE_ACCOUNT   = google_service_account.play_api.email
     PLAY_PACKAGE_NAMES         = join(",", var.play_package_names)
     APPLE_API_KEY_ID           = var.apple_api_key_id
     APPLE_API_ISSUER_ID        = var.apple_api_issuer_id
@@ -77,6 +79,8 @@ locals {
         # Purchases verified, subscription voids judged (docs/store-api.md).
         PLAY_DEVELOPER_API = local.play_developer_api
         PLAY_API_BASE_URL  = var.play_api_base_url
+        # The one account the Play API is called as, impersonated (play_api_account.tf).
+        PLAY_API_SERVICE_ACCOUNT = google_service_account.play_api.email
       }
       secret_env = {}
     }
@@ -121,12 +125,17 @@ locals {
     events_sweep = {
       enabled     = true
       title       = "events sweep function"
-      description = "Publishes the access-change events left in the Firestore outbox (called by Cloud Scheduler, events.tf)."
+      description = "Publishes the access-change events left in the Firestore outbox and runs the alert checks (called by Cloud Scheduler, events.tf, alerts.tf)."
       # Called by Cloud Scheduler in this project only (IAM: its own identity, scheduler.tf).
       ingress    = var.events_sweep_ingress_settings
       lookup_env = {}
       env = {
         EVENTS_SWEEP_GRACE_SECONDS = tostring(var.events_sweep_grace_seconds)
+        # The alert checks it runs after the sweep (alerts.tf, docs/alerts.md).
+        ALERTS                  = var.refund_alerts ? "on" : "off"
+        ALERT_DEADLINE_HOURS    = tostring(var.alert_deadline_hours)
+        ALERT_SPIKE_MIN_REFUNDS = tostring(var.alert_spike_min_refunds)
+        ALERT_RECONCILE_MINUTES = tostring(var.alert_reconcile_minutes)
       }
       secret_env = {}
     }

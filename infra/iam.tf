@@ -1,7 +1,8 @@
 # Least privilege:
 #   - one runtime service account per deployed function, each with roles/datastore.user on the
 #     project and roles/pubsub.publisher on the access-events topic only (every function changes
-#     entitlements, the sweep publishes their events);
+#     entitlements, the sweep publishes their events); those that call the Play Developer API also
+#     hold Token Creator on its one account, to call it as that account (play_api_account.tf);
 #   - one push identity for Pub/Sub, allowed to invoke the Play function only;
 #   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = the admins' own
 #     service accounts and var.admin_members, events sweep = its Cloud Scheduler identity

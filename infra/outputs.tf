@@ -64,8 +64,8 @@ output "apple_root_ca_g3_sha256" {
 }
 
 output "play_console_service_accounts" {
-  description = "Invite these in the Play Console (Users and permissions > Invite new users) with 'View financial data' (the reconciler also with 'Manage orders and subscriptions', to answer refund reviews): the functions that call the Play Developer API."
-  value       = [for name in ["play_notifications", "admin", "admin_console", "reconcile"] : google_service_account.function[name].email if contains(keys(local.enabled_functions), name)]
+  description = "The one account to invite in every Play Console whose apps refundguard serves (Users and permissions > Invite new users) with 'View financial data' and 'Manage orders and subscriptions' (refund reviews): every function calls the Play Developer API as it (impersonated; play_api_account.tf). A list of that one account."
+  value       = [google_service_account.play_api.email]
 }
 
 output "apple_api_key_secret" {

@@ -493,3 +493,70 @@ variable "alert_notification_channels" {
   type        = list(string)
   default     = []
 }
+
+# ---------------------------------------------------------------------------------------------------
+# Refund alerts (alerts.tf, docs/alerts.md): checked by the events sweep, sent as events on the
+# access-events topic, and to operators through the alert policies below
+# ---------------------------------------------------------------------------------------------------
+
+variable "refund_alerts" {
+  description = "ALERTS: whether the events sweep runs the alert checks (refund-request deadlines, refund spikes, reconciliation, store access) and sends their events."
+  type        = bool
+  default     = true
+}
+
+variable "alert_deadline_hours" {
+  description = "ALERT_DEADLINE_HOURS: a refund request without an answer alerts when less than this is left before its deadline (0.25 to 23)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.alert_deadline_hours >= 0.25 && var.alert_deadline_hours <= 23
+    error_message = "alert_deadline_hours must be between 0.25 and 23."
+  }
+}
+
+variable "alert_spike_min_refunds" {
+  description = "ALERT_SPIKE_MIN_REFUNDS: the refund-spike baseline's floor; a tenant's (or product's) refunds of the day alert only above it (docs/alerts.md)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.alert_spike_min_refunds >= 1 && var.alert_spike_min_refunds <= 1000000
+    error_message = "alert_spike_min_refunds must be between 1 and 1000000."
+  }
+}
+
+variable "alert_reconcile_minutes" {
+  description = "ALERT_RECONCILE_MINUTES: the reconciler alerts when it has not run, or not succeeded, for this long (15 to 10080); keep it above the reconcile_schedule's interval."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.alert_reconcile_minutes >= 15 && var.alert_reconcile_minutes <= 10080
+    error_message = "alert_reconcile_minutes must be between 15 and 10080."
+  }
+}
+
+variable "alert_emails" {
+  description = "Email addresses notified by the refund alert policies (one email notification channel each)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_slack_channel" {
+  description = "Id (projects/P/notificationChannels/N) of an existing Slack notification channel for the refund alert policies. Create it once in Cloud Monitoring (Alerting > Edit notification channels > Slack), so the Slack token never enters Terraform state. Empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alert_slack_channel == "" || can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", var.alert_slack_channel))
+    error_message = "alert_slack_channel must be empty or projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+variable "alert_slack_channel_name" {
+  description = "Display name of an existing Slack notification channel of the project, looked up instead of alert_slack_channel. Empty: none."
+  type        = string
+  default     = ""
+}

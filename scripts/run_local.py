@@ -240,6 +240,7 @@ def run(ports: dict[str, int]) -> int:
         if reconcile_every:
             sweep_every(urls["reconcile"], reconcile_every)
         if pubsub_jar is not None:
+            seed_alert_demo(env)
             print(f"Starting events_sweep on {urls['events_sweep']}/", flush=True)
             processes.append(start_function("events_sweep", ports["events_sweep"], env))
             sweep_every(urls["events_sweep"], SWEEP_EVERY_S)
@@ -262,6 +263,16 @@ def run(ports: dict[str, int]) -> int:
         stop(processes, ignore_signals=True)
         if stores is not None:
             stores.stop()
+
+
+def seed_alert_demo(env: dict[str, str]) -> None:
+    """Data for which the events sweep's first run fires one alert of each kind for the tenant
+    demo-creator (docs/alerts.md); the consumer prints them as [platform] ALERT lines."""
+    from google.cloud import firestore
+    from refundguard_dev import alert_demo
+
+    os.environ["FIRESTORE_EMULATOR_HOST"] = env["FIRESTORE_EMULATOR_HOST"]
+    alert_demo.seed(firestore.Client(project=PROJECT), time.time_ns() // 1_000_000)
 
 
 def reconcile_env(stores: Any) -> dict[str, str]:
@@ -416,6 +427,9 @@ re-grant stands:
   {cli} run
   {cli} show google {DEMO_TOKEN}      # still active, by the admin's re-grant
   {cli} refund-requests
+
+Alerts (docs/alerts.md): within a minute the sweep fires one of each kind for the seeded tenant
+demo-creator, and the consumer prints them: [platform] ALERT  demo-creator refund_spike (warning)...
 
 What waits unpublished:
   curl -s -H "Authorization: Bearer $REFUNDGUARD_ID_TOKEN" {urls["admin"]}/events/unpublished

@@ -128,6 +128,7 @@ def require_browser() -> tuple[str, str]:
 
 
 EVENT_SCHEMA = ROOT / "docs" / "events.schema.json"
+ALERT_TYPE = "com.refundguard.alert.v1"
 
 
 @functools.cache
@@ -156,6 +157,9 @@ def check_event(
     problems = [f"{list(e.absolute_path)}: {e.message}" for e in schema.iter_errors(event)]
     assert not problems, f"event breaks docs/events.schema.json: {problems}\n{event}"
     data = event["data"]
+    if event["type"] == ALERT_TYPE:
+        check_alert(event, attributes=attributes, ordering_key=ordering_key)
+        return
     namespace = data["store"] if data["environment"] == "Production" else "apple-sandbox"
     assert event["subject"] == data["entitlement_id"] == f"{namespace}:{data['purchase_id']}"
     if attributes is not None:
@@ -172,3 +176,35 @@ def check_event(
         subject = event["subject"]
         long = "sha256:" + hashlib.sha256(subject.encode()).hexdigest()
         assert ordering_key == (subject if len(subject.encode()) <= 1024 else long)
+
+
+@functools.cache
+def alert_attributes_validator() -> jsonschema.Draft202012Validator:
+    """docs/events.schema.json's validator of an alert's message attributes."""
+    schema = json.loads(EVENT_SCHEMA.read_text())
+    attributes = {**schema["$defs"]["alert_message_attributes"], "$defs": schema["$defs"]}
+    return jsonschema.Draft202012Validator(attributes)
+
+
+def check_alert(
+    event: dict[str, Any],
+    *,
+    attributes: dict[str, str] | None = None,
+    ordering_key: str | None = None,
+) -> None:
+    """What the schema cannot say of an alert (docs/alerts.md): the attributes repeat the
+    event's values, there is no ordering key, and the subject names the alert's tenant."""
+    data = event["data"]
+    if attributes is not None:
+        problems = [e.message for e in alert_attributes_validator().iter_errors(attributes)]
+        assert not problems, f"alert attributes break docs/events.schema.json: {problems}"
+        assert attributes == {
+            "type": ALERT_TYPE,
+            "tenant": data["tenant"],
+            "kind": data["kind"],
+            "severity": data["severity"],
+        }
+    if ordering_key is not None:
+        assert ordering_key == ""
+    if not event["subject"].startswith("refund_request:"):
+        assert event["subject"].split(":")[1] == data["tenant"], event["subject"]

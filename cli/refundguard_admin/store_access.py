@@ -92,10 +92,11 @@ def run(args: argparse.Namespace, send: Send, err: TextIO) -> tuple[int, dict[st
 def render(args: argparse.Namespace, body: dict[str, Any]) -> str:
     if args.command == "play-account":
         permissions = ", ".join(safe(p) for p in body.get("permissions") or [])
-        return (
+        text = (
             f"Invite {safe(body.get('email'))} in the creator's Play Console (Users and "
             f"permissions > Invite new users) with: {permissions}."
         )
+        return f"{text}\nNote: {safe(body['note'])}" if body.get("note") else text
     if args.command == "check-access":
         lines = []
         for store in ("google", "apple"):

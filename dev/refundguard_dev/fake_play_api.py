@@ -8,6 +8,16 @@ v3), for tests and ``make run``: a real HTTP server on 127.0.0.1 with in-memory 
   ``purchases.subscriptionsv2``, ``purchases.voidedpurchases.list`` (time window, ``type``,
   partial refunds, token paging, tokens that expire, an optional per-package quota answering 429
   with ``Retry-After``), with Google's error body ``{"error": {code, message, status}}``.
+- IAM Service Account Credentials ``generateAccessToken``
+  (``POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken``, what google-auth's
+  impersonated credentials call, pointed here by ``iam_endpoint_override``):
+  the caller's token must carry the IAM or cloud-platform scope and its account must hold Token
+  Creator on the target (``add_service_account``); else Google's documented errors (401
+  UNAUTHENTICATED, 403 PERMISSION_DENIED ``IAM_PERMISSION_DENIED``, 403 ``SERVICE_DISABLED`` when
+  ``iam_disabled``, 404 NOT_FOUND for an unknown account, 400 INVALID_ARGUMENT for a missing scope
+  or a lifetime beyond 1-3600 s). Every access token belongs to an account; with ``invited`` set,
+  only those accounts may call the Play API (others: 403, as an account not invited in the Play
+  Console).
 
 Faults (``fail_next``) come from ``fake_http``.
 Run alone: ``python -m refundguard_dev.fake_play_api``.
@@ -29,6 +39,11 @@ from .fake_http import FakeServer, Fault, Reply, Request, bearer
 from .google_oauth import ServiceAccounts, oauth_error
 
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
+IAM_SCOPES = (
+    "https://www.googleapis.com/auth/iam",
+    "https://www.googleapis.com/auth/cloud-platform",
+)
+IAM_PATH = "/v1/projects/-/serviceAccounts/"
 DEFAULT_ACCOUNT = "refundguard-test@demo-refundguard.iam.gserviceaccount.com"
 API = "/androidpublisher/v3/applications/"
 DAY_MS = 86_400_000
@@ -55,6 +70,12 @@ class FakePlayApi(FakeServer):
         self.page_size = page_size
         self.service_accounts = ServiceAccounts(self.token_uri, client_id="100000000000000000001")
         self.access_tokens: dict[str, float] = {}  # token -> expiry (epoch s)
+        self.token_owners: dict[str, tuple[str, frozenset[str]]] = {}  # token -> (account, scopes)
+        #: Accounts invited in the Play Console (None: every account may call the Play API).
+        self.invited: set[str] | None = None
+        #: IAM: service account -> the accounts holding Token Creator on it.
+        self.token_creators: dict[str, set[str]] = {}
+        self.iam_disabled = False  # the IAM Service Account Credentials API is off
         self.orders: dict[tuple[str, str], dict[str, Any]] = {}
         self.products: dict[tuple[str, str], dict[str, Any]] = {}
         self.subscriptions: dict[tuple[str, str], dict[str, Any]] = {}
@@ -70,6 +91,26 @@ class FakePlayApi(FakeServer):
     def token_requests(self) -> int:
         with self.lock:
             return sum(1 for r in self.requests if r.path == "/token")
+
+    @property
+    def iam_requests(self) -> list[str]:
+        """The accounts ``generateAccessToken`` was asked for, in order."""
+        with self.lock:
+            return [self._iam_target(r) for r in self.requests if r.path.startswith(IAM_PATH)]
+
+    def api_callers(self) -> list[str]:
+        """The account behind each Play API request so far (``?`` for an unknown token)."""
+        with self.lock:
+            return [
+                self.token_owners.get(bearer(r) or "", ("?", frozenset()))[0]
+                for r in self.requests
+                if r.raw_path.startswith(API)
+            ]
+
+    def add_service_account(self, email: str, *, token_creators: Iterable[str] = ()) -> None:
+        """A service account IAM knows, and who may mint its tokens (Token Creator)."""
+        with self.lock:
+            self.token_creators.setdefault(email, set()).update(token_creators)
 
     # ------------------------------------------------------------------ accounts and seeding
 
@@ -116,6 +157,8 @@ class FakePlayApi(FakeServer):
     # ------------------------------------------------------------------ serving
 
     def target_of(self, request: Request) -> str:
+        if request.path.startswith(IAM_PATH):
+            return "iam"
         return "token" if request.path == "/token" else "api"
 
     def error_reply(self, status: int, message: str, reason: str | None = None) -> Reply:
@@ -126,6 +169,8 @@ class FakePlayApi(FakeServer):
     def handle(self, request: Request) -> Reply:
         if request.path == "/token":
             return self._token(request)
+        if request.path.startswith(IAM_PATH) and request.method == "POST":
+            return self._generate_access_token(request)
         if request.path == "/_dev/voided" and request.method == "POST":
             return self._dev_voided(request)
         if not request.raw_path.startswith(API):
@@ -133,11 +178,22 @@ class FakePlayApi(FakeServer):
         token = bearer(request)
         with self.lock:
             expiry = self.access_tokens.get(token or "")
+            account, scopes = self.token_owners.get(token or "", ("", frozenset()))
         if expiry is None or expiry <= time.time():
             return self.error_reply(
                 401,
                 "Request had invalid authentication credentials. Expected OAuth 2 access token.",
                 "authError",
+            )
+        if SCOPE not in scopes:
+            return self.error_reply(
+                403, "Request had insufficient authentication scopes.", "insufficientPermissions"
+            )
+        if self.invited is not None and account not in self.invited:
+            return self.error_reply(
+                403,
+                "The current user has insufficient permissions to perform the requested operation.",
+                "permissionDenied",
             )
         raw = request.raw_path[len(API) :].split("/")
         package, parts = unquote(raw[0]), [unquote(p) for p in raw[1:]]
@@ -194,21 +250,114 @@ class FakePlayApi(FakeServer):
         self.add_voided(str(package), row)
         return Reply(200, {"added": row})
 
+    def _issue(self, account: str, scopes: Iterable[str], lifetime_s: float) -> str:
+        access_token = "ya29.fake-" + secrets.token_urlsafe(24)
+        with self.lock:
+            self.access_tokens[access_token] = time.time() + lifetime_s
+            self.token_owners[access_token] = (account, frozenset(scopes))
+        return access_token
+
     def _token(self, request: Request) -> Reply:
         claims = self.service_accounts.grant(request)
         if isinstance(claims, Reply):
             return claims
-        if SCOPE not in str(claims.get("scope", "")).split():
+        scopes = str(claims.get("scope", "")).split()
+        if not {SCOPE, *IAM_SCOPES} & set(scopes):
             return oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience.")
-        access_token = "ya29.fake-" + secrets.token_urlsafe(24)
-        with self.lock:
-            self.access_tokens[access_token] = time.time() + self.token_lifetime_s
+        access_token = self._issue(str(claims["iss"]), scopes, self.token_lifetime_s)
         body = {
             "access_token": access_token,
             "expires_in": self.token_lifetime_s,
             "token_type": "Bearer",
         }
         return Reply(200, body)
+
+    @staticmethod
+    def _iam_target(request: Request) -> str:
+        return request.path[len(IAM_PATH) :].partition(":")[0]
+
+    def _iam_error(self, status: int, message: str, reason: str | None = None) -> Reply:
+        error: dict[str, Any] = {
+            "code": status,
+            "message": message,
+            "status": _STATUS.get(status, "UNKNOWN"),
+        }
+        if reason:
+            error["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": reason,
+                    "domain": "iam.googleapis.com"
+                    if reason != "SERVICE_DISABLED"
+                    else "googleapis.com",
+                    "metadata": {"service": "iamcredentials.googleapis.com"},
+                }
+            ]
+        return Reply(status, {"error": error})
+
+    def _generate_access_token(self, request: Request) -> Reply:
+        target, _, verb = request.path[len(IAM_PATH) :].partition(":")
+        if verb != "generateAccessToken":
+            return self._iam_error(404, "Method not found.")
+        token = bearer(request) or ""
+        with self.lock:
+            expiry = self.access_tokens.get(token)
+            caller, scopes = self.token_owners.get(token, ("", frozenset()))
+            creators = self.token_creators.get(target)
+        if expiry is None or expiry <= time.time():
+            return self._iam_error(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                "login cookie or other valid authentication credential.",
+                "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+            )
+        if not set(IAM_SCOPES) & scopes:
+            return self._iam_error(
+                403,
+                "Request had insufficient authentication scopes.",
+                "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+            )
+        if self.iam_disabled:
+            return self._iam_error(
+                403,
+                "IAM Service Account Credentials API has not been used in project 1 before or it "
+                "is disabled. Enable it by visiting https://console.developers.google.com/apis/api/"
+                "iamcredentials.googleapis.com/overview?project=1 then retry.",
+                "SERVICE_DISABLED",
+            )
+        if creators is None:
+            return self._iam_error(404, f"Not found; Gaia id not found for email {target}")
+        if caller not in creators:
+            return self._iam_error(
+                403,
+                "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may "
+                "not exist).",
+                "IAM_PERMISSION_DENIED",
+            )
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return self._iam_error(400, "Invalid JSON payload received.")
+        scope = body.get("scope")
+        if not isinstance(scope, list) or not scope or not all(isinstance(x, str) for x in scope):
+            return self._iam_error(400, "Scope required.")
+        if body.get("delegates"):
+            return self._iam_error(400, "Delegates are not supported by this stand-in.")
+        lifetime = str(body.get("lifetime") or "3600s")
+        try:
+            seconds = float(lifetime.removesuffix("s"))
+        except ValueError:
+            seconds = -1.0
+        if not lifetime.endswith("s") or not 1 <= seconds <= 3600:
+            return self._iam_error(
+                400, "The lifetime must be a duration between 1s and 3600s (without an org policy)."
+            )
+        seconds = min(seconds, float(self.token_lifetime_s))
+        access_token = self._issue(target, scope, seconds)
+        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+        return Reply(200, {"accessToken": access_token, "expireTime": expire})
 
     def _batch_get(self, package: str, ids: list[str]) -> Reply:
         if not 0 < len(ids) <= 1000 or len(set(ids)) != len(ids):

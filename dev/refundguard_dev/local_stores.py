@@ -15,7 +15,7 @@ from .apple_pki import APP_APPLE_ID
 from .demo_tenants import DEMO_TENANTS
 from .fake_appstore_api import FakeAppStoreApi, new_api_key
 from .fake_kms import DEFAULT_KEY, FakeKms
-from .fake_play_api import FakePlayApi
+from .fake_play_api import DEFAULT_ACCOUNT, FakePlayApi
 from .local import APPLE_BUNDLE_ID, APPLE_ROOT_DER, RUN_DIR, local_apple_pki
 
 PLAY_KEY_FILE = RUN_DIR / "play-api-service-account.json"
@@ -125,11 +125,17 @@ def register_tenant_keys(api: FakeAppStoreApi) -> dict[str, tuple[str, str]]:
     return keys
 
 
+#: The one account the functions call the Play API as (PLAY_API_SERVICE_ACCOUNT), as deployed: the
+#: key file's account impersonates it at the stand-in's IAM generateAccessToken.
+LOCAL_PLAY_API_ACCOUNT = "refundguard-play-api@demo-refundguard.iam.gserviceaccount.com"
+
+
 def start_local_stores(play_port: int, apple_port: int, package: str = data.PACKAGE) -> LocalStores:
     """Both stand-ins on their ports, seeded, with the settings that reach them."""
     RUN_DIR.mkdir(exist_ok=True)
     play = FakePlayApi(play_port, packages=[package, *(d.play_package for d in DEMO_TENANTS)])
     play.write_service_account_key(PLAY_KEY_FILE)
+    play.add_service_account(LOCAL_PLAY_API_ACCOUNT, token_creators=[DEFAULT_ACCOUNT])
     seed_play(play, package)
     bundle_ids = [APPLE_BUNDLE_ID, *(d.bundle_id for d in DEMO_TENANTS)]
     apple = FakeAppStoreApi(
@@ -150,6 +156,7 @@ def start_local_stores(play_port: int, apple_port: int, package: str = data.PACK
         "PLAY_DEVELOPER_API": "on",
         "PLAY_API_BASE_URL": play.url,
         "GOOGLE_APPLICATION_CREDENTIALS": str(PLAY_KEY_FILE),
+        "PLAY_API_SERVICE_ACCOUNT": LOCAL_PLAY_API_ACCOUNT,
         **NO_GOOGLE_LOOKUPS,
     }
     apple_env = {

@@ -5,7 +5,9 @@ calls. For every push it:
 
 1. verifies the Google-signed OIDC token Pub/Sub attaches: signature (Google's published keys),
    issuer, audience (this webhook's URL) and the email of refundguard's push identity;
-2. reads the CloudEvent from the Pub/Sub envelope;
+2. reads the CloudEvent from the Pub/Sub envelope; an alert (``com.refundguard.alert.v1``,
+   docs/alerts.md) goes to ``on_alert``, a placeholder, and is acknowledged, as is any other
+   refundguard type it does not know;
 3. in one SQLite transaction: skips an event id already seen (Pub/Sub delivers at least once) and an
    event whose ``version`` is not newer than the last one applied to its entitlement (a late
    arrival: the newer state is already applied), else calls ``grant_access`` / ``revoke_access``,
@@ -52,6 +54,8 @@ import jwt
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 GOOGLE_ISSUERS = ["https://accounts.google.com", "accounts.google.com"]
 EVENT_TYPE = "com.refundguard.entitlement.access.v1"
+#: refundguard's alerts (docs/alerts.md) share the topic: acknowledged and passed to ``on_alert``.
+ALERT_TYPE = "com.refundguard.alert.v1"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,13 @@ def grant_access(data: Mapping[str, Any]) -> None:
 def revoke_access(data: Mapping[str, Any]) -> None:
     """Placeholder: take the product away (a refund, a revocation, an expiry...)."""
     _say(f"REVOKE {_describe(data)}")
+
+
+def on_alert(data: Mapping[str, Any]) -> None:
+    """Placeholder: tell the creator (``data["tenant"]``): ``summary`` and what to do
+    (``action``). Each alert comes once (dedupe by event id all the same)."""
+    _say(f"ALERT  {data.get('tenant')} {data.get('kind')} ({data.get('severity')}): "
+         f"{data.get('summary')}")  # fmt: skip
 
 
 def token_hash(purchase_id: str) -> str:
@@ -179,6 +190,11 @@ class Consumer:
 
     def handle(self, body: Mapping[str, Any]) -> str:
         event = _event(body)
+        if event.get("type") != EVENT_TYPE:  # an alert, or a type this consumer does not know
+            if event.get("type") == ALERT_TYPE:
+                on_alert(event["data"])
+                return "alert"
+            return "ignored"
         data = event["data"]
         entitlement, version = data["entitlement_id"], data["version"]
         db = self._db()
@@ -209,11 +225,17 @@ class Consumer:
 
 
 def _event(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The CloudEvent inside a Pub/Sub push envelope; Refused(400) when it is not one."""
+    """The CloudEvent inside a Pub/Sub push envelope; Refused(400) when it is not one. Another
+    refundguard type (``com.refundguard.*``: an alert) is returned as it is, acknowledged."""
     try:
         event = json.loads(base64.b64decode(body["message"]["data"], validate=True))
         data = event["data"]
-        if event.get("type") != EVENT_TYPE or not isinstance(event.get("id"), str):
+        kind = event.get("type")
+        if not isinstance(event.get("id"), str) or not isinstance(kind, str):
+            raise ValueError("not a refundguard event")
+        if kind != EVENT_TYPE and kind.startswith("com.refundguard.") and isinstance(data, dict):
+            return event
+        if kind != EVENT_TYPE:
             raise ValueError("not a refundguard access event")
         if not isinstance(data["version"], int) or not isinstance(data["entitlement_id"], str):
             raise ValueError("no version or entitlement")

@@ -22,8 +22,9 @@ COMMON_ENV = (
     "TENANT_CACHE_SECONDS",
 )
 
-#: The Play Developer API's settings (read by ``playstore.credentials.read_play_api_settings``).
-PLAY_API_ENV = ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL")
+#: The Play Developer API's settings (read by ``playstore.credentials.read_play_api_settings``):
+#: PLAY_API_SERVICE_ACCOUNT is the one account every function calls it as (impersonated).
+PLAY_API_ENV = ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL", "PLAY_API_SERVICE_ACCOUNT")
 #: The App Store Server API's settings (read by ``appstore.credentials``);
 #: APPLE_API_PRIVATE_KEY comes from Secret Manager (``SECRET_ENV``).
 APPLE_API_ENV = (
@@ -87,7 +88,14 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         *ORDER_LOOKUP_ENV,
         "RECONCILE_URL",
     ),
-    "events_sweep": ("EVENTS_SWEEP_GRACE_SECONDS",),
+    # The sweep also runs the alert checks (docs/alerts.md).
+    "events_sweep": (
+        "EVENTS_SWEEP_GRACE_SECONDS",
+        "ALERTS",
+        "ALERT_DEADLINE_HOURS",
+        "ALERT_SPIKE_MIN_REFUNDS",
+        "ALERT_RECONCILE_MINUTES",
+    ),
     "reconcile": (
         *ORDER_LOOKUP_ENV,
         "APPLE_ENVIRONMENTS",

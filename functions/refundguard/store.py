@@ -6,7 +6,9 @@ Layout (fields: ``refundguard.model``'s dataclasses, through ``refundguard.seria
   ``apple`` or ``apple-sandbox``;
 - ``entitlements/{id}/history/{source}:{event_id}``: one document per event ever received for it,
   keyed by event id, which is how duplicates are found;
-- ``outbox/{event id}``: access-change events not yet published (``refundguard.outbox``).
+- ``outbox/{event id}``: access-change events not yet published (``refundguard.outbox``);
+- ``refund_days/{tenant}:{day}:{shard}``: refunds per tenant and day
+  (``refundguard.refund_counts``), incremented in the same batch as a revocation by a store refund.
 
 An event is two round trips, optimistic, never a lock: one ``get_all`` reads the entitlement and
 the event's history entry; ``ledger.decide``; one atomic ``WriteBatch`` creates the history entry
@@ -42,7 +44,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from . import config, logs
+from . import config, logs, refund_counts
 from .errors import RefundGuardError, rejected, transient
 from .events import OutboxEntry, access_event, event_id
 from .firestore_calls import CALL_ERRORS, RETRYABLE, retry
@@ -241,6 +243,10 @@ class EntitlementStore:
                 batch.update(ent_ref, fields, option=condition)
             else:
                 batch.create(ent_ref, fields)
+            # A store refund also adds to its tenant's refunds of the day (no read, same commit).
+            count = refund_counts.counted(decision.entitlement, decision.history)
+            if count is not None:
+                refund_counts.add(self._client, batch, count)
         except _ENCODING_ERRORS as exc:
             raise _unstorable() from exc
         # The deletes of entries published since this instance's last commit ride along (a delete

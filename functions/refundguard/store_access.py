@@ -90,8 +90,11 @@ def google_fix(state: str, tenant: Tenant, account: str | None) -> str:
             "can take up to 24 hours to work)"
         ),
         KEY_REFUSED: (
-            "Google refused the deployment's own credentials: check that its service account "
-            "exists and is enabled (an operator's fix, not the creator's)"
+            "Google refused the deployment's own credentials: check that the Play API service "
+            "account (GET /play/service-account) exists and is enabled, and, with "
+            "PLAY_API_SERVICE_ACCOUNT set, that the IAM Service Account Credentials API is enabled "
+            "and the functions hold Service Account Token Creator on that account (an operator's "
+            "fix, not the creator's)"
         ),
         WRONG_BUNDLE: (
             "the Play account that invited us has no app with this package name: check the "

@@ -254,17 +254,39 @@ class _AuthRefused(Exception):
 
 
 def _auth_failure(exc: Exception) -> Exception:
-    """google-auth's refresh errors: retryable ones are network trouble, others a refused key."""
+    """google-auth's refresh errors: retryable ones are network trouble, others a refused key.
+    An impersonated token's refusal quotes IAM's answer (``_iam_answer``): 429 and 5xx retry."""
     name = type(exc).__name__
     if name not in ("RefreshError", "TransportError"):
         return exc
     retryable = name == "TransportError" or bool(getattr(exc, "retryable", False))
     first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else name
+    iam = _iam_answer(exc.args[1] if len(exc.args) > 1 else None)
+    if iam is not None:
+        first = f"{first[:120]}; IAM answered {iam[0]} {iam[1]}"
+        retryable = retryable or iam[0] == 429 or iam[0] >= 500
     if retryable:
         import requests
 
-        return requests.ConnectionError(f"token endpoint unavailable ({first[:120]})")
+        return requests.ConnectionError(f"token endpoint unavailable ({first[:200]})")
     return _AuthRefused(f"the token endpoint refused the credentials ({first[:200]})", False)
+
+
+def _iam_answer(body: Any) -> tuple[int, str] | None:
+    """The code and status of the Google API error body google-auth's impersonated credentials
+    quote (IAM Service Account Credentials' answer), else None (pure)."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if not isinstance(body, str):
+        return None
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(error, dict) or type(error.get("code")) is not int:
+        return None
+    status = error.get("status")
+    return error["code"], status[:40] if isinstance(status, str) else ""
 
 
 class _Failures:

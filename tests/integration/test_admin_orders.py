@@ -168,15 +168,21 @@ def test_an_apple_order_of_several_purchases_answers_each(
 
 
 def test_an_order_of_another_tenants_app_is_404_and_links_nothing(
-    client: Any, signer: TestSigner, store: Any, play_api: FakePlayApi
+    make_client: Any,
+    admin_env: dict[str, str],
+    signer: TestSigner,
+    store: Any,
+    play_api: FakePlayApi,
 ) -> None:
     """The store knows the order, in an app of tenant globex: globex's admin finds it (and the
     purchase becomes globex's); acme's admin hears the 404 of an unknown order, and nothing is
     written."""
     from tenant_fixtures import call, dump
 
+    # Tenants' own apps: none of the environment's (those are tenant default's).
+    client = make_client("admin", **{**admin_env, "PLAY_PACKAGE_NAMES": ""})
     for tenant, package in (("globex", data.PACKAGE), ("acme", "com.example.first")):
-        body = {"id": tenant, "display_name": tenant, "play_packages": [package]}
+        body = {"id": tenant, "display_name": tenant, "play_packages": [package], "play_api": True}
         assert call(client, ADMIN, signer, "POST", "/tenants", body).status_code == 201
         put = {"role": "admin"}
         path = f"/tenants/{tenant}/staff/boss@{tenant}.example"

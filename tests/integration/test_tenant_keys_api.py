@@ -22,6 +22,7 @@ import tenant_fixtures as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from refundguard.adminapi import handler as admin_function
+from refundguard.adminapi import tenant_keys as tenant_keys_routes
 from refundguard.serializer import to_firestore
 from refundguard.storeapi import CallPolicy
 from refundguard.tenant_registry import TenantRegistry
@@ -424,6 +425,9 @@ def test_check_access_google_states(
     assert fix_mentions in google["fix"], google
     if setup == "not_invited":
         assert DEFAULT_ACCOUNT in google["fix"]  # the exact account to invite
+    # Kept for the store-access alert (docs/alerts.md): the state the caller was shown.
+    kept = registry._client.collection("access_checks").document("creator-g").get().to_dict()
+    assert kept["google"]["state"] == state
 
 
 @pytest.mark.parametrize(
@@ -496,11 +500,14 @@ def test_check_access_is_read_only(
 
 
 def test_the_play_service_account_and_its_permissions(client: Any, auth: dict[str, str]) -> None:
+    """Without PLAY_API_SERVICE_ACCOUNT (the fallback): the function's own account, with a note
+    (the shared account: test_play_api_account.py)."""
     response = client.get("/play/service-account", headers=auth)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == {
         "email": DEFAULT_ACCOUNT,
         "permissions": ["View financial data", "Manage orders and subscriptions"],
+        "note": tenant_keys_routes.FALLBACK_NOTE,
     }
 
 
@@ -609,8 +616,12 @@ def test_only_a_tenants_admins_and_platform_admins_reach_its_key_and_check(
     )
     assert answer.status_code == status, answer.get_json()
     lines = tf.log_lines(capsys.readouterr().out)
-    if status != 200 or route == "check":
-        assert tf.dump(store.client) == before  # nothing written
+    after = tf.dump(store.client)
+    if status != 200:
+        assert after == before  # nothing written
+    elif route == "check":  # only the result, kept for the store-access alert
+        assert {k: v for k, v in after.items() if not k.startswith("access_checks/")} == before
+        assert f"access_checks/{tenant}" in after
     if status == 404:
         assert answer.get_json()["error"] == "no_such_tenant"
         if tenant != "nosuch":

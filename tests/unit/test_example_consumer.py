@@ -20,6 +20,7 @@ import functions_framework
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from refundguard import alerts as refund_alerts
 from refundguard import events, logs
 from refundguard.model import Effect, Entitlement, HistoryEntry, Source, Status, StoreName
 from refundguard_dev.id_tokens import CertServer, TestSigner, bearer, cert_server
@@ -295,3 +296,30 @@ def test_the_docs_quote_the_consumers_lines_without_the_demo_token() -> None:
             assert DEMO_TOKEN not in line, (doc, line)
             for digest in re.findall(r"google:token_hash=(\w+)", line):
                 assert digest == logs.token_hash(DEMO_TOKEN), (doc, line)
+
+
+def test_an_alert_is_acknowledged_and_passed_on_never_applied(
+    consumer: Any, google: TestSigner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Alerts share the topic (docs/alerts.md): a consumer that refused them would dead-letter
+    every one."""
+
+    alert = refund_alerts.Alert(
+        refund_alerts.REFUND_SPIKE, "creator-a", "2026-11-26:*", "refunds:creator-a:2026-11-26",
+        "warning", "12 refunds today", "look at today's orders",
+        {"day": "2026-11-26", "product_id": None, "refunds": 12, "baseline": 10.0, "mean": 1.0,
+         "stddev": 0.5},
+    )  # fmt: skip
+    entry = refund_alerts.outbox_entry(alert, source="//refundguard/projects/demo", now_ms=1)
+    check_event(json.loads(entry.data), attributes=dict(entry.attributes))
+    body = {"message": {"data": base64.b64encode(entry.data.encode()).decode(),
+                        "attributes": dict(entry.attributes), "messageId": "9"}}  # fmt: skip
+    token = google.token(PUSH_SA, audience=WEBHOOK)
+    response = send(consumer, body, token)
+    assert (response.status_code, response.get_json()) == (200, {"outcome": "alert"})
+    out = capsys.readouterr().out
+    assert "[platform] ALERT  creator-a refund_spike (warning): 12 refunds today" in out
+    assert "GRANT" not in out and "REVOKE" not in out
+    other = {"specversion": "1.0", "id": "x", "type": "com.refundguard.other.v9", "data": {}}
+    body["message"]["data"] = base64.b64encode(json.dumps(other).encode()).decode()
+    assert send(consumer, body, token).get_json() == {"outcome": "ignored"}

@@ -614,6 +614,9 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
         # Tenants' Apple keys: encrypt and decrypt with the one KMS key (tenant_keys.tf).
         ("google_kms_crypto_key_iam_member", "tenant_keys_encrypter"),
         ("google_kms_crypto_key_iam_member", "tenant_keys_decrypter"),
+        # The functions that call the Play Developer API impersonate its one account (Token
+        # Creator on that account alone), so creators invite one account (play_api_account.tf).
+        ("google_service_account_iam_member", "play_api_token_creator"),
     }
     for (rtype, name), body in tf.resources.items():
         if not rtype.endswith(IAM_SUFFIXES):
@@ -735,6 +738,41 @@ def test_each_admin_has_an_account_only_they_may_impersonate(tf: Terraform) -> N
     assert grant["service_account_id"] == ref("google_service_account.admin[each.key].name")
     ids = tf.locals["admin_account_ids"]
     assert "for email in var.admins" in ids and "sha256(lower(email))" in ids
+
+
+def test_the_play_api_is_called_as_one_account_the_callers_impersonate(tf: Terraform) -> None:
+    """One account for the Play Developer API (the one a creator invites): no project role, no
+    key; Token Creator on it (resource-level) for exactly the functions whose code reads
+    PLAY_API_SERVICE_ACCOUNT, each given its email; the API that mints its tokens is on."""
+    account = tf.resources[("google_service_account", "play_api")]
+    assert account["account_id"] == "${var.name_prefix}-play-api"
+    assert not tf.of_type("google_service_account_key")
+    for rtype, name in tf.resources:
+        if rtype.endswith(IAM_SUFFIXES) and rtype.startswith(("google_project", "google_folder")):
+            body = json.dumps(tf.resources[(rtype, name)])
+            assert "google_service_account.play_api" not in body, f"project role: {name}"
+    grants = [
+        (name, body)
+        for (rtype, name), body in tf.resources.items()
+        if rtype.endswith(IAM_SUFFIXES) and "google_service_account.play_api" in json.dumps(body)
+    ]
+    assert [name for name, _ in grants] == ["play_api_token_creator"]
+    grant = tf.resources[("google_service_account_iam_member", "play_api_token_creator")]
+    assert grant["service_account_id"] == ref("google_service_account.play_api.name")
+    assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert grant["member"] == ref("google_service_account.function[each.key].member")
+    assert grant["for_each"] == ref("local.play_api_impersonators")
+    impersonators = tf.locals["play_api_impersonators"]
+    assert "local.play_api_callers" in impersonators
+    assert "contains(keys(local.enabled_functions), name)" in impersonators
+    readers = {k for k, names in config.FUNCTION_ENV.items() if "PLAY_API_SERVICE_ACCOUNT" in names}
+    assert set(tf.locals["play_api_callers"]) == readers
+    assert readers >= {"play_notifications", "admin", "admin_console", "reconcile"}
+    for entry_point, (_, body) in functions_by_entry_point(tf).items():
+        env = function_env(tf, body)
+        expected = ref("google_service_account.play_api.email") if entry_point in readers else None
+        assert env.get("PLAY_API_SERVICE_ACCOUNT") == expected, entry_point
+    assert "iamcredentials.googleapis.com" in tf.resolve(tf.locals["required_apis"])
 
 
 def test_public_access_only_on_the_apple_function_and_the_console(tf: Terraform) -> None:
@@ -925,10 +963,8 @@ def test_outputs_for_the_store_consoles(tf: Terraform) -> None:
     assert tf.outputs["play_rtdn_topic"]["value"] == ref("google_pubsub_topic.rtdn.id")
     invite = tf.outputs["play_console_service_accounts"]
     assert "View financial data" in invite["description"]
-    assert "google_service_account.function[name].email" in invite["value"]
-    callers = {k for k, names in config.FUNCTION_ENV.items() if "PLAY_DEVELOPER_API" in names}
-    assert set(re.findall(r'"([a-z_]+)"', invite["value"])) == callers
-    assert "if contains(keys(local.enabled_functions), name)" in invite["value"]
+    assert "Manage orders and subscriptions" in invite["description"]
+    assert invite["value"] == [ref("google_service_account.play_api.email")]  # one account
     assert tf.outputs["apple_api_key_secret"]["value"] == ref(
         "google_secret_manager_secret.apple_api_key.id"
     )

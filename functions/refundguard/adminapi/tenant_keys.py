@@ -17,12 +17,13 @@ from .. import logs, outbound, store_access
 from ..access import Act
 from ..errors import Kind, RefundGuardError, not_found, rejected
 from ..http import Reply
-from ..tenants import DEFAULT_TENANT, AppleApp, Tenant, default_tenant
+from ..tenants import DEFAULT_TENANT, Tenant
 from .tenancy import tenant_json
 
 if TYPE_CHECKING:
     import flask
 
+    from ..playstore.credentials import PlayApiSettings
     from ..tenant_apis import TenantApis
     from ..tenant_keys import TenantKeys
     from ..tenant_registry import TenantDirectory, TenantRegistry
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
 ROUTES = frozenset(
     {"tenant_apple_key_put", "tenant_apple_key_delete", "tenant_check_access", "play_account"}
 )
+#: ``GET /play/service-account`` without PLAY_API_SERVICE_ACCOUNT (the fallback).
+FALLBACK_NOTE = (
+    "PLAY_API_SERVICE_ACCOUNT is not set, so this is the answering function's own service account, "
+    "and each function that calls the Play Developer API calls it as its own (each would have to "
+    "be invited); set PLAY_API_SERVICE_ACCOUNT (Terraform does) so that one account serves all"
+)
 #: Keys a tenant may hold at once: the one in use and those being rotated out.
 MAX_KEYS = 3
 MAX_BODY_BYTES = 16 * 1024
@@ -42,7 +49,9 @@ _KEY_FIELDS = frozenset({"key_id", "issuer_id", "private_key", "version"})
 @dataclass(frozen=True)
 class KeyAccess:
     """What these routes use: the registry, the tenants' cache, the KMS sealer (None: tenants'
-    keys are off here), the store APIs per tenant, and the deployment's Play account."""
+    keys are off here), the store APIs per tenant, and the deployment's Play account (``shared``:
+    it is ``PLAY_API_SERVICE_ACCOUNT``, the one every function calls as; else the fallback, this
+    function's own)."""
 
     registry: TenantRegistry
     directory: TenantDirectory
@@ -52,6 +61,10 @@ class KeyAccess:
     clock_ms: Callable[[], int]
     #: The apps set in the environment, as the ``default`` tenant (None: none).
     default: Tenant | None = None
+    #: Keeps each check-access result (the store-access alert reads it); None: not kept.
+    record_check: Callable[[str, Mapping[str, Mapping[str, Any]]], None] | None = None
+    #: Whether ``play_account`` is PLAY_API_SERVICE_ACCOUNT (every function's), not the fallback.
+    play_account_shared: bool = False
 
 
 def serve(
@@ -90,21 +103,43 @@ def access(
         wiring.tenants,
         keys if isinstance(keys, TenantKeys) else None,
         apis,
-        play_account(settings.play_api.credentials if settings.play_api else None),
+        play_account(settings.play_api),
         clock_ms,
-        default_tenant(
-            play_packages=settings.play_packages,
-            apple_apps=tuple(AppleApp(b) for b in settings.apple.bundle_ids)
-            if settings.apple
-            else (),
-            play_api=settings.play_api is not None,
-        ),
+        settings.default_tenant,
+        record_check=lambda tenant, results: _record_check(wiring, tenant, results, clock_ms()),
+        play_account_shared=_shared_account(settings.play_api) is not None,
     )
 
 
-def play_account(credentials: Any = None) -> Callable[[], str | None]:
-    """The email of the service account the Play Developer API is called with (``credentials``;
-    None: the runtime's, which on Cloud Functions is read once from the metadata server)."""
+def _shared_account(play: PlayApiSettings | None) -> str | None:
+    return play.service_account if play is not None else None
+
+
+def _record_check(
+    wiring: Wiring, tenant: str, results: Mapping[str, Mapping[str, Any]], now_ms: int
+) -> None:
+    """Keep the result for the store-access alert (``alert_checks``); best effort: the answer is
+    the caller's either way, and the next check records again."""
+    from ..alert_checks import record_access_check
+    from ..firestore_calls import CALL_ERRORS
+
+    try:
+        record_access_check(
+            wiring.client, tenant, results, now_ms=now_ms, timeout_s=wiring.deadline_s
+        )
+    except CALL_ERRORS as exc:
+        logs.warning("check-access result not recorded", tenant=tenant, error=type(exc).__name__)
+
+
+def play_account(play: PlayApiSettings | None = None) -> Callable[[], str | None]:
+    """The email of the service account the Play Developer API is called as:
+    ``PLAY_API_SERVICE_ACCOUNT`` when set (every function impersonates it); else (the fallback)
+    this function's own, from its credentials (None: the runtime's, which on Cloud Functions is
+    read once from the metadata server)."""
+    shared = _shared_account(play)
+    if shared is not None:
+        return lambda: shared
+    credentials = play.credentials if play is not None else None
     lock = threading.Lock()
     found: list[str] = []
 
@@ -252,7 +287,10 @@ def _check_access(tenant: Tenant, access: KeyAccess) -> Reply:
     google = store_access.check_google(tenant, access.apis, account=account)
     apple = store_access.check_apple(tenant, access.apis, now_ms=access.clock_ms())
     logs.bind(google=google.state, apple=apple.state)
-    return Reply({"google": google.to_json(), "apple": apple.to_json()}, "admin action")
+    results = {"google": google.to_json(), "apple": apple.to_json()}
+    if access.record_check is not None:
+        access.record_check(tenant.id, results)
+    return Reply(results, "admin action")
 
 
 def _play_account(access: KeyAccess) -> Reply:
@@ -263,6 +301,8 @@ def _play_account(access: KeyAccess) -> Reply:
             "service_account_unknown",
             "the deployment's service account could not be read from its credentials; retry",
         )
-    return Reply(
-        {"email": email, "permissions": list(store_access.PLAY_PERMISSIONS)}, "admin action"
-    )
+    body: dict[str, Any] = {"email": email, "permissions": list(store_access.PLAY_PERMISSIONS)}
+    if not access.play_account_shared:
+        body["note"] = FALLBACK_NOTE
+    logs.bind(play_account_shared=access.play_account_shared)
+    return Reply(body, "admin action")

@@ -25,7 +25,7 @@ from ..storeapi import (
 )
 from ..storehttp import Transport
 from . import resources
-from .credentials import SCOPE, PlayApiSettings, read_play_api_settings
+from .credentials import SCOPE, PlayApiSettings, play_credentials, read_play_api_settings
 
 __all__ = [  # with the settings the client is built from (``credentials``), for callers' ease
     "SCOPE",
@@ -43,9 +43,11 @@ MAX_BATCH = 1000  # orders.batchGet: 1 to 1,000 distinct order ids
 MAX_VOIDED_RESULTS = 1000
 REFUND_PREFERENCES = frozenset({"APPROVE", "DECLINE", "NEUTRAL"})
 AUTH_HINT = (
-    "invite the function's service account in the Play Console (Users and permissions) with "
-    "'View financial data' (and 'Manage orders and subscriptions' to answer refund reviews), and "
-    "enable the Google Play Android Developer API in its Google Cloud project"
+    "invite the Play API service account (PLAY_API_SERVICE_ACCOUNT; unset: the function's own) "
+    "in the Play Console (Users and permissions) with 'View financial data' (and 'Manage orders "
+    "and subscriptions' to answer refund reviews), and enable the Google Play Android Developer "
+    "API in its Google Cloud project (with PLAY_API_SERVICE_ACCOUNT, the function also needs "
+    "Service Account Token Creator on that account and the IAM Service Account Credentials API)"
 )
 _PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+")
 _QUOTA_REASONS = frozenset(
@@ -123,7 +125,7 @@ def _segment(value: Any, what: str, operation: str, *, max_chars: int = 512) -> 
 
 class PlayApiClient:
     """The Play Developer API calls refundguard makes. ``credentials``: google-auth credentials
-    (None: application default credentials), scoped to ``SCOPE`` here. Every method takes an
+    (None: ``play_credentials(settings)``), scoped to ``SCOPE`` here. Every method takes an
     optional ``deadline_s`` (all retries included) and raises a ``storeapi.StoreApiError``."""
 
     def __init__(
@@ -134,16 +136,13 @@ class PlayApiClient:
         policy: CallPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        import google.auth
         from google.auth.credentials import with_scopes_if_required
         from google.auth.transport.requests import AuthorizedSession
 
         settings = settings or PlayApiSettings()
         policy = policy or CallPolicy()
         if credentials is None:
-            credentials = settings.credentials
-        if credentials is None:
-            credentials, _ = google.auth.default(scopes=[SCOPE])
+            credentials = play_credentials(settings)
         credentials = with_scopes_if_required(credentials, [SCOPE])
         session = AuthorizedSession(  # token fetches bounded by each call's deadline too
             credentials,

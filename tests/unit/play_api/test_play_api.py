@@ -181,13 +181,20 @@ def test_the_stand_in_checks_tokens_as_google_does(api: FakePlayApi, tmp_path: P
 
     key_file = api.write_service_account_key(tmp_path / "sa.json")
     wrong_scope = service_account.Credentials.from_service_account_file(
-        str(key_file), scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        str(key_file), scopes=["https://www.googleapis.com/auth/made-up"]
     )
     with pytest.raises(RefreshError, match="invalid_scope"):
         wrong_scope.refresh(Request())
+    url = f"{api.url}/androidpublisher/v3/applications/{PKG}/orders/GPA.1"
+    # A token for another API (cloud-platform, IAM's) does not call the Play API.
+    other = service_account.Credentials.from_service_account_file(
+        str(key_file), scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    other.refresh(Request())
+    answer = requests.get(url, headers={"Authorization": f"Bearer {other.token}"}, timeout=5)
+    assert answer.status_code == 403 and "insufficient authentication scopes" in answer.text
     good = service_account.Credentials.from_service_account_file(str(key_file), scopes=[SCOPE])
     good.refresh(Request())
-    url = f"{api.url}/androidpublisher/v3/applications/{PKG}/orders/GPA.1"
     for headers in ({}, {"Authorization": "Bearer ya29.made-up"}):
         assert requests.get(url, headers=headers, timeout=5).status_code == 401
     api.access_tokens[good.token] = time.time() - 1  # expired
@@ -257,7 +264,11 @@ def read(**env: str) -> tuple[PlayApiSettings | None, list[str]]:
 
 
 def test_settings() -> None:
-    assert config.PLAY_API_ENV == ("PLAY_DEVELOPER_API", "PLAY_API_BASE_URL")
+    assert config.PLAY_API_ENV == (
+        "PLAY_DEVELOPER_API",
+        "PLAY_API_BASE_URL",
+        "PLAY_API_SERVICE_ACCOUNT",
+    )
     assert read() == (None, [])
     assert read(PLAY_DEVELOPER_API="on") == (PlayApiSettings(), [])
     assert read(PLAY_DEVELOPER_API="ON", PLAY_API_BASE_URL="http://127.0.0.1:8085/")[0] == (
