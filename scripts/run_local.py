@@ -19,6 +19,10 @@ signs nothing), which prints it here; the events sweep runs every minute, as Clo
 The reconciler runs when asked (``refundguard-admin run``, the banner's recipe), so a reader sees
 it catch the seeded missed refund; ``RECONCILE_EVERY_SECONDS=300`` schedules it as well.
 Without the Pub/Sub emulator installed, everything else runs with events off.
+
+Two demo tenants (``refundguard_dev.demo_tenants``) are registered at start-up, each with its own
+apps, its own App Store Server API key sealed by a Cloud KMS stand-in (on a free port), a purchase
+and a tenant admin; the banner lists them.
 """
 
 from __future__ import annotations
@@ -250,7 +254,9 @@ def run(ports: dict[str, int]) -> int:
         Stack(urls=urls, project=PROJECT, admin_emails=emails, pid=os.getpid()).write()
         print(
             banner(urls, emails, events=pubsub_jar is not None, reconcile_every=reconcile_every),
-            tenants_banner(urls, stores.tenant_keys, problems),
+            tenants_banner(
+                urls, stores.tenant_keys, problems, stores.kms_env["TENANT_KEYS_KMS_BASE_URL"]
+            ),
             sep="",
             flush=True,
         )
@@ -440,12 +446,12 @@ Any Play notification type:              {send} --help
 
 
 def tenants_banner(
-    urls: dict[str, str], keys: dict[str, tuple[str, str]], problems: list[str]
+    urls: dict[str, str], keys: dict[str, tuple[str, str]], problems: list[str], kms_url: str
 ) -> str:
     """The demo tenants: their apps, their purchases, and the tenant admin who signs in to the
     console and sees their own tenant only."""
-    title = "Tenants (creators) registered at start-up, each with its own apps and Apple team:"
-    lines = ["", title, ""]
+    title = "Tenants (creators) registered at start-up, each with its own apps and Apple team"
+    lines = ["", f"{title} (keys sealed by the Cloud KMS stand-in on {kms_url}):", ""]
     for demo in DEMO_TENANTS:
         key_id, issuer = keys.get(demo.id, (demo.apple_key_id, "?"))
         lines += [

@@ -381,6 +381,7 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
             assert f"tenant admin: {demo.admin};" in started.output
             assert f"Play {demo.play_package}, Apple {demo.bundle_id} " in started.output
         assert f"as tenant admin {DEMO_TENANTS[0].admin}: " in started.output
+        assert "and Apple team (keys sealed by the Cloud KMS stand-in on http" in started.output
         assert "WARNING: creator-" not in started.output
         # The banner's refund in creator-a's app: routed to creator-a by its package.
         first = DEMO_TENANTS[0]
