@@ -1,7 +1,8 @@
 """The reconciler's settings, read once at start-up: Firestore and events, the Play Developer API
 and the packages whose voids to list, the App Store Server API and what verifying its signed
 notifications needs (bundle ids, environments, the app's Apple ID, pinned roots), the cursor
-overlap, the run's time budget, and the refund-request policy (``REFUND_REQUESTS``...)."""
+overlap, the run's time budget, the refund-request policy (``REFUND_REQUESTS``...), and the
+work topic of a fanned-out run (``RECONCILE_WORK_TOPIC``). The worker reads the same."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..config import APPLE_API_ENV, EventsSettings, FirestoreSettings, Settings
 from ..playstore.credentials import PlayApiSettings, read_play_api_settings
 from ..reconciliation.run import Scope
 from ..refund_answers import Policy, policy_problems
+from ..tenants import AppleApp, Tenant, default_tenant
 
 if TYPE_CHECKING:
     from ..appstore.credentials import AppleApiAccess
@@ -31,19 +33,40 @@ class ReconcileSettings:
     overlap_ms: int
     budget_s: float
     policy: Policy
+    #: Where a fanned-out run's work messages go (``RECONCILE_WORK_TOPIC``); None: the reconcile
+    #: function walks the sources itself.
+    work: EventsSettings | None = None
 
     def scope(self) -> Scope:
         return Scope(self.packages, self.apple, self.overlap_ms, self.budget_s, self.policy)
 
+    def default_tenant(self) -> Tenant | None:
+        """The apps set in the environment, as the ``default`` tenant."""
+        apple: tuple[AppleApp, ...] = ()
+        if self.apple is not None:  # which apps and environments (the verifier checks the rest)
+            apple = tuple(
+                AppleApp(bundle, None, tuple(self.apple.environments))
+                for bundle in self.apple.bundle_ids
+            )
+        return default_tenant(
+            play_packages=self.packages, apple_apps=apple, play_api=self.play_api is not None
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReconcileSettings:
         settings = Settings(env)
+        read = cls.read(settings)
+        settings.done()
+        return read
+
+    @classmethod
+    def read(cls, settings: Settings) -> ReconcileSettings:
+        """Problems recorded on ``settings`` (the caller's ``done`` raises them)."""
         firestore = FirestoreSettings.read(settings)
         events = EventsSettings.read(settings)
         play_api = read_play_api_settings(settings)
+        # The default tenant's packages (registered tenants bring their own).
         packages = settings.csv("PLAY_PACKAGE_NAMES")
-        if play_api is not None and not packages:
-            settings.problem("PLAY_PACKAGE_NAMES must list the apps whose voided purchases to list")
         apple = None
         if any(settings.raw(name) for name in APPLE_API_ENV):  # the App Store API is configured
             from ..appstore.config import read_environments  # cryptography's x509 too
@@ -59,7 +82,7 @@ class ReconcileSettings:
             "RECONCILE_BUDGET_SECONDS", default=DEFAULT_BUDGET_SECONDS, low=5, high=3500
         )
         policy = read_policy(settings)
-        settings.done()
+        work = EventsSettings.read(settings, name="RECONCILE_WORK_TOPIC")
         return cls(
             firestore,
             events,
@@ -69,6 +92,7 @@ class ReconcileSettings:
             int(overlap * 60_000),
             budget,
             policy,
+            work,
         )
 
 

@@ -1,11 +1,14 @@
 """The reconciler's own Firestore documents: the lease that keeps two runs from overlapping
 (``reconcile_lease/reconciler``, taken with a precondition on its update time), one cursor per
-source (``reconcile_cursors/{source}``) and one record per run (``reconcile_runs/{run id}``),
-which admins list (``GET /reconciliation/runs``), all stored through the serializer. TRANSIENT
-when Firestore cannot be reached."""
+source (``reconcile_cursors/{source}``) and one record per run (``reconcile_runs/{run id}``; a
+fanned-out run has one per tenant, ``reconcile_runs/{run id}:{tenant}``), which admins list
+(``GET /reconciliation/runs``), all stored through the serializer. A fanned-out run's worker
+moves a cursor and adds its page to the tenant's record in one transaction (``commit_page``),
+only if the cursor is still as the worker read it. TRANSIENT when Firestore cannot be reached."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -13,10 +16,10 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ..errors import transient
+from ..errors import RefundGuardError, transient
 from ..firestore_calls import CALL_ERRORS, retry
 from ..serializer import load, ms_to_iso, to_firestore
-from .plan import Cursor, RunRecord
+from .plan import Cursor, RunRecord, SourceTally, run_state
 
 LEASE = "reconcile_lease"
 CURSORS = "reconcile_cursors"
@@ -91,6 +94,84 @@ class ReconcileState:
             raise _unavailable() from exc
         return load(Cursor, snap.to_dict() or {}) if snap.exists else None
 
+    def commit_page(
+        self,
+        cursor: Cursor,
+        *,
+        expected: Cursor | None,
+        record_id: str,
+        tally: SourceTally,
+        finished: str | None,
+        now_ms: int,
+    ) -> bool:
+        """One transaction: ``cursor`` written and ``tally`` added to the run record
+        ``record_id`` (``finished``: the source's key, leaving the record's ``awaiting``), only
+        if the cursor still stands where it stood when read (``expected``; None: absent; its
+        ``published`` mark aside). False when another delivery moved it first: nothing
+        written."""
+        cursor_ref = self._client.collection(CURSORS).document(cursor.source.replace("/", "_"))
+        run_ref = self._client.collection(RUNS).document(record_id)
+
+        @firestore.transactional
+        def commit(tx: firestore.Transaction) -> bool:
+            snap = cursor_ref.get(transaction=tx)
+            now = load(Cursor, snap.to_dict() or {}) if snap.exists else None
+            if position(now) != position(expected):
+                return False
+            run_snap = run_ref.get(transaction=tx)
+            tx.set(cursor_ref, to_firestore(cursor))
+            if run_snap.exists:
+                record = load(RunRecord, run_snap.to_dict() or {})
+                tx.set(run_ref, to_firestore(add_page(record, tally, finished, now_ms)))
+            return True
+
+        return self._transact(commit)
+
+    def finish_answers(self, record_id: str, answered: dict[str, Any], *, now_ms: int) -> bool:
+        """The tenant's refund requests handled: counted in its run record, ``answers`` no longer
+        awaited. False when they were counted already (a redelivery)."""
+        run_ref = self._client.collection(RUNS).document(record_id)
+
+        @firestore.transactional
+        def commit(tx: firestore.Transaction) -> bool:
+            snap = run_ref.get(transaction=tx)
+            if not snap.exists:
+                return False
+            record = load(RunRecord, snap.to_dict() or {})
+            if "answers" not in record.awaiting:
+                return False
+            record = dataclasses.replace(record, refund_requests=answered)
+            tx.set(run_ref, to_firestore(add_page(record, None, "answers", now_ms)))
+            return True
+
+        return self._transact(commit)
+
+    def mark_published(self, source: str, run_id: str, page: int) -> None:
+        """The continuation ``page`` of ``run_id`` was published (a redelivery of the page
+        before it need not publish it again). Best effort: at worst it is published twice, and
+        the cursor's check makes the second copy do nothing."""
+        ref = self._client.collection(CURSORS).document(source.replace("/", "_"))
+
+        @firestore.transactional
+        def mark(tx: firestore.Transaction) -> bool:
+            snap = ref.get(transaction=tx)
+            data = (snap.to_dict() or {}) if snap.exists else {}
+            if data.get("run_id") == run_id and int(data.get("published") or 0) < page:
+                tx.update(ref, {"published": page})
+            return True
+
+        with contextlib.suppress(RefundGuardError):
+            self._transact(mark)
+
+    def _transact(self, body: Any) -> bool:
+        transaction = self._client.transaction(max_attempts=5)
+        try:
+            return bool(body(transaction))
+        except (gexc.Aborted, gexc.FailedPrecondition, ValueError):
+            return False  # contention beyond the attempts: another delivery got there first
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
+
     def save_cursor(self, cursor: Cursor) -> None:
         ref = self._client.collection(CURSORS).document(cursor.source.replace("/", "_"))
         try:
@@ -139,12 +220,24 @@ class ReconcileState:
                 )
             )
 
-    def recent_runs(self, limit: int) -> list[RunRecord]:
-        query = (
-            self._client.collection(RUNS)
-            .order_by("started_ms", direction=firestore.Query.DESCENDING)
-            .limit(limit)
-        )
+    def save_runs(self, records: list[RunRecord]) -> None:
+        """A fanned-out run's records, one per tenant (``{run id}:{tenant}``), in batches."""
+        for start in range(0, len(records), 500):
+            batch = self._client.batch()
+            for record in records[start : start + 500]:
+                doc = record_id(record.run_id, record.tenant)
+                batch.set(self._client.collection(RUNS).document(doc), to_firestore(record))
+            try:
+                batch.commit(retry=self._retry, timeout=self._timeout_s)
+            except CALL_ERRORS as exc:
+                raise _unavailable() from exc
+
+    def recent_runs(self, limit: int, *, tenant: str | None = None) -> list[RunRecord]:
+        """The newest records; ``tenant``: that tenant's only (an index on tenant, started_ms)."""
+        query = self._client.collection(RUNS)
+        if tenant is not None:
+            query = query.where(filter=FieldFilter("tenant", "==", tenant))
+        query = query.order_by("started_ms", direction=firestore.Query.DESCENDING).limit(limit)
         try:
             return [
                 load(RunRecord, s.to_dict() or {})
@@ -152,6 +245,68 @@ class ReconcileState:
             ]
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
+
+
+def position(cursor: Cursor | None) -> tuple[Any, ...] | None:
+    """Where a cursor stands (what a page moves; not its ``published`` mark)."""
+    if cursor is None:
+        return None
+    return (
+        cursor.run_id,
+        cursor.pages,
+        cursor.complete_ms,
+        cursor.resume_start_ms,
+        cursor.resume_end_ms,
+        cursor.resume_token,
+    )
+
+
+def record_id(run_id: str, tenant: str | None) -> str:
+    """A run record's document id: the run id, with the tenant for a fanned-out run's."""
+    return f"{run_id}:{tenant}" if tenant else run_id
+
+
+def add_page(
+    record: RunRecord, tally: SourceTally | None, finished: str | None, now_ms: int
+) -> RunRecord:
+    """``record`` with a page's ``tally`` added to its source's row (the first page makes the
+    row) and, when ``finished`` names a source, that source no longer awaited; the record
+    finishes (its state decided) when no source is awaited any more."""
+    sources = list(record.sources)
+    if tally is not None:
+        at = next(
+            (
+                i
+                for i, t in enumerate(sources)
+                if (t.source, t.app, t.environment) == (tally.source, tally.app, tally.environment)
+            ),
+            None,
+        )
+        if at is None:
+            sources.append(tally)
+        else:
+            old = sources[at]
+            sources[at] = dataclasses.replace(
+                old,
+                window_start_ms=old.window_start_ms or tally.window_start_ms,
+                window_end_ms=tally.window_end_ms or old.window_end_ms,
+                pages=old.pages + tally.pages,
+                seen=old.seen + tally.seen,
+                applied=old.applied + tally.applied,
+                already_known=old.already_known + tally.already_known,
+                rejected=old.rejected + tally.rejected,
+                errors=[*(old.errors or []), *(tally.errors or [])][-10:] or None,
+                cursor_ms=tally.cursor_ms if tally.cursor_ms is not None else old.cursor_ms,
+                more=tally.more,
+                gap=old.gap or tally.gap,
+            )
+    awaiting = tuple(k for k in record.awaiting if k != finished)
+    record = dataclasses.replace(record, sources=tuple(sources), awaiting=awaiting)
+    if awaiting or record.state != "running":
+        return record
+    return dataclasses.replace(
+        record, state=run_state(list(record.sources), failure=None), finished_ms=now_ms
+    )
 
 
 def run_json(record: RunRecord) -> dict[str, Any]:
@@ -182,6 +337,7 @@ def run_json(record: RunRecord) -> dict[str, Any]:
     ends = [t.window_end_ms for t in record.sources if t.window_end_ms]
     return {
         "run_id": record.run_id,
+        "tenant": record.tenant,
         "trigger": record.trigger,
         "actor": record.actor,
         "started_at": _iso(record.started_ms),
