@@ -64,8 +64,8 @@ output "apple_root_ca_g3_sha256" {
 }
 
 output "play_console_service_accounts" {
-  description = "Invite these in the Play Console (Users and permissions > Invite new users) with 'View financial data' (the reconciler also with 'Manage orders and subscriptions', to answer refund reviews): the functions that call the Play Developer API."
-  value       = [for name in ["play_notifications", "admin", "admin_console", "reconcile"] : google_service_account.function[name].email if contains(keys(local.enabled_functions), name)]
+  description = "Invite these in the Play Console (Users and permissions > Invite new users) with 'View financial data' (the reconciler and its worker also with 'Manage orders and subscriptions', to answer refund reviews): the functions that call the Play Developer API."
+  value       = [for name in ["play_notifications", "admin", "admin_console", "reconcile", "reconcile_worker"] : google_service_account.function[name].email if contains(keys(local.enabled_functions), name)]
 }
 
 output "apple_api_key_secret" {
