@@ -22,6 +22,7 @@ from google.cloud import firestore
 from refundguard.model import Status, StoreName
 from refundguard.reconcile_worker import function as worker_function
 from refundguard.reconciliation import pages as reconcile_pages
+from refundguard.reconciliation.state import ReconcileState, run_json
 from refundguard.store import EntitlementStore
 from refundguard.tenant_registry import TenantRegistry
 from refundguard.tenants import Tenant, TenantStatus
@@ -102,8 +103,9 @@ class Stack:
         return snap.to_dict() or {}
 
     def record(self, run_id: str, tenant: str) -> dict[str, Any]:
-        snap = self.client.collection("reconcile_runs").document(f"{run_id}:{tenant}").get()
-        return snap.to_dict() or {}
+        """The tenant's run record as admins read it (``run_json``), or {}."""
+        found = ReconcileState(self.client, timeout_s=10).get_run(f"{run_id}:{tenant}")
+        return run_json(found) | {"awaiting": list(found.awaiting)} if found else {}
 
     def list_calls(self, package: str) -> int:
         path = f"/applications/{package}/purchases/voidedpurchases"
@@ -230,7 +232,8 @@ def test_a_worker_killed_mid_page_loses_nothing_and_applies_nothing_twice(
     cursor = stack.cursor(package)
     assert (cursor["run_id"], cursor["pages"], cursor["resume_token"]) == (run["run_id"], 3, None)
     (source,) = stack.record(run["run_id"], "killed")["sources"]
-    assert source["pages"] == pages and source["seen"] == len(tokens)
+    assert source["seen"] == len(tokens) and source["more"] is False and not source["errors"]
+    assert cursor["tally"]["pages"] == pages
     assert source["applied"] + source["already_known"] == len(tokens)
     assert source["applied"] == len(tokens) - (at_kill - per_page)  # the rest found known
     # Each page was listed once, and the killed one once more: nothing skipped, no page twice

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import logs
+from ..serializer import load, to_firestore
 from . import work as w
 from .answers import Answerer
 from .pages import BudgetSpent
+from .plan import SourceTally
 from .quota import PlayQuota
 from .state import record_id
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from ..tenant_apis import TenantApis
     from ..tenants import Tenant
     from ..wiring import Wiring
-    from .plan import Cursor, SourceTally
+    from .plan import Cursor
 
 #: What the worker publishes (a list of work messages; raises on failure: the message is retried).
 Publish = Callable[[list[w.Work]], None]
@@ -65,7 +67,11 @@ class ChainWorker:
             return self._answer(item, step.value)
         if step is w.Step.DONE:
             assert cursor is not None
-            return self._answer(item, step.value, sequel=self._sequel(item, cursor))
+            if cursor.resume_token:
+                return self._answer(item, step.value, sequel=self._sequel(item, cursor))
+            if cursor.pages == item.page + 1:  # this was the last page: its record, again
+                self._finish(item, cursor)
+            return self._answer(item, step.value)
         return self._page(item, tenant, cursor)
 
     # ------------------------------------------------------------------ a page
@@ -121,32 +127,39 @@ class ChainWorker:
         moved: Cursor | None,
     ) -> dict[str, Any]:
         """The page done: the cursor moved (``moved``; None: it stays where it is, the source's
-        chain ends with the error in ``tally``) and counted, then the continuation published."""
+        chain ends with the error in ``tally``) with the run's counts so far, then the
+        continuation published, or the source's tally written in the tenant's run record."""
         base = moved or cursor or _empty_cursor(item.key)
+        same_run = cursor is not None and cursor.run_id == item.run_id
+        counted = add_counts(load(SourceTally, dict(cursor.tally)) if same_run else None, tally)
+        more = moved is not None and bool(moved.resume_token)
+        counted.more = more or bool(counted.errors)
         new = dataclasses.replace(
             base,
             run_id=item.run_id,
             pages=item.page + 1,
             published=item.page,
             updated_ms=self.wiring.clock_ms(),
+            tally=to_firestore(counted),
         )
-        more = moved is not None and bool(moved.resume_token)
-        tally.more = more or bool(tally.errors)
-        committed = self.state.commit_page(
-            new,
-            expected=cursor,
-            record_id=record_id(item.run_id, item.tenant),
-            tally=tally,
-            finished=None if more else item.key,
-            now_ms=self.wiring.clock_ms(),
-        )
-        if not committed:
+        if not self.state.commit_page(new, expected=cursor):
             logs.warning("another delivery did this page first; nothing written", work=item.label)
             return self._answer(item, "raced")
         counts = {k: getattr(tally, k) for k in ("seen", "applied", "already_known", "rejected")}
         logs.bind(effect="page", more=more, errors=len(tally.errors or []), **counts)
-        sequel = self._sequel(item, new) if more else None
+        sequel = self._sequel(item, new) if more else self._finish(item, new)
         return self._answer(item, "page", sequel=sequel, more=more, **counts)
+
+    def _finish(self, item: w.Work, cursor: Cursor) -> None:
+        """The source's chain ended: its tally in the tenant's run record (again, harmless, when
+        a redelivery finds it ended)."""
+        tally = load(SourceTally, dict(cursor.tally)) if cursor.tally else _tally(item)
+        self.state.finish_source(
+            record_id(item.run_id, item.tenant),
+            item.key,
+            tally=tally,
+            now_ms=self.wiring.clock_ms(),
+        )
 
     def _ended(self, item: w.Work, cursor: Cursor | None, reason: str) -> dict[str, Any]:
         """The source cannot be asked (its API is off or its key gone): the chain ends there."""
@@ -182,7 +195,9 @@ class ChainWorker:
             tenant=tenant.id,
         )
         answered = answerer.run()
-        self.state.finish_answers(rid, answered, now_ms=self.wiring.clock_ms())
+        self.state.finish_source(
+            rid, w.ANSWERS, refund_requests=answered, now_ms=self.wiring.clock_ms()
+        )
         logs.bind(effect="answers", refund_requests=answered)
         return self._answer(item, "answers", refund_requests=answered)
 
@@ -208,9 +223,26 @@ def _owns(tenant: Tenant, item: w.Work) -> bool:
     return app is not None and item.environment in app.environments
 
 
-def _tally(item: w.Work) -> SourceTally:
-    from .plan import SourceTally
+def add_counts(old: SourceTally | None, page: SourceTally) -> SourceTally:
+    """The counts of a source's pages so far with one more page's."""
+    if old is None:
+        return dataclasses.replace(page)
+    return dataclasses.replace(
+        old,
+        window_start_ms=old.window_start_ms or page.window_start_ms,
+        window_end_ms=page.window_end_ms or old.window_end_ms,
+        pages=old.pages + page.pages,
+        seen=old.seen + page.seen,
+        applied=old.applied + page.applied,
+        already_known=old.already_known + page.already_known,
+        rejected=old.rejected + page.rejected,
+        errors=[*(old.errors or []), *(page.errors or [])][-10:] or None,
+        cursor_ms=page.cursor_ms if page.cursor_ms is not None else old.cursor_ms,
+        gap=old.gap or page.gap,
+    )
 
+
+def _tally(item: w.Work) -> SourceTally:
     return SourceTally(item.source, item.app, item.environment)
 
 

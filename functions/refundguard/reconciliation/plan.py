@@ -42,6 +42,8 @@ class Cursor:
     run_id: str | None = None
     pages: int = 0
     published: int = 0
+    #: What the pages of ``run_id`` done so far counted (``SourceTally``'s fields).
+    tally: Mapping[str, Any] = field(default_factory=dict)
 
 
 def after_page(
@@ -184,6 +186,9 @@ class RunRecord:
     #: Sources of a fanned-out run still at work (``google:<package>``, ``apple:<bundle>:<env>``,
     #: ``answers``): the record is ``running`` until the last one finishes.
     awaiting: tuple[str, ...] = ()
+    #: A fanned-out run's finished sources, by key (each written once, by the worker that
+    #: finished it; read back as ``sources``).
+    tallies: Mapping[str, Any] = field(default_factory=dict)
     #: The admin function's nonce for a run it asked for (how it finds the run when it waits).
     request_id: str | None = None
     finished_ms: int | None = None

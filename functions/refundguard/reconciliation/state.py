@@ -15,8 +15,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
-from ..errors import RefundGuardError, transient
+from ..errors import transient
 from ..firestore_calls import CALL_ERRORS, retry
 from ..serializer import load, ms_to_iso, to_firestore
 from .plan import Cursor, RunRecord, SourceTally, run_state
@@ -94,74 +95,64 @@ class ReconcileState:
             raise _unavailable() from exc
         return load(Cursor, snap.to_dict() or {}) if snap.exists else None
 
-    def commit_page(
-        self,
-        cursor: Cursor,
-        *,
-        expected: Cursor | None,
-        record_id: str,
-        tally: SourceTally,
-        finished: str | None,
-        now_ms: int,
-    ) -> bool:
-        """One transaction: ``cursor`` written and ``tally`` added to the run record
-        ``record_id`` (``finished``: the source's key, leaving the record's ``awaiting``), only
-        if the cursor still stands where it stood when read (``expected``; None: absent; its
-        ``published`` mark aside). False when another delivery moved it first: nothing
-        written."""
-        cursor_ref = self._client.collection(CURSORS).document(cursor.source.replace("/", "_"))
-        run_ref = self._client.collection(RUNS).document(record_id)
+    def commit_page(self, cursor: Cursor, *, expected: Cursor | None) -> bool:
+        """One transaction on the cursor alone: ``cursor`` written only if the cursor still
+        stands where it stood when read (``expected``; None: absent; its ``published`` mark
+        aside). False when another delivery moved it first: nothing written."""
+        ref = self._client.collection(CURSORS).document(cursor.source.replace("/", "_"))
 
         @firestore.transactional
         def commit(tx: firestore.Transaction) -> bool:
-            snap = cursor_ref.get(transaction=tx)
+            snap = ref.get(transaction=tx)
             now = load(Cursor, snap.to_dict() or {}) if snap.exists else None
             if position(now) != position(expected):
                 return False
-            run_snap = run_ref.get(transaction=tx)
-            tx.set(cursor_ref, to_firestore(cursor))
-            if run_snap.exists:
-                record = load(RunRecord, run_snap.to_dict() or {})
-                tx.set(run_ref, to_firestore(add_page(record, tally, finished, now_ms)))
+            tx.set(ref, to_firestore(cursor))
             return True
 
         return self._transact(commit)
 
-    def finish_answers(self, record_id: str, answered: dict[str, Any], *, now_ms: int) -> bool:
-        """The tenant's refund requests handled: counted in its run record, ``answers`` no longer
-        awaited. False when they were counted already (a redelivery)."""
-        run_ref = self._client.collection(RUNS).document(record_id)
-
-        @firestore.transactional
-        def commit(tx: firestore.Transaction) -> bool:
-            snap = run_ref.get(transaction=tx)
-            if not snap.exists:
-                return False
-            record = load(RunRecord, snap.to_dict() or {})
-            if "answers" not in record.awaiting:
-                return False
-            record = dataclasses.replace(record, refund_requests=answered)
-            tx.set(run_ref, to_firestore(add_page(record, None, "answers", now_ms)))
-            return True
-
-        return self._transact(commit)
+    def finish_source(
+        self,
+        record_id: str,
+        key: str,
+        *,
+        now_ms: int,
+        tally: SourceTally | None = None,
+        refund_requests: dict[str, Any] | None = None,
+    ) -> None:
+        """A source of a fanned-out run is done: its tally (or the refund requests' outcomes)
+        in the tenant's run record, its key out of ``awaiting``. One write of field transforms,
+        no read (the tenant's sources finish concurrently without waiting on each other);
+        writing it again (a redelivery) changes nothing."""
+        fields: dict[str, Any] = {
+            "awaiting": firestore.ArrayRemove([key]),
+            "finished_ms": firestore.Maximum(now_ms),
+        }
+        if tally is not None:
+            fields[FieldPath("tallies", key).to_api_repr()] = to_firestore(tally)
+        if refund_requests is not None:
+            fields["refund_requests"] = refund_requests
+        ref = self._client.collection(RUNS).document(record_id)
+        try:
+            ref.update(fields, timeout=self._timeout_s)
+        except gexc.NotFound:
+            pass  # no record (it was removed): nothing to count in
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
 
     def mark_published(self, source: str, run_id: str, page: int) -> None:
         """The continuation ``page`` of ``run_id`` was published (a redelivery of the page
-        before it need not publish it again). Best effort: at worst it is published twice, and
-        the cursor's check makes the second copy do nothing."""
+        before it need not publish it again). Best effort, without a transaction (a precondition
+        on the cursor as read): at worst it is published twice, and the cursor's check makes the
+        second copy do nothing."""
         ref = self._client.collection(CURSORS).document(source.replace("/", "_"))
-
-        @firestore.transactional
-        def mark(tx: firestore.Transaction) -> bool:
-            snap = ref.get(transaction=tx)
+        with contextlib.suppress(*_LOST, *CALL_ERRORS):
+            snap = ref.get(retry=self._retry, timeout=self._timeout_s)
             data = (snap.to_dict() or {}) if snap.exists else {}
             if data.get("run_id") == run_id and int(data.get("published") or 0) < page:
-                tx.update(ref, {"published": page})
-            return True
-
-        with contextlib.suppress(RefundGuardError):
-            self._transact(mark)
+                option = self._client.write_option(last_update_time=snap.update_time)
+                ref.update({"published": page}, option=option, timeout=self._timeout_s)
 
     def _transact(self, body: Any) -> bool:
         transaction = self._client.transaction(max_attempts=5)
@@ -197,7 +188,7 @@ class ReconcileState:
             )
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
-        return load(RunRecord, snap.to_dict() or {}) if snap.exists else None
+        return settled(load(RunRecord, snap.to_dict() or {})) if snap.exists else None
 
     def find_by_request(self, request_id: str) -> RunRecord | None:
         """The run started for the admin function's ``request_id``, if one was."""
@@ -208,7 +199,7 @@ class ReconcileState:
             snaps = list(query.limit(1).stream(retry=self._retry, timeout=self._timeout_s))
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
-        return load(RunRecord, snaps[0].to_dict() or {}) if snaps else None
+        return settled(load(RunRecord, snaps[0].to_dict() or {})) if snaps else None
 
     def mark_abandoned(self, run_id: str, *, now_ms: int) -> None:
         """A run whose lease expired without finishing (its function was stopped)."""
@@ -240,7 +231,7 @@ class ReconcileState:
         query = query.order_by("started_ms", direction=firestore.Query.DESCENDING).limit(limit)
         try:
             return [
-                load(RunRecord, s.to_dict() or {})
+                settled(load(RunRecord, s.to_dict() or {}))
                 for s in query.stream(retry=self._retry, timeout=self._timeout_s)
             ]
         except CALL_ERRORS as exc:
@@ -261,52 +252,21 @@ def position(cursor: Cursor | None) -> tuple[Any, ...] | None:
     )
 
 
+def settled(record: RunRecord) -> RunRecord:
+    """A fanned-out run's record as read: its sources from the tallies the worker wrote, and,
+    once no source is awaited, its state (``running`` until then)."""
+    if record.tenant is None:
+        return record
+    sources = tuple(load(SourceTally, record.tallies[k]) for k in sorted(record.tallies))
+    record = dataclasses.replace(record, sources=sources)
+    if record.state == "running" and not record.awaiting:
+        record = dataclasses.replace(record, state=run_state(list(sources), failure=None))
+    return record
+
+
 def record_id(run_id: str, tenant: str | None) -> str:
     """A run record's document id: the run id, with the tenant for a fanned-out run's."""
     return f"{run_id}:{tenant}" if tenant else run_id
-
-
-def add_page(
-    record: RunRecord, tally: SourceTally | None, finished: str | None, now_ms: int
-) -> RunRecord:
-    """``record`` with a page's ``tally`` added to its source's row (the first page makes the
-    row) and, when ``finished`` names a source, that source no longer awaited; the record
-    finishes (its state decided) when no source is awaited any more."""
-    sources = list(record.sources)
-    if tally is not None:
-        at = next(
-            (
-                i
-                for i, t in enumerate(sources)
-                if (t.source, t.app, t.environment) == (tally.source, tally.app, tally.environment)
-            ),
-            None,
-        )
-        if at is None:
-            sources.append(tally)
-        else:
-            old = sources[at]
-            sources[at] = dataclasses.replace(
-                old,
-                window_start_ms=old.window_start_ms or tally.window_start_ms,
-                window_end_ms=tally.window_end_ms or old.window_end_ms,
-                pages=old.pages + tally.pages,
-                seen=old.seen + tally.seen,
-                applied=old.applied + tally.applied,
-                already_known=old.already_known + tally.already_known,
-                rejected=old.rejected + tally.rejected,
-                errors=[*(old.errors or []), *(tally.errors or [])][-10:] or None,
-                cursor_ms=tally.cursor_ms if tally.cursor_ms is not None else old.cursor_ms,
-                more=tally.more,
-                gap=old.gap or tally.gap,
-            )
-    awaiting = tuple(k for k in record.awaiting if k != finished)
-    record = dataclasses.replace(record, sources=tuple(sources), awaiting=awaiting)
-    if awaiting or record.state != "running":
-        return record
-    return dataclasses.replace(
-        record, state=run_state(list(record.sources), failure=None), finished_ms=now_ms
-    )
 
 
 def run_json(record: RunRecord) -> dict[str, Any]:
