@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -156,6 +157,8 @@ def play_calls(api: FakePlayApi, packages: set[str]) -> collections.Counter[str]
 
 
 def main() -> None:
+    # A SIGTERM (a timeout, Ctrl-C in make) still stops the emulators below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     firestore_emulator = bench_emulator()
     pubsub_emulator = start_pubsub_emulator(
         find_pubsub_jar() or Path("missing"), Path(tempfile.mkdtemp()) / "pubsub.log"

@@ -77,3 +77,21 @@ resource "google_service_account_iam_member" "reconcile_push_token_creator" {
 
   depends_on = [google_pubsub_topic.reconcile_work]
 }
+
+# GET /reconciliation/runs for one tenant (ReconcileState.recent_runs(tenant=...)): the tenant's
+# records, newest first.
+resource "google_firestore_index" "reconcile_runs_by_tenant" {
+  project    = var.project_id
+  database   = google_firestore_database.ledger.name
+  collection = "reconcile_runs"
+
+  fields {
+    field_path = "tenant"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "started_ms"
+    order      = "DESCENDING"
+  }
+}

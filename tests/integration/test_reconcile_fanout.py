@@ -193,6 +193,10 @@ def test_the_schedule_fans_out_one_message_per_tenant_source_and_each_void_is_ap
         assert cursor["run_id"] == run["run_id"] and cursor["pages"] == 1
         assert cursor["resume_token"] is None and cursor["complete_ms"] >= NOW_MS
     assert stack.dead_letters() == []
+    # Each tenant's records alone, as the admin API asks for them.
+    state = ReconcileState(stack.client, timeout_s=10)
+    (mine,) = state.recent_runs(10, tenant="creator-2")
+    assert (mine.run_id, mine.tenant, mine.state) == (run["run_id"], "creator-2", "succeeded")
 
 
 def test_a_worker_killed_mid_page_loses_nothing_and_applies_nothing_twice(
