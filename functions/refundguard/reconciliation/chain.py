@@ -58,6 +58,14 @@ class ChainWorker:
         tenant = self.wiring.tenants.tenant(item.tenant)
         if tenant is None or not _owns(tenant, item):
             logs.warning("work for a tenant or app that is no more; dropped", work=item.label)
+            gone = _tally(item)
+            gone.error("the tenant or the app is no more (removed during the run)")
+            self.state.finish_source(
+                record_id(item.run_id, item.tenant),
+                item.key,
+                tally=None if item.source == w.ANSWERS else gone,
+                now_ms=self.wiring.clock_ms(),
+            )
             return self._answer(item, "dropped")
         if item.source == w.ANSWERS:
             return self._answers(item, tenant)
@@ -138,7 +146,8 @@ class ChainWorker:
             base,
             run_id=item.run_id,
             pages=item.page + 1,
-            published=item.page,
+            # Ended (the last page, or an error): no page follows, as if it were published.
+            published=item.page if more else item.page + 1,
             updated_ms=self.wiring.clock_ms(),
             tally=to_firestore(counted),
         )
