@@ -11,8 +11,9 @@ process), against the Firestore emulator and the Play Developer API's stand-in, 
    ``orders.batchGet`` a page judges the one-time voids, one ``subscriptionsv2.get`` each
    subscription void), and every void applied exactly once.
 
-The issue asks for 100 busy tenants x 1,000 voids; on a shared 2-core machine the emulator
-applies some 30-60 voids a second, so the default is scaled down (10 x 1,000); pass the sizes:
+The issue asks for 100 busy tenants x 1,000 voids: on a shared 2-core machine that took about
+8 minutes (docs/reconcile.md has the figures), so the default is scaled down to 10 x 1,000 to keep
+``make bench`` short; pass the sizes (IDLE 0 skips the idle part):
 
     .venv/bin/python bench/bench_reconcile_fanout.py [IDLE [BUSY [VOIDS [BUDGET_S]]]]
 """
