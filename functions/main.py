@@ -1,6 +1,7 @@
 """Cloud Functions entry points: the Play and Apple notification handlers, the admin API and its
-web console, the scheduled events sweep and the scheduled reconciler. Each loads only its own
-function package (an adapter) and the libraries below it, once; the one that ``FUNCTION_TARGET``
+web console, the scheduled events sweep, the scheduled reconciler and its worker. Each loads only
+its own function package (an adapter) and the libraries below it, once; the one that
+``FUNCTION_TARGET``
 names is built at import, so a misconfigured function refuses to start, naming every problem on
 its own log line, instead of failing its first request."""
 
@@ -17,6 +18,7 @@ _MODULES = {
     "admin": "refundguard.admin.function",
     "events_sweep": "refundguard.sweep.function",
     "reconcile": "refundguard.reconcile.function",
+    "reconcile_worker": "refundguard.reconcile_worker.function",
     "admin_console": "refundguard.console.function",
 }
 _handlers: dict[str, Callable[[Any], Any]] = {}
@@ -53,6 +55,11 @@ def events_sweep(request: Any) -> Any:
 def reconcile(request: Any) -> Any:
     """Scheduled (and admin-triggered): catches missed refunds, answers refund requests."""
     return _handler("reconcile")(request)
+
+
+def reconcile_worker(request: Any) -> Any:
+    """Pub/Sub push: one page of one tenant's source of a fanned-out reconciliation run."""
+    return _handler("reconcile_worker")(request)
 
 
 def admin_console(request: Any) -> Any:

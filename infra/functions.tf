@@ -19,6 +19,7 @@ locals {
     admin               = "${var.name_prefix}-admin"
     events_sweep        = "${var.name_prefix}-events-sweep"
     reconcile           = "${var.name_prefix}-reconcile"
+    reconcile_worker    = "${var.name_prefix}-recon-worker"
     admin_console       = "${var.name_prefix}-console"
   }
 
@@ -157,7 +158,39 @@ locals {
         REFUND_GRANT_BELOW_PERCENT  = tostring(var.refund_grant_below_percent)
         REFUND_DECLINE_FROM_PERCENT = tostring(var.refund_decline_from_percent)
         REFUND_RULES                = jsonencode(var.refund_rules)
+        # A run is fanned out: one work message per tenant x source (reconcile_worker.tf).
+        RECONCILE_WORK_TOPIC = google_pubsub_topic.reconcile_work.id
       }
+      secret_env = {
+        APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
+      }
+    }
+
+    # One page of one tenant's source per work message, pushed by Pub/Sub (reconcile_worker.tf).
+    reconcile_worker = {
+      enabled     = true
+      title       = "reconciliation worker function"
+      description = "Does one page of one tenant's reconciliation source per work message (Play voided purchases, Apple notification history, refund requests), pushed by Pub/Sub (OIDC), and publishes the next page (reconcile_worker.tf)."
+      # Pub/Sub push is internal traffic; only the push identity may invoke it (reconcile_worker.tf).
+      ingress    = "ALLOW_INTERNAL_ONLY"
+      lookup_env = local.order_lookup_env
+      env = {
+        APPLE_ENVIRONMENTS        = join(",", var.apple_environments)
+        RECONCILE_OVERLAP_MINUTES = tostring(var.reconcile_overlap_minutes)
+        # One page within half the timeout; the push subscription's ack deadline is above both.
+        RECONCILE_BUDGET_SECONDS    = tostring(local.reconcile_worker_budget_seconds)
+        REFUND_REQUESTS             = var.refund_requests
+        REFUND_GRANT_BELOW_PERCENT  = tostring(var.refund_grant_below_percent)
+        REFUND_DECLINE_FROM_PERCENT = tostring(var.refund_decline_from_percent)
+        REFUND_RULES                = jsonencode(var.refund_rules)
+        # Where it publishes each continuation.
+        RECONCILE_WORK_TOPIC = google_pubsub_topic.reconcile_work.id
+        # The function checks the push identity's OIDC token itself too (not only Cloud Run IAM).
+        RECONCILE_PUSH_SERVICE_ACCOUNTS = google_service_account.reconcile_push.email
+        RECONCILE_PUSH_AUDIENCE         = local.reconcile_worker_audience
+        RECONCILE_PUSH_CERTS_URL        = var.id_token_certs_url
+      }
+      # Apple's notification history and Send Consumption Information (the default tenant's key).
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
       }

@@ -7,7 +7,9 @@
 #   - invokers: Play = the push identity, Apple = allUsers (JWS-verified), admin = the admins' own
 #     service accounts and var.admin_members, events sweep = its Cloud Scheduler identity
 #     (scheduler.tf), reconciler = its Cloud Scheduler identity (scheduler.tf) and the admin
-#     function's account (POST /reconciliation:run; reconcile.tf), the optional console = allUsers
+#     function's account (POST /reconciliation:run; reconcile.tf), the reconciliation worker = its
+#     Pub/Sub push identity (reconcile_worker.tf, which also lets the reconciler and the worker
+#     publish on the work topic alone), the optional console = allUsers
 #     (a browser cannot pass Cloud Run IAM; the code checks the Google ID token's audience and
 #     ADMIN_EMAILS on every API call; docs/console.md).
 

@@ -16,7 +16,7 @@ locals {
   # verifies purchases and judges voids; admin and admin_console look orders up and check tenants'
   # access; reconcile lists voided purchases and answers refund reviews. A new caller (such as a
   # reconciliation worker) is added here and gets the variable in its environment.
-  play_api_callers = ["play_notifications", "admin", "admin_console", "reconcile"]
+  play_api_callers = ["play_notifications", "admin", "admin_console", "reconcile", "reconcile_worker"]
 
   # The deployed ones (the console is optional): their accounts may mint the Play API account's tokens.
   play_api_impersonators = toset([for name in local.play_api_callers : name if contains(keys(local.enabled_functions), name)])

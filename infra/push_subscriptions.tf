@@ -3,6 +3,7 @@
 #
 #   rtdn topic   --push (OIDC)--> Play function                                      (pubsub.tf)
 #   events topic --push (OIDC)--> var.platform_webhook_url, when set                (events.tf)
+#   reconcile work topic --push (OIDC)--> reconcile worker                 (reconcile_worker.tf)
 #        \--after max_delivery_attempts--> KEY dead-letter topic --> pull subscription (7 days)
 #
 # Dead-lettering is done by the Pub/Sub service agent: it must publish to the dead-letter topic and
@@ -54,6 +55,25 @@ locals {
       audience              = var.platform_webhook_url
       alert_name            = "${var.name_prefix}: access events dead-lettered"
       alert_documentation   = "The platform's webhook refused access events ${var.platform_push_max_delivery_attempts} times; they were dead-lettered. Fix the webhook, then replay them: see docs/integrating.md, \"Replaying\". They are kept 7 days."
+    }
+
+    reconcile_work = {
+      enabled     = true
+      topic       = google_pubsub_topic.reconcile_work.id
+      name        = "${var.name_prefix}-reconcile-work-push"
+      dead_letter = "${var.name_prefix}-reconcile-work-dead-letter"
+      # Above the worker's timeout (and so its page budget): a page still at work is not sent again.
+      ack_deadline_seconds  = min(600, var.function_timeout_seconds + 10)
+      ordered               = false
+      minimum_backoff       = var.pubsub_minimum_backoff
+      maximum_backoff       = var.pubsub_maximum_backoff
+      max_delivery_attempts = var.reconcile_work_max_delivery_attempts
+      push_endpoint         = google_cloudfunctions2_function.function["reconcile_worker"].service_config[0].uri
+      service_account_email = google_service_account.reconcile_push.email
+      # The worker's deterministic URL, which it checks too (RECONCILE_PUSH_AUDIENCE, functions.tf).
+      audience            = local.reconcile_worker_audience
+      alert_name          = "${var.name_prefix}: reconciliation work dead-lettered"
+      alert_documentation = "Reconciliation work messages failed ${var.reconcile_work_max_delivery_attempts} deliveries to the worker and were dead-lettered (a store API or Firestore kept failing, or the worker refused the push identity). Check the worker's ERROR logs and fix the cause; the next scheduled run resumes every source from its cursor, so replaying is optional: see docs/reconcile.md, \"Dead letters\". They are kept 7 days."
     }
   }
 
@@ -107,8 +127,10 @@ resource "google_pubsub_subscription" "push" {
 
   depends_on = [
     google_cloud_run_service_iam_member.play_invoker,
+    google_cloud_run_service_iam_member.reconcile_worker_invoker,
     google_service_account_iam_member.pubsub_token_creator,
     google_service_account_iam_member.events_push_token_creator,
+    google_service_account_iam_member.reconcile_push_token_creator,
   ]
 }
 

@@ -3,8 +3,9 @@
 # with an ID token of the admin's runtime account. Nobody else may invoke it.
 #
 #   Cloud Scheduler --(OIDC)--> reconcile function <--(ID token)-- admin function
-#                                 |-> Play voidedpurchases.list, orders.reviewrefund
-#                                 |-> App Store Get Notification History, Send Consumption Information
+#                                 |-> one work message per tenant x source on the work topic
+#                                     (reconcile_worker.tf: the worker lists voids, Apple's history,
+#                                     answers refund requests)
 
 # Its Cloud Scheduler job, the job's account and invoker grant: local.scheduled_calls.reconcile
 # (scheduler.tf).

@@ -21,7 +21,7 @@ variable "tenant_keys_kms_base_url" {
 locals {
   # Deployed entry points allowed to encrypt, and to decrypt, with the key.
   tenant_keys_encrypters = toset([for name in ["admin", "admin_console"] : name if contains(keys(local.enabled_functions), name)])
-  tenant_keys_decrypters = toset([for name in ["admin", "admin_console", "reconcile"] : name if contains(keys(local.enabled_functions), name)])
+  tenant_keys_decrypters = toset([for name in ["admin", "admin_console", "reconcile", "reconcile_worker"] : name if contains(keys(local.enabled_functions), name)])
 }
 
 resource "google_kms_key_ring" "tenant_keys" {

@@ -434,6 +434,17 @@ variable "reconcile_ingress_settings" {
   }
 }
 
+variable "reconcile_work_max_delivery_attempts" {
+  description = "Deliveries of one reconciliation work message to the worker before it goes to its dead-letter topic (5-100). Each delivery retries its page's store calls itself; the next scheduled run resumes from the cursor anyway."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.reconcile_work_max_delivery_attempts >= 5 && var.reconcile_work_max_delivery_attempts <= 100
+    error_message = "reconcile_work_max_delivery_attempts must be between 5 and 100 (Pub/Sub's limits)."
+  }
+}
+
 variable "reconcile_overlap_minutes" {
   description = "RECONCILE_OVERLAP_MINUTES: each run asks the stores again for this much before where the previous run finished (what is known costs one read per page)."
   type        = number

@@ -6,8 +6,9 @@ v3), for tests and ``make run``: a real HTTP server on 127.0.0.1 with in-memory 
   ``iat``/``exp``), answering an access token; API requests without a live token get 401.
 - ``orders.get``, ``orders.batchGet``, ``orders.reviewrefund``, ``purchases.productsv2``,
   ``purchases.subscriptionsv2``, ``purchases.voidedpurchases.list`` (time window, ``type``,
-  partial refunds, token paging, tokens that expire, an optional per-package quota answering 429
-  with ``Retry-After``), with Google's error body ``{"error": {code, message, status}}``.
+  partial refunds, token paging at most ``page_size`` rows a page, tokens that expire, an optional
+  per-package quota answering 429 with ``Retry-After``), with Google's error body
+  ``{"error": {code, message, status}}``.
 - IAM Service Account Credentials ``generateAccessToken``
   (``POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken``, what google-auth's
   impersonated credentials call, pointed here by ``iam_endpoint_override``):
@@ -422,6 +423,7 @@ class FakePlayApi(FakeServer):
             return self.error_reply(400, "startTime must be within the last 30 days, <= endTime")
         if kind not in (0, 1) or not 0 < size <= 1000:
             return self.error_reply(400, "Invalid Value")
+        size = min(size, self.page_size)  # Google may answer fewer rows than asked for
         rows = [
             entry["row"]
             for entry in self.voided.get(package, [])

@@ -51,7 +51,9 @@ class EmulatorPubSub:
         push_endpoint: str | None = None,
         ordering: bool = True,
         ack_deadline_s: int = 10,
+        dead_letter: tuple[str, int] | None = None,
     ) -> str:
+        """``dead_letter``: (topic name, max delivery attempts) for a push subscription."""
         body: dict[str, Any] = {
             "topic": self.topic_path(topic),
             "ackDeadlineSeconds": ack_deadline_s,
@@ -60,18 +62,45 @@ class EmulatorPubSub:
         if push_endpoint:
             body["pushConfig"] = {"pushEndpoint": push_endpoint}
             body["retryPolicy"] = {"minimumBackoff": "1s", "maximumBackoff": "2s"}
+        if dead_letter is not None:
+            topic_name, attempts = dead_letter
+            body["deadLetterPolicy"] = {
+                "deadLetterTopic": self.topic_path(topic_name),
+                "maxDeliveryAttempts": attempts,
+            }
         response = self._http.put(f"{self.base}/subscriptions/{name}", json=body, timeout=10)
         if response.status_code != 409:
             response.raise_for_status()
         return f"projects/{self.project}/subscriptions/{name}"
 
-    def publish(self, topic: str, payloads: list[bytes]) -> list[str]:
-        messages = [{"data": base64.b64encode(p).decode()} for p in payloads]
+    def publish(
+        self, topic: str, payloads: list[bytes], attributes: dict[str, str] | None = None
+    ) -> list[str]:
+        messages: list[dict[str, Any]] = [{"data": base64.b64encode(p).decode()} for p in payloads]
+        for message in messages if attributes else []:
+            message["attributes"] = attributes
         response = self._http.post(
             f"{self.base}/topics/{topic}:publish", json={"messages": messages}, timeout=10
         )
         response.raise_for_status()
         return list(response.json()["messageIds"])
+
+    def pull_raw(self, subscription: str, *, max_messages: int = 500) -> list[dict[str, Any]]:
+        """What the subscription holds now, acknowledged, as Pub/Sub's ``message`` objects (any
+        data, e.g. a dead-lettered work message)."""
+        response = self._http.post(
+            f"{self.base}/subscriptions/{subscription}:pull",
+            json={"maxMessages": max_messages, "returnImmediately": True},
+            timeout=10,
+        )
+        response.raise_for_status()
+        received = response.json().get("receivedMessages", [])
+        if received:
+            ack = {"ackIds": [r["ackId"] for r in received]}
+            self._http.post(
+                f"{self.base}/subscriptions/{subscription}:acknowledge", json=ack, timeout=10
+            ).raise_for_status()
+        return [r["message"] for r in received]
 
     def pull(self, subscription: str, *, max_messages: int = 500) -> list[Received]:
         """What the subscription holds now, acknowledged (returns at once when empty)."""

@@ -40,7 +40,7 @@ APPLE_API_ENV = (
 #: calls Apple with a tenant's key). IAM on the key decides who may do what (tenant_keys.tf).
 TENANT_KEYS_ENV = ("TENANT_KEYS_KMS_KEY", "TENANT_KEYS_KMS_BASE_URL")
 
-#: The refund-request policy (``reconcile.settings.read_policy``, docs/refunds.md).
+#: The refund-request policy (``refund_policy.read_policy``, docs/refunds.md).
 REFUND_POLICY_ENV = (
     "REFUND_REQUESTS",
     "REFUND_GRANT_BELOW_PERCENT",
@@ -102,6 +102,21 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "RECONCILE_OVERLAP_MINUTES",
         "RECONCILE_BUDGET_SECONDS",
         *REFUND_POLICY_ENV,
+        # Set: it fans out (one work message per tenant x source); unset: it walks them itself.
+        "RECONCILE_WORK_TOPIC",
+    ),
+    # One page of one tenant's source per work message, pushed by Pub/Sub (OIDC checked as the
+    # Play function does); it publishes each continuation to the same topic.
+    "reconcile_worker": (
+        *ORDER_LOOKUP_ENV,
+        "APPLE_ENVIRONMENTS",
+        "RECONCILE_OVERLAP_MINUTES",
+        "RECONCILE_BUDGET_SECONDS",
+        *REFUND_POLICY_ENV,
+        "RECONCILE_WORK_TOPIC",
+        "RECONCILE_PUSH_SERVICE_ACCOUNTS",
+        "RECONCILE_PUSH_AUDIENCE",
+        "RECONCILE_PUSH_CERTS_URL",
     ),
     # The admin API again, for browsers (docs/console.md): the console's OAuth client id is its
     # one token audience (no ADMIN_AUDIENCES), and where its page loads the sign-in library from.
@@ -262,14 +277,17 @@ class EventsSettings:
         return f"//refundguard/projects/{self.project}"
 
     @classmethod
-    def read(cls, settings: Settings, *, required: bool = False) -> EventsSettings | None:
-        """None when ``EVENTS_TOPIC`` is unset (events off), unless ``required``."""
-        topic = settings.text("EVENTS_TOPIC", required=required)
+    def read(
+        cls, settings: Settings, *, required: bool = False, name: str = "EVENTS_TOPIC"
+    ) -> EventsSettings | None:
+        """None when ``EVENTS_TOPIC`` (or the topic setting ``name``) is unset (events off),
+        unless ``required``."""
+        topic = settings.text(name, required=required)
         if not topic:
             return None
         if not _TOPIC.fullmatch(topic):
             settings.problem(
-                f"EVENTS_TOPIC must be a topic's full name, projects/PROJECT/topics/TOPIC, "
+                f"{name} must be a topic's full name, projects/PROJECT/topics/TOPIC, "
                 f"not {topic[:80]!r}"
             )
             return None
@@ -277,7 +295,7 @@ class EventsSettings:
         events = cls(topic, emulator)
         if events.project.startswith("demo-") and emulator is None:
             settings.problem(
-                f"EVENTS_TOPIC is in {events.project}, a local demo project, but "
+                f"{name} is in {events.project}, a local demo project, but "
                 "PUBSUB_EMULATOR_HOST is not set: refusing to publish to a real Pub/Sub"
             )
             return None

@@ -72,10 +72,16 @@ class Publisher:
     def publish(self, entries: Sequence[OutboxEntry]) -> list[str]:
         """Publish ``entries`` in this order (requests of at most ``MAX_MESSAGES_PER_REQUEST``);
         returns Pub/Sub's message ids."""
+        return self.publish_messages([pubsub_message(e) for e in entries])
+
+    def publish_messages(
+        self, messages: Sequence[dict[str, Any]], *, per_request: int = MAX_MESSAGES_PER_REQUEST
+    ) -> list[str]:
+        """Publish REST ``PubsubMessage`` objects as they are (the reconciler's work messages),
+        ``per_request`` at most per request; returns Pub/Sub's message ids."""
         ids: list[str] = []
-        for start in range(0, len(entries), MAX_MESSAGES_PER_REQUEST):
-            chunk = entries[start : start + MAX_MESSAGES_PER_REQUEST]
-            ids.extend(self._post({"messages": [pubsub_message(e) for e in chunk]}))
+        for start in range(0, len(messages), per_request):
+            ids.extend(self._post({"messages": list(messages[start : start + per_request])}))
         return ids
 
     def _post(self, body: dict[str, Any]) -> list[str]:

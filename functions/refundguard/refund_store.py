@@ -14,6 +14,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from .errors import transient
 from .firestore_calls import CALL_ERRORS, retry
+from .model import DEFAULT_TENANT
 from .refunds import PENDING, Consumption, RefundRequest
 from .serializer import load, to_firestore
 
@@ -54,15 +55,24 @@ class RefundStore:
             raise _unavailable() from exc
         return load(RefundRequest, snap.to_dict() or {}) if snap.exists else None
 
-    def pending(self, *, limit: int = 200, tenants: list[str] | None = None) -> list[RefundRequest]:
-        """Pending requests, the nearest deadline first (of ``tenants`` only, when given)."""
-        query = _of_tenants(
-            self._client.collection(REFUND_REQUESTS).where(
-                filter=FieldFilter("state", "==", PENDING)
-            ),
-            tenants,
-        ).limit(limit)
-        return sorted(self._requests(query), key=lambda r: r.deadline_ms)
+    def pending(
+        self, *, limit: int = 200, tenants: list[str] | None = None, tenant: str | None = None
+    ) -> list[RefundRequest]:
+        """Pending requests, the nearest deadline first: of ``tenants`` only (the admin API's
+        lists), or of one ``tenant`` (the reconciler's answers; the ``default`` tenant's include
+        requests written before tenants, which name none)."""
+        query = self._client.collection(REFUND_REQUESTS).where(
+            filter=FieldFilter("state", "==", PENDING)
+        )
+        if tenant is None:
+            found = self._requests(_of_tenants(query, tenants).limit(limit))
+            return sorted(found, key=lambda r: r.deadline_ms)
+        if tenant != DEFAULT_TENANT:
+            query = query.where(filter=FieldFilter("tenant", "==", tenant))
+        found = self._requests(query.limit(limit))
+        if tenant == DEFAULT_TENANT:
+            found = [r for r in found if r.tenant == DEFAULT_TENANT]
+        return sorted(found, key=lambda r: r.deadline_ms)
 
     def recent(self, *, limit: int, tenants: list[str] | None = None) -> list[RefundRequest]:
         """The newest requests (admins' list), pending first, then by time received (of

@@ -374,6 +374,28 @@ def test_a_batch_google_refuses_falls_back_to_judging_each_void(
         assert store.get(StoreName.GOOGLE, f"tok-fb-{n}").status is Status.REVOKED
 
 
+def test_one_order_google_does_not_know_costs_a_few_batches_not_a_call_per_void(
+    reconciler: Any, play_api: FakePlayApi, store: Any
+) -> None:
+    """The batch Google refuses is asked again in halves: 40 one-time voids whose orders Google
+    knows but one cost 5 batches and the unknown one's half of ten judged alone (two calls
+    each), not two calls for every void."""
+    count = 40
+    for n in range(count):
+        token, order = f"tok-split-{n}", f"GPA.6100-0000-0000-{n:05d}"
+        if n != 7:  # Google knows every order but this one
+            play_api.add_order(PACKAGE, data.order(order, token, state="REFUNDED"))
+        play_api.add_product_purchase(PACKAGE, token, data.product_purchase(order_id=order))
+        play_api.add_voided(PACKAGE, data.voided(token, order, voided_ms=NOW_MS - HOUR))
+    source = google_source(run(reconciler))
+    assert source["applied"] == count and not source["errors"]
+    assert play_calls(play_api, "orders:batchGet") == 5  # 40, 20 + 20, 10 + 10
+    judging = sum(play_calls(play_api, k) for k in ("orders", "productsv2", "subscriptionsv2"))
+    assert judging == 5 + 2 * 10
+    for n in range(count):
+        assert store.get(StoreName.GOOGLE, f"tok-split-{n}").status is Status.REVOKED
+
+
 def test_a_budget_spent_within_a_page_leaves_the_page_to_the_next_run(
     make_client: Any, reconcile_env: dict[str, str], play_api: FakePlayApi, store: Any
 ) -> None:

@@ -66,6 +66,7 @@ FUNCTION_NAMES = {
     "admin": "${var.name_prefix}-admin",
     "events_sweep": "${var.name_prefix}-events-sweep",
     "reconcile": "${var.name_prefix}-reconcile",
+    "reconcile_worker": "${var.name_prefix}-recon-worker",
     "admin_console": "${var.name_prefix}-console",
 }
 # Functions whose ingress is a variable (internal or public with IAM), and the variable's default.
@@ -387,7 +388,7 @@ def test_the_order_look_up_environment_is_written_once(tf: Terraform) -> None:
         for key, entry in tf.locals["functions"].items()
         if entry["lookup_env"] == ref("local.order_lookup_env")
     }
-    assert readers == {"admin", "admin_console", "reconcile"}
+    assert readers == {"admin", "admin_console", "reconcile", "reconcile_worker"}
     for key, entry in tf.locals["functions"].items():
         assert key in readers or entry["lookup_env"] == {}, key
     for key in readers:
@@ -617,6 +618,8 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
         # The functions that call the Play Developer API impersonate its one account (Token
         # Creator on that account alone), so creators invite one account (play_api_account.tf).
         ("google_service_account_iam_member", "play_api_token_creator"),
+        # The reconciler and its worker publish work messages, on the work topic alone.
+        ("google_pubsub_topic_iam_member", "reconcile_work_publisher"),
     }
     for (rtype, name), body in tf.resources.items():
         if not rtype.endswith(IAM_SUFFIXES):
@@ -626,6 +629,10 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
             assert (rtype, name) in allowed, (
                 f"{rtype}.{name} grants something more to a function service account"
             )
+    work = tf.resources[("google_pubsub_topic_iam_member", "reconcile_work_publisher")]
+    assert work["for_each"] == ref('toset(["reconcile", "reconcile_worker"])')
+    assert work["role"] == "roles/pubsub.publisher"
+    assert work["topic"] == ref("google_pubsub_topic.reconcile_work.name")
     publisher = tf.resources[("google_pubsub_topic_iam_member", "events_publisher")]
     assert publisher["role"] == "roles/pubsub.publisher"
     assert publisher["topic"] == ref("google_pubsub_topic.events.name")
@@ -654,7 +661,7 @@ def test_apple_key_secret_is_read_only_by_the_functions_that_mount_it(tf: Terraf
         if "APPLE_API_PRIVATE_KEY" in entry.get("secret_env", {})
     }
     reading = {k for k, names in config.FUNCTION_ENV.items() if "APPLE_API_PRIVATE_KEY" in names}
-    assert mounting == reading == {"admin", "admin_console", "reconcile"}
+    assert mounting == reading == {"admin", "admin_console", "reconcile", "reconcile_worker"}
     for entry in tf.locals["functions"].values():
         for value in entry.get("secret_env", {}).values():
             assert value == ref("google_secret_manager_secret.apple_api_key.secret_id")

@@ -1,10 +1,11 @@
 """Offline checks of the push subscriptions with dead letters in infra/ (push_subscriptions.tf:
-one entry of local.push_subscriptions each, the Google Play RTDN one and the platform's optional
-one), with refundguard_dev's Terraform evaluator: the shape and its names, the RTDN subscription's
-OIDC, retry and dead letters, the dead-letter pull subscriptions, alerts and the Pub/Sub service
-agent's grants, and the moved blocks that keep the resources deployed when each was written out
-(the Cloud Scheduler calls' too). The access-events entry is checked further in
-test_infra_events.py."""
+one entry of local.push_subscriptions each, the Google Play RTDN one, the platform's optional one
+and the reconciliation work one), with refundguard_dev's Terraform evaluator: the shape and its
+names, the RTDN subscription's OIDC, retry and dead letters, the dead-letter pull subscriptions,
+alerts and the Pub/Sub service agent's grants, and the moved blocks that keep the resources
+deployed when each was written out (the Cloud Scheduler calls' too). The access-events entry is
+checked further in test_infra_events.py, the reconciliation work one in
+test_infra_reconcile_worker.py."""
 
 from __future__ import annotations
 
@@ -42,17 +43,22 @@ def test_push_subscriptions_are_one_shape_over_the_local_map(tf: Terraform) -> N
     """Each push subscription with its dead letters is one entry of local.push_subscriptions
     (push_subscriptions.tf): the RTDN one always, the platform's with a webhook only."""
     subscriptions = tf.locals["push_subscriptions"]
-    assert set(subscriptions) == {"rtdn", "events"}
+    assert set(subscriptions) == {"rtdn", "events", "reconcile_work"}
     assert enabled_source(tf, "enabled_push_subscriptions") == "push_subscriptions"
     assert subscriptions["rtdn"]["enabled"] is True
     assert subscriptions["events"]["enabled"] == ref("local.platform_push")
     for rtype, name in PUSH_TYPES:
         body = tf.resources[(rtype, name)]
         assert body["for_each"] == ref("local.enabled_push_subscriptions"), (rtype, name)
-        assert set(instances(tf, rtype, name)) == {f'{name}["rtdn"]', f'{name}["events"]'}
+        assert set(instances(tf, rtype, name)) == {
+            f'{name}["rtdn"]',
+            f'{name}["events"]',
+            f'{name}["reconcile_work"]',
+        }
     assert {name for (rtype, name) in tf.resources if rtype == "google_pubsub_topic"} == {
         "rtdn",
         "events",
+        "reconcile_work",
         "dead_letter",
     }
     # The names as deployed before (docs/deploy.md, scripts/replay_dead_letters.sh).
@@ -169,6 +175,7 @@ def test_pubsub_service_agent_can_dead_letter(tf: Terraform) -> None:
     # The RTDN dead-letter topic, and the access-events one (only with a webhook).
     assert sorted(b["topic"] for b in publishers) == [
         ref('google_pubsub_topic.dead_letter["events"].name'),
+        ref('google_pubsub_topic.dead_letter["reconcile_work"].name'),
         ref('google_pubsub_topic.dead_letter["rtdn"].name'),
     ]
     subscribers = [
@@ -178,6 +185,7 @@ def test_pubsub_service_agent_can_dead_letter(tf: Terraform) -> None:
     ]
     assert sorted(b["subscription"] for b in subscribers) == [
         ref('google_pubsub_subscription.push["events"].name'),
+        ref('google_pubsub_subscription.push["reconcile_work"].name'),
         ref('google_pubsub_subscription.push["rtdn"].name'),
     ]
 

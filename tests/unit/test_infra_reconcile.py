@@ -44,7 +44,7 @@ def test_only_the_scheduler_and_the_admin_function_may_invoke_it(tf: Terraform) 
     grants = {
         address: body
         for address, body in bodies(tf, "google_cloud_run_service_iam_member").items()
-        if "reconcile" in body["service"]
+        if "reconcile" in body["service"] and "reconcile_worker" not in body["service"]
     }
     assert {address: body["member"] for address, body in grants.items()} == {
         'scheduler_invoker["reconcile"]': ref(f"{SCHEDULER}.member"),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import logs
 from ..errors import Kind, RefundGuardError, rejected, transient
 from ..model import LedgerEvent
-from ..storeapi import StoreApiError, StoreAuthError
+from ..storeapi import StoreApiError, StoreAuthError, StoreNotFoundError
 from . import rtdn, verify
 from .api import MAX_BATCH, PlayApiClient
 
@@ -26,6 +26,8 @@ GRANT_API_DEADLINE_S = 15.0
 #: The API's "not found" answers, the same on every retry.
 _UNKNOWN_TO_THE_API = (Kind.NOT_FOUND, Kind.REJECTED)
 _VOIDED = "voidedPurchaseNotification"
+#: A batch Google refuses (an unknown order) is asked again in halves while this large or more.
+MIN_SPLIT = 16
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,10 @@ def judge_void(api: PlayApiClient, package: str, event: LedgerEvent) -> LedgerEv
 class VoidJudge:
     """Judges a page of voids at about one Play API call each: ``prepare`` asks
     ``orders.batchGet`` once per 1,000 orders what each bought; then a one-time void is judged by
-    its order alone (no call), a subscription void by ``subscriptionsv2`` (one call). A void whose
-    order the batch did not answer (Google fails a whole batch when one order is unknown to it)
-    is judged alone (``judge_void``: one or two calls)."""
+    its order alone (no call), a subscription void by ``subscriptionsv2`` (one call). Google fails
+    a whole batch when one order is unknown to it: the batch is asked again in halves down to
+    ``MIN_SPLIT`` orders; a void whose order no batch answered is judged alone (``judge_void``:
+    one or two calls)."""
 
     def __init__(self, api: PlayApiClient, package: str) -> None:
         self.api, self.package = api, package
@@ -119,18 +122,34 @@ class VoidJudge:
         ]
         ids = list(dict.fromkeys(wanted))
         for start in range(0, len(ids), MAX_BATCH):
-            try:
-                found = self.api.batch_get_orders(
-                    self.package, ids[start : start + MAX_BATCH], deadline_s=GRANT_API_DEADLINE_S
-                )
-            except StoreApiError as err:
-                logs.warning(
-                    "orders.batchGet failed: each void of this page is judged alone",
-                    package=self.package,
-                    error=err.code,
-                )
-                continue
-            self.orders.update((order.order_id, order) for order in found)
+            self._batch(ids[start : start + MAX_BATCH])
+
+    def _batch(self, ids: list[str]) -> None:
+        """One ``orders.batchGet``. Google fails the whole batch (404) when one order is unknown
+        to it: a batch of ``MIN_SPLIT`` or more is then asked again in halves, so that one
+        unknown order costs a few more batches, not a call or two for every void of the page."""
+        try:
+            found = self.api.batch_get_orders(self.package, ids, deadline_s=GRANT_API_DEADLINE_S)
+        except StoreNotFoundError:
+            if len(ids) >= MIN_SPLIT:
+                half = len(ids) // 2
+                self._batch(ids[:half])
+                self._batch(ids[half:])
+                return
+            logs.warning(
+                "orders.batchGet: an order is unknown to Google; these voids are judged alone",
+                package=self.package,
+                orders=len(ids),
+            )
+            return
+        except StoreApiError as err:
+            logs.warning(
+                "orders.batchGet failed: each void of this batch is judged alone",
+                package=self.package,
+                error=err.code,
+            )
+            return
+        self.orders.update((order.order_id, order) for order in found)
 
     def __call__(self, event: LedgerEvent) -> LedgerEvent:
         order = self.orders.get(event.order_id or "")

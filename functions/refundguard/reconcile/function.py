@@ -1,6 +1,9 @@
 """``reconcile``: called by Cloud Scheduler (every 30 minutes by default) or by the admin function
-(``POST /reconciliation:run``): one ``reconciliation.run`` (an overlapping call answers 409
-``reconcile_running``), its record answered and its summary on the one log line."""
+(``POST /reconciliation:run``). With ``RECONCILE_WORK_TOPIC`` (deployed): a fanned-out run
+(``reconciliation.fanout``): one work message per tenant x source published for
+``reconcile_worker``, what was published answered. Without it (one process, e.g. tests): one
+``reconciliation.run`` walking the environment's apps (an overlapping call answers 409
+``reconcile_running``), its record answered. Its summary is on the one log line."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from .. import logs
-from ..errors import method_not_allowed, rejected
+from ..errors import method_not_allowed, rejected, transient
 from ..http import App, Reply, parse_json_object, read_body, serve
 from ..reconciliation.run import Reconciler
 from ..store import EntitlementStore, now_ms
@@ -43,8 +46,15 @@ def create_handler(
 ) -> App:
     settings = ReconcileSettings.from_env(env)  # refuse to start if wrong
     wiring = Wiring.build(
-        entitlements, settings.firestore, settings.events, function=FUNCTION, clock_ms=clock_ms
+        entitlements,
+        settings.firestore,
+        settings.events,
+        function=FUNCTION,
+        clock_ms=clock_ms,
+        default_tenant=settings.default_tenant(),
     )
+    if settings.work is not None:
+        return serve(FUNCTION, fan_out_handler(settings, wiring))
     play = play_api
     if play is None and settings.play_api is not None:
         from ..playstore.api import PlayApiClient  # each client imported when its API is on
@@ -71,6 +81,34 @@ def create_handler(
         return Reply(run, "reconciliation run", severity="ERROR" if failed else "INFO")
 
     return serve(FUNCTION, handle)
+
+
+def fan_out_handler(
+    settings: ReconcileSettings, wiring: Wiring
+) -> Callable[[flask.Request], Reply]:
+    """A run as work messages on ``RECONCILE_WORK_TOPIC`` (nothing walked here)."""
+    from ..publisher import Publisher, PublishError
+    from ..reconciliation.fanout import FanOut
+
+    assert settings.work is not None
+    publisher = Publisher(settings.work)
+    apis = settings.tenant_apis(API_POLICY)
+
+    def publish(messages: list[dict[str, object]]) -> None:
+        try:
+            publisher.publish_messages(messages, per_request=len(messages) or 1)
+        except PublishError as err:
+            raise transient("work_not_published", str(err)) from err
+
+    fan_out = FanOut(wiring, apis, publish)
+
+    def handle(request: flask.Request) -> Reply:
+        if request.method != "POST":
+            raise method_not_allowed("POST", request.method)
+        dispatched = fan_out.run(**asked(read_body(request, max_bytes=4096)))
+        return Reply(dispatched, "reconciliation run dispatched")
+
+    return handle
 
 
 def asked(body: bytes) -> dict[str, str]:

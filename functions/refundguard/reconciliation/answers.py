@@ -45,15 +45,17 @@ class Answerer:
         apple: AppStoreApiClient | None,
         clock_ms: Callable[[], int],
         ends_at: float,
+        tenant: str | None = None,
     ) -> None:
         self.refunds, self.entitlements, self.policy = refunds, entitlements, policy
+        self.tenant = tenant  # None: every tenant's requests (a run before tenants)
         self.play, self.apple = play, apple
         self.clock_ms, self.ends_at = clock_ms, ends_at
 
     def run(self) -> dict[str, int]:
         """Handle every pending request; counts by outcome (``pending`` = still waiting)."""
         counts: collections.Counter[str] = collections.Counter()
-        for request in self.refunds.pending():
+        for request in self.refunds.pending(tenant=self.tenant):
             if time.monotonic() >= self.ends_at:
                 counts["pending"] += 1
                 continue

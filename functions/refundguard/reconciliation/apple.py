@@ -41,6 +41,21 @@ class AppleHistory(PagedSource):
         tally = plan.SourceTally("apple", bundle_id, environment)
         source = f"apple:{bundle_id}:{environment}"
         cursor, win = self.open(source, tally, plan.APPLE_LOOKBACK_MS)
+        fetch, process = self._steps(bundle_id, environment, tally)
+        return self.walk(source, tally, cursor, win, fetch=fetch, process=process)
+
+    def page(
+        self, bundle_id: str, environment: str, cursor: plan.Cursor | None
+    ) -> tuple[plan.SourceTally, plan.Cursor | None]:
+        """One page from ``cursor`` (``PagedSource.one``): its tally, and the cursor past it."""
+        tally = plan.SourceTally("apple", bundle_id, environment)
+        win = self.window_of(cursor, tally, plan.APPLE_LOOKBACK_MS)
+        source = f"apple:{bundle_id}:{environment}"
+        fetch, process = self._steps(bundle_id, environment, tally)
+        return tally, self.one(source, tally, cursor, win, fetch=fetch, process=process)
+
+    def _steps(self, bundle_id: str, environment: str, tally: plan.SourceTally) -> tuple[Any, Any]:
+        """Fetching a page of the app's failed notifications, and processing one."""
 
         def fetch(win: plan.Window, token: str | None) -> SignedNotificationPage:
             return self.api.get_signed_notification_history(
@@ -59,7 +74,7 @@ class AppleHistory(PagedSource):
             self.apply_new([event for event in mapped if event is not None], tally, app=bundle_id)
             return page.pagination_token if page.has_more and page.pagination_token else None
 
-        return self.walk(source, tally, cursor, win, fetch=fetch, process=process)
+        return fetch, process
 
     def _event(
         self, signed: str, bundle_id: str, environment: str, tally: plan.SourceTally

@@ -49,6 +49,24 @@ class GoogleVoids(PagedSource):
         cursor, win = self.open(source, tally, plan.GOOGLE_LOOKBACK_MS)
         if win.gap:
             tally.error("the cursor is older than the 30 days Google keeps: voids between are lost")
+        fetch, process = self._steps(package, tally)
+        return self.walk(source, tally, cursor, win, fetch=fetch, process=process)
+
+    def page(
+        self, package: str, cursor: plan.Cursor | None
+    ) -> tuple[plan.SourceTally, plan.Cursor | None]:
+        """One page from ``cursor`` (``PagedSource.one``): its tally, and the cursor past it."""
+        tally = plan.SourceTally("google", package, "Production")
+        win = self.window_of(cursor, tally, plan.GOOGLE_LOOKBACK_MS)
+        if win.gap:
+            tally.error("the cursor is older than the 30 days Google keeps: voids between are lost")
+        fetch, process = self._steps(package, tally)
+        return tally, self.one(
+            f"google:{package}", tally, cursor, win, fetch=fetch, process=process
+        )
+
+    def _steps(self, package: str, tally: plan.SourceTally) -> tuple[Any, Any]:
+        """Fetching a page of ``package``'s voids (its quota taken first), and processing one."""
 
         def fetch(win: plan.Window, token: str | None) -> VoidedPage:
             self.quota.wait(package)
@@ -66,7 +84,7 @@ class GoogleVoids(PagedSource):
             self._apply(package, page, tally)
             return page.next_token or None
 
-        return self.walk(source, tally, cursor, win, fetch=fetch, process=process)
+        return fetch, process
 
     def _apply(self, package: str, page: VoidedPage, tally: plan.SourceTally) -> None:
         tally.seen += len(page.rows)

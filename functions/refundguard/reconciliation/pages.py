@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import logs
-from ..errors import RefundGuardError
+from ..errors import RefundGuardError, transient
 from ..storeapi import StoreApiError, StoreAuthError, StoreRequestError
 from . import plan
 
@@ -47,12 +47,18 @@ class PagedSource:
     ) -> tuple[plan.Cursor | None, plan.Window]:
         """The source's cursor and the window this run asks for (noted in ``tally``)."""
         cursor = self.state.cursor(source)
+        return cursor, self.window_of(cursor, tally, lookback_ms)
+
+    def window_of(
+        self, cursor: plan.Cursor | None, tally: plan.SourceTally, lookback_ms: int
+    ) -> plan.Window:
+        """The window to ask for from ``cursor`` (noted in ``tally``)."""
         win = plan.window(
             cursor, now_ms=self.clock_ms(), overlap_ms=self.overlap_ms, lookback_ms=lookback_ms
         )
         tally.window_start_ms, tally.window_end_ms, tally.gap = win.start_ms, win.end_ms, win.gap
         tally.cursor_ms = cursor.complete_ms if cursor else None
-        return cursor, win
+        return win
 
     def walk(
         self,
@@ -100,6 +106,46 @@ class PagedSource:
                 tally.cursor_ms = win.end_ms
                 return tally
             token = next_token
+
+    def one(
+        self,
+        source: str,
+        tally: plan.SourceTally,
+        cursor: plan.Cursor | None,
+        win: plan.Window,
+        *,
+        fetch: Callable[[plan.Window, str | None], Page],
+        process: Callable[[Page], str | None],
+    ) -> plan.Cursor | None:
+        """One page of ``win`` from its resume token (a fanned-out run's worker): fetched
+        (retried), processed; the cursor past it, which the caller saves. None: not done, with
+        ``tally.more`` set (the time budget: ``BudgetSpent`` within the page, else before it) or
+        an error in ``tally`` (a store error no retry fixes). A store error a retry may fix
+        raises TRANSIENT (the message comes again); so does Firestore."""
+        token = win.page_token
+        while True:
+            if time.monotonic() >= self.ends_at:
+                tally.more = True
+                return None
+            try:
+                page = self._fetch(source, fetch, win, token)
+            except StoreApiError as err:
+                if isinstance(err, StoreRequestError) and token and token == win.page_token:
+                    logs.warning("resume token refused; the window restarts", source=source)
+                    win, token = plan.Window(win.start_ms, win.end_ms), None
+                    continue
+                if err.retryable:
+                    raise transient(
+                        "store_unavailable", f"{source}: {err.code}: {err.message}"[:300]
+                    ) from err
+                tally.error(f"{err.code}: {err.message}")
+                return None
+            next_token = process(page)  # BudgetSpent, RefundGuardError: the caller's
+            tally.pages += 1
+            if not next_token:
+                tally.cursor_ms = win.end_ms
+            tally.window_start_ms, tally.window_end_ms = win.start_ms, win.end_ms
+            return plan.after_page(source, cursor, win, next_token, self.clock_ms())
 
     def _fetch(
         self,

@@ -37,6 +37,13 @@ class Cursor:
     resume_end_ms: int | None = None
     resume_token: str | None = None
     updated_ms: int = 0
+    #: The fanned-out run whose chain of work messages last moved this cursor, how many of its
+    #: pages are done, and the last continuation page published (``reconciliation.chain``).
+    run_id: str | None = None
+    pages: int = 0
+    published: int = 0
+    #: What the pages of ``run_id`` done so far counted (``SourceTally``'s fields).
+    tally: Mapping[str, Any] = field(default_factory=dict)
 
 
 def after_page(
@@ -52,8 +59,18 @@ def after_page(
             resume_end_ms=win.end_ms,
             resume_token=next_token,
             updated_ms=now_ms,
+            run_id=cursor.run_id if cursor else None,
+            pages=cursor.pages if cursor else 0,
+            published=cursor.published if cursor else 0,
         )
-    return Cursor(source, win.end_ms, updated_ms=now_ms)
+    return Cursor(
+        source,
+        win.end_ms,
+        updated_ms=now_ms,
+        run_id=cursor.run_id if cursor else None,
+        pages=cursor.pages if cursor else 0,
+        published=cursor.published if cursor else 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,15 @@ class RunRecord:
     trigger: str
     started_ms: int
     actor: str | None = None
+    #: The tenant whose sources this record counts (a fanned-out run has one record per tenant,
+    #: ``reconcile_runs/{run id}:{tenant}``); None: a record made before tenants.
+    tenant: str | None = None
+    #: Sources of a fanned-out run still at work (``google:<package>``, ``apple:<bundle>:<env>``,
+    #: ``answers``): the record is ``running`` until the last one finishes.
+    awaiting: tuple[str, ...] = ()
+    #: A fanned-out run's finished sources, by key (each written once, by the worker that
+    #: finished it; read back as ``sources``).
+    tallies: Mapping[str, Any] = field(default_factory=dict)
     #: The admin function's nonce for a run it asked for (how it finds the run when it waits).
     request_id: str | None = None
     finished_ms: int | None = None

@@ -1,22 +1,26 @@
 """The reconciler's own Firestore documents: the lease that keeps two runs from overlapping
 (``reconcile_lease/reconciler``, taken with a precondition on its update time), one cursor per
-source (``reconcile_cursors/{source}``) and one record per run (``reconcile_runs/{run id}``),
-which admins list (``GET /reconciliation/runs``), all stored through the serializer. TRANSIENT
-when Firestore cannot be reached."""
+source (``reconcile_cursors/{source}``) and one record per run (``reconcile_runs/{run id}``; a
+fanned-out run has one per tenant, ``reconcile_runs/{run id}:{tenant}``), which admins list
+(``GET /reconciliation/runs``), all stored through the serializer. A fanned-out run's worker
+moves a cursor and adds its page to the tenant's record in one transaction (``commit_page``),
+only if the cursor is still as the worker read it. TRANSIENT when Firestore cannot be reached."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from ..errors import transient
 from ..firestore_calls import CALL_ERRORS, retry
 from ..serializer import load, ms_to_iso, to_firestore
-from .plan import Cursor, RunRecord
+from .plan import Cursor, RunRecord, SourceTally, run_state
 
 LEASE = "reconcile_lease"
 CURSORS = "reconcile_cursors"
@@ -91,6 +95,74 @@ class ReconcileState:
             raise _unavailable() from exc
         return load(Cursor, snap.to_dict() or {}) if snap.exists else None
 
+    def commit_page(self, cursor: Cursor, *, expected: Cursor | None) -> bool:
+        """One transaction on the cursor alone: ``cursor`` written only if the cursor still
+        stands where it stood when read (``expected``; None: absent; its ``published`` mark
+        aside). False when another delivery moved it first: nothing written."""
+        ref = self._client.collection(CURSORS).document(cursor.source.replace("/", "_"))
+
+        @firestore.transactional
+        def commit(tx: firestore.Transaction) -> bool:
+            snap = ref.get(transaction=tx)
+            now = load(Cursor, snap.to_dict() or {}) if snap.exists else None
+            if position(now) != position(expected):
+                return False
+            tx.set(ref, to_firestore(cursor))
+            return True
+
+        return self._transact(commit)
+
+    def finish_source(
+        self,
+        record_id: str,
+        key: str,
+        *,
+        now_ms: int,
+        tally: SourceTally | None = None,
+        refund_requests: dict[str, Any] | None = None,
+    ) -> None:
+        """A source of a fanned-out run is done: its tally (or the refund requests' outcomes)
+        in the tenant's run record, its key out of ``awaiting``. One write of field transforms,
+        no read (the tenant's sources finish concurrently without waiting on each other);
+        writing it again (a redelivery) changes nothing."""
+        fields: dict[str, Any] = {
+            "awaiting": firestore.ArrayRemove([key]),
+            "finished_ms": firestore.Maximum(now_ms),
+        }
+        if tally is not None:
+            fields[FieldPath("tallies", key).to_api_repr()] = to_firestore(tally)
+        if refund_requests is not None:
+            fields["refund_requests"] = refund_requests
+        ref = self._client.collection(RUNS).document(record_id)
+        try:
+            ref.update(fields, timeout=self._timeout_s)
+        except gexc.NotFound:
+            pass  # no record (it was removed): nothing to count in
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
+
+    def mark_published(self, source: str, run_id: str, page: int) -> None:
+        """The continuation ``page`` of ``run_id`` was published (a redelivery of the page
+        before it need not publish it again). Best effort, without a transaction (a precondition
+        on the cursor as read): at worst it is published twice, and the cursor's check makes the
+        second copy do nothing."""
+        ref = self._client.collection(CURSORS).document(source.replace("/", "_"))
+        with contextlib.suppress(*_LOST, *CALL_ERRORS):
+            snap = ref.get(retry=self._retry, timeout=self._timeout_s)
+            data = (snap.to_dict() or {}) if snap.exists else {}
+            if data.get("run_id") == run_id and int(data.get("published") or 0) < page:
+                option = self._client.write_option(last_update_time=snap.update_time)
+                ref.update({"published": page}, option=option, timeout=self._timeout_s)
+
+    def _transact(self, body: Any) -> bool:
+        transaction = self._client.transaction(max_attempts=5)
+        try:
+            return bool(body(transaction))
+        except (gexc.Aborted, gexc.FailedPrecondition, ValueError):
+            return False  # contention beyond the attempts: another delivery got there first
+        except CALL_ERRORS as exc:
+            raise _unavailable() from exc
+
     def save_cursor(self, cursor: Cursor) -> None:
         ref = self._client.collection(CURSORS).document(cursor.source.replace("/", "_"))
         try:
@@ -116,7 +188,7 @@ class ReconcileState:
             )
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
-        return load(RunRecord, snap.to_dict() or {}) if snap.exists else None
+        return settled(load(RunRecord, snap.to_dict() or {})) if snap.exists else None
 
     def find_by_request(self, request_id: str) -> RunRecord | None:
         """The run started for the admin function's ``request_id``, if one was."""
@@ -127,7 +199,7 @@ class ReconcileState:
             snaps = list(query.limit(1).stream(retry=self._retry, timeout=self._timeout_s))
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
-        return load(RunRecord, snaps[0].to_dict() or {}) if snaps else None
+        return settled(load(RunRecord, snaps[0].to_dict() or {})) if snaps else None
 
     def mark_abandoned(self, run_id: str, *, now_ms: int) -> None:
         """A run whose lease expired without finishing (its function was stopped)."""
@@ -139,19 +211,62 @@ class ReconcileState:
                 )
             )
 
-    def recent_runs(self, limit: int) -> list[RunRecord]:
-        query = (
-            self._client.collection(RUNS)
-            .order_by("started_ms", direction=firestore.Query.DESCENDING)
-            .limit(limit)
-        )
+    def save_runs(self, records: list[RunRecord]) -> None:
+        """A fanned-out run's records, one per tenant (``{run id}:{tenant}``), in batches."""
+        for start in range(0, len(records), 500):
+            batch = self._client.batch()
+            for record in records[start : start + 500]:
+                doc = record_id(record.run_id, record.tenant)
+                batch.set(self._client.collection(RUNS).document(doc), to_firestore(record))
+            try:
+                batch.commit(retry=self._retry, timeout=self._timeout_s)
+            except CALL_ERRORS as exc:
+                raise _unavailable() from exc
+
+    def recent_runs(self, limit: int, *, tenant: str | None = None) -> list[RunRecord]:
+        """The newest records; ``tenant``: that tenant's only (an index on tenant, started_ms)."""
+        query = self._client.collection(RUNS)
+        if tenant is not None:
+            query = query.where(filter=FieldFilter("tenant", "==", tenant))
+        query = query.order_by("started_ms", direction=firestore.Query.DESCENDING).limit(limit)
         try:
             return [
-                load(RunRecord, s.to_dict() or {})
+                settled(load(RunRecord, s.to_dict() or {}))
                 for s in query.stream(retry=self._retry, timeout=self._timeout_s)
             ]
         except CALL_ERRORS as exc:
             raise _unavailable() from exc
+
+
+def position(cursor: Cursor | None) -> tuple[Any, ...] | None:
+    """Where a cursor stands (what a page moves; not its ``published`` mark)."""
+    if cursor is None:
+        return None
+    return (
+        cursor.run_id,
+        cursor.pages,
+        cursor.complete_ms,
+        cursor.resume_start_ms,
+        cursor.resume_end_ms,
+        cursor.resume_token,
+    )
+
+
+def settled(record: RunRecord) -> RunRecord:
+    """A fanned-out run's record as read: its sources from the tallies the worker wrote, and,
+    once no source is awaited, its state (``running`` until then)."""
+    if record.tenant is None:
+        return record
+    sources = tuple(load(SourceTally, record.tallies[k]) for k in sorted(record.tallies))
+    record = dataclasses.replace(record, sources=sources)
+    if record.state == "running" and not record.awaiting:
+        record = dataclasses.replace(record, state=run_state(list(sources), failure=None))
+    return record
+
+
+def record_id(run_id: str, tenant: str | None) -> str:
+    """A run record's document id: the run id, with the tenant for a fanned-out run's."""
+    return f"{run_id}:{tenant}" if tenant else run_id
 
 
 def run_json(record: RunRecord) -> dict[str, Any]:
@@ -182,6 +297,7 @@ def run_json(record: RunRecord) -> dict[str, Any]:
     ends = [t.window_end_ms for t in record.sources if t.window_end_ms]
     return {
         "run_id": record.run_id,
+        "tenant": record.tenant,
         "trigger": record.trigger,
         "actor": record.actor,
         "started_at": _iso(record.started_ms),

@@ -1,0 +1,1 @@
+"""The ``reconcile_worker`` function: one page of a fanned-out reconciliation run per message."""
