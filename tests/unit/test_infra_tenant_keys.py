@@ -14,7 +14,7 @@ from refundguard_dev.terraform_eval import Terraform, ref
 from test_infra import INFRA
 
 ENCRYPTERS = {"admin", "admin_console"}
-DECRYPTERS = {"admin", "admin_console", "reconcile"}
+DECRYPTERS = {"admin", "admin_console", "reconcile", "reconcile_worker"}
 
 
 @pytest.fixture(scope="module")
