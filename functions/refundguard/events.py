@@ -82,6 +82,7 @@ def cloudevent(entitlement: Entitlement, history: HistoryEntry, *, source: str) 
         "subject": subject,
         "time": ms_to_iso(history.received_ms),
         "datacontenttype": CONTENT_TYPE,
+        "tenant": entitlement.tenant,  # a CloudEvents extension attribute (routing, clustering)
         "data": {
             "entitlement_id": subject,
             "tenant": entitlement.tenant,
@@ -156,6 +157,7 @@ def refund_request_cloudevent(
         "subject": request.id,
         "time": ms_to_iso(changed_ms),
         "datacontenttype": CONTENT_TYPE,
+        "tenant": request.tenant,
         "data": {
             "request_id": request.id,
             "tenant": request.tenant,
