@@ -164,3 +164,76 @@ class LocalWarehouse:
         with self._lock:
             (n,) = self._db.execute(f'SELECT COUNT(*) FROM "{self.dataset}".events').fetchone()
         return int(n)
+
+
+# ---------------------------------------------------------------------------- make run's warehouse
+
+_shared: dict[str, LocalWarehouse] = {}  # "" -> this process's warehouse
+_shared_lock = threading.Lock()
+
+
+class EmulatorFeed:
+    """The BigQuery subscription's stand-in on the Pub/Sub emulator: a pull subscription on the
+    events topic whose messages become rows (``subscription_row``) before each query."""
+
+    def __init__(self, host: str, subscription: str) -> None:
+        import requests
+
+        self.url = f"http://{host}/v1/{subscription}"
+        self.subscription = subscription
+        self._http = requests.Session()
+
+    def pull(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for _ in range(100):  # at most 100 pulls of 1,000 per query
+            response = self._http.post(
+                f"{self.url}:pull", json={"maxMessages": 1000, "returnImmediately": True}, timeout=5
+            )
+            response.raise_for_status()
+            received = response.json().get("receivedMessages", [])
+            if not received:
+                break
+            rows += [row_of_pubsub_message(r["message"], self.subscription) for r in received]
+            ack = {"ackIds": [r["ackId"] for r in received]}
+            self._http.post(f"{self.url}:acknowledge", json=ack, timeout=5).raise_for_status()
+        return rows
+
+
+class FollowingWarehouse(LocalWarehouse):
+    """A warehouse that takes what its feed holds before each query."""
+
+    def __init__(self, feed: EmulatorFeed | None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.feed = feed
+
+    def query(self, bigquery_sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if self.feed is not None:
+            self.insert(self.feed.pull())
+        return super().query(bigquery_sql, params)
+
+
+def shared_warehouse() -> LocalWarehouse:
+    """This process's warehouse (``INSIGHT_ENGINE=local``): fed by the emulator subscription
+    ``INSIGHT_LOCAL_SUBSCRIPTION`` (projects/P/subscriptions/S, on ``PUBSUB_EMULATOR_HOST``)
+    when set, and seeded with demo data (``demo.demo_rows``) when ``INSIGHT_LOCAL_DEMO=1``."""
+    import os
+
+    with _shared_lock:
+        if "" not in _shared:
+            host = os.environ.get("PUBSUB_EMULATOR_HOST")
+            name = os.environ.get("INSIGHT_LOCAL_SUBSCRIPTION")
+            feed = EmulatorFeed(host, name) if host and name else None
+            warehouse = FollowingWarehouse(feed)
+            if os.environ.get("INSIGHT_LOCAL_DEMO") == "1":
+                from .insight_demo import demo_rows
+
+                warehouse.insert(demo_rows())
+            _shared[""] = warehouse
+        return _shared[""]
+
+
+def reset_shared() -> None:
+    """Forget this process's warehouse (tests: the next ``shared_warehouse`` reads the
+    environment again)."""
+    with _shared_lock:
+        _shared.clear()
