@@ -617,6 +617,10 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
         # The functions that call the Play Developer API impersonate its one account (Token
         # Creator on that account alone), so creators invite one account (play_api_account.tf).
         ("google_service_account_iam_member", "play_api_token_creator"),
+        # The admin function and the console read the insight dataset (GET /insight): data viewer
+        # on that dataset, and job user on the project (a query is a job; insight.tf).
+        ("google_bigquery_dataset_iam_member", "insight_reader"),
+        ("google_project_iam_member", "insight_job_user"),
     }
     for (rtype, name), body in tf.resources.items():
         if not rtype.endswith(IAM_SUFFIXES):
@@ -631,7 +635,12 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
     assert publisher["topic"] == ref("google_pubsub_topic.events.name")
     assert publisher["member"] == ref("google_service_account.function[each.key].member")
     for name, body in tf.of_type("google_project_iam_member").items():
-        assert name == "function_datastore_user", f"unexpected project-level grant {name}: {body}"
+        assert name in ("function_datastore_user", "insight_job_user"), (
+            f"unexpected project-level grant {name}: {body}"
+        )
+    job_user = tf.resources[("google_project_iam_member", "insight_job_user")]
+    assert job_user["role"] == "roles/bigquery.jobUser"
+    assert job_user["for_each"] == ref("local.insight_readers")
 
 
 def test_apple_key_secret_is_read_only_by_the_functions_that_mount_it(tf: Terraform) -> None:
