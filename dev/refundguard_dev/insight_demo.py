@@ -31,6 +31,7 @@ class Story:
     token: str
     tenant: str
     product: str
+    store: StoreName = StoreName.GOOGLE
     rows: list[dict[str, Any]] = field(default_factory=list)
     current: Entitlement | None = None
     _n: int = 0
@@ -52,9 +53,9 @@ class Story:
         self, kind: str, status: Status | None, at_ms: int, *, delay_ms: int = 1_000, **kw: Any
     ) -> None:
         """A store event at ``at_ms`` (the store's time), applied ``delay_ms`` later."""
-        source = Source.ADMIN if kind.startswith("ADMIN_") else Source.GOOGLE
+        source = Source.ADMIN if kind.startswith("ADMIN_") else Source(self.store.value)
         event = LedgerEvent(
-            store=StoreName.GOOGLE,
+            store=self.store,
             purchase_id=self.token,
             event_id=f"{kind}:{self.token}:{at_ms}",
             source=source,
@@ -62,7 +63,7 @@ class Story:
             event_time_ms=at_ms,
             effect=status,
             product_id=self.product,
-            order_id=f"GPA.{self.token}",
+            order_id=f"GPA.{self.token}" if self.store is StoreName.GOOGLE else None,
             tenant=None if source is Source.ADMIN else self.tenant,
             actor="admin@example.com" if source is Source.ADMIN else None,
             reason="demo" if source is Source.ADMIN else None,
@@ -73,6 +74,12 @@ class Story:
         history = replace(decision.history, received_ms=at_ms + delay_ms)
         self.current = decision.entitlement
         self._publish(events.access_event(decision.entitlement, history, source=SOURCE), at_ms)
+
+    def duplicate_last(self) -> None:
+        """The last row delivered again (another message id, the same event id)."""
+        again = dict(self.rows[-1])
+        again["message_id"] += "-again"
+        self.rows.append(again)
 
     def refund_request(self, received_ms: int, outcome: str | None, at_ms: int) -> None:
         """A Google refund review received at ``received_ms``; ``outcome`` (answered,
