@@ -13,6 +13,7 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from insight_cases import rows
 from refundguard.errors import Kind, RefundGuardError
 from refundguard.insight import (
     BigQueryEngine,
@@ -25,7 +26,6 @@ from refundguard.insight import (
 from refundguard_dev.fake_bigquery import FakeBigQuery
 from refundguard_dev.fake_http import Fault
 from refundguard_dev.insight_local import LocalWarehouse
-from test_insight_figures import rows
 
 PROJECT = "demo-proj"
 QUERY = FigureQuery("acme", "month", date(2026, 1, 1), date(2026, 2, 28))

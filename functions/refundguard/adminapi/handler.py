@@ -134,7 +134,12 @@ def admin_handler(  # noqa: PLR0915 - the routes' closures share one wiring and 
             scope.platform_admin()
         if route.name in OPERATIONS:  # the outbox, refund insight (docs/insight.md)
             return _outbox_or_insight(
-                route.name, settings, entitlements, request, scope, clock_ms()
+                route.name,
+                settings=settings,
+                entitlements=entitlements,
+                request=request,
+                scope=scope,
+                now=clock_ms(),
             )
         body = None
         if request.method == "POST" and route.name != "run":
