@@ -52,11 +52,16 @@ def view_sql(name: str, *, project: str, dataset: str) -> str:
 
 
 def transpile(bigquery_sql: str) -> str:
-    """BigQuery SQL -> DuckDB SQL (one statement)."""
+    """BigQuery SQL -> DuckDB SQL (one statement). Every CTE is marked NOT MATERIALIZED: DuckDB
+    materializes a CTE read twice, which stops a view's WHERE tenant = ... at it (BigQuery inlines
+    them; the results are the same, only DuckDB's plan changes)."""
     import sqlglot
+    from sqlglot import exp
 
-    (out,) = sqlglot.transpile(bigquery_sql, read="bigquery", write="duckdb")
-    return out
+    (tree,) = sqlglot.parse(bigquery_sql, read="bigquery")
+    for cte in tree.find_all(exp.CTE):
+        cte.set("materialized", False)
+    return tree.sql(dialect="duckdb")
 
 
 def _keep(value: Any, field: Mapping[str, Any]) -> Any:
@@ -114,6 +119,7 @@ class LocalWarehouse:
 
         self.dataset = dataset
         self._db = duckdb.connect(":memory:")
+        self._db.execute("SET enable_progress_bar = false")
         self._lock = threading.Lock()
         fields = schema()
         self._columns = {f["name"]: duckdb_type(f) for f in fields}
