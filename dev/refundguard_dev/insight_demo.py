@@ -5,6 +5,7 @@ events through the ledger (``ledger.decide``) and the event builders (``events.a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 from refundguard import events
 from refundguard.ledger import decide
 from refundguard.model import Entitlement, LedgerEvent, Source, Status, StoreName
-from refundguard.refunds import GOOGLE_WINDOW_MS, RefundRequest
+from refundguard.refunds import APPLE_WINDOW_MS, GOOGLE_WINDOW_MS, RefundRequest
 from refundguard.serializer import ms_to_iso
 
 from .insight_local import subscription_row
@@ -82,19 +83,22 @@ class Story:
         self.rows.append(again)
 
     def refund_request(self, received_ms: int, outcome: str | None, at_ms: int) -> None:
-        """A Google refund review received at ``received_ms``; ``outcome`` (answered,
+        """A refund question (Google's review, Apple's consumption request) received at
+        ``received_ms``; ``outcome`` (answered,
         unanswerable, expired) at ``at_ms``, or None: still pending."""
+        google = self.store is StoreName.GOOGLE
+        digest = hashlib.sha256(self.token.encode()).hexdigest()
         request = RefundRequest(
-            id=f"google:{abs(hash(self.token)) % 16**24:024x}",
-            kind="google_refund_review",
-            store="google",
+            id=f"google:{digest[:24]}" if google else f"apple:{digest[:32]}",
+            kind="google_refund_review" if google else "apple_consumption",
+            store=self.store.value,
             environment="Production",
-            entitlement_id=f"google:{self.token}",
+            entitlement_id=f"{self.store.value}:{self.token}",
             purchase_id=self.token,
             app="com.example.app",
             received_ms=received_ms,
-            deadline_ms=received_ms + GOOGLE_WINDOW_MS,
-            order_id=f"GPA.{self.token}",
+            deadline_ms=received_ms + (GOOGLE_WINDOW_MS if google else APPLE_WINDOW_MS),
+            order_id=f"GPA.{self.token}" if google else None,
             tenant=self.tenant,
         )
         self._publish(
