@@ -280,3 +280,13 @@ resource "google_monitoring_alert_policy" "insight_dead_letters" {
 
   notification_channels = var.alert_notification_channels
 }
+
+output "insight_dataset" {
+  description = "Refund insight's BigQuery dataset (PROJECT.DATASET): the events table and the figures views (docs/insight.md); empty with insight = false."
+  value       = local.insight_enabled ? "${var.project_id}.${google_bigquery_dataset.insight[0].dataset_id}" : ""
+}
+
+output "insight_dead_letter_subscription" {
+  description = "Events BigQuery refused 5 times (kept 7 days): replay them onto the events topic once fixed (docs/insight.md)."
+  value       = local.insight_enabled ? google_pubsub_subscription.insight_dead_letter[0].id : ""
+}
