@@ -83,7 +83,7 @@ def test_each_refund_request_change_is_one_event_written_with_it(
     assert (done.data["state"], done.data["previous_state"]) == ("answered", "pending")
     assert (done.data["refund_preference"], done.data["rule"]) == ("DECLINE", "long-time-customers")
     assert done.event["subject"] == request.id == done.ordering_key
-    assert done.attributes["type"] == "refund_request"
+    assert done.attributes["type"] == REFUND_TYPE
     assert answered.state == "answered"
     for message in got:  # Google's pending refund token never leaves Firestore
         assert "prt-secret-9f3a" not in json.dumps(message.event)
