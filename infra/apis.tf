@@ -4,6 +4,7 @@ locals {
   required_apis = toset([
     "androidpublisher.googleapis.com",     # the Play Developer API (PLAY_DEVELOPER_API)
     "artifactregistry.googleapis.com",     # Cloud Functions stores the built images here
+    "bigquery.googleapis.com",             # refund insight's dataset and views (insight.tf)
     "cloudbuild.googleapis.com",           # Cloud Functions builds the source with Cloud Build
     "cloudfunctions.googleapis.com",       # the three functions
     "cloudresourcemanager.googleapis.com", # data.google_project (project number)

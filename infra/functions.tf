@@ -117,6 +117,12 @@ locals {
         ADMIN_CERTS_URL = var.id_token_certs_url
         # POST /reconciliation:run calls the reconciler with an ID token for this URL (reconcile.tf).
         RECONCILE_URL = local.reconcile_url
+        # GET /insight reads the figures from BigQuery (insight.tf).
+        INSIGHT_ENGINE        = local.insight_env.INSIGHT_ENGINE
+        INSIGHT_DATASET       = local.insight_env.INSIGHT_DATASET
+        INSIGHT_LOCATION      = local.insight_env.INSIGHT_LOCATION
+        INSIGHT_API_BASE_URL  = local.insight_env.INSIGHT_API_BASE_URL
+        INSIGHT_CACHE_SECONDS = local.insight_env.INSIGHT_CACHE_SECONDS
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
@@ -214,6 +220,12 @@ locals {
         # People sign in to the console as themselves (their own Google accounts).
         ADMIN_EMAILS    = join(",", local.console_allow_list)
         ADMIN_CERTS_URL = var.id_token_certs_url
+        # GET /insight reads the figures from BigQuery (insight.tf).
+        INSIGHT_ENGINE        = local.insight_env.INSIGHT_ENGINE
+        INSIGHT_DATASET       = local.insight_env.INSIGHT_DATASET
+        INSIGHT_LOCATION      = local.insight_env.INSIGHT_LOCATION
+        INSIGHT_API_BASE_URL  = local.insight_env.INSIGHT_API_BASE_URL
+        INSIGHT_CACHE_SECONDS = local.insight_env.INSIGHT_CACHE_SECONDS
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id

@@ -496,6 +496,38 @@ variable "refund_rules" {
 }
 
 # ---------------------------------------------------------------------------------------------------
+# Refund insight (insight.tf, docs/insight.md)
+# ---------------------------------------------------------------------------------------------------
+
+variable "insight" {
+  description = "Refund insight: the BigQuery dataset, table, views and the events topic's BigQuery subscription; GET /insight reads them. false: none of it (INSIGHT_ENGINE=off)."
+  type        = bool
+  default     = true
+}
+
+variable "insight_retention_days" {
+  description = "Days the insight table keeps each day's events (its partitions expire); 0: kept until deleted."
+  type        = number
+  default     = 1095
+
+  validation {
+    condition     = var.insight_retention_days >= 0 && floor(var.insight_retention_days) == var.insight_retention_days
+    error_message = "insight_retention_days must be a whole number of days, 0 or more."
+  }
+}
+
+variable "insight_cache_seconds" {
+  description = "INSIGHT_CACHE_SECONDS: how long the admin function and the console keep an answer of GET /insight in memory (0-3600)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.insight_cache_seconds >= 0 && var.insight_cache_seconds <= 3600
+    error_message = "insight_cache_seconds must be between 0 and 3600."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------
 # Monitoring
 # ---------------------------------------------------------------------------------------------------
 

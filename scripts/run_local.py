@@ -50,12 +50,14 @@ from refundguard_dev.emulator import (
 )
 from refundguard_dev.local import (
     EVENTS_TOPIC_NAME,
+    INSIGHT_SUBSCRIPTIONS,
     PROJECT,
     RUN_DIR,
     common_env,
     console_origins,
     consumer_env,
     events_env,
+    insight_env,
     local_admin_env,
     local_apple_env,
     local_console_env,
@@ -218,6 +220,7 @@ def run(ports: dict[str, int]) -> int:
                 **stores.apple_env,
                 **stores.kms_env,
                 "RECONCILE_URL": urls["reconcile"],
+                **insight_env("admin", events=pubsub_jar is not None),
             },
             "reconcile": reconcile_env(stores),
             "admin_console": {
@@ -225,6 +228,7 @@ def run(ports: dict[str, int]) -> int:
                 **stores.play_env,
                 **stores.apple_env,
                 **stores.kms_env,
+                **insight_env("admin_console", events=pubsub_jar is not None),
             },
         }
         for target in FUNCTIONS:
@@ -315,6 +319,8 @@ def start_events(
     pubsub.subscription(
         "platform-consumer-push", EVENTS_TOPIC_NAME, push_endpoint=f"{urls['consumer']}/"
     )
+    for name in INSIGHT_SUBSCRIPTIONS.values():  # the BigQuery subscription's stand-ins
+        pubsub.subscription(name, EVENTS_TOPIC_NAME, ordering=False)
 
 
 def sweep_every(url: str, seconds: float) -> None:

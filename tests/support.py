@@ -131,17 +131,50 @@ EVENT_SCHEMA = ROOT / "docs" / "events.schema.json"
 ALERT_TYPE = "com.refundguard.alert.v1"
 
 
+REFUND_REQUEST_TYPE = "com.refundguard.refund_request.v1"
+
+
 @functools.cache
-def event_validators() -> tuple[jsonschema.Draft202012Validator, jsonschema.Draft202012Validator]:
-    """docs/events.schema.json's validators: the CloudEvent, and the message's attributes."""
+def event_validators() -> tuple[
+    jsonschema.Draft202012Validator,
+    jsonschema.Draft202012Validator,
+    jsonschema.Draft202012Validator,
+]:
+    """docs/events.schema.json's validators: the CloudEvent (either type), the access event's
+    message attributes, and the refund-request event's."""
     schema = json.loads(EVENT_SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
-    attributes = {**schema["$defs"]["message_attributes"], "$defs": schema["$defs"]}
+    defs = schema["$defs"]
+    attributes = {**defs["message_attributes"], "$defs": defs}
+    refund_attributes = {**defs["refund_request_attributes"], "$defs": defs}
     return (
         jsonschema.Draft202012Validator(schema, format_checker=checker),
         jsonschema.Draft202012Validator(attributes, format_checker=checker),
+        jsonschema.Draft202012Validator(refund_attributes, format_checker=checker),
     )
+
+
+def check_refund_request_event(
+    event: dict[str, Any], *, attributes: dict[str, str] | None, ordering_key: str | None
+) -> None:
+    """A refund-request event: the schema, its attributes repeating its values, its ordering key
+    the request's id (the schema is closed: no pending refund token can ride along)."""
+    _, _, attributes_schema = event_validators()
+    data = event["data"]
+    assert event["subject"] == data["request_id"]
+    if attributes is not None:
+        problems = [e.message for e in attributes_schema.iter_errors(attributes)]
+        assert not problems, f"attributes break docs/events.schema.json: {problems}"
+        assert attributes == {
+            "type": REFUND_REQUEST_TYPE,
+            "tenant": data["tenant"],
+            "store": data["store"],
+            "environment": data["environment"],
+            "state": data["state"],
+        }
+    if ordering_key is not None:
+        assert ordering_key == event["subject"]
 
 
 def check_event(
@@ -153,9 +186,14 @@ def check_event(
     """An event as published must follow docs/events.schema.json, and what a schema cannot say:
     ``subject`` is the entitlement id, which is ``<namespace>:<purchase id>``; the attributes and
     the ordering key repeat the event's values. Every event a test receives passes here."""
-    schema, attributes_schema = event_validators()
+    schema, attributes_schema, _ = event_validators()
     problems = [f"{list(e.absolute_path)}: {e.message}" for e in schema.iter_errors(event)]
     assert not problems, f"event breaks docs/events.schema.json: {problems}\n{event}"
+    if event["type"] != ALERT_TYPE:  # the extension attribute repeats data.tenant
+        assert event["tenant"] == event["data"]["tenant"]
+    if event["type"] == REFUND_REQUEST_TYPE:
+        check_refund_request_event(event, attributes=attributes, ordering_key=ordering_key)
+        return
     data = event["data"]
     if event["type"] == ALERT_TYPE:
         check_alert(event, attributes=attributes, ordering_key=ordering_key)

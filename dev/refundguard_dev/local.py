@@ -61,6 +61,23 @@ def consumer_env() -> dict[str, str]:
     return {"CONSUMER_VERIFY_TOKENS": "false", "CONSUMER_DB": str(CONSUMER_DB)}
 
 
+# ---------------------------------------------------------------------------------------- insight
+
+#: Under ``make run``, each function that serves GET /insight reads its own pull subscription of
+#: the events topic: the local stand-in of the BigQuery subscription (docs/insight.md).
+INSIGHT_SUBSCRIPTIONS = {"admin": "insight-admin", "admin_console": "insight-console"}
+
+
+def insight_env(target: str, *, events: bool) -> dict[str, str]:
+    """Refund insight on the local DuckDB stand-in, with demo data, fed by the events topic when
+    events are on."""
+    env = {"INSIGHT_ENGINE": "local", "INSIGHT_LOCAL_DEMO": "1"}
+    if events:
+        name = INSIGHT_SUBSCRIPTIONS[target]
+        env["INSIGHT_LOCAL_SUBSCRIPTION"] = f"projects/{PROJECT}/subscriptions/{name}"
+    return env
+
+
 # ---------------------------------------------------------------------------------------- admin
 
 

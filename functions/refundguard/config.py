@@ -67,6 +67,16 @@ ORDER_LOOKUP_ENV = (
 #: Apple ID, the pinned roots) and triggers the reconciler (RECONCILE_URL); apple_notifications
 #: needs neither (notifications are signed and self-contained); the reconciler lists voids and
 #: Apple's notification history and answers refund requests with both.
+#: Refund insight's warehouse (``insight.InsightSettings``, docs/insight.md): the admin API's
+#: ``GET /insight``, in the admin function and the console.
+INSIGHT_ENV = (
+    "INSIGHT_ENGINE",
+    "INSIGHT_DATASET",
+    "INSIGHT_LOCATION",
+    "INSIGHT_API_BASE_URL",
+    "INSIGHT_CACHE_SECONDS",
+)
+
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {
     "play_notifications": (
         "PLAY_PACKAGE_NAMES",
@@ -87,6 +97,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "ADMIN_CERTS_URL",
         *ORDER_LOOKUP_ENV,
         "RECONCILE_URL",
+        *INSIGHT_ENV,
     ),
     # The sweep also runs the alert checks (docs/alerts.md).
     "events_sweep": (
@@ -126,6 +137,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "ADMIN_EMAILS",
         "ADMIN_CERTS_URL",
         *ORDER_LOOKUP_ENV,
+        *INSIGHT_ENV,
     ),
 }
 

@@ -99,7 +99,8 @@ class Wiring:
     def refunds(self) -> RefundStore:
         from .refund_store import RefundStore
 
-        return RefundStore(self.client, timeout_s=self.deadline_s)
+        outbox = self.entitlements.outbox if self.entitlements.events_on else None
+        return RefundStore(self.client, timeout_s=self.deadline_s, outbox=outbox)
 
     @cached_property
     def runs(self) -> ReconcileState:

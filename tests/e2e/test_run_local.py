@@ -5,6 +5,7 @@ function trusts the local test root (and only in Sandbox)."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -408,6 +409,18 @@ def test_make_run_on_custom_ports_and_its_printed_recipes(tmp_path: Any) -> None
         )
         started.printed(f"[platform] GRANT  {label}: revoked -> active (version 2; admin ")
         started.printed("by support@example.com (test))")
+        # Refund insight on the local stand-in (INSIGHT_ENGINE=local): the demo's figures, and the
+        # refund just sent, which reached the warehouse through its own events subscription.
+        asked = urllib.request.Request(
+            stack["urls"]["admin"] + "/insight?tenant=default&period=month",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(asked, timeout=60) as answer:
+            figures = json.loads(answer.read())
+        months = [r for r in figures["rows"] if r["product_id"] == "*"]
+        assert len(months) >= 3 and all(r["tenant"] == "default" for r in months), figures
+        assert sum(r["purchases"] for r in months) > 1000 and months[-1]["refunds"] >= 1
+        assert months[-1]["revoke_p50_ms"] is not None
         # The banner's recipes, in its order: buy, look up, refund (the demo order), re-grant.
         bought = script(
             "scripts/send_play_notification.py", "one-time", "--notification-type", "1",

@@ -86,6 +86,7 @@ def test_the_cloudevent_and_its_message() -> None:
         "subject",
         "time",
         "datacontenttype",
+        "tenant",
         "data",
     }
     assert (event["specversion"], event["type"]) == ("1.0", "com.refundguard.entitlement.access.v1")

@@ -620,6 +620,10 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
         ("google_service_account_iam_member", "play_api_token_creator"),
         # The reconciler and its worker publish work messages, on the work topic alone.
         ("google_pubsub_topic_iam_member", "reconcile_work_publisher"),
+        # The admin function and the console read the insight dataset (GET /insight): data viewer
+        # on that dataset, and job user on the project (a query is a job; insight.tf).
+        ("google_bigquery_dataset_iam_member", "insight_reader"),
+        ("google_project_iam_member", "insight_job_user"),
     }
     for (rtype, name), body in tf.resources.items():
         if not rtype.endswith(IAM_SUFFIXES):
@@ -638,7 +642,12 @@ def test_function_service_accounts_hold_only_allowed_roles(tf: Terraform) -> Non
     assert publisher["topic"] == ref("google_pubsub_topic.events.name")
     assert publisher["member"] == ref("google_service_account.function[each.key].member")
     for name, body in tf.of_type("google_project_iam_member").items():
-        assert name == "function_datastore_user", f"unexpected project-level grant {name}: {body}"
+        assert name in ("function_datastore_user", "insight_job_user"), (
+            f"unexpected project-level grant {name}: {body}"
+        )
+    job_user = tf.resources[("google_project_iam_member", "insight_job_user")]
+    assert job_user["role"] == "roles/bigquery.jobUser"
+    assert job_user["for_each"] == ref("local.insight_readers")
 
 
 def test_apple_key_secret_is_read_only_by_the_functions_that_mount_it(tf: Terraform) -> None:

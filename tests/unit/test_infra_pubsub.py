@@ -60,6 +60,7 @@ def test_push_subscriptions_are_one_shape_over_the_local_map(tf: Terraform) -> N
         "events",
         "reconcile_work",
         "dead_letter",
+        "insight_dead_letter",  # the BigQuery subscription's (insight.tf): not a push one
     }
     # The names as deployed before (docs/deploy.md, scripts/replay_dead_letters.sh).
     assert tf.resolve(subscriptions["rtdn"]["name"]) == "${var.name_prefix}-play-rtdn-push"
@@ -172,11 +173,13 @@ def test_pubsub_service_agent_can_dead_letter(tf: Terraform) -> None:
         for b in bodies(tf, "google_pubsub_topic_iam_member").values()
         if b["member"] == agent_ref and b["role"] == "roles/pubsub.publisher"
     ]
-    # The RTDN dead-letter topic, and the access-events one (only with a webhook).
+    # The RTDN dead-letter topic, the access-events one (only with a webhook), and refund
+    # insight's BigQuery subscription's (insight.tf).
     assert sorted(b["topic"] for b in publishers) == [
         ref('google_pubsub_topic.dead_letter["events"].name'),
         ref('google_pubsub_topic.dead_letter["reconcile_work"].name'),
         ref('google_pubsub_topic.dead_letter["rtdn"].name'),
+        ref("google_pubsub_topic.insight_dead_letter[0].name"),
     ]
     subscribers = [
         b
@@ -184,6 +187,7 @@ def test_pubsub_service_agent_can_dead_letter(tf: Terraform) -> None:
         if b["member"] == agent_ref and b["role"] == "roles/pubsub.subscriber"
     ]
     assert sorted(b["subscription"] for b in subscribers) == [
+        ref("google_pubsub_subscription.insight[0].name"),
         ref('google_pubsub_subscription.push["events"].name'),
         ref('google_pubsub_subscription.push["reconcile_work"].name'),
         ref('google_pubsub_subscription.push["rtdn"].name'),

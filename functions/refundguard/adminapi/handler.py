@@ -23,6 +23,7 @@ from ..storeapi import CallPolicy
 from ..tenants import check_tenant_id
 from ..wiring import Wiring
 from . import apple_test, orders, reconciliation, routes, tenancy, tenant_keys
+from . import insight as insight_api
 from .actions import (
     ACTIONS,
     Action,
@@ -46,6 +47,21 @@ IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 #: Timeouts and retries of the store APIs' calls (look-up by order id).
 API_POLICY = CallPolicy(deadline_s=15.0)
 DEFAULT_UNPUBLISHED, MAX_UNPUBLISHED = 100, 500
+OPERATIONS = frozenset({"unpublished_events", *insight_api.ROUTES})
+
+
+def _outbox_or_insight(
+    name: str,
+    *,
+    settings: AdminSettings,
+    entitlements: EntitlementStore,
+    request: flask.Request,
+    scope: Scope,
+    now: int,
+) -> Reply:
+    if name in insight_api.ROUTES:
+        return insight_api.dispatch(settings.insight, request.args, scope, now_ms=now)
+    return _unpublished(entitlements, request.args.get("limit"), now)
 
 
 def admin_handler(  # noqa: PLR0915 - the routes' closures share one wiring and its clients
@@ -83,7 +99,7 @@ def admin_handler(  # noqa: PLR0915 - the routes' closures share one wiring and 
             return _order(
                 route, caller, scope, entitlements=entitlements, finder=finder, now_ms=clock_ms()
             )
-        if route.name in reconciliation.ROUTES | apple_test.ROUTES | {"unpublished_events"}:
+        if route.name in reconciliation.ROUTES | apple_test.ROUTES | OPERATIONS:
             return _operations(request, route, caller, scope)
         action = ACTIONS.get(route.name)
         path_target = None
@@ -116,8 +132,15 @@ def admin_handler(  # noqa: PLR0915 - the routes' closures share one wiring and 
         notification (platform admins only, like the outbox)."""
         if route.name in apple_test.ROUTES | {"unpublished_events"}:
             scope.platform_admin()
-        if route.name == "unpublished_events":
-            return _unpublished(entitlements, request.args.get("limit"), clock_ms())
+        if route.name in OPERATIONS:  # the outbox, refund insight (docs/insight.md)
+            return _outbox_or_insight(
+                route.name,
+                settings=settings,
+                entitlements=entitlements,
+                request=request,
+                scope=scope,
+                now=clock_ms(),
+            )
         body = None
         if request.method == "POST" and route.name != "run":
             raw = read_body(request, max_bytes=MAX_BODY_BYTES)

@@ -51,6 +51,8 @@ TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("tenant_apple_key_delete", "DELETE", ("tenants", "{tenant}", "apple-key", "{key_id}")),
     ("tenant_check_access", "POST", ("tenants", "{tenant}:check-access")),
     ("play_account", "GET", ("play", "service-account")),
+    # Refund insight: figures per tenant, product and period (docs/insight.md).
+    ("insight", "GET", ("insight",)),
 )
 HELP = (
     "POST /entitlements:lookup|:regrant|:revoke with a JSON body, "
@@ -62,7 +64,7 @@ HELP = (
     "PUT|DELETE /tenants/{id}/staff/{email}, GET /tenants/{id}/entitlements, "
     "GET /staff, PUT|DELETE /staff/{email}, POST /migrations/tenant-field:run, "
     "PUT /tenants/{id}/apple-key, DELETE /tenants/{id}/apple-key/{key_id}, "
-    "POST /tenants/{id}:check-access, GET /play/service-account"
+    "POST /tenants/{id}:check-access, GET /play/service-account, GET /insight"
 )
 
 

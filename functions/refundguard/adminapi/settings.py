@@ -20,6 +20,7 @@ from ..tenant_keys import read_tenant_keys
 
 if TYPE_CHECKING:
     from ..appstore.credentials import AppleApiAccess
+    from ..insight import InsightSettings
     from ..storeapi import CallPolicy
     from ..tenant_apis import TenantApis
     from ..tenant_keys import TenantKeysSettings
@@ -43,6 +44,8 @@ class AdminSettings:
     #: The apps set in the environment (``PLAY_PACKAGE_NAMES``, ``APPLE_BUNDLE_IDS``): the
     #: ``default`` tenant, whose apps no registered tenant may claim.
     default_tenant: Tenant | None = None
+    #: Refund insight's warehouse (``GET /insight``, docs/insight.md); None: off.
+    insight: InsightSettings | None = None
 
     def tenant_apis(self, policy: CallPolicy) -> TenantApis:
         """The store APIs per tenant: the Play API (every tenant's packages), the environment's
@@ -92,6 +95,9 @@ class AdminSettings:
             )
         tenant_keys = read_tenant_keys(settings)
         default = _default_tenant(settings, packages, play_api is not None)
+        from ..insight import InsightSettings
+
+        insight = InsightSettings.read(settings)
         settings.done()
         assert auth is not None
         return cls(
@@ -104,6 +110,7 @@ class AdminSettings:
             reconcile_url,
             tenant_keys,
             default,
+            insight,
         )
 
 
