@@ -123,6 +123,11 @@ locals {
         INSIGHT_LOCATION      = local.insight_env.INSIGHT_LOCATION
         INSIGHT_API_BASE_URL  = local.insight_env.INSIGHT_API_BASE_URL
         INSIGHT_CACHE_SECONDS = local.insight_env.INSIGHT_CACHE_SECONDS
+        # The default tenant's refund policy, for POST /refund-requests:dry-run.
+        REFUND_REQUESTS             = var.refund_requests
+        REFUND_GRANT_BELOW_PERCENT  = tostring(var.refund_grant_below_percent)
+        REFUND_DECLINE_FROM_PERCENT = tostring(var.refund_decline_from_percent)
+        REFUND_RULES                = jsonencode(var.refund_rules)
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id
@@ -226,6 +231,11 @@ locals {
         INSIGHT_LOCATION      = local.insight_env.INSIGHT_LOCATION
         INSIGHT_API_BASE_URL  = local.insight_env.INSIGHT_API_BASE_URL
         INSIGHT_CACHE_SECONDS = local.insight_env.INSIGHT_CACHE_SECONDS
+        # The default tenant's refund policy, for POST /refund-requests:dry-run.
+        REFUND_REQUESTS             = var.refund_requests
+        REFUND_GRANT_BELOW_PERCENT  = tostring(var.refund_grant_below_percent)
+        REFUND_DECLINE_FROM_PERCENT = tostring(var.refund_decline_from_percent)
+        REFUND_RULES                = jsonencode(var.refund_rules)
       }
       secret_env = {
         APPLE_API_PRIVATE_KEY = google_secret_manager_secret.apple_api_key.secret_id

@@ -98,6 +98,8 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         *ORDER_LOOKUP_ENV,
         "RECONCILE_URL",
         *INSIGHT_ENV,
+        # The default tenant's refund policy, for POST /refund-requests:dry-run.
+        *REFUND_POLICY_ENV,
     ),
     # The sweep also runs the alert checks (docs/alerts.md).
     "events_sweep": (
@@ -138,6 +140,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         "ADMIN_CERTS_URL",
         *ORDER_LOOKUP_ENV,
         *INSIGHT_ENV,
+        *REFUND_POLICY_ENV,
     ),
 }
 

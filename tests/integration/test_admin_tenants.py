@@ -407,3 +407,63 @@ def test_the_environments_apps_are_the_default_tenant_and_no_one_elses(
     default = call(client, ADMIN, signer, "GET", "/tenants/default").get_json()["tenant"]
     assert default["play_packages"] == ["com.env.app"]
     assert [a["bundle_id"] for a in default["apple_apps"]] == ["com.env.ios"]
+
+
+def test_a_dry_run_shows_what_each_pending_request_would_get_and_writes_nothing(
+    seeded: Any, signer: TestSigner, store: Any
+) -> None:
+    """Proposed rules against acme's pending request: the answer and the rule that decided it,
+    nothing written or sent; another tenant's is a 404; rules a store would refuse are a 400."""
+    from refundguard.refund_store import RefundStore
+    from refundguard.refunds import Consumption, RefundRequest
+    from tenant_fixtures import now_ms
+
+    refunds = RefundStore(store.client, timeout_s=store.deadline_s)
+    entitlement = f"google:{token_of('acme')}"
+    refunds.record(
+        RefundRequest(
+            "google:acme-review",
+            "google_refund_review",
+            store="google",
+            environment="Production",
+            entitlement_id=entitlement,
+            purchase_id=token_of("acme"),
+            app="com.acme.app",
+            received_ms=now_ms(),
+            deadline_ms=now_ms() + 3_600_000,
+            pending_refund_token="prt-acme",
+            tenant="acme",
+        )
+    )
+    refunds.report(Consumption(entitlement, True, "DELIVERED", False, 70_000))
+    rules = [
+        {"name": "vip", "answer": "skip", "products": ["vip.*"]},
+        {"name": "heavy", "answer": "decline", "min_consumed_percent": 60},
+    ]
+    before = dump(store.client)
+    run = call(
+        seeded, ACME_ADMIN, signer, "POST", "/refund-requests:dry-run",
+        {"tenant": "acme", "refund_rules": rules},
+    )  # fmt: skip
+    assert run.status_code == 200, run.get_json()
+    (result,) = [r for r in run.get_json()["results"] if r["request"]["id"] == "google:acme-review"]
+    assert (result["action"], result["rule"]) == ("answer", "heavy")
+    assert result["answer"]["refundPreference"] == "DECLINE"
+    assert "prt-acme" not in run.get_data(as_text=True)  # the token is never shown
+    assert dump(store.client) == before
+    # Without proposed rules: the tenant's (none), so the thresholds decide.
+    plain = call(seeded, ACME_ADMIN, signer, "POST", "/refund-requests:dry-run", {"tenant": "acme"})
+    (result,) = [
+        r for r in plain.get_json()["results"] if r["request"]["id"] == "google:acme-review"
+    ]
+    assert result["rule"] in (None, "thresholds")
+    other = call(
+        seeded, ACME_ADMIN, signer, "POST", "/refund-requests:dry-run", {"tenant": "globex"}
+    )
+    assert other.status_code == 404
+    bad = [{"name": "x", "answer": "prorated"}]
+    refused = call(
+        seeded, ACME_ADMIN, signer, "POST", "/refund-requests:dry-run",
+        {"tenant": "acme", "refund_rules": bad},
+    )  # fmt: skip
+    assert refused.status_code == 400 and refused.get_json()["error"] == "bad_rules"

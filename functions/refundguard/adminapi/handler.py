@@ -165,6 +165,7 @@ def admin_handler(  # noqa: PLR0915 - the routes' closures share one wiring and 
             url=settings.reconcile_url,
             actor=caller.email,
             scope=scope,
+            policy=settings.policy,
         )
 
     def _act(

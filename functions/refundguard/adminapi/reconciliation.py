@@ -19,6 +19,7 @@ from ..http import Reply
 from .actions import parse_limit
 
 if TYPE_CHECKING:
+    from ..refund_answers import Policy
     from ..wiring import Wiring
     from .scope import Scope
 
@@ -33,7 +34,7 @@ TRIGGER_WAIT_S = 10.0
 ID_TOKEN_DEADLINE_S = 10.0  # the metadata server's ID token, fetch included
 
 
-ROUTES = frozenset({"runs", "run", "refund_requests", "consumption"})
+ROUTES = frozenset({"runs", "run", "refund_requests", "refund_requests_dry_run", "consumption"})
 
 
 def dispatch(
@@ -45,6 +46,7 @@ def dispatch(
     url: str | None,
     actor: str,
     scope: Scope,
+    policy: Policy | None = None,
 ) -> Reply:
     """One of ``ROUTES``, for an authenticated admin (``body``: a POST's JSON object), within
     the tenants ``scope`` lets them see."""
@@ -52,6 +54,8 @@ def dispatch(
         return runs(wiring, args, scope.tenants_for(Act.RUNS))
     if name == "refund_requests":
         return refund_requests(wiring, args, scope.tenants_for(Act.REFUNDS))
+    if name == "refund_requests_dry_run":
+        return dry_run(wiring, body or {}, scope=scope, policy=policy)
     if name == "run":
         scope.tenants_for(Act.RUN)
         return trigger(wiring, url, actor=actor)
@@ -86,6 +90,78 @@ def refund_requests(
         found = [r for r in found if r.state == state]
     logs.bind(refund_requests=len(found))
     return Reply({"requests": [r.public() for r in found]}, "admin action")
+
+
+MAX_DRY_RUN = 200
+
+
+def dry_run(
+    wiring: Wiring, body: Mapping[str, Any], *, scope: Scope, policy: Policy | None
+) -> Reply:
+    """What each pending request of a tenant would get now from its policy and rules, or from
+    ``refund_rules`` / ``policy`` given in the body (checked like a tenant's, saved nowhere, sent
+    nowhere), as if answering were on and the store's API configured (``answering`` says whether
+    it is). Each answer names the rule that decided it."""
+    from dataclasses import replace
+
+    from ..reconciliation.answers import facts_of
+    from ..refund_answers import Policy, judge
+    from ..refund_policy import policies
+    from ..refund_rules import parse_rules
+    from ..tenants import DEFAULT_TENANT, Tenant, check_tenant_id, parse_policy_settings
+
+    unknown = sorted(str(k)[:40] for k in set(body) - {"tenant", "refund_rules", "policy"})
+    if unknown:
+        raise rejected("unknown_field", f"unknown field(s): {', '.join(unknown)[:200]}")
+    tenant_id = check_tenant_id(body.get("tenant", DEFAULT_TENANT))
+
+    def absent() -> RefundGuardError:
+        return not_found("no_such_tenant", f"no tenant {tenant_id}")
+
+    scope.require(Act.REFUNDS, tenant_id, absent)
+    tenant = wiring.tenants.tenant(tenant_id)
+    if tenant is None and tenant_id == DEFAULT_TENANT:
+        tenant = Tenant(DEFAULT_TENANT, "Apps set in the environment")
+    if tenant is None:
+        raise absent()
+    if "refund_rules" in body:
+        tenant = replace(tenant, refund_rules=parse_rules(body["refund_rules"]))
+    base = policy or Policy()
+    if "policy" in body:
+        if tenant.id == DEFAULT_TENANT:  # the default tenant's policy is the environment's
+            from ..config import Settings
+            from ..refund_policy import read_policy
+
+            settings = Settings(parse_policy_settings(body["policy"]))
+            base = read_policy(settings)
+            if settings.problems:
+                raise rejected("bad_policy", "; ".join(settings.problems)[:400])
+        else:
+            tenant = replace(tenant, policy=parse_policy_settings(body["policy"]))
+    chosen = policies(base)(tenant)
+    if "refund_rules" in body and tenant.id == DEFAULT_TENANT:
+        chosen = replace(chosen, rules=tenant.refund_rules)
+    answering = chosen.answer
+    chosen = replace(chosen, answer=True)  # what it would answer once REFUND_REQUESTS=answer
+    now = wiring.clock_ms()
+    results = []
+    for request in wiring.refunds.pending(tenant=tenant.id, limit=MAX_DRY_RUN):
+        consumption = wiring.refunds.consumption(request.entitlement_id)
+        facts = facts_of(request, wiring.entitlements)
+        verdict = judge(request, consumption, chosen, api_on=True, now_ms=now, facts=facts)
+        results.append(
+            {
+                "request": request.public(),
+                "action": verdict.action,
+                "rule": verdict.rule,
+                "reason": verdict.reason,
+                "answer": dict(verdict.body) or None,
+            }
+        )
+    logs.bind(tenant=tenant.id, dry_run=len(results))
+    return Reply(
+        {"tenant": tenant.id, "answering": answering, "results": results}, "admin action"
+    )
 
 
 def report_consumption(

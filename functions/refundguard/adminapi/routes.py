@@ -26,6 +26,8 @@ TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("runs", "GET", ("reconciliation", "runs")),
     ("run", "POST", ("reconciliation:run",)),
     ("refund_requests", "GET", ("refund-requests",)),
+    # What each pending request would get from a tenant's rules (or rules proposed), sent nowhere.
+    ("refund_requests_dry_run", "POST", ("refund-requests:dry-run",)),
     ("consumption", "POST", ("entitlements:consumption",)),
     # Apple's test notification: does App Store Server Notifications reach us (docs/deploy.md)?
     ("apple_test_notification", "POST", ("apple", "notifications:test")),
@@ -58,7 +60,8 @@ HELP = (
     "POST /entitlements:lookup|:regrant|:revoke with a JSON body, "
     "GET /entitlements/{store}/{purchase_id} and POST .../regrant|revoke, "
     "GET /orders/{order_id}, GET /events/unpublished, GET /reconciliation/runs, "
-    "POST /reconciliation:run, GET /refund-requests, POST /entitlements:consumption, "
+    "POST /reconciliation:run, GET /refund-requests, POST /refund-requests:dry-run, "
+    "POST /entitlements:consumption, "
     "POST /apple/notifications:test, GET /apple/notifications/test/{token}, GET /me, "
     "GET|POST /tenants, GET|PATCH|DELETE /tenants/{id}, GET /tenants/{id}/staff, "
     "PUT|DELETE /tenants/{id}/staff/{email}, GET /tenants/{id}/entitlements, "

@@ -8,13 +8,15 @@ tenants' apps come from the registry, their Apple keys sealed with Cloud KMS
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..config import APPLE_API_ENV, EventsSettings, FirestoreSettings, Settings
 from ..model import PRODUCTION
 from ..oidc import Authenticator, read_authenticator
 from ..playstore.credentials import PlayApiSettings, read_play_api_settings
+from ..refund_answers import Policy
+from ..refund_policy import read_policy
 from ..storeapi import check_base_url
 from ..tenant_keys import read_tenant_keys
 
@@ -44,6 +46,8 @@ class AdminSettings:
     #: The apps set in the environment (``PLAY_PACKAGE_NAMES``, ``APPLE_BUNDLE_IDS``): the
     #: ``default`` tenant, whose apps no registered tenant may claim.
     default_tenant: Tenant | None = None
+    #: The default tenant's refund-request policy (``REFUND_*``), for the dry run of rules.
+    policy: Policy = field(default_factory=Policy)
     #: Refund insight's warehouse (``GET /insight``, docs/insight.md); None: off.
     insight: InsightSettings | None = None
 
@@ -98,6 +102,7 @@ class AdminSettings:
         from ..insight import InsightSettings
 
         insight = InsightSettings.read(settings)
+        policy = read_policy(settings)
         settings.done()
         assert auth is not None
         return cls(
@@ -109,8 +114,9 @@ class AdminSettings:
             events,
             reconcile_url,
             tenant_keys,
-            default,
-            insight,
+            default_tenant=default,
+            policy=policy,
+            insight=insight,
         )
 
 

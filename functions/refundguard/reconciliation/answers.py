@@ -127,20 +127,7 @@ class Answerer:
         return ANSWERED
 
     def _facts(self, request: RefundRequest) -> Facts:
-        """What the rules may match on: the purchase's product and time (its entitlement), the
-        storefront the store named, when the store asked."""
-        from ..model import StoreName
-
-        entitlement = self.entitlements.get(
-            StoreName(request.store), request.purchase_id, request.environment
-        )
-        return Facts(
-            store=request.store,
-            product_id=entitlement.product_id if entitlement else None,
-            storefront=request.storefront,
-            purchase_time_ms=entitlement.purchase_time_ms if entitlement else None,
-            asked_ms=request.received_ms,
-        )
+        return facts_of(request, self.entitlements)
 
     def _send(self, request: RefundRequest, body: dict[str, object], now: int) -> None:
         deadline = max(1.0, min(MAX_CALL_S, (request.deadline_ms - now) / 1000))
@@ -186,6 +173,23 @@ class Answerer:
             self.entitlements.apply(history_event(request, type_=type_, now_ms=now, **details))
         except RefundGuardError as err:
             logs.warning("refund request outcome not added to history", code=err.code)
+
+
+def facts_of(request: RefundRequest, entitlements: EntitlementStore) -> Facts:
+    """What the rules may match on: the purchase's product and time (its entitlement), the
+    storefront the store named, when the store asked."""
+    from ..model import StoreName
+
+    entitlement = entitlements.get(
+        StoreName(request.store), request.purchase_id, request.environment
+    )
+    return Facts(
+        store=request.store,
+        product_id=entitlement.product_id if entitlement else None,
+        storefront=request.storefront,
+        purchase_time_ms=entitlement.purchase_time_ms if entitlement else None,
+        asked_ms=request.received_ms,
+    )
 
 
 def _text(value: object) -> str | None:
