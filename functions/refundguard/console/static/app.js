@@ -426,17 +426,22 @@ async function probeFigures() {
   const mine = ticket("probe");
   const token = session.token;
   const id = session.tenant;
-  show($("view-figures-button"), false);
+  const button = $("view-figures-button");
+  show(button, false);
+  button.dataset.state = "asking"; // "shown" or "refused" once the API answered
   try {
     await api.get(figuresQuery(id, defaultRange()));
   } catch (err) {
     if (!newest("probe", mine) || session.token !== token) return;
     if (figuresRefused(err) || signsOut(err)) {
+      button.dataset.state = "refused";
       if (session.view === "figures") showView("purchases");
       return;
     }
   }
-  if (newest("probe", mine) && session.token === token) show($("view-figures-button"));
+  if (!newest("probe", mine) || session.token !== token) return;
+  button.dataset.state = "shown";
+  show(button);
 }
 
 /** Show tenant `id`: what was shown of another tenant goes (unless `keep`: a switch to the
@@ -510,6 +515,7 @@ function drawFigures() {
       slot.textContent = visible(explain(err));
     },
     refuse: () => {
+      $("view-figures-button").dataset.state = "refused";
       show($("view-figures-button"), false);
       showView("purchases");
     },
