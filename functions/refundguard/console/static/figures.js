@@ -77,7 +77,8 @@ export function renderFigures(root, id, ctx) {
       "of From. What each figure counts: docs/insight.md.",
   );
   const state = h("p", { id: "figures-state", class: "help", role: "status" });
-  const body = h("div", { id: "figures-body", class: "figures-body", "aria-live": "polite" });
+  // Not a live region (a screen reader would read the whole table): the status line says it.
+  const body = h("div", { id: "figures-body", class: "figures-body" });
   root.replaceChildren(h("section", { class: "card", "aria-labelledby": "figures-title" }, title, form, help, state, body));
 
   const read = () => {
