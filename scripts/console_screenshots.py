@@ -7,7 +7,8 @@ purchase through the Play function, then drives headless Chromium: the sign-in s
 revoked purchase with its timeline, the re-grant confirmation, the purchase once re-granted, and
 a user who is not on the admin list being refused. With the tenant routes (GET /me), also: a
 platform admin's tenant picker over another tenant's purchase, and a tenant admin's set-up pages
-(``tenant-*`` and ``setup-*``); without them those are left as they are, and it says so.
+(``tenant-*`` and ``setup-*``); with GET /insight, a platform admin's refund figures of a creator
+(``figures-desktop``). ``--only figures`` takes that one alone.
 """
 
 from __future__ import annotations
@@ -108,9 +109,37 @@ def tenant_screens(stack: LocalStack, out: Path) -> bool:
     return True
 
 
+def figures_screen(stack: LocalStack, out: Path) -> bool:
+    """A creator's refund figures (make run's demo data), the top of the page with its charts;
+    False (nothing taken) without GET /me or GET /insight."""
+    from selenium.webdriver.support.ui import Select
+
+    if not (stack.serves("GET", "me", ADMIN) and stack.serves("GET", "insight", ADMIN)):
+        return False
+    url = stack.url("admin_console") + "/"
+    a, _ = DEMO_TENANTS
+    with chromium(DESKTOP) as driver:
+        sign_in(driver, url, ADMIN)
+        Select(visible(driver, "#tenant")).select_by_value(a.id)
+        driver.find_element("id", "tenant-switch").click()
+        wait_for(
+            driver,
+            lambda d: (
+                d.find_element("id", "view-figures-button").get_attribute("data-state") == "shown"
+            ),
+            timeout_s=60,
+        )
+        visible(driver, "#view-figures-button").click()
+        wait_for(driver, lambda d: d.find_elements("css selector", ".rg-insight-chart"), 60)
+        top(driver)
+        screenshot(driver, out / "figures-desktop.png", full_page=False)
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "console")
+    parser.add_argument("--only", choices=("all", "figures"), default="all")
     args = parser.parse_args()
     if find_browser() is None:
         print("Chromium is missing: `make browser` installs it (as root)", file=sys.stderr)
@@ -119,9 +148,12 @@ def main() -> int:
     try:
         stack.play("one-time", "--notification-type", "1", "--token", DEMO_TOKEN)
         stack.play("voided", "--token", DEMO_TOKEN, "--order-id", DEMO_ORDER)
-        screens(stack, args.out)
-        if not tenant_screens(stack, args.out):
-            print("The admin API serves no GET /me: tenant screenshots left as they are")
+        if args.only == "all":
+            screens(stack, args.out)
+            if not tenant_screens(stack, args.out):
+                print("The admin API serves no GET /me: tenant screenshots left as they are")
+        if not figures_screen(stack, args.out):
+            print("The admin API serves no GET /insight: the figures screenshot left as it is")
     finally:
         stack.stop()
     for path in sorted(args.out.glob("*.png")):

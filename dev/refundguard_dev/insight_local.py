@@ -221,7 +221,8 @@ class FollowingWarehouse(LocalWarehouse):
 def shared_warehouse() -> LocalWarehouse:
     """This process's warehouse (``INSIGHT_ENGINE=local``): fed by the emulator subscription
     ``INSIGHT_LOCAL_SUBSCRIPTION`` (projects/P/subscriptions/S, on ``PUBSUB_EMULATOR_HOST``)
-    when set, and seeded with demo data (``demo.demo_rows``) when ``INSIGHT_LOCAL_DEMO=1``."""
+    when set, and seeded with demo data (``demo.demo_rows``) when ``INSIGHT_LOCAL_DEMO=1``: of
+    the tenants ``INSIGHT_LOCAL_DEMO_TENANTS`` names (comma-separated; unset: ``default``)."""
     import os
 
     with _shared_lock:
@@ -233,7 +234,9 @@ def shared_warehouse() -> LocalWarehouse:
             if os.environ.get("INSIGHT_LOCAL_DEMO") == "1":
                 from .insight_demo import demo_rows
 
-                warehouse.insert(demo_rows())
+                named = os.environ.get("INSIGHT_LOCAL_DEMO_TENANTS", "")
+                tenants = tuple(t.strip() for t in named.split(",") if t.strip())
+                warehouse.insert(demo_rows(tenants=tenants or ("default",)))
             _shared[""] = warehouse
         return _shared[""]
 

@@ -70,8 +70,14 @@ INSIGHT_SUBSCRIPTIONS = {"admin": "insight-admin", "admin_console": "insight-con
 
 def insight_env(target: str, *, events: bool) -> dict[str, str]:
     """Refund insight on the local DuckDB stand-in, with demo data, fed by the events topic when
-    events are on."""
-    env = {"INSIGHT_ENGINE": "local", "INSIGHT_LOCAL_DEMO": "1"}
+    events are on: demo figures of the deployment's tenant and of make run's two creators."""
+    from .demo_tenants import DEMO_TENANTS  # it imports this module
+
+    env = {
+        "INSIGHT_ENGINE": "local",
+        "INSIGHT_LOCAL_DEMO": "1",
+        "INSIGHT_LOCAL_DEMO_TENANTS": ",".join(["default", *(t.id for t in DEMO_TENANTS)]),
+    }
     if events:
         name = INSIGHT_SUBSCRIPTIONS[target]
         env["INSIGHT_LOCAL_SUBSCRIPTION"] = f"projects/{PROJECT}/subscriptions/{name}"

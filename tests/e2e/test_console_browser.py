@@ -612,3 +612,127 @@ def test_the_tenant_pages_fit_a_phone(stack: LocalStack) -> None:
             box = button.rect
             assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE[0], button.text
             assert box["height"] >= 44, button.text
+
+
+# ------------------------------------------------------------------------------ refund figures
+# GET /insight (docs/insight.md) on make run's local engine, seeded with demo figures of each
+# creator: the "Refund figures" page draws them, and its CSV is the API's.
+
+
+def insight_csv(stack: LocalStack, query: str, email: str) -> str:
+    request = urllib.request.Request(
+        f"{stack.url('admin_console')}/insight?{query}&format=csv",
+        headers={"Authorization": f"Bearer {mint(email, LOCAL_CONSOLE_CLIENT_ID)}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return str(answer.read().decode())
+
+
+def figures_button(driver: Any) -> str:
+    """The figures button's state once the page has asked the API: "shown" or "refused"."""
+    state = wait_for(
+        driver,
+        lambda d: (
+            (s := d.find_element("id", "view-figures-button").get_attribute("data-state"))
+            in ("shown", "refused")
+            and s
+        ),
+        timeout_s=60,
+    )
+    return str(state)
+
+
+def open_figures(driver: Any) -> None:
+    assert figures_button(driver) == "shown"
+    visible(driver, "#view-figures-button").click()
+    wait_for(driver, lambda d: d.find_elements("css selector", ".rg-insight-chart"), 60)
+
+
+def table_rows(driver: Any) -> list[list[str]]:
+    rows = driver.find_elements("css selector", ".rg-insight-table tbody tr")
+    return [[c.text for c in row.find_elements("css selector", "td")] for row in rows]
+
+
+def test_refund_figures_of_a_tenant_as_charts_tables_and_csv(
+    stack: LocalStack, browser: Any, tmp_path: Any
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    require_route(stack, "GET", "me")
+    require_route(stack, "GET", "insight")
+    a, b = DEMO_TENANTS
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+    )
+    sign_in(browser, console(stack), ADMIN)
+    wait_for(browser, lambda d: focused(d) == "query")
+    pick(browser, a.id)
+    open_figures(browser)
+    assert f"Refunds of {a.id}, per week" in text_of(browser, ".rg-insight-title")
+    assert len(browser.find_elements("css selector", ".rg-insight-bars")) == 7
+    bars = browser.find_elements("css selector", ".rg-insight-bars rect")
+    assert any(float(bar.get_attribute("height")) > 0 for bar in bars)
+    # The table is the API's answer for the range the page shows, as the same person.
+    start = visible(browser, "#figures-from").get_attribute("value")
+    end = visible(browser, "#figures-to").get_attribute("value")
+    status, answer = api_call(
+        stack, "GET", f"insight?tenant={a.id}&period=week&from={start}&to={end}"
+    )
+    assert status == 200
+    every = [r for r in answer["rows"] if r["product_id"] == "*"]
+    shown = [row for row in table_rows(browser) if row[1] == "All products"]
+    assert len(shown) == len(every) == len(table_rows(browser)) // 4 > 0
+    assert [int(row[2]) for row in shown] == [r["purchases"] for r in every]
+    assert sum(r["purchases"] for r in every) > 0 and sum(r["refunds"] for r in every) > 0
+    # Per month, with the keyboard: the form is submitted with Enter.
+    Select(browser.find_element("id", "figures-period")).select_by_value("month")
+    browser.find_element("id", "figures-to").send_keys("\n")
+    wait_for(browser, lambda d: "per month" in text_of(d, ".rg-insight-title"))
+    # Download CSV: the file is the API's CSV of the same figures.
+    visible(browser, "#figures-csv").click()
+    wait_for(browser, lambda d: "Saved refundguard-insight-" in text_of(d, "#figures-state"))
+    saved = wait_for(browser, lambda d: list(tmp_path.glob("*.csv")), 30)
+    assert saved[0].name.startswith(f"refundguard-insight-{a.id}-month-")
+    text = saved[0].read_bytes().decode()  # as saved: the CSV's CRLF kept
+    start = visible(browser, "#figures-from").get_attribute("value")
+    assert text == insight_csv(stack, f"tenant={a.id}&period=month&from={start}&to={end}", ADMIN)
+    lines = text.splitlines()
+    assert "purchases" in lines[0] and len(lines) > 1
+    assert all(line.startswith(f"{a.id},") for line in lines[1:])
+    # All tenants: every tenant's rows, with a tenant column.
+    pick(browser, "*")
+    wait_for(browser, lambda d: "every tenant" in text_of(d, ".rg-insight-title"), 60)
+    tenants = {row[0] for row in table_rows(browser)}
+    assert {a.id, b.id} <= tenants
+
+
+def test_tenant_staff_see_their_own_figures_only(stack: LocalStack, browser: Any) -> None:
+    """A tenant admin sees their tenant's figures; another tenant's are the API's 404 and never
+    on the page. Tenant support: the API refuses (403), and the page shows no figures button."""
+    require_route(stack, "GET", "me")
+    require_route(stack, "GET", "insight")
+    a, b = DEMO_TENANTS
+    assert api_call(stack, "GET", f"insight?tenant={b.id}", a.admin)[0] == 404
+    assert api_call(stack, "GET", f"insight?tenant={a.id}", a.admin)[0] == 200
+    sign_in(browser, console(stack), a.admin)
+    wait_for(browser, lambda d: focused(d) == "query")
+    open_figures(browser)
+    assert f"Refunds of {a.id}" in text_of(browser, ".rg-insight-title")
+    assert any(int(row[2]) > 0 for row in table_rows(browser))
+    page = browser.find_element("tag name", "body").text
+    assert b.id not in page and b.display_name not in page
+
+    support = "support-figures-a@example.com"
+    assert api_call(stack, "PUT", f"tenants/{a.id}/staff/{support}", a.admin, {"role": "support"})[
+        0
+    ] in (200, 201)
+    try:
+        assert api_call(stack, "GET", f"insight?tenant={a.id}", support)[0] == 403
+        browser.find_element("id", "sign-out").click()
+        sign_in(browser, console(stack), support)
+        wait_for(browser, lambda d: focused(d) == "query")
+        assert figures_button(browser) == "refused"
+        assert not browser.find_element("id", "view-figures-button").is_displayed()
+        assert not browser.find_elements("css selector", ".rg-insight")
+    finally:
+        api_call(stack, "DELETE", f"tenants/{a.id}/staff/{support}", a.admin)

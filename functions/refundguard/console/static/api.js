@@ -11,7 +11,7 @@ export class ApiError extends Error {
 }
 
 export function createApi(getToken) {
-  async function call(method, path, { body, headers = {} } = {}) {
+  async function call(method, path, { body, headers = {}, as = "json" } = {}) {
     const token = getToken();
     if (!token) throw new ApiError(401, "signed_out", "You are signed out.");
     const init = {
@@ -32,11 +32,19 @@ export function createApi(getToken) {
     } catch {
       throw new ApiError(0, "unreachable", "refundguard could not be reached.");
     }
-    let data = null;
+    let raw = "";
     try {
-      data = await response.json();
+      raw = await response.text();
     } catch {
-      data = null;
+      raw = "";
+    }
+    let data = null;
+    if (as === "json" || !response.ok) {
+      try {
+        data = JSON.parse(raw);
+      } catch {
+        data = null;
+      }
     }
     if (!response.ok) {
       // {"error": code, "message": ...}, or {"error": {code, message}}
@@ -49,6 +57,7 @@ export function createApi(getToken) {
       const details = error?.details || data?.details;
       throw new ApiError(response.status, code, message || `HTTP ${response.status}`, details);
     }
+    if (as === "text") return { text: raw, filename: attachmentName(response) };
     return { data: data || {}, replayed: response.headers.get("Idempotent-Replayed") === "true" };
   }
 
@@ -58,6 +67,8 @@ export function createApi(getToken) {
     order: (orderId) => call("GET", `./orders/${encodeURIComponent(orderId)}`),
     list: (path) => call("GET", path),
     get: (path) => call("GET", path),
+    /** A GET whose answer is a file (CSV): its text and the name the API gave it. */
+    text: (path) => call("GET", path, { as: "text" }),
     send: (method, path, body) => call(method, path, { body }),
     /** Re-grant or revoke; retried once with the same Idempotency-Key, so it never acts twice. */
     async act(action, store, purchaseId, reason, key) {
@@ -75,6 +86,12 @@ export function createApi(getToken) {
       }
     },
   };
+}
+
+/** The file name of a Content-Disposition attachment, kept to safe characters; "" when none. */
+function attachmentName(response) {
+  const found = /filename="([^"]*)"/.exec(response.headers.get("Content-Disposition") || "");
+  return found ? found[1].replace(/[^A-Za-z0-9._-]/g, "_") : "";
 }
 
 const STORES = { google: "Google Play", apple: "the App Store" };

@@ -14,6 +14,7 @@
 
 import { ApiError, createApi, explain, explainSignIn } from "./api.js";
 import { h, show, visible } from "./dom.js";
+import { defaultRange, query as figuresQuery, refused as figuresRefused, renderFigures } from "./figures.js";
 import { classify, fragmentFor, KINDS, namespacesFor, namespaceOf, parseFragment } from "./ids.js";
 import { renderRefundRequests, renderRuns } from "./panels.js";
 import { renderChoice, renderPurchase } from "./render.js";
@@ -37,14 +38,22 @@ import { statusWords, storeWords, withArticle } from "./words.js";
 const $ = (id) => document.getElementById(id);
 const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content || "";
 
-const session = { token: null, email: "", timer: null, me: null, tenant: ALL, view: "purchases" };
+const session = {
+  token: null,
+  email: "",
+  timer: null,
+  me: null,
+  tenant: ALL,
+  view: "purchases",
+  range: defaultRange(), // the figures' period and dates, kept across tenants and redraws
+};
 const details = new Map(); // tenant id -> the tenant as GET /tenants/{id} answered (this session)
 let current = null; // {namespace, purchaseId, view}: the purchase shown, which the actions act on
 const api = createApi(() => session.token);
 
 // ------------------------------------------------------------------------- newest answer wins
 
-const tickets = { view: 0, panels: 0, setup: 0, me: 0 };
+const tickets = { view: 0, panels: 0, setup: 0, me: 0, figures: 0, probe: 0 };
 
 /** A ticket for a new request of this kind: answers to older ones are dropped from now on. */
 function ticket(kind) {
@@ -177,8 +186,14 @@ function signOut(message) {
   ticket("panels");
   ticket("setup");
   ticket("me");
+  ticket("figures");
+  ticket("probe");
+  session.range = defaultRange();
   $("view-setup").replaceChildren();
   show($("view-setup"), false);
+  $("view-figures").replaceChildren();
+  show($("view-figures"), false);
+  show($("view-figures-button"), false);
   show($("view-purchases"));
   show($("tenant-bar"), false);
   window.google?.accounts?.id?.disableAutoSelect?.();
@@ -400,6 +415,33 @@ function drawTenantState() {
   const setUp = canSetUp(me, id) || (id === ALL && me.platform_role === "admin");
   show($("view-setup-button"), setUp);
   if (!setUp && session.view === "setup") showView("purchases");
+  probeFigures();
+}
+
+/** Whether the API gives this person the figures of the tenant picked: the "Refund figures"
+ * button shows only then. A 403 or insight off here hides it (and its page); any other error
+ * leaves it, so that its page says what went wrong. The API's cache makes the page's own read of
+ * the same figures right after free. */
+async function probeFigures() {
+  const mine = ticket("probe");
+  const token = session.token;
+  const id = session.tenant;
+  const button = $("view-figures-button");
+  show(button, false);
+  button.dataset.state = "asking"; // "shown" or "refused" once the API answered
+  try {
+    await api.get(figuresQuery(id, defaultRange()));
+  } catch (err) {
+    if (!newest("probe", mine) || session.token !== token) return;
+    if (figuresRefused(err) || signsOut(err)) {
+      button.dataset.state = "refused";
+      if (session.view === "figures") showView("purchases");
+      return;
+    }
+  }
+  if (!newest("probe", mine) || session.token !== token) return;
+  button.dataset.state = "shown";
+  show(button);
 }
 
 /** Show tenant `id`: what was shown of another tenant goes (unless `keep`: a switch to the
@@ -423,6 +465,7 @@ function switchTenant(id, { keep = false } = {}) {
   }
   if (id !== ALL && roleIn(session.me, id) === "support") loadDetails(id);
   if (session.view === "setup") drawSetup();
+  if (session.view === "figures") drawFigures();
   announce(`Showing ${id === ALL ? "all tenants" : nameOf(session.me, id)}.`);
 }
 
@@ -436,17 +479,47 @@ async function loadDetails(id) {
   }
 }
 
+const VIEWS = ["purchases", "figures", "setup"];
+
 function showView(which) {
   session.view = which;
-  show($("view-purchases"), which === "purchases");
-  show($("view-setup"), which === "setup");
-  $("view-purchases-button").setAttribute("aria-pressed", String(which === "purchases"));
-  $("view-setup-button").setAttribute("aria-pressed", String(which === "setup"));
+  for (const name of VIEWS) {
+    show($(`view-${name}`), which === name);
+    $(`view-${name}-button`).setAttribute("aria-pressed", String(which === name));
+  }
   if (which === "setup") drawSetup();
   else {
     ticket("setup");
     $("view-setup").replaceChildren();
   }
+  if (which === "figures") drawFigures();
+  else {
+    ticket("figures");
+    $("view-figures").replaceChildren();
+  }
+}
+
+/** The figures of the tenant picked (a platform admin's "all tenants": every tenant's). */
+function drawFigures() {
+  const mine = ticket("figures");
+  const token = session.token;
+  const id = session.tenant;
+  renderFigures($("view-figures"), id, {
+    api,
+    range: session.range,
+    tenantName: nameOf(session.me, id),
+    current: () => newest("figures", mine) && session.token === token,
+    fail: (err, slot) => {
+      if (signsOut(err)) return handle(err);
+      slot.className = "error";
+      slot.textContent = visible(explain(err));
+    },
+    refuse: () => {
+      $("view-figures-button").dataset.state = "refused";
+      show($("view-figures-button"), false);
+      showView("purchases");
+    },
+  });
 }
 
 function drawSetup() {
@@ -650,6 +723,7 @@ $("tenant-pick").addEventListener("submit", (event) => {
 });
 $("view-purchases-button").addEventListener("click", () => showView("purchases"));
 $("view-setup-button").addEventListener("click", () => showView("setup"));
+$("view-figures-button").addEventListener("click", () => showView("figures"));
 $("sign-out").addEventListener("click", () => signOut(null));
 $("notice-close").addEventListener("click", clearNotice);
 window.addEventListener("hashchange", openFragment);

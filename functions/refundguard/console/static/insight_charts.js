@@ -1,12 +1,7 @@
 // Refund insight's charts and table (docs/insight.md), self-contained: it builds DOM and inline
 // SVG from the JSON answer of GET /insight, with classes only (the page's CSP allows no inline
-// style), and never fetches anything itself. The page calls it with what its own API call
-// returned:
-//
-//   import { insightPath, renderInsight, saveCsv } from "./insight_charts.js";
-//   const answer = await api.get(insightPath({ tenant, period: "week" }));  // the page's fetch
-//   renderInsight(container, answer);
-//   saveCsv(await csvText, "refunds.csv");  // GET insightPath({..., format: "csv"}) as text
+// style), and never fetches anything itself: figures.js calls it with what its own API call
+// returned (renderInsight), and saves the CSV it fetched (saveCsv).
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -113,31 +108,71 @@ function cell(figure, value) {
   return String(value);
 }
 
-// The figures table: one row per period and product ("*" = all products), as answered.
-export function figuresTable(rows) {
+const TEXT_COLUMNS = new Set(["tenant", "period_start", "product_id"]);
+
+// The figures table: one row per period and product ("*" = all products), as answered; with a
+// tenant column when the answer holds every tenant's rows. Wrapped in a region that scrolls
+// sideways (by keyboard too) on a narrow screen.
+export function figuresTable(rows, { tenants = false, caption = "Figures" } = {}) {
+  const columns = tenants ? [["tenant", "Tenant"], ...COLUMNS] : COLUMNS;
   const table = el("table", "rg-insight-table");
+  table.append(el("caption", "visually-hidden", caption));
   const head = el("tr");
-  for (const [, heading] of COLUMNS) head.append(el("th", "", heading));
-  table.append(el("thead")).append(head);
+  for (const [, heading] of columns) {
+    const th = el("th", "", heading);
+    th.setAttribute("scope", "col");
+    head.append(th);
+  }
+  const thead = el("thead");
+  thead.append(head);
+  table.append(thead);
   const body = el("tbody");
   for (const row of rows) {
     const line = el("tr", row.product_id === "*" ? "rg-insight-all" : "");
-    for (const [figure] of COLUMNS) {
+    for (const [figure] of columns) {
       const value = figure === "product_id" && row[figure] === "*" ? "All products" : row[figure];
-      line.append(el("td", "", figure === "period_start" || figure === "product_id" ? String(value) : cell(figure, value)));
+      line.append(el("td", "", TEXT_COLUMNS.has(figure) ? String(value ?? "–") : cell(figure, value)));
     }
     body.append(line);
   }
   table.append(body);
-  return table;
+  const scroller = el("div", "rg-insight-scroll");
+  scroller.setAttribute("role", "region");
+  scroller.setAttribute("aria-label", caption);
+  scroller.setAttribute("tabindex", "0");
+  scroller.append(table);
+  return scroller;
 }
 
-// Charts of the "*" rows (every product; one tenant: the first tenant answered) and the table,
-// replacing what `container` held.
+// Every tenant's "*" rows as one per period: the counts added up, the refund rate of the sums,
+// the revoke times left out (percentiles do not add up).
+export function combined(rows) {
+  const periods = new Map();
+  for (const row of rows) {
+    if (row.product_id !== "*") continue;
+    const sum = periods.get(row.period_start) || { period_start: row.period_start };
+    for (const [figure, value] of Object.entries(row)) {
+      if (typeof value !== "number" || figure === "refund_rate" || figure.startsWith("revoke_")) continue;
+      sum[figure] = (sum[figure] || 0) + value;
+    }
+    periods.set(row.period_start, sum);
+  }
+  return [...periods.values()]
+    .sort((a, b) => (a.period_start < b.period_start ? -1 : 1))
+    .map((sum) => ({
+      ...sum,
+      refund_rate: sum.purchases ? (sum.refunds_of_purchases || 0) / sum.purchases : null,
+      revoke_p50_ms: null,
+      revoke_p95_ms: null,
+    }));
+}
+
+// Charts of the "*" rows (every product; every tenant: their sums) and the table, replacing
+// what `container` held.
 export function renderInsight(container, answer) {
   const rows = Array.isArray(answer?.rows) ? answer.rows : [];
-  const tenant = answer?.tenant || (rows[0] ? rows[0].tenant : null);
-  const all = rows.filter((r) => r.product_id === "*" && (!tenant || r.tenant === tenant));
+  const tenant = answer?.tenant || null;
+  const all = tenant ? rows.filter((r) => r.product_id === "*" && r.tenant === tenant) : combined(rows);
   const section = el("section", "rg-insight");
   const title = `Refunds of ${tenant || "every tenant"}, per ${answer?.period || "period"}, ${answer?.from || ""} to ${answer?.to || ""} (UTC)`;
   section.append(el("h2", "rg-insight-title", title));
@@ -146,7 +181,7 @@ export function renderInsight(container, answer) {
   } else {
     const charts = el("div", "rg-insight-charts");
     for (const [figure, label, format] of CHARTS) charts.append(barChart(all, figure, label, format));
-    section.append(charts, figuresTable(rows));
+    section.append(charts, figuresTable(rows, { tenants: !tenant, caption: `${title}: the figures` }));
   }
   container.replaceChildren(section);
   return section;
