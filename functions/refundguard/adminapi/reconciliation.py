@@ -159,9 +159,7 @@ def dry_run(
             }
         )
     logs.bind(tenant=tenant.id, dry_run=len(results))
-    return Reply(
-        {"tenant": tenant.id, "answering": answering, "results": results}, "admin action"
-    )
+    return Reply({"tenant": tenant.id, "answering": answering, "results": results}, "admin action")
 
 
 def report_consumption(
