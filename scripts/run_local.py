@@ -211,6 +211,7 @@ def run(ports: dict[str, int]) -> int:
             keys=stores.tenant_keys,
             kms_env={**stores.kms_env, **key_file(stores)},
         )
+        demo_ids = [tenant.id for tenant in DEMO_TENANTS]
         own_env = {
             "play_notifications": stores.play_env,
             "apple_notifications": local_apple_env(),
@@ -220,7 +221,7 @@ def run(ports: dict[str, int]) -> int:
                 **stores.apple_env,
                 **stores.kms_env,
                 "RECONCILE_URL": urls["reconcile"],
-                **insight_env("admin", events=pubsub_jar is not None),
+                **insight_env("admin", events=pubsub_jar is not None, tenants=demo_ids),
             },
             "reconcile": reconcile_env(stores),
             "admin_console": {
@@ -228,7 +229,7 @@ def run(ports: dict[str, int]) -> int:
                 **stores.play_env,
                 **stores.apple_env,
                 **stores.kms_env,
-                **insight_env("admin_console", events=pubsub_jar is not None),
+                **insight_env("admin_console", events=pubsub_jar is not None, tenants=demo_ids),
             },
         }
         for target in FUNCTIONS:

@@ -18,7 +18,7 @@ from refundguard.model import Entitlement, LedgerEvent, Source, Status, StoreNam
 from refundguard.refunds import APPLE_WINDOW_MS, GOOGLE_WINDOW_MS, RefundRequest
 from refundguard.serializer import ms_to_iso
 
-from .insight_local import subscription_row
+from .insight_rows import subscription_row
 
 SOURCE = "//refundguard/projects/demo-refundguard"
 DAY_MS = 86_400_000

@@ -1,13 +1,12 @@
 """The local stand-in of the insight warehouse: an embedded DuckDB holding the BigQuery table
 ``events`` with the same schema (infra/insight/events_schema.json), filled with rows in the format
-the Pub/Sub BigQuery subscription writes (``subscription_row``), and the SAME view SQL as
+the Pub/Sub BigQuery subscription writes (``insight_rows``), and the SAME view SQL as
 Terraform deploys (infra/insight/*.sql), transpiled from BigQuery's dialect to DuckDB's by sqlglot
 (``transpile``; tests check that the transpiled text is what runs). Development and tests only:
 never deployed (duckdb and sqlglot are in requirements.txt, not functions/requirements.txt)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import string
 import tempfile
@@ -16,9 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-SQL_DIR = ROOT / "infra" / "insight"
-SCHEMA_PATH = SQL_DIR / "events_schema.json"
+from .insight_rows import SQL_DIR, row_of_pubsub_message, schema
+
 #: The views, each over the ones before it (infra/insight.tf creates them in this order too).
 VIEWS = ("events_unique", "facts", "figures")
 #: DuckDB's catalog of an in-memory database: ``project`` in the views' ``project.dataset.name``.
@@ -31,11 +29,6 @@ _BQ_TO_DUCKDB = {
     "BOOL": "BOOLEAN",
     "FLOAT64": "DOUBLE",
 }
-
-
-def schema() -> list[dict[str, Any]]:
-    """The BigQuery table's schema, as Terraform gives it (JSON, BigQuery's format)."""
-    return json.loads(SCHEMA_PATH.read_text())
 
 
 def duckdb_type(field: Mapping[str, Any]) -> str:
@@ -62,53 +55,6 @@ def transpile(bigquery_sql: str) -> str:
     for cte in tree.find_all(exp.CTE):
         cte.set("materialized", False)
     return tree.sql(dialect="duckdb")
-
-
-def _keep(value: Any, field: Mapping[str, Any]) -> Any:
-    """``value`` as the subscription writes it into ``field``: unknown sub-fields dropped."""
-    if field["type"] != "RECORD" or not isinstance(value, Mapping):
-        return value
-    return {f["name"]: _keep(value.get(f["name"]), f) for f in field["fields"]}
-
-
-def subscription_row(
-    *,
-    data: bytes,
-    message_id: str,
-    publish_time: str,
-    attributes: Mapping[str, str],
-    subscription: str = "projects/demo/subscriptions/insight",
-) -> dict[str, Any]:
-    """The row a BigQuery subscription with ``use_table_schema`` + ``write_metadata`` +
-    ``drop_unknown_fields`` writes for one message: the JSON data's top-level fields into the
-    columns of the same name (fields the table lacks dropped, at every level), and the metadata
-    columns."""
-    event = json.loads(data)
-    row: dict[str, Any] = {}
-    for field in schema():
-        name = field["name"]
-        if name == "subscription_name":
-            row[name] = subscription
-        elif name == "message_id":
-            row[name] = message_id
-        elif name == "publish_time":
-            row[name] = publish_time
-        elif name == "attributes":
-            row[name] = json.dumps(dict(attributes), sort_keys=True)
-        else:
-            row[name] = _keep(event.get(name), field)
-    return row
-
-
-def row_of_pubsub_message(message: Mapping[str, Any], subscription: str) -> dict[str, Any]:
-    """A pulled Pub/Sub REST ``PubsubMessage`` (base64 data) as its subscription row."""
-    return subscription_row(
-        data=base64.b64decode(message.get("data", "")),
-        message_id=message["messageId"],
-        publish_time=message["publishTime"],
-        attributes=message.get("attributes", {}),
-        subscription=subscription,
-    )
 
 
 class LocalWarehouse:

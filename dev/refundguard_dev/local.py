@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -68,15 +68,14 @@ def consumer_env() -> dict[str, str]:
 INSIGHT_SUBSCRIPTIONS = {"admin": "insight-admin", "admin_console": "insight-console"}
 
 
-def insight_env(target: str, *, events: bool) -> dict[str, str]:
+def insight_env(target: str, *, events: bool, tenants: Iterable[str] = ()) -> dict[str, str]:
     """Refund insight on the local DuckDB stand-in, with demo data, fed by the events topic when
-    events are on: demo figures of the deployment's tenant and of make run's two creators."""
-    from .demo_tenants import DEMO_TENANTS  # it imports this module
-
+    events are on: demo figures of the deployment's tenant and of ``tenants`` (make run's
+    creators)."""
     env = {
         "INSIGHT_ENGINE": "local",
         "INSIGHT_LOCAL_DEMO": "1",
-        "INSIGHT_LOCAL_DEMO_TENANTS": ",".join(["default", *(t.id for t in DEMO_TENANTS)]),
+        "INSIGHT_LOCAL_DEMO_TENANTS": ",".join(["default", *tenants]),
     }
     if events:
         name = INSIGHT_SUBSCRIPTIONS[target]

@@ -16,14 +16,13 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import alerts, logs, refund_counts
-from .alerts import Alert, DayCounts, RequestView, RunView
+from .alerts import Alert, AlertSettings, DayCounts, RequestView, RunView
 from .firestore_calls import retry
 from .refund_store import REFUND_REQUESTS
 from .serializer import ms_to_datetime, to_firestore
 
 if TYPE_CHECKING:
     from .outbox import Outbox
-    from .sweep.settings import AlertSettings
 
 ALERTS = "alerts"
 RUNS = "reconcile_runs"  # reconciliation.state.RUNS, read as plain documents (read_runs)

@@ -10,11 +10,14 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .events import CONTENT_TYPE, SPEC_VERSION, OutboxEntry
 from .model import DEFAULT_TENANT
 from .refund_counts import day_of
+
+if TYPE_CHECKING:
+    from .config import Settings
 from .serializer import ms_to_iso
 from .tenants import is_tenant_id
 
@@ -426,3 +429,36 @@ def tenant_of(value: Any) -> str:
     """A record's tenant (None, missing or not a tenant id: written before tenants,
     ``default``)."""
     return value if is_tenant_id(value) else DEFAULT_TENANT
+
+
+# ------------------------------------------------------------------------------ settings
+
+DEFAULT_DEADLINE_HOURS = 4.0
+DEFAULT_SPIKE_MIN_REFUNDS = 10
+DEFAULT_RECONCILE_MINUTES = 60.0
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """``ALERTS`` (on/off), and each alert's threshold (docs/alerts.md)."""
+
+    on: bool = True
+    near_ms: int = int(DEFAULT_DEADLINE_HOURS * 3600_000)
+    spike_floor: int = DEFAULT_SPIKE_MIN_REFUNDS
+    reconcile_stale_ms: int = int(DEFAULT_RECONCILE_MINUTES * 60_000)
+
+    @classmethod
+    def read(cls, settings: Settings) -> AlertSettings:
+        switch = settings.text("ALERTS", default="on").lower()
+        if switch not in ("on", "off"):
+            settings.problem(f"ALERTS must be on or off, not {switch[:20]!r}")
+        hours = settings.number(
+            "ALERT_DEADLINE_HOURS", default=DEFAULT_DEADLINE_HOURS, low=0.25, high=23
+        )
+        floor = settings.number(
+            "ALERT_SPIKE_MIN_REFUNDS", default=DEFAULT_SPIKE_MIN_REFUNDS, low=1, high=1_000_000
+        )
+        minutes = settings.number(
+            "ALERT_RECONCILE_MINUTES", default=DEFAULT_RECONCILE_MINUTES, low=15, high=10_080
+        )
+        return cls(switch != "off", int(hours * 3600_000), int(floor), int(minutes * 60_000))

@@ -16,10 +16,10 @@ from .. import logs
 from ..errors import method_not_allowed, rejected, transient
 from ..http import App, Reply, parse_json_object, read_body, serve
 from ..reconciliation.run import Reconciler
+from ..reconciliation.settings import ReconcileSettings
 from ..store import EntitlementStore, now_ms
 from ..storeapi import CallPolicy
 from ..wiring import Wiring
-from .settings import ReconcileSettings
 
 if TYPE_CHECKING:
     import flask

@@ -15,9 +15,9 @@ from .. import logs
 from ..errors import RefundGuardError, method_not_allowed, rejected, transient
 from ..http import App, Reply, read_body, serve
 from ..playstore import envelope
-from ..reconcile.settings import ReconcileSettings
 from ..reconciliation import work as w
 from ..reconciliation.chain import ChainWorker
+from ..reconciliation.settings import ReconcileSettings
 from ..refund_policy import policies
 from ..storeapi import CallPolicy
 from ..wiring import Wiring

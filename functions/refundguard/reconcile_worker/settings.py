@@ -1,4 +1,4 @@
-"""The worker's settings, read once at start-up: the reconciler's (``reconcile.settings``; the
+"""The worker's settings, read once at start-up: the reconciler's (``reconciliation.settings``; the
 work topic is required, each continuation is published there) and the Pub/Sub push identity's
 token check (``RECONCILE_PUSH_SERVICE_ACCOUNTS``, ``RECONCILE_PUSH_AUDIENCE``,
 ``RECONCILE_PUSH_CERTS_URL``; unset: off, a WARNING, local runs only)."""
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..oidc import Authenticator, read_authenticator
-from ..reconcile.settings import ReconcileSettings
+from ..reconciliation.settings import ReconcileSettings
 
 PUSH_SERVICE_ACCOUNTS = "RECONCILE_PUSH_SERVICE_ACCOUNTS"
 

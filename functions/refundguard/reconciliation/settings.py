@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from ..config import APPLE_API_ENV, EventsSettings, FirestoreSettings, Settings
 from ..playstore.credentials import PlayApiSettings, read_play_api_settings
-from ..reconciliation.run import Scope
 from ..refund_answers import Policy
 from ..refund_policy import read_policy
 from ..tenant_keys import read_tenant_keys
 from ..tenants import AppleApp, Tenant, default_tenant
+from .run import Scope
 
 if TYPE_CHECKING:
     from ..appstore.credentials import AppleApiAccess
